@@ -1,0 +1,55 @@
+import { connect, type Socket } from 'node:net';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { KEEPALIVE_DELAY_MS } from '../config.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { resetSocket, splice } from '../net/splice.js';
+import { splitHostPort } from '../protocol/messages.js';
+import { portArg, usageFailure } from './common.js';
+import { runService, withServiceOptions } from './service-runner.js';
+
+const args = await withServiceOptions(
+  yargs(hideBin(process.argv))
+    .scriptName('expose')
+    .usage('$0 RELAYHOST RELAYPORT TARGET [options]\n\nMakes an existing TCP server (TARGET: PORT or HOST:PORT) reachable through the relay.')
+    .command('$0 <relayhost> <relayport> <target>', false)
+    .positional('target', { type: 'string', describe: 'The server to expose: PORT (on localhost) or HOST:PORT' })
+    .example('$0 localhost 8080 3000', 'expose localhost:3000; prints "established relay address: localhost:8081"')
+    .example('$0 relay.example.com 8080 192.168.1.20:22', 'expose an ssh server of the private network')
+    .fail(usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')),
+).parseAsync();
+
+function parseTarget(text: string | undefined): { host: string; port: number } {
+  if (text === undefined || text === '') throw new UsageError('TARGET is missing');
+  if (/^\d+$/.test(text)) return { host: 'localhost', port: portArg('TARGET', text) };
+  const target = splitHostPort(text);
+  if (target === undefined) throw new UsageError(`TARGET must be PORT or HOST:PORT, got "${text}"`);
+  return target;
+}
+
+let target: { host: string; port: number };
+try {
+  target = parseTarget(args.target);
+} catch (err) {
+  usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')(undefined, err as Error);
+}
+
+function forward(client: Socket, log: Logger): void {
+  const backend = connect({ ...target, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
+  backend.on('error', () => {});
+  backend.once('connect', () => {
+    void splice(client, backend).then((result) =>
+      log.debug({ client: client.remoteAddress, bytesIn: result.bytesAToB, bytesOut: result.bytesBToA, outcome: result.outcome }, 'connection closed'),
+    );
+  });
+  // The target refused or is unreachable: the public client learns at once, by a reset.
+  backend.once('error', (err: NodeJS.ErrnoException) => {
+    if (backend.connecting || !backend.remoteAddress) {
+      log.warn({ target: `${target.host}:${target.port}`, err: err.code ?? err.message }, 'target refused the connection');
+      resetSocket(client);
+    }
+  });
+}
+
+runService('expose', args, forward);

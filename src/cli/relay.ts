@@ -1,0 +1,94 @@
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js';
+import { UsageError } from '../errors.js';
+import { Relay } from '../relay/relay.js';
+import { loggerFor, onStopSignals, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
+
+function parseRange(text: string): PortRange {
+  const match = /^(\d+)-(\d+)$/.exec(text);
+  if (match === null) throw new UsageError(`--ports must look like A-B (for example 9000-9099), got "${text}"`);
+  const first = portArg('--ports start', match[1]);
+  const last = portArg('--ports end', match[2]);
+  if (first > last) throw new UsageError(`--ports start ${first} is above its end ${last}`);
+  return { first, last };
+}
+
+const seconds = (name: string, value: unknown): number => Math.round(positiveArg(name, value) * 1000);
+const count = (name: string, value: unknown): number => {
+  const n = positiveArg(name, value);
+  if (!Number.isInteger(n)) throw new UsageError(`${name} must be a whole number, got "${String(value)}"`);
+  return n;
+};
+
+const parser = withLogOptions(
+  yargs(hideBin(process.argv))
+    .scriptName('relay')
+    .usage('$0 PORT [options]\n\nA reverse TCP relay: services behind a firewall register on PORT and get a public port each.')
+    .command('$0 <port>', false)
+    .positional('port', { type: 'string', describe: 'Port where services connect (control, and data unless --data-port)' })
+    .option('data-port', { type: 'string', describe: 'Separate port for data (dial-back) connections' })
+    .option('ports', { type: 'string', describe: 'Public port range A-B [default: PORT+1-65535]' })
+    .option('public-host', { type: 'string', describe: 'Host name given to services as their public host [default: the name the service dialed]' })
+    .option('bind', { type: 'string', describe: 'Interface address to listen on [default: all]' })
+    .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
+    .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
+    .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: 'Open public clients per service' })
+    .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: 'Clients waiting for a dial-back, per service' })
+    .option('max-warm', { type: 'number', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
+    .option('handshake-timeout', { type: 'number', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
+    .option('dialback-timeout', { type: 'number', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })
+    .option('heartbeat', { type: 'number', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
+    .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
+    .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
+    .config('config', 'JSON file of options (keys as the long flags)')
+    .env('RELAY')
+    .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
+    .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
+    .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
+    .strict()
+    .help()
+    .version(false)
+    .fail(usageFailure('relay', 'PORT')),
+);
+
+async function main(): Promise<void> {
+  const args = await parser.parseAsync();
+  let options: RelayOptions;
+  try {
+    const port = portArg('PORT', args.port, true);
+    options = {
+      port,
+      ...(args.dataPort === undefined ? {} : { dataPort: portArg('--data-port', args.dataPort) }),
+      ...(args.ports === undefined ? {} : { ports: parseRange(args.ports) }),
+      ...(args.publicHost === undefined ? {} : { publicHost: args.publicHost }),
+      ...(args.bind === undefined ? {} : { bind: args.bind }),
+      ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
+      maxServices: count('--max-services', args.maxServices),
+      maxClientsPerService: count('--max-clients', args.maxClients),
+      maxPendingPerService: count('--max-pending', args.maxPending),
+      maxWarmPerService: count('--max-warm', args.maxWarm),
+      handshakeTimeoutMs: seconds('--handshake-timeout', args.handshakeTimeout),
+      dialbackTimeoutMs: seconds('--dialback-timeout', args.dialbackTimeout),
+      heartbeatMs: seconds('--heartbeat', args.heartbeat),
+      resumeGraceMs: seconds('--resume-grace', args.resumeGrace),
+      drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
+    };
+    if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
+  } catch (err) {
+    return usageFailure('relay', 'PORT')(undefined, err as Error);
+  }
+  const log = loggerFor('relay', args);
+  const relay = new Relay(options, log);
+  try {
+    await relay.start();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'needs more privileges' : `cannot be opened (${String(err)})`;
+    process.stderr.write(`relay: port ${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''} ${why}\n`);
+    process.exit(1);
+  }
+  onStopSignals(log, () => relay.shutdown());
+}
+
+await main();

@@ -1,0 +1,87 @@
+import type { Socket } from 'node:net';
+import type { Argv } from 'yargs';
+import { listenViaRelay } from '../client/tunnel.js';
+import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
+
+/** What ./echoserver and ./expose have in common: the relay to use and how. */
+export function withServiceOptions<T>(argv: Argv<T>) {
+  return withLogOptions(
+    argv
+      .positional('relayhost', { type: 'string', describe: 'Host name or address of the relay' })
+      .positional('relayport', { type: 'string', describe: 'Control port of the relay (its PORT)' })
+      .option('secret', { type: 'string', describe: "The relay's secret, if it has one (also RELAY_SECRET)" })
+      .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
+      .option('prewarm', { type: 'number', default: 0, describe: 'Idle data connections kept open so new clients start at once' })
+      .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
+      .env('RELAY')
+      .strict()
+      .help()
+      .version(false),
+  );
+}
+
+interface ServiceArgs {
+  relayhost?: string | undefined;
+  relayport?: string | undefined;
+  secret?: string | undefined;
+  publicPort?: string | undefined;
+  prewarm: number;
+  drainTimeout: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logFormat: 'json' | 'pretty';
+}
+
+/**
+ * Registers `handle` with the relay, prints the contract line on stdout at every
+ * registration, exits non-zero when the relay refuses for good, and on SIGTERM leaves
+ * the relay and lets open connections finish.
+ */
+export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void): void {
+  let relayPort: number;
+  let publicPort: number | undefined;
+  try {
+    if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
+    relayPort = portArg('RELAYPORT', args.relayport);
+    publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
+    if (!Number.isInteger(args.prewarm) || args.prewarm < 0 || args.prewarm > 1000) {
+      throw new UsageError(`--prewarm must be a whole number from 0 to 1000, got "${args.prewarm}"`);
+    }
+    if (!(args.drainTimeout >= 0)) throw new UsageError(`--drain-timeout must be 0 or more seconds`);
+  } catch (err) {
+    return usageFailure(program)(undefined, err as Error);
+  }
+  const log = loggerFor(program, args);
+  const open = new Set<Socket>();
+  const tunnel = listenViaRelay(
+    (socket) => {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+      handle(socket, log);
+    },
+    {
+      host: args.relayhost,
+      port: relayPort,
+      logger: log,
+      ...(args.secret ? { secret: args.secret } : {}),
+      ...(publicPort === undefined ? {} : { publicPort }),
+      ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),
+    },
+  );
+  tunnel.on('established', ({ address }: { address: string }) => {
+    process.stdout.write(`established relay address: ${address}\n`);
+  });
+  tunnel.on('error', (err: Error) => {
+    process.stderr.write(`${program}: ${err.message}\n`);
+    process.exit(1);
+  });
+  onStopSignals(log, async () => {
+    tunnel.close();
+    const deadline = Date.now() + args.drainTimeout * 1000;
+    while (open.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    for (const socket of open) socket.destroy();
+  });
+}

@@ -1,0 +1,298 @@
+import { EventEmitter } from 'node:events';
+import { connect, type Server, type Socket } from 'node:net';
+import { CLIENT_DEFAULTS, HEARTBEAT_MISSES, KEEPALIVE_DELAY_MS } from '../config.js';
+import { RegistrationRefusedError, UsageError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { readLines, sendMessage } from '../net/lines.js';
+import { computeProof } from '../protocol/auth.js';
+import { PROTOCOL_VERSION, joinHostPort, type RelayMessage } from '../protocol/messages.js';
+import { backoffDelay } from './backoff.js';
+import { openDataConnection, type RelayEndpoint } from './dial-back.js';
+
+/** Options of {@link listenViaRelay}. */
+export interface RelayClientOptions {
+  /** The relay's host name or address, as this program reaches it. */
+  host: string;
+  /** The relay's control port (the PORT of `./relay PORT`). */
+  port: number;
+  /** The relay's shared secret, if it was started with one. */
+  secret?: string;
+  /** Ask for this public port (the relay gives another if it is taken). */
+  publicPort?: number;
+  /** Keep this many idle data connections open so a new client needs no dial-back. */
+  prewarm?: number;
+  /** pino logger; silent by default. */
+  logger?: Logger;
+  /** Reconnect backoff in ms; see docs/integrating.md. */
+  backoff?: { initialMs?: number; maxMs?: number; jitter?: number };
+  handshakeTimeoutMs?: number;
+}
+
+/** The public address a relay gave this program. */
+export interface PublicAddress {
+  host: string;
+  port: number;
+  /** `host:port`, as people type it. */
+  address: string;
+}
+
+/** Where relayed clients go: a server of any kind, or a plain connection callback. */
+export type ConnectionTarget = Server | ((socket: Socket) => void);
+
+interface Registration {
+  dataPort: number;
+  heartbeatMs: number;
+  warmToken: string | undefined;
+}
+
+/**
+ * A program's presence on a relay. Keeps the control connection up (reconnecting with
+ * backoff after any loss), answers every dial-back request, and hands each public
+ * client to the target as an ordinary socket.
+ *
+ * Events: `established` (PublicAddress) after every registration; `disconnected`
+ * (reason) when the control connection is lost; `error` (Error) when the relay refuses
+ * the registration for good (wrong secret, other protocol version), after which it
+ * stops.
+ */
+export class RelayTunnel extends EventEmitter {
+  readonly #target: ConnectionTarget;
+  readonly #options: RelayClientOptions;
+  readonly #log: Logger;
+  #control: Socket | undefined;
+  #registration: Registration | undefined;
+  #publicAddress: PublicAddress | undefined;
+  #resume: string | undefined;
+  #attempt = 0;
+  #lastHeard = 0;
+  #timers = new Set<NodeJS.Timeout>();
+  #warmOpen = 0;
+  #closed = false;
+
+  constructor(target: ConnectionTarget, options: RelayClientOptions) {
+    super();
+    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
+      throw new UsageError(`relay port must be 1-65535, got ${options.port}`);
+    }
+    this.#target = target;
+    this.#options = options;
+    this.#log = options.logger ?? silentLogger;
+    this.#connect();
+  }
+
+  /** The public address from the latest registration, if registered now. */
+  get publicAddress(): PublicAddress | undefined {
+    return this.#registration === undefined ? undefined : this.#publicAddress;
+  }
+
+  /** Resolves with the public address at the next registration; rejects if refused for good. */
+  established(): Promise<PublicAddress> {
+    if (this.publicAddress !== undefined) return Promise.resolve(this.publicAddress);
+    return new Promise((resolve, reject) => {
+      const onEstablished = (address: PublicAddress): void => {
+        this.off('error', onError);
+        resolve(address);
+      };
+      const onError = (err: Error): void => {
+        this.off('established', onEstablished);
+        reject(err);
+      };
+      this.once('established', onEstablished);
+      this.once('error', onError);
+    });
+  }
+
+  /** Leaves the relay. Clients already connected keep their sockets. */
+  close(): void {
+    this.#closed = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#control?.destroy();
+  }
+
+  #later(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    this.#timers.add(timer);
+  }
+
+  #connect(): void {
+    if (this.#closed) return;
+    const { host, port } = this.#options;
+    const socket = connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
+    this.#control = socket;
+    let lostReason = 'connection closed';
+    socket.on('error', (err) => (lostReason = (err as NodeJS.ErrnoException).code ?? err.message));
+    socket.once('close', () => this.#lost(socket, lostReason));
+    const handshakeTimer = setTimeout(() => {
+      lostReason = 'registration timed out';
+      socket.destroy();
+    }, this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs);
+    socket.once('close', () => clearTimeout(handshakeTimer));
+    sendMessage(socket, {
+      kind: 'HELLO',
+      version: PROTOCOL_VERSION,
+      host,
+      ...(this.#publicAddress === undefined && this.#options.publicPort === undefined ? {} : { port: this.#publicAddress?.port ?? this.#options.publicPort }),
+      ...(this.#resume === undefined ? {} : { resume: this.#resume }),
+      ...(this.#options.prewarm ? { warm: this.#options.prewarm } : {}),
+    } as const);
+    readLines(
+      socket,
+      Buffer.alloc(0),
+      (msg) => {
+        this.#lastHeard = performance.now();
+        const refusal = this.#onMessage(socket, msg as RelayMessage);
+        if (refusal !== undefined) lostReason = refusal;
+        if (this.#registration !== undefined) clearTimeout(handshakeTimer);
+      },
+      (failure) => {
+        lostReason = `relay sent a bad line: ${failure.reason}`;
+        socket.destroy();
+      },
+    );
+  }
+
+  /** Handles one line from the relay; returns a reason when the connection must end. */
+  #onMessage(socket: Socket, msg: RelayMessage): string | undefined {
+    switch (msg.kind) {
+      case 'AUTH':
+        if (this.#options.secret === undefined) {
+          this.#fail(new RegistrationRefusedError('auth', 'authentication failed: the relay requires a secret (--secret or RELAY_SECRET)'));
+          return 'no secret';
+        }
+        sendMessage(socket, { kind: 'PROOF', mac: computeProof(this.#options.secret, msg.nonce) });
+        return undefined;
+      case 'OK':
+        return this.#registered(msg);
+      case 'CONNECT':
+        void this.#dialBack(msg.token);
+        return undefined;
+      case 'PING':
+        sendMessage(socket, { kind: 'PONG' });
+        return undefined;
+      case 'SHUTDOWN':
+        socket.destroy();
+        return 'relay shut down';
+      case 'ERR':
+        if (msg.code === 'auth' || msg.code === 'version') {
+          const text = msg.code === 'auth' ? `authentication failed: ${msg.text}` : `protocol version mismatch: ${msg.text}`;
+          this.#fail(new RegistrationRefusedError(msg.code, text));
+        }
+        socket.destroy();
+        return `relay refused: ${msg.code} ${msg.text}`;
+      default:
+        socket.destroy();
+        return `unexpected ${msg.kind} from relay`;
+    }
+  }
+
+  #registered(msg: RelayMessage & { kind: 'OK' }): undefined {
+    this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs, warmToken: msg.warmToken };
+    this.#resume = msg.resume;
+    this.#attempt = 0;
+    this.#publicAddress = { host: msg.host, port: msg.port, address: joinHostPort(msg.host, msg.port) };
+    this.#log.info({ publicAddress: this.#publicAddress.address }, 'registered with relay');
+    this.#watchHeartbeat(this.#control!, msg.heartbeatMs);
+    this.#fillWarmPool();
+    this.emit('established', this.#publicAddress);
+    return undefined;
+  }
+
+  #watchHeartbeat(socket: Socket, intervalMs: number): void {
+    const limitMs = HEARTBEAT_MISSES * intervalMs;
+    const check = (): void => {
+      if (socket.destroyed || this.#control !== socket) return;
+      if (performance.now() - this.#lastHeard > limitMs) {
+        this.#log.warn({ silentMs: limitMs }, 'relay silent; reconnecting');
+        socket.destroy();
+        return;
+      }
+      this.#later(intervalMs, check);
+    };
+    this.#later(intervalMs, check);
+  }
+
+  #lost(socket: Socket, reason: string): void {
+    if (this.#control !== socket) return;
+    const wasRegistered = this.#registration !== undefined;
+    this.#registration = undefined;
+    this.#control = undefined;
+    if (wasRegistered) this.emit('disconnected', reason);
+    if (this.#closed) return;
+    const delay = backoffDelay(this.#attempt++, {
+      initialMs: this.#options.backoff?.initialMs ?? CLIENT_DEFAULTS.backoffInitialMs,
+      maxMs: this.#options.backoff?.maxMs ?? CLIENT_DEFAULTS.backoffMaxMs,
+      jitter: this.#options.backoff?.jitter ?? CLIENT_DEFAULTS.backoffJitter,
+    });
+    this.#log.warn({ reason, retryInMs: delay }, 'lost the relay; reconnecting');
+    this.#later(delay, () => this.#connect());
+  }
+
+  #fail(err: Error): void {
+    this.#closed = true;
+    this.#log.error({ err: err.message }, 'relay refused this service');
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  #dataEndpoint(): RelayEndpoint | undefined {
+    const registration = this.#registration;
+    return registration === undefined ? undefined : { host: this.#options.host, port: registration.dataPort };
+  }
+
+  async #dialBack(token: string): Promise<void> {
+    const endpoint = this.#dataEndpoint();
+    if (endpoint === undefined) return;
+    const timeoutMs = this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs;
+    const client = await openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
+      this.#log.warn({ reason }, 'dial-back refused'),
+    );
+    if (client !== undefined) this.#deliver(client.socket);
+  }
+
+  #fillWarmPool(): void {
+    const wanted = this.#options.prewarm ?? 0;
+    while (this.#warmOpen < wanted && this.#registration?.warmToken !== undefined) void this.#openWarm(this.#registration.warmToken);
+  }
+
+  async #openWarm(warmToken: string): Promise<void> {
+    const endpoint = this.#dataEndpoint();
+    if (endpoint === undefined) return;
+    this.#warmOpen++;
+    const client = await openDataConnection(endpoint, { kind: 'IDLE', token: warmToken }, undefined, (reason) =>
+      this.#log.debug({ reason }, 'prewarmed connection closed'),
+    );
+    this.#warmOpen--;
+    if (client !== undefined) {
+      this.#deliver(client.socket);
+      this.#fillWarmPool();
+    } else if (this.#registration?.warmToken === warmToken) {
+      // Refused or cut while registered: refill, but never in a tight loop.
+      this.#later(1000, () => this.#fillWarmPool());
+    }
+  }
+
+  #deliver(socket: Socket): void {
+    const target = this.#target;
+    if (typeof target === 'function') {
+      target(socket);
+      return;
+    }
+    // Behave as if the server had accepted the socket itself, half-close setting included.
+    socket.allowHalfOpen = (target as Server & { allowHalfOpen?: boolean }).allowHalfOpen ?? true;
+    target.emit('connection', socket);
+  }
+}
+
+/**
+ * Serves `target` through a relay instead of a local port: the one line that replaces
+ * `server.listen(port)`. Every public client of the relay arrives at the target as an
+ * ordinary socket whose remoteAddress is the client's own.
+ */
+export function listenViaRelay(target: ConnectionTarget, options: RelayClientOptions): RelayTunnel {
+  return new RelayTunnel(target, options);
+}

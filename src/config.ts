@@ -1,0 +1,67 @@
+/**
+ * Every tunable of the relay and of the service library, with its default. The
+ * command lines, docs/operations.md and the tests all read the defaults from here.
+ */
+
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+export interface RelayOptions {
+  /** Where services connect for control (and data, unless dataPort differs). 0 picks a free port. */
+  port: number;
+  /** Where services dial back; defaults to `port`. */
+  dataPort?: number;
+  /** Interface to listen on, for every port; all interfaces when undefined. */
+  bind?: string;
+  /** Host name given to services as their public host; else the name the service dialed. */
+  publicHost?: string;
+  /** Public ports to allocate from; defaults to port+1 .. 65535. */
+  ports?: PortRange;
+  /** Services must prove they know this to register; undefined means open registration. */
+  secret?: string;
+  maxServices: number;
+  maxClientsPerService: number;
+  maxPendingPerService: number;
+  /** Prewarmed idle data connections a service may park on the relay. */
+  maxWarmPerService: number;
+  /** Time allowed for the first line (and the PROOF) on any connection to a relay port. */
+  handshakeTimeoutMs: number;
+  /** Time a public client waits for its service to dial back before it is closed. */
+  dialbackTimeoutMs: number;
+  /** Interval of PING on control connections; a peer silent for HEARTBEAT_MISSES intervals is dead. */
+  heartbeatMs: number;
+  /** How long a departed service's port stays reserved for its resume key. */
+  resumeGraceMs: number;
+  /** On shutdown, how long open tunnels may keep going before they are cut. */
+  drainTimeoutMs: number;
+}
+
+export const RELAY_DEFAULTS = {
+  maxServices: 256,
+  maxClientsPerService: 4096,
+  maxPendingPerService: 1024,
+  maxWarmPerService: 64,
+  handshakeTimeoutMs: 5_000,
+  dialbackTimeoutMs: 10_000,
+  heartbeatMs: 5_000,
+  resumeGraceMs: 60_000,
+  drainTimeoutMs: 10_000,
+} as const satisfies Partial<RelayOptions>;
+
+/** A peer is declared dead after this many heartbeat intervals of silence. */
+export const HEARTBEAT_MISSES = 3;
+
+/** TCP keepalive on every socket, as a second line of defence behind the heartbeat. */
+export const KEEPALIVE_DELAY_MS = 15_000;
+
+export const CLIENT_DEFAULTS = {
+  /** Reconnect backoff: first delay, cap, and the jitter fraction. */
+  backoffInitialMs: 250,
+  backoffMaxMs: 30_000,
+  backoffJitter: 0.3,
+  /** Time allowed to connect and finish a registration or a dial-back handshake. */
+  handshakeTimeoutMs: 10_000,
+  prewarm: 0,
+} as const;

@@ -1,0 +1,12 @@
+/**
+ * tcp-relay's public API: serve a program through a relay (listenViaRelay), run a
+ * relay in-process (Relay), and the errors both can raise.
+ */
+export { listenViaRelay, RelayTunnel } from './client/tunnel.js';
+export type { RelayClientOptions, PublicAddress, ConnectionTarget } from './client/tunnel.js';
+export { Relay } from './relay/relay.js';
+export type { RelayOptions, PortRange } from './config.js';
+export { RELAY_DEFAULTS } from './config.js';
+export { RelayError, UsageError, RegistrationRefusedError } from './errors.js';
+export { splice } from './net/splice.js';
+export type { SpliceResult } from './net/splice.js';

@@ -1,0 +1,129 @@
+import type { Socket } from 'node:net';
+import { LineReader } from '../protocol/line-reader.js';
+import { formatMessage, parseLine, type ErrorCode, type Message } from '../protocol/messages.js';
+
+export type LineFailure = { ok: false; code: ErrorCode | 'closed'; reason: string; spokeHttp?: true };
+export type FirstLine = { ok: true; msg: Message; rest: Buffer } | LineFailure;
+
+/** How long a refused peer has to read our ERR before the connection is destroyed. */
+const REFUSAL_LINGER_MS = 2_000;
+
+/**
+ * Reads exactly one protocol line from a fresh connection and stops there; every byte
+ * after the line is handed back in `rest`, so a data connection's stream starts
+ * exactly where the handshake ended. The socket is left as a fresh one is: nothing
+ * reads it until a 'data' listener is attached or it is resumed. Without a timeout
+ * it waits as long as the connection lasts.
+ */
+export function readFirstLine(socket: Socket, timeoutMs: number | undefined, head?: Buffer): Promise<FirstLine> {
+  return new Promise((resolve) => {
+    const reader = new LineReader();
+    const finish = (result: FirstLine): void => {
+      clearTimeout(timer);
+      socket.pause();
+      socket.off('data', onData);
+      // Back to "no consumer yet" rather than "paused", so that whoever takes the socket
+      // next starts it by attaching 'data', as with a socket fresh from accept().
+      (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      resolve(result);
+    };
+    let done = false;
+    const onData = (chunk: Buffer): void => {
+      reader.push(chunk);
+      const next = reader.next();
+      if (next === undefined) return;
+      done = true;
+      if (!next.ok) return finish(next);
+      const parsed = parseLine(next.line);
+      finish(parsed.ok ? { ok: true, msg: parsed.msg, rest: reader.takeRest() } : parsed);
+    };
+    const onEnd = (): void => finish({ ok: false, code: 'closed', reason: 'closed before its first line' });
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => finish({ ok: false, code: 'timeout', reason: `no complete line within ${timeoutMs} ms` }), timeoutMs);
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    if (head !== undefined && head.length > 0) onData(head);
+    if (!done) socket.resume();
+  });
+}
+
+/**
+ * Delivers every line of a long-lived control connection, in order, to `onMessage`;
+ * the first unreadable or malformed line goes to `onFailure` and ends the reading.
+ * `head` holds bytes that arrived with the first line.
+ * (readFirstLine's `head` is the same: bytes already read past an earlier line.)
+ */
+export function readLines(
+  socket: Socket,
+  head: Buffer,
+  onMessage: (msg: Message) => void,
+  onFailure: (failure: LineFailure) => void,
+): void {
+  const reader = new LineReader();
+  let failed = false;
+  const drain = (): void => {
+    for (let next = reader.next(); next !== undefined && !failed; next = reader.next()) {
+      if (!next.ok) {
+        failed = true;
+        socket.off('data', onData);
+        return onFailure(next);
+      }
+      const parsed = parseLine(next.line);
+      if (!parsed.ok) {
+        failed = true;
+        socket.off('data', onData);
+        return onFailure(parsed);
+      }
+      onMessage(parsed.msg);
+    }
+  };
+  const onData = (chunk: Buffer): void => {
+    reader.push(chunk);
+    drain();
+  };
+  if (head.length > 0) {
+    reader.push(head);
+    drain();
+  }
+  if (!failed) {
+    socket.on('data', onData);
+    socket.resume();
+  }
+}
+
+/** Writes one message; false means the socket is gone. */
+export function sendMessage(socket: Socket, msg: Message): boolean {
+  if (socket.destroyed || !socket.writable) return false;
+  socket.write(formatMessage(msg));
+  return true;
+}
+
+/**
+ * Refuses a peer: the reply (an ERR line, or raw text for a peer that spoke HTTP)
+ * then FIN, and a destroy after a short linger whether or not the peer closes.
+ */
+export function refuse(socket: Socket, reply: string | undefined): void {
+  if (socket.destroyed) return;
+  // Whatever the peer keeps sending is unwanted; reading it keeps the kernel from
+  // answering with a RST that could destroy our reply before the peer reads it.
+  socket.removeAllListeners('data');
+  socket.on('data', () => {});
+  socket.resume();
+  if (reply !== undefined && socket.writable) socket.end(reply);
+  else socket.end();
+  setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+}
+
+/** The reply for a refusal: an ERR line, or an HTTP 400 for something that spoke HTTP. */
+export function refusalReply(code: ErrorCode, text: string, spokeHttp = false): string {
+  if (spokeHttp) {
+    const body = `This is a tcp-relay service port, not an HTTP server.\n${text}\n`;
+    return `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  }
+  return formatMessage({ kind: 'ERR', code, text });
+}

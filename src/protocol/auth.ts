@@ -1,0 +1,25 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+// Binds the proof to this protocol, so a MAC made for something else never verifies.
+const CONTEXT = 'tcp-relay auth v1\n';
+
+/** 256 random bits, fresh per registration, so a recorded PROOF never verifies again. */
+export function newNonce(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** 128 random bits: a dial-back token, a resume key or a prewarm key. */
+export function newToken(): string {
+  return randomBytes(16).toString('hex');
+}
+
+export function computeProof(secret: string, nonce: string): string {
+  return createHmac('sha256', secret).update(CONTEXT).update(nonce).digest('hex');
+}
+
+/** Constant-time: how much of a guess matched never shows in the time taken. */
+export function verifyProof(secret: string, nonce: string, mac: string): boolean {
+  const expected = Buffer.from(computeProof(secret, nonce), 'hex');
+  const given = Buffer.from(mac, 'hex');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

@@ -1,0 +1,288 @@
+/**
+ * The wire protocol, version 1: every message either side can send, how to parse a
+ * line into one, and how to format one as a line. No sockets here, so every rule can
+ * be unit-tested and fuzzed. docs/protocol.md is the prose form of this file; change
+ * both together.
+ */
+
+export const PROTOCOL_VERSION = 1;
+
+/** Longest line either side may send, counting the terminating LF. */
+export const MAX_LINE_BYTES = 1024;
+
+/** Error codes carried by `ERR <code> <text>`; stable, so peers can act on them. */
+export const ERROR_CODES = [
+  'bad-line', // not a line this protocol knows, or not valid where it was sent
+  'too-long', // a line over MAX_LINE_BYTES
+  'binary', // a byte outside printable ASCII in a protocol line
+  'version', // HELLO with a protocol version this relay does not speak
+  'auth', // wrong or missing secret
+  'timeout', // the first line, or a heartbeat, did not arrive in time
+  'bad-token', // DATA with a token that is unknown, used or expired
+  'limit', // a relay limit (services, clients, pending dial-backs) is reached
+  'shutdown', // the relay is shutting down
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Messages a service sends. HELLO or DATA is the first line of every connection. */
+export type ServiceMessage =
+  /** Opens a control connection; everything after the version is optional. */
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number }
+  /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
+  | { kind: 'PROOF'; mac: string }
+  /** Answers PING. */
+  | { kind: 'PONG' }
+  /** Opens a data connection for the client that CONNECT announced. */
+  | { kind: 'DATA'; token: string }
+  /** Opens a prewarmed data connection that waits for a future client. */
+  | { kind: 'IDLE'; token: string };
+
+/** Messages the relay sends. */
+export type RelayMessage =
+  /** Asks the service to prove it knows the secret. */
+  | { kind: 'AUTH'; nonce: string }
+  /** Registration done: the public address, and how to behave from now on. */
+  | { kind: 'OK'; host: string; port: number; dataPort: number; heartbeatMs: number; resume: string; warmToken?: string }
+  /** A public client arrived: dial back with this token. */
+  | { kind: 'CONNECT'; token: string; clientAddress: string; clientPort: number }
+  /** On a data connection: from the next byte on, this connection is the client. */
+  | { kind: 'CLIENT'; clientAddress: string; clientPort: number }
+  /** Liveness probe; the service answers PONG. */
+  | { kind: 'PING' }
+  /** The relay is going away; reconnect later. */
+  | { kind: 'SHUTDOWN' }
+  /** A refusal; the sender closes the connection after it. */
+  | { kind: 'ERR'; code: ErrorCode; text: string };
+
+export type Message = ServiceMessage | RelayMessage;
+
+export type ParseResult =
+  | { ok: true; msg: Message }
+  | { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
+
+const TOKEN = /^[0-9a-f]{32}$/;
+const MAC = /^[0-9a-f]{64}$/;
+const PORT = /^[1-9][0-9]{0,4}$/;
+// Host names, IPv4 and IPv6 literals (brackets optional); the relay never resolves it.
+const HOST = /^(\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Fa-f:.]{2,45}|[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}))$/;
+const ADDRESS = /^[0-9A-Fa-f:.]{2,45}$/;
+const HTTP_REQUEST = /^[A-Z]{3,10} \S+ HTTP\/\d/;
+
+const fail = (code: ErrorCode, reason: string): ParseResult => ({ ok: false, code, reason });
+
+function parsePort(text: string | undefined, allowZero = false): number | undefined {
+  if (text === undefined) return undefined;
+  if (allowZero && text === '0') return 0;
+  if (!PORT.test(text)) return undefined;
+  const n = Number(text);
+  return n <= 65535 ? n : undefined;
+}
+
+/** Splits `key=value` options; unknown keys are kept so newer peers can add some. */
+function parseOptions(words: string[]): Map<string, string> | string {
+  const options = new Map<string, string>();
+  for (const word of words) {
+    const eq = word.indexOf('=');
+    if (eq <= 0) return `option "${word}" is not key=value`;
+    const key = word.slice(0, eq);
+    if (options.has(key)) return `option "${key}" given twice`;
+    options.set(key, word.slice(eq + 1));
+  }
+  return options;
+}
+
+function parseHello(words: string[]): ParseResult {
+  const versionText = words[1];
+  if (versionText === undefined || !/^[1-9][0-9]{0,5}$/.test(versionText)) {
+    return fail('bad-line', 'HELLO needs a protocol version: HELLO 1 [host=H] [port=P]');
+  }
+  const version = Number(versionText);
+  // A peer of another version may use options we do not know; the relay answers
+  // with a version error rather than a syntax error, so only the number matters.
+  if (version !== PROTOCOL_VERSION) return { ok: true, msg: { kind: 'HELLO', version } };
+  const options = parseOptions(words.slice(2));
+  if (typeof options === 'string') return fail('bad-line', options);
+  const msg: ServiceMessage & { kind: 'HELLO' } = { kind: 'HELLO', version };
+  const host = options.get('host');
+  if (host !== undefined) {
+    if (!HOST.test(host)) return fail('bad-line', 'host= is not a host name or address');
+    msg.host = host;
+  }
+  const portText = options.get('port');
+  if (portText !== undefined) {
+    const port = parsePort(portText);
+    if (port === undefined) return fail('bad-line', 'port= must be 1-65535');
+    msg.port = port;
+  }
+  const resume = options.get('resume');
+  if (resume !== undefined) {
+    if (!TOKEN.test(resume)) return fail('bad-line', 'resume= must be 32 hex digits');
+    msg.resume = resume;
+  }
+  const warm = options.get('warm');
+  if (warm !== undefined) {
+    if (!/^[0-9]{1,4}$/.test(warm)) return fail('bad-line', 'warm= must be 0-9999');
+    msg.warm = Number(warm);
+  }
+  return { ok: true, msg };
+}
+
+function parseOk(words: string[]): ParseResult {
+  const address = splitHostPort(words[1] ?? '');
+  if (address === undefined) return fail('bad-line', 'OK needs HOST:PORT');
+  const options = parseOptions(words.slice(2));
+  if (typeof options === 'string') return fail('bad-line', options);
+  const dataPort = parsePort(options.get('data'));
+  const heartbeat = options.get('heartbeat');
+  const resume = options.get('resume');
+  if (dataPort === undefined) return fail('bad-line', 'OK needs data=PORT');
+  if (heartbeat === undefined || !/^[1-9][0-9]{0,6}$/.test(heartbeat)) {
+    return fail('bad-line', 'OK needs heartbeat=MILLISECONDS');
+  }
+  if (resume === undefined || !TOKEN.test(resume)) return fail('bad-line', 'OK needs resume=KEY');
+  const msg: RelayMessage & { kind: 'OK' } = {
+    kind: 'OK',
+    host: address.host,
+    port: address.port,
+    dataPort,
+    heartbeatMs: Number(heartbeat),
+    resume,
+  };
+  const warm = options.get('warm');
+  if (warm !== undefined) {
+    if (!TOKEN.test(warm)) return fail('bad-line', 'warm= must be 32 hex digits');
+    msg.warmToken = warm;
+  }
+  return { ok: true, msg };
+}
+
+function parseClientAddress(kind: 'CONNECT' | 'CLIENT', words: string[], at: number): ParseResult | { address: string; port: number } {
+  const address = words[at];
+  const port = parsePort(words[at + 1], true);
+  if (address === undefined || !ADDRESS.test(address) || port === undefined) {
+    return fail('bad-line', `${kind} needs a client address and port`);
+  }
+  return { address, port };
+}
+
+/** Parses one line (without its LF) into a message, or says exactly what is wrong. */
+export function parseLine(line: string): ParseResult {
+  const text = line.endsWith('\r') ? line.slice(0, -1) : line;
+  if (text.length === 0) return fail('bad-line', 'empty line');
+  if (HTTP_REQUEST.test(text)) {
+    return { ok: false, code: 'bad-line', reason: 'an HTTP request on a relay port', spokeHttp: true };
+  }
+  const words = text.split(' ');
+  const verb = words[0];
+  const argCount = words.length - 1;
+  switch (verb) {
+    case 'HELLO':
+      return parseHello(words);
+    case 'OK':
+      return parseOk(words);
+    case 'AUTH':
+    case 'PROOF': {
+      const value = words[1];
+      if (argCount !== 1 || value === undefined || !MAC.test(value)) {
+        return fail('bad-line', `${verb} needs 64 hex digits`);
+      }
+      return { ok: true, msg: verb === 'AUTH' ? { kind: 'AUTH', nonce: value } : { kind: 'PROOF', mac: value } };
+    }
+    case 'DATA':
+    case 'IDLE': {
+      const token = words[1];
+      if (argCount !== 1 || token === undefined || !TOKEN.test(token)) {
+        return fail('bad-line', `${verb} needs a token of 32 hex digits`);
+      }
+      return { ok: true, msg: { kind: verb, token } };
+    }
+    case 'CONNECT': {
+      const token = words[1];
+      if (argCount !== 3 || token === undefined || !TOKEN.test(token)) {
+        return fail('bad-line', 'CONNECT needs TOKEN ADDRESS PORT');
+      }
+      const client = parseClientAddress('CONNECT', words, 2);
+      if ('ok' in client) return client;
+      return { ok: true, msg: { kind: 'CONNECT', token, clientAddress: client.address, clientPort: client.port } };
+    }
+    case 'CLIENT': {
+      if (argCount !== 2) return fail('bad-line', 'CLIENT needs ADDRESS PORT');
+      const client = parseClientAddress('CLIENT', words, 1);
+      if ('ok' in client) return client;
+      return { ok: true, msg: { kind: 'CLIENT', clientAddress: client.address, clientPort: client.port } };
+    }
+    case 'PING':
+    case 'PONG':
+    case 'SHUTDOWN':
+      if (argCount !== 0) return fail('bad-line', `${verb} takes no arguments`);
+      return { ok: true, msg: { kind: verb } };
+    case 'ERR': {
+      const code = words[1];
+      if (code === undefined || !(ERROR_CODES as readonly string[]).includes(code)) {
+        return fail('bad-line', 'ERR needs a known code');
+      }
+      return { ok: true, msg: { kind: 'ERR', code: code as ErrorCode, text: words.slice(2).join(' ') } };
+    }
+    default:
+      return fail('bad-line', `unknown message "${truncate(verb ?? '', 20)}"`);
+  }
+}
+
+/** Formats a message as one line, LF included. */
+export function formatMessage(msg: Message): string {
+  switch (msg.kind) {
+    case 'HELLO': {
+      const words = ['HELLO', String(msg.version)];
+      if (msg.host !== undefined) words.push(`host=${msg.host}`);
+      if (msg.port !== undefined) words.push(`port=${msg.port}`);
+      if (msg.resume !== undefined) words.push(`resume=${msg.resume}`);
+      if (msg.warm !== undefined) words.push(`warm=${msg.warm}`);
+      return words.join(' ') + '\n';
+    }
+    case 'OK': {
+      const warm = msg.warmToken === undefined ? '' : ` warm=${msg.warmToken}`;
+      return `OK ${joinHostPort(msg.host, msg.port)} data=${msg.dataPort} heartbeat=${msg.heartbeatMs} resume=${msg.resume}${warm}\n`;
+    }
+    case 'AUTH':
+      return `AUTH ${msg.nonce}\n`;
+    case 'PROOF':
+      return `PROOF ${msg.mac}\n`;
+    case 'DATA':
+    case 'IDLE':
+      return `${msg.kind} ${msg.token}\n`;
+    case 'CONNECT':
+      return `CONNECT ${msg.token} ${msg.clientAddress} ${msg.clientPort}\n`;
+    case 'CLIENT':
+      return `CLIENT ${msg.clientAddress} ${msg.clientPort}\n`;
+    case 'PING':
+    case 'PONG':
+    case 'SHUTDOWN':
+      return `${msg.kind}\n`;
+    case 'ERR': {
+      // The text is for people; keep the line valid whatever it was given.
+      const text = msg.text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_LINE_BYTES - 32);
+      return `ERR ${msg.code} ${text}\n`;
+    }
+  }
+}
+
+/** `host:port`, with brackets around an IPv6 literal. */
+export function joinHostPort(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Inverse of joinHostPort; brackets are removed from IPv6 literals. */
+export function splitHostPort(text: string): { host: string; port: number } | undefined {
+  const colon = text.lastIndexOf(':');
+  if (colon <= 0) return undefined;
+  let host = text.slice(0, colon);
+  const port = parsePort(text.slice(colon + 1));
+  if (port === undefined || !HOST.test(host)) return undefined;
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  else if (host.includes(':')) return undefined; // an IPv6 literal needs brackets here
+  return { host, port };
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}

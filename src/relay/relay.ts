@@ -1,0 +1,298 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
+import { silentLogger, type Logger } from '../log.js';
+import { readFirstLine, refuse, refusalReply, sendMessage } from '../net/lines.js';
+import { resetSocket, splice } from '../net/splice.js';
+import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
+import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
+import { DialbackRegistry } from './dialbacks.js';
+import { PortPool } from './port-pool.js';
+import { ServiceSession, clientAddressOf, type SessionHost } from './service-session.js';
+import { RelayStats } from './stats.js';
+
+/** Handshakes (connections that have not sent their first line) held at once; more are dropped. */
+const MAX_HANDSHAKES = 1024;
+
+const SERVER_OPTIONS = {
+  allowHalfOpen: true,
+  pauseOnConnect: true,
+  noDelay: true,
+  keepAlive: true,
+  keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
+} as const;
+
+export type ResolvedRelayOptions = RelayOptions & typeof RELAY_DEFAULTS;
+
+/**
+ * The relay: accepts services on its control port, gives each a public port, and
+ * splices every public client with the data connection its service dials back.
+ */
+export class Relay implements SessionHost {
+  readonly options: ResolvedRelayOptions;
+  readonly log: Logger;
+  readonly stats = new RelayStats();
+  readonly dialbacks: DialbackRegistry<ServiceSession>;
+  readonly #ports: PortPool;
+  readonly #services = new Set<ServiceSession>();
+  readonly #byWarmToken = new Map<string, ServiceSession>();
+  readonly #tunnels = new Set<Socket>();
+  readonly #listeners: Server[] = [];
+  #registering = 0;
+  #handshakes = 0;
+  #nextServiceId = 1;
+  #shuttingDown = false;
+  #onDrained: (() => void) | undefined;
+  #controlPort = 0;
+  #dataPort = 0;
+
+  constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger) {
+    this.options = { ...RELAY_DEFAULTS, ...options } as ResolvedRelayOptions;
+    this.log = log;
+    this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
+    this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
+  }
+
+  get limits(): ResolvedRelayOptions {
+    return this.options;
+  }
+
+  get controlPort(): number {
+    return this.#controlPort;
+  }
+
+  get dataPort(): number {
+    return this.#dataPort;
+  }
+
+  get serviceCount(): number {
+    return this.#services.size;
+  }
+
+  /** Listens on the control port (and the data port when separate). Rejects if a port is taken. */
+  async start(): Promise<void> {
+    const separateData = this.options.dataPort !== undefined && this.options.dataPort !== this.options.port;
+    const control = await this.#listen(this.options.port, { control: true, data: !separateData });
+    this.#controlPort = (control.address() as { port: number }).port;
+    this.#dataPort = this.#controlPort;
+    if (separateData) {
+      const data = await this.#listen(this.options.dataPort ?? 0, { control: false, data: true });
+      this.#dataPort = (data.address() as { port: number }).port;
+    }
+    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#ports.range }, 'relay listening');
+  }
+
+  async #listen(port: number, accepts: { control: boolean; data: boolean }): Promise<Server> {
+    const server = createServer(SERVER_OPTIONS, (socket) => void this.#onConnection(socket, accepts));
+    this.#listeners.push(server);
+    const failed = once(server, 'error');
+    server.listen({ port, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
+    await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
+    // Accept failures (EMFILE) must not kill the relay; the server keeps listening.
+    server.on('error', (err) => this.log.error({ err: err.message }, 'accept failed'));
+    return server;
+  }
+
+  async #onConnection(socket: Socket, accepts: { control: boolean; data: boolean }): Promise<void> {
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    const peer = socket.remoteAddress;
+    if (this.#handshakes >= MAX_HANDSHAKES || this.#shuttingDown) {
+      this.stats.refused(this.#shuttingDown ? 'shutdown' : 'handshakes');
+      socket.destroy();
+      return;
+    }
+    this.#handshakes++;
+    const first = await readFirstLine(socket, this.options.handshakeTimeoutMs);
+    this.#handshakes--;
+    if (!first.ok) {
+      if (first.code === 'closed') return;
+      return this.#refuse(socket, first.code, first.reason, peer, first.spokeHttp);
+    }
+    const msg = first.msg as ServiceMessage;
+    if (msg.kind === 'HELLO' && accepts.control) return this.#register(socket, msg, first.rest);
+    if (msg.kind === 'DATA' && accepts.data) return this.#dialedBack(socket, msg.token, first.rest);
+    if (msg.kind === 'IDLE' && accepts.data) return this.#parkIdle(socket, msg.token, first.rest);
+    const expected = accepts.control ? (accepts.data ? 'HELLO, DATA or IDLE' : 'HELLO') : 'DATA or IDLE';
+    this.#refuse(socket, 'bad-line', `expected ${expected} as the first line`, peer);
+  }
+
+  #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, spokeHttp = false): void {
+    this.stats.refused(code);
+    this.log.warn({ peer, code }, `connection refused: ${reason}`);
+    // A TLS or binary client cannot read a text reply; a line is still harmless.
+    refuse(socket, refusalReply(code, reason, spokeHttp));
+  }
+
+  async #register(socket: Socket, hello: ServiceMessage & { kind: 'HELLO' }, head: Buffer): Promise<void> {
+    const peer = socket.remoteAddress;
+    if (hello.version !== PROTOCOL_VERSION) {
+      return this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
+    }
+    if (this.#services.size + this.#registering >= this.options.maxServices) {
+      return this.#refuse(socket, 'limit', `relay has its maximum of ${this.options.maxServices} services`, peer);
+    }
+    this.#registering++;
+    try {
+      let rest = head;
+      if (this.options.secret !== undefined) {
+        const proven = await this.#authenticate(socket, head);
+        if (proven === undefined) return;
+        rest = proven;
+      }
+      if (this.#shuttingDown) return this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
+      let publicServer: Server | undefined;
+      const port = await this.#ports.acquire(
+        async (candidate) => (publicServer = await this.#listenPublic(candidate)) !== undefined,
+        hello.port,
+        hello.resume,
+      );
+      if (port === undefined || publicServer === undefined) {
+        return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
+      }
+      if (socket.destroyed) {
+        publicServer.close();
+        this.#ports.release(port);
+        return;
+      }
+      const identity = {
+        id: `s${this.#nextServiceId++}`,
+        port,
+        resume: hello.resume ?? newToken(),
+        warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
+      };
+      const session = new ServiceSession(this, identity, socket, publicServer);
+      this.#services.add(session);
+      if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
+      this.stats.servicesActive++;
+      this.stats.servicesRegistered++;
+      const host = this.options.publicHost ?? hello.host ?? normalizeAddress(socket.localAddress ?? 'localhost');
+      session.log.info({ peer, publicHost: host, asked: hello.port }, 'service registered');
+      session.start(
+        {
+          kind: 'OK',
+          host,
+          port,
+          dataPort: this.#dataPort,
+          heartbeatMs: this.options.heartbeatMs,
+          resume: identity.resume,
+          ...(identity.warmToken === undefined ? {} : { warmToken: identity.warmToken }),
+        },
+        rest,
+      );
+    } finally {
+      this.#registering--;
+    }
+  }
+
+  /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
+  async #authenticate(socket: Socket, head: Buffer): Promise<Buffer | undefined> {
+    const nonce = newNonce();
+    sendMessage(socket, { kind: 'AUTH', nonce });
+    const answer = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
+    if (!answer.ok) {
+      if (answer.code !== 'closed') this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
+      return undefined;
+    }
+    if (answer.msg.kind !== 'PROOF' || !verifyProof(this.options.secret ?? '', nonce, answer.msg.mac)) {
+      this.#refuse(socket, 'auth', 'authentication failed: wrong or missing secret', socket.remoteAddress);
+      return undefined;
+    }
+    return answer.rest;
+  }
+
+  async #listenPublic(port: number): Promise<Server | undefined> {
+    const server = createServer(SERVER_OPTIONS);
+    const result = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.once('listening', () => resolve(true));
+      server.listen({ port, exclusive: true, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
+    });
+    if (!result) return undefined;
+    server.on('error', (err) => this.log.error({ err: err.message, port }, 'accept failed on public port'));
+    return server;
+  }
+
+  #dialedBack(socket: Socket, token: string, head: Buffer): void {
+    const entry = this.dialbacks.take(token);
+    if (entry === undefined) {
+      return this.#refuse(socket, 'bad-token', 'unknown, used or expired token', socket.remoteAddress);
+    }
+    entry.owner.dialedBack(entry, socket, head);
+  }
+
+  #parkIdle(socket: Socket, warmToken: string, head: Buffer): void {
+    const session = this.#byWarmToken.get(warmToken);
+    if (session === undefined) {
+      return this.#refuse(socket, 'bad-token', 'unknown prewarm key', socket.remoteAddress);
+    }
+    if (head.length > 0) {
+      return this.#refuse(socket, 'bad-line', 'an idle data connection must wait for CLIENT', socket.remoteAddress);
+    }
+    if (!session.addIdle(socket)) {
+      this.#refuse(socket, 'limit', `over ${this.options.maxWarmPerService} idle data connections`, socket.remoteAddress);
+    }
+  }
+
+  openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void {
+    this.#tunnels.add(client);
+    this.#tunnels.add(data);
+    this.stats.tunnelsOpen++;
+    this.stats.tunnelsOpened++;
+    const from = clientAddressOf(client);
+    void splice(client, data, { headFromB: head }).then((result) => {
+      this.#tunnels.delete(client);
+      this.#tunnels.delete(data);
+      this.stats.tunnelsOpen--;
+      if (this.#tunnels.size === 0) this.#onDrained?.();
+      this.stats.bytesFromClients += result.bytesAToB;
+      this.stats.bytesToClients += result.bytesBToA;
+      session.log.info(
+        {
+          client: from === undefined ? undefined : `${from.address}:${from.port}`,
+          bytesFromClient: result.bytesAToB,
+          bytesToClient: result.bytesBToA,
+          durationMs: result.durationMs,
+          closedBy: result.closedFirst === 'a' ? 'client' : 'service',
+          outcome: result.outcome,
+          ...(result.error === undefined ? {} : { error: result.error }),
+        },
+        'tunnel closed',
+      );
+    });
+  }
+
+  sessionClosed(session: ServiceSession): void {
+    this.#services.delete(session);
+    if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
+    this.stats.servicesActive--;
+    // On shutdown no grace: the relay that restarts has forgotten every key anyway.
+    this.#ports.release(session.port, session.resume, this.#shuttingDown ? 0 : this.options.resumeGraceMs);
+  }
+
+  /**
+   * Stops accepting, tells every service (SHUTDOWN), lets open tunnels finish for up
+   * to drainMs, then cuts what is left. Resolves when everything is closed.
+   */
+  async shutdown(drainMs = this.options.drainTimeoutMs): Promise<void> {
+    if (this.#shuttingDown) return;
+    this.#shuttingDown = true;
+    this.log.info({ services: this.#services.size, tunnels: this.stats.tunnelsOpen, drainMs }, 'shutting down');
+    const closing = this.#listeners.map((server) => new Promise((resolve) => server.close(resolve)));
+    for (const session of [...this.#services]) session.close('relay shutting down', formatMessage({ kind: 'SHUTDOWN' }));
+    const drained = new Promise<void>((resolve) => {
+      this.#onDrained = resolve;
+      if (this.#tunnels.size === 0) resolve();
+    });
+    const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());
+    if ((await Promise.race([drained, deadline])) === 'timeout') {
+      this.log.warn({ tunnels: this.stats.tunnelsOpen }, 'drain timeout: cutting open tunnels');
+      for (const socket of this.#tunnels) resetSocket(socket);
+    }
+    await Promise.all(closing);
+    this.log.info('relay stopped');
+  }
+}
+
+function normalizeAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

@@ -1,0 +1,204 @@
+import type { Server, Socket } from 'node:net';
+import { HEARTBEAT_MISSES } from '../config.js';
+import type { Logger } from '../log.js';
+import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
+import { resetSocket } from '../net/splice.js';
+import type { Message } from '../protocol/messages.js';
+import type { DialbackRegistry, PendingClient } from './dialbacks.js';
+import type { RelayStats } from './stats.js';
+
+/** What a session needs from the relay that owns it. */
+export interface SessionHost {
+  readonly log: Logger;
+  readonly stats: RelayStats;
+  readonly dialbacks: DialbackRegistry<ServiceSession>;
+  readonly limits: { maxClientsPerService: number; maxPendingPerService: number; maxWarmPerService: number; heartbeatMs: number };
+  openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
+  sessionClosed(session: ServiceSession): void;
+}
+
+export interface SessionIdentity {
+  id: string;
+  port: number;
+  resume: string;
+  warmToken: string | undefined;
+}
+
+/** The client's address as the service should see it: IPv4 without the v6-mapped prefix. */
+export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
+  const address = socket.remoteAddress;
+  const port = socket.remotePort;
+  if (address === undefined || port === undefined) return undefined;
+  return { address: address.startsWith('::ffff:') ? address.slice(7) : address, port };
+}
+
+/**
+ * One registered service on the relay: its control connection, its public port, the
+ * public clients waiting for it to dial back, and its prewarmed data connections.
+ * Open tunnels are not the session's: they outlive it, so a service that reconnects
+ * its control connection never cuts a client already talking to it.
+ */
+export class ServiceSession {
+  readonly id: string;
+  readonly port: number;
+  readonly resume: string;
+  readonly warmToken: string | undefined;
+  readonly log: Logger;
+  readonly #host: SessionHost;
+  readonly #control: Socket;
+  readonly #publicServer: Server;
+  readonly #pending = new Set<string>();
+  readonly #idle = new Set<Socket>();
+  #clients = 0;
+  #lastHeard = performance.now();
+  #heartbeat: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(host: SessionHost, identity: SessionIdentity, control: Socket, publicServer: Server) {
+    this.id = identity.id;
+    this.port = identity.port;
+    this.resume = identity.resume;
+    this.warmToken = identity.warmToken;
+    this.#host = host;
+    this.#control = control;
+    this.#publicServer = publicServer;
+    this.log = host.log.child({ service: this.id, publicPort: this.port });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends OK and starts serving: control lines, heartbeat, public clients. */
+  start(ok: Message, head: Buffer): void {
+    sendMessage(this.#control, ok);
+    this.#control.once('close', () => this.close('control connection closed'));
+    readLines(
+      this.#control,
+      head,
+      (msg) => this.#onControlMessage(msg),
+      (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code === 'closed' ? 'bad-line' : failure.code, failure.reason)),
+    );
+    const intervalMs = this.#host.limits.heartbeatMs;
+    this.#heartbeat = setInterval(() => {
+      if (performance.now() - this.#lastHeard > HEARTBEAT_MISSES * intervalMs) {
+        this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
+      } else {
+        sendMessage(this.#control, { kind: 'PING' });
+      }
+    }, intervalMs);
+    this.#heartbeat.unref();
+    this.#publicServer.on('connection', (client: Socket) => this.#onClient(client));
+  }
+
+  #onControlMessage(msg: Message): void {
+    this.#lastHeard = performance.now();
+    if (msg.kind === 'PONG') return;
+    if (msg.kind === 'PING') {
+      sendMessage(this.#control, { kind: 'PONG' });
+      return;
+    }
+    this.close(`unexpected ${msg.kind} on control connection`, refusalReply('bad-line', `${msg.kind} is not valid here`));
+  }
+
+  #onClient(client: Socket): void {
+    client.on('error', (err) => this.log.debug({ err: err.message }, 'public client error'));
+    const from = clientAddressOf(client);
+    const { stats, limits } = this.#host;
+    if (this.#closed || from === undefined) {
+      resetSocket(client);
+      return;
+    }
+    if (this.#clients >= limits.maxClientsPerService) {
+      return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
+    }
+    const idle = this.#takeIdle();
+    if (idle !== undefined) {
+      this.#countClient(client);
+      sendMessage(idle, { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port });
+      stats.observeDialback(0);
+      this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
+      return;
+    }
+    if (this.#pending.size >= limits.maxPendingPerService) {
+      return this.#refuseClient(client, 'pending', `over ${limits.maxPendingPerService} pending dial-backs`);
+    }
+    this.#countClient(client);
+    const entry = this.#host.dialbacks.add(this, client);
+    this.#pending.add(entry.token);
+    sendMessage(this.#control, { kind: 'CONNECT', token: entry.token, clientAddress: from.address, clientPort: from.port });
+  }
+
+  #countClient(client: Socket): void {
+    this.#clients++;
+    client.once('close', () => this.#clients--);
+  }
+
+  #refuseClient(client: Socket, reason: string, detail: string): void {
+    this.#host.stats.refused(reason);
+    this.log.warn({ client: clientAddressOf(client)?.address }, `public client refused: ${detail}`);
+    client.destroy();
+  }
+
+  /** The service dialed back for a client of ours: splice them. */
+  dialedBack(entry: PendingClient<ServiceSession>, data: Socket, head: Buffer): void {
+    this.#pending.delete(entry.token);
+    const from = clientAddressOf(entry.client);
+    if (from === undefined || entry.client.destroyed) {
+      refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
+      return;
+    }
+    this.#host.stats.observeDialback((performance.now() - entry.since) / 1000);
+    sendMessage(data, { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port });
+    this.#host.openTunnel(this, entry.client, data, head);
+  }
+
+  dialbackExpired(entry: PendingClient<ServiceSession>): void {
+    this.#pending.delete(entry.token);
+    this.#host.stats.refused('dialback-timeout');
+    this.log.warn({ client: clientAddressOf(entry.client)?.address }, 'service did not dial back in time; client closed');
+    entry.client.destroy();
+  }
+
+  /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
+  addIdle(socket: Socket): boolean {
+    if (this.#closed || this.#idle.size >= this.#host.limits.maxWarmPerService) return false;
+    this.#idle.add(socket);
+    // A parked connection must stay silent; reading it is how its close is noticed.
+    const onData = (): void => {
+      this.#idle.delete(socket);
+      refuse(socket, refusalReply('bad-line', 'an idle data connection must wait for CLIENT'));
+    };
+    socket.on('data', onData);
+    socket.once('close', () => this.#idle.delete(socket));
+    socket.resume();
+    return true;
+  }
+
+  #takeIdle(): Socket | undefined {
+    for (const socket of this.#idle) {
+      this.#idle.delete(socket);
+      if (socket.destroyed || !socket.writable) continue;
+      socket.pause();
+      socket.removeAllListeners('data');
+      return socket;
+    }
+    return undefined;
+  }
+
+  /** Ends the registration; open tunnels go on. `farewell` is a last line for the service. */
+  close(reason: string, farewell?: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    this.#publicServer.close();
+    for (const entry of this.#host.dialbacks.takeAll(this)) entry.client.destroy();
+    this.#pending.clear();
+    for (const socket of this.#idle) socket.destroy();
+    this.#idle.clear();
+    if (farewell !== undefined) refuse(this.#control, farewell);
+    else this.#control.destroy();
+    this.log.info({ reason }, 'service left');
+    this.#host.sessionClosed(this);
+  }
+}

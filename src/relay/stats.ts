@@ -1,0 +1,27 @@
+/** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
+export class RelayStats {
+  servicesActive = 0;
+  servicesRegistered = 0;
+  tunnelsOpen = 0;
+  tunnelsOpened = 0;
+  /** Bytes from public clients towards services, and back. */
+  bytesFromClients = 0;
+  bytesToClients = 0;
+  readonly refusals = new Map<string, number>();
+  /** Dial-back latency: counts of observations at or below each bound, in seconds. */
+  readonly dialbackBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+  readonly dialbackCounts: number[] = new Array<number>(this.dialbackBuckets.length).fill(0);
+  dialbackCount = 0;
+  dialbackSumSeconds = 0;
+
+  refused(reason: string): void {
+    this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
+  }
+
+  observeDialback(seconds: number): void {
+    this.dialbackCount++;
+    this.dialbackSumSeconds += seconds;
+    const index = this.dialbackBuckets.findIndex((bound) => seconds <= bound);
+    if (index >= 0) this.dialbackCounts[index]! += 1;
+  }
+}

@@ -1,0 +1,95 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { deferred, dial, deadline, freePort, howItEnds, listenLocal, portsFlag, readAtLeast, readToEnd, within } from '../helpers/net.js';
+import { startRelay, startService, type ServiceProcess } from '../helpers/processes.js';
+
+/** ./relay and ./expose in front of a backend whose connections the test controls. */
+async function exposeBackend(t: Parameters<typeof startRelay>[0], onBackend: (socket: Socket) => void): Promise<ServiceProcess> {
+  const backend = await listenLocal(t, onBackend);
+  const relay = await startRelay(t, portsFlag());
+  return startService(t, 'expose', ['127.0.0.1', String(relay.port), `127.0.0.1:${backend.port}`]);
+}
+
+test('half-close: a backend that reads to EOF and then answers gets the whole request and its answer arrives', async (t) => {
+  const expose = await exposeBackend(t, (socket) => {
+    void readToEnd(socket).then((request) => socket.end(`got ${request.length} bytes: ${request.toString()}`));
+  });
+  const client = await dial(t, expose.publicPort);
+  client.end('question');
+  assert.equal((await readToEnd(client)).toString(), 'got 8 bytes: question');
+});
+
+test('half-close: a backend that sends, shuts down its write side and keeps reading still gets the client bytes', async (t) => {
+  const backendGot = deferred<string>();
+  const expose = await exposeBackend(t, (socket) => {
+    socket.end('banner then FIN');
+    void readToEnd(socket).then((data) => backendGot.resolve(data.toString()));
+  });
+  const client = await dial(t, expose.publicPort);
+  assert.equal((await readToEnd(client)).toString(), 'banner then FIN');
+  client.write('still talking after your FIN');
+  client.end();
+  assert.equal(await within(backendGot.promise, 5000, 'backend to read the client'), 'still talking after your FIN');
+});
+
+test('close propagates: a client FIN reaches the backend, and a backend close reaches the client', async (t) => {
+  const backendSockets: Socket[] = [];
+  const arrived = deferred<void>();
+  const expose = await exposeBackend(t, (socket) => {
+    backendSockets.push(socket);
+    if (backendSockets.length === 2) arrived.resolve();
+  });
+  const first = await dial(t, expose.publicPort);
+  const second = await dial(t, expose.publicPort);
+  first.write('x');
+  second.write('y');
+  await within(arrived.promise, 5000, 'both connections at the backend');
+  const [a, b] = backendSockets as [Socket, Socket];
+  const byByte = (await readAtLeast(a, 1)).toString() === 'x' ? { x: a, y: b } : { x: b, y: a };
+
+  first.end();
+  assert.equal(await howItEnds(byByte.x), 'end');
+  byByte.y.destroy();
+  assert.notEqual(await howItEnds(second), 'reset', 'a plain close should not arrive as a reset');
+});
+
+test('reset propagates both ways within a bound', async (t) => {
+  const backendSockets: Socket[] = [];
+  const arrived = deferred<void>();
+  const expose = await exposeBackend(t, (socket) => {
+    backendSockets.push(socket);
+    socket.on('data', () => {});
+    if (backendSockets.length === 2) arrived.resolve();
+  });
+  const clientResets = await dial(t, expose.publicPort);
+  clientResets.write('a');
+  const backendResets = await dial(t, expose.publicPort);
+  backendResets.write('b');
+  await within(arrived.promise, 5000, 'both connections at the backend');
+  await new Promise((resolve) => setImmediate(resolve));
+  const [first, second] = backendSockets as [Socket, Socket];
+  const ends = [howItEnds(first), howItEnds(second)];
+
+  clientResets.resetAndDestroy();
+  const clientSeen = howItEnds(backendResets);
+  const firstEnd = await Promise.race(ends);
+  assert.ok(firstEnd === 'reset' || firstEnd === 'close', `client reset arrived at the backend as ${firstEnd}`);
+  // Whichever backend socket is left belongs to the other client: reset it.
+  (first.destroyed ? second : first).resetAndDestroy();
+  assert.equal(await clientSeen, 'reset');
+});
+
+test('a TARGET that refuses closes the public client promptly', async (t) => {
+  const deadPort = await freePort();
+  const relay = await startRelay(t, portsFlag());
+  const expose = await startService(t, 'expose', ['127.0.0.1', String(relay.port), String(deadPort)]);
+  const client = await dial(t, expose.publicPort);
+  const started = Date.now();
+  const ended = await howItEnds(client, 3000);
+  assert.ok(['reset', 'end', 'close'].includes(ended));
+  assert.ok(Date.now() - started < 3000);
+  await expose.waitFor('stderr', /target refused the connection/);
+  await once(client, 'close', { signal: deadline(1000) }).catch(() => undefined);
+});

@@ -1,0 +1,145 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
+import type { TestContext } from 'node:test';
+
+/** Fails a wait that would otherwise hang: every test waits with a bound. */
+export function deadline(ms: number): AbortSignal {
+  return AbortSignal.timeout(ms);
+}
+
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A connected client socket, half-open allowed, closed by the test's cleanup. */
+export async function dial(t: TestContext, port: number, host = '127.0.0.1'): Promise<Socket> {
+  const socket = connect({ port, host, allowHalfOpen: true });
+  t.after(() => socket.destroy());
+  await once(socket, 'connect', { signal: deadline(5000) });
+  return socket;
+}
+
+/** Everything the socket sends until its FIN; rejects on a reset or after ms. */
+export async function readToEnd(socket: Socket, ms = 10_000): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  await once(socket, 'end', { signal: deadline(ms) });
+  return Buffer.concat(chunks);
+}
+
+/** Reads until at least n bytes arrived; returns exactly what arrived. */
+export async function readAtLeast(socket: Socket, n: number, ms = 10_000): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  await within(
+    new Promise<void>((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        chunks.push(chunk);
+        total += chunk.length;
+        if (total >= n) {
+          socket.off('data', onData);
+          socket.pause();
+          resolve();
+        }
+      };
+      socket.on('data', onData);
+      socket.once('close', () => reject(new Error(`closed after ${total} of ${n} bytes`)));
+      socket.resume();
+    }),
+    ms,
+    `reading ${n} bytes`,
+  );
+  return Buffer.concat(chunks);
+}
+
+/** How a socket ended: 'end' (FIN), 'reset' (ECONNRESET/EPIPE) or 'close'. */
+export async function howItEnds(socket: Socket, ms = 5000): Promise<'end' | 'reset' | 'close'> {
+  return within(
+    new Promise((resolve) => {
+      socket.once('end', () => resolve('end'));
+      socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'reset' : 'close'));
+      socket.once('close', () => resolve('close'));
+      socket.resume();
+    }),
+    ms,
+    'the socket to end',
+  );
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Sends data in random-sized chunks while reading concurrently; returns what came back. */
+export async function echoThrough(socket: Socket, data: Buffer, maxChunk = 65536, ms = 60_000): Promise<Buffer> {
+  const received = readToEnd(socket, ms);
+  let offset = 0;
+  while (offset < data.length) {
+    const size = Math.min(data.length - offset, 1 + Math.floor(Math.random() * maxChunk));
+    const more = socket.write(data.subarray(offset, offset + size));
+    offset += size;
+    if (!more) await once(socket, 'drain', { signal: deadline(ms) });
+  }
+  socket.end();
+  return received;
+}
+
+export function randomData(size: number): Buffer {
+  return randomBytes(size);
+}
+
+/** A TCP server on 127.0.0.1 port 0, closed (connections first) by the test's cleanup. */
+export async function listenLocal(t: TestContext, onConnection: (socket: Socket) => void, allowHalfOpen = true): Promise<{ server: Server; port: number }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    onConnection(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening', { signal: deadline(5000) });
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** A port that was free a moment ago (for a relay that must restart on the same one). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A block of public ports for one test file, so parallel files never expect the same port. */
+export function portBlock(size = 100): { first: number; last: number } {
+  const first = 20_000 + Math.floor(Math.random() * 400) * 100;
+  return { first, last: first + size - 1 };
+}
+
+/** A promise with its resolve function outside (Promise.withResolvers is newer than Node 20). */
+export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** `--ports A-B` for a fresh block. */
+export function portsFlag(size = 100): string[] {
+  const { first, last } = portBlock(size);
+  return ['--ports', `${first}-${last}`];
+}
