@@ -38,7 +38,9 @@ export interface RelayOptions {
   drainTimeoutMs: number;
 }
 
-export const RELAY_DEFAULTS = {
+type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret'>;
+
+export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,
   maxClientsPerService: 4096,
   maxPendingPerService: 1024,
@@ -48,7 +50,7 @@ export const RELAY_DEFAULTS = {
   heartbeatMs: 5_000,
   resumeGraceMs: 60_000,
   drainTimeoutMs: 10_000,
-} as const satisfies Partial<RelayOptions>;
+};
 
 /** A peer is declared dead after this many heartbeat intervals of silence. */
 export const HEARTBEAT_MISSES = 3;

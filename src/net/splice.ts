@@ -7,7 +7,7 @@ export interface SpliceResult {
   bytesAToB: number;
   bytesBToA: number;
   durationMs: number;
-  /** The side whose connection ended first. */
+  /** The side whose peer ended first (FIN, reset or error), or was closed locally first. */
   closedFirst: SpliceSide;
   /** 'end': both directions finished with FIN; 'reset': a side reset or failed; 'destroyed': closed locally. */
   outcome: 'end' | 'reset' | 'destroyed';
@@ -67,8 +67,12 @@ export function splice(a: Socket, b: Socket, options: SpliceOptions = {}): Promi
         if (!to.write(chunk)) from.pause();
       });
       to.on('drain', () => from.resume());
-      from.on('end', () => to.end());
+      from.on('end', () => {
+        closedFirst ??= side;
+        to.end();
+      });
       from.on('error', (err: Error) => {
+        closedFirst ??= side;
         if (outcome !== 'reset') {
           outcome = 'reset';
           error = (err as NodeJS.ErrnoException).code ?? err.message;

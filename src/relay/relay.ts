@@ -22,20 +22,20 @@ const SERVER_OPTIONS = {
   keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
 } as const;
 
-export type ResolvedRelayOptions = RelayOptions & typeof RELAY_DEFAULTS;
 
 /**
  * The relay: accepts services on its control port, gives each a public port, and
  * splices every public client with the data connection its service dials back.
  */
 export class Relay implements SessionHost {
-  readonly options: ResolvedRelayOptions;
+  readonly options: RelayOptions;
   readonly log: Logger;
   readonly stats = new RelayStats();
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly #ports: PortPool;
   readonly #services = new Set<ServiceSession>();
   readonly #byWarmToken = new Map<string, ServiceSession>();
+  readonly #byResume = new Map<string, ServiceSession>();
   readonly #tunnels = new Set<Socket>();
   readonly #listeners: Server[] = [];
   #registering = 0;
@@ -47,13 +47,13 @@ export class Relay implements SessionHost {
   #dataPort = 0;
 
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger) {
-    this.options = { ...RELAY_DEFAULTS, ...options } as ResolvedRelayOptions;
+    this.options = { ...RELAY_DEFAULTS, ...options };
     this.log = log;
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
   }
 
-  get limits(): ResolvedRelayOptions {
+  get limits(): RelayOptions {
     return this.options;
   }
 
@@ -140,6 +140,10 @@ export class Relay implements SessionHost {
         rest = proven;
       }
       if (this.#shuttingDown) return this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
+      // The same service on a new control connection, before the relay noticed the old
+      // one die: only the service knows its resume key, so the new connection wins.
+      const previous = hello.resume === undefined ? undefined : this.#byResume.get(hello.resume);
+      previous?.close('superseded by a new control connection');
       let publicServer: Server | undefined;
       const port = await this.#ports.acquire(
         async (candidate) => (publicServer = await this.#listenPublic(candidate)) !== undefined,
@@ -163,6 +167,7 @@ export class Relay implements SessionHost {
       const session = new ServiceSession(this, identity, socket, publicServer);
       this.#services.add(session);
       if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
+      this.#byResume.set(identity.resume, session);
       this.stats.servicesActive++;
       this.stats.servicesRegistered++;
       const host = this.options.publicHost ?? hello.host ?? normalizeAddress(socket.localAddress ?? 'localhost');
@@ -264,6 +269,7 @@ export class Relay implements SessionHost {
   sessionClosed(session: ServiceSession): void {
     this.#services.delete(session);
     if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
+    if (this.#byResume.get(session.resume) === session) this.#byResume.delete(session.resume);
     this.stats.servicesActive--;
     // On shutdown no grace: the relay that restarts has forgotten every key anyway.
     this.#ports.release(session.port, session.resume, this.#shuttingDown ? 0 : this.options.resumeGraceMs);

@@ -72,6 +72,9 @@ export class ServiceSession {
   /** Sends OK and starts serving: control lines, heartbeat, public clients. */
   start(ok: Message, head: Buffer): void {
     sendMessage(this.#control, ok);
+    // The control socket is half-open capable like every relay socket, so a FIN must
+    // end the session explicitly; 'close' covers resets and local destroys.
+    this.#control.once('end', () => this.close('service closed the control connection'));
     this.#control.once('close', () => this.close('control connection closed'));
     readLines(
       this.#control,
@@ -170,6 +173,7 @@ export class ServiceSession {
       refuse(socket, refusalReply('bad-line', 'an idle data connection must wait for CLIENT'));
     };
     socket.on('data', onData);
+    socket.once('end', () => socket.destroy());
     socket.once('close', () => this.#idle.delete(socket));
     socket.resume();
     return true;
@@ -181,6 +185,7 @@ export class ServiceSession {
       if (socket.destroyed || !socket.writable) continue;
       socket.pause();
       socket.removeAllListeners('data');
+      socket.removeAllListeners('end');
       return socket;
     }
     return undefined;

@@ -23,6 +23,8 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 /** A connected client socket, half-open allowed, closed by the test's cleanup. */
 export async function dial(t: TestContext, port: number, host = '127.0.0.1'): Promise<Socket> {
   const socket = connect({ port, host, allowHalfOpen: true });
+  // Resets are expected in some tests; howItEnds() and friends observe them.
+  socket.on('error', () => {});
   t.after(() => socket.destroy());
   await once(socket, 'connect', { signal: deadline(5000) });
   return socket;
@@ -32,6 +34,7 @@ export async function dial(t: TestContext, port: number, host = '127.0.0.1'): Pr
 export async function readToEnd(socket: Socket, ms = 10_000): Promise<Buffer> {
   const chunks: Buffer[] = [];
   socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.resume();
   await once(socket, 'end', { signal: deadline(ms) });
   return Buffer.concat(chunks);
 }

@@ -1,0 +1,24 @@
+import type { TestContext } from 'node:test';
+import { Relay, listenViaRelay, type RelayOptions, type RelayTunnel, type ConnectionTarget, type RelayClientOptions } from '../../src/index.js';
+import { portBlock, within } from './net.js';
+
+/** An in-process relay on a free control port and a fresh public port block, shut down after the test. */
+export async function inProcessRelay(t: TestContext, options: Partial<RelayOptions> = {}): Promise<Relay> {
+  const relay = new Relay({ port: 0, ports: portBlock(), ...options });
+  await relay.start();
+  t.after(() => relay.shutdown(0));
+  return relay;
+}
+
+/** A tunnel registered with the relay; closed after the test. */
+export async function relayed(
+  t: TestContext,
+  relay: Relay,
+  target: ConnectionTarget,
+  options: Partial<RelayClientOptions> = {},
+): Promise<{ tunnel: RelayTunnel; port: number }> {
+  const tunnel = listenViaRelay(target, { host: '127.0.0.1', port: relay.controlPort, ...options });
+  t.after(() => tunnel.close());
+  const address = await within(tunnel.established(), 5000, 'registration');
+  return { tunnel, port: address.port };
+}

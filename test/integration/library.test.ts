@@ -1,0 +1,126 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer as createHttpServer, get } from 'node:http';
+import { connect as createConnection, createServer as createNetServer, type Socket } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { deadline, dial, echoThrough, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
+import { inProcessRelay, relayed } from '../helpers/relay.js';
+import { listenViaRelay } from '../../src/index.js';
+
+test('library: an http.Server relayed with one changed line answers requests and sees the real client address', async (t) => {
+  const relay = await inProcessRelay(t);
+  const server = createHttpServer((req, res) => res.end(`hello ${req.socket.remoteAddress} ${req.url}`));
+  const { port } = await relayed(t, relay, server);
+  const body = await new Promise<string>((resolve, reject) => {
+    get({ host: '127.0.0.1', port, path: '/path?q=1', agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve(text));
+    }).on('error', reject);
+  });
+  assert.equal(body, 'hello 127.0.0.1 /path?q=1');
+});
+
+test('library: a net.Server with a connection callback gets an ordinary socket with the client address and port', async (t) => {
+  const relay = await inProcessRelay(t);
+  const seen: { address?: string | undefined; port?: number | undefined; family?: string | undefined } = {};
+  const server = createNetServer((socket) => {
+    seen.address = socket.remoteAddress;
+    seen.port = socket.remotePort;
+    seen.family = socket.remoteFamily;
+    socket.pipe(socket);
+  });
+  const { port } = await relayed(t, relay, server);
+  const client = await dial(t, port);
+  const clientPort = client.localPort;
+  const data = randomData(1024 * 1024);
+  assert.equal(sha256(await echoThrough(client, data)), sha256(data));
+  assert.equal(seen.address, '127.0.0.1');
+  assert.equal(seen.port, clientPort);
+  assert.equal(seen.family, 'IPv4');
+});
+
+test('library: a tls.Server relayed as is completes TLS handshakes end to end', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  const cert = readFileSync(`${dir}/c.pem`);
+  const server = createTlsServer({ key: readFileSync(`${dir}/k.pem`), cert }, (socket) => socket.end(`secure hello to ${socket.remoteAddress}`));
+  const relay = await inProcessRelay(t);
+  const { port } = await relayed(t, relay, server);
+  const client = tlsConnect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' });
+  t.after(() => client.destroy());
+  await once(client, 'secureConnect', { signal: deadline(5000) });
+  const chunks: Buffer[] = [];
+  client.on('data', (chunk: Buffer) => chunks.push(chunk));
+  await once(client, 'end', { signal: deadline(5000) });
+  assert.equal(Buffer.concat(chunks).toString(), 'secure hello to 127.0.0.1');
+});
+
+test('library: bytes the client sends before the service dials back are not lost', async (t) => {
+  const relay = await inProcessRelay(t);
+  const { port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket));
+  const client = await dial(t, port);
+  // Written at once, before any dial-back can have happened, and the FIN with it.
+  client.end('early bytes');
+  assert.equal((await readToEnd(client)).toString(), 'early bytes');
+});
+
+test('prewarm: clients are served from idle data connections and the pool refills', async (t) => {
+  const relay = await inProcessRelay(t);
+  const { port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 4 });
+  for (let round = 0; round < 12; round++) {
+    const client = await dial(t, port);
+    const data = randomData(4096 + round);
+    assert.equal(sha256(await echoThrough(client, data)), sha256(data));
+  }
+  // Every dial-back counted with zero latency went through an idle connection.
+  assert.ok(relay.stats.dialbackCounts[0]! >= 8, `only ${relay.stats.dialbackCounts[0]} clients used a prewarmed connection`);
+});
+
+test('stable address: a service that re-registers after losing its control connection keeps its public port and open tunnels', async (t) => {
+  const relay = await inProcessRelay(t);
+  // A proxy in front of the control port only, so the test can cut the control connection alone.
+  const proxied = new Set<Socket>();
+  const proxy = createNetServer((inbound) => {
+    const outbound = createConnection(relay.controlPort);
+    proxied.add(inbound).add(outbound);
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  t.after(() => {
+    for (const socket of proxied) socket.destroy();
+    proxy.close();
+  });
+  const proxyPort = (proxy.address() as { port: number }).port;
+  const tunnel = listenViaRelay((socket: Socket) => socket.pipe(socket), {
+    host: '127.0.0.1',
+    port: proxyPort,
+    backoff: { initialMs: 10, maxMs: 50 },
+  });
+  t.after(() => tunnel.close());
+  const first = await within(tunnel.established(), 5000, 'first registration');
+  const open = await dial(t, first.port);
+  open.write('before ');
+  assert.equal((await readAtLeast(open, 7)).toString(), 'before ');
+
+  const again = once(tunnel, 'established', { signal: deadline(5000) });
+  for (const socket of proxied) socket.destroy();
+  const [second] = (await again) as [{ port: number }];
+  assert.equal(second.port, first.port);
+
+  // The tunnel opened before the blip still works, and so does a new one.
+  open.end('after');
+  assert.equal((await readToEnd(open)).toString(), 'after');
+  const fresh = await dial(t, second.port);
+  assert.equal((await echoThrough(fresh, Buffer.from('new'))).toString(), 'new');
+});
