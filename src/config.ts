@@ -21,6 +21,8 @@ export interface RelayOptions {
   ports?: PortRange;
   /** Services must prove they know this to register; undefined means open registration. */
   secret?: string;
+  /** TLS on the control and data ports (PEM); public ports stay plain TCP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   maxServices: number;
   maxClientsPerService: number;
   maxPendingPerService: number;
@@ -38,7 +40,7 @@ export interface RelayOptions {
   drainTimeoutMs: number;
 }
 
-type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret'>;
+type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls'>;
 
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,

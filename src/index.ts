@@ -4,6 +4,9 @@
  */
 export { listenViaRelay, RelayTunnel } from './client/tunnel.js';
 export type { RelayClientOptions, PublicAddress, ConnectionTarget } from './client/tunnel.js';
+export { relayInfo } from './client/dial-back.js';
+export type { RelayTlsOptions } from './client/transport.js';
+export type { RelayedClientInfo } from './client/dial-back.js';
 export { Relay } from './relay/relay.js';
 export type { RelayOptions, PortRange } from './config.js';
 export { RELAY_DEFAULTS } from './config.js';

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
@@ -10,6 +11,15 @@ export function portArg(name: string, value: unknown, allowZero = false): number
     throw new UsageError(`${name} must be a port number from ${allowZero ? 0 : 1} to 65535, got "${text}"`);
   }
   return port;
+}
+
+/** A file a flag names, read now so a typo is a usage error rather than a failure later. */
+export function fileArg(name: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`cannot read ${name} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
 }
 
 export function positiveArg(name: string, value: unknown): number {

@@ -6,6 +6,8 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resetSocket, splice } from '../net/splice.js';
 import { splitHostPort } from '../protocol/messages.js';
+import { proxyHeader } from '../protocol/proxy-header.js';
+import { relayInfo } from '../client/dial-back.js';
 import { portArg, usageFailure } from './common.js';
 import { runService, withServiceOptions } from './service-runner.js';
 
@@ -15,8 +17,10 @@ const args = await withServiceOptions(
     .usage('$0 RELAYHOST RELAYPORT TARGET [options]\n\nMakes an existing TCP server (TARGET: PORT or HOST:PORT) reachable through the relay.')
     .command('$0 <relayhost> <relayport> <target>', false)
     .positional('target', { type: 'string', describe: 'The server to expose: PORT (on localhost) or HOST:PORT' })
+    .option('proxy-protocol', { choices: ['v1', 'v2'] as const, describe: "Send TARGET a PROXY protocol header with the public client's address" })
     .example('$0 localhost 8080 3000', 'expose localhost:3000; prints "established relay address: localhost:8081"')
     .example('$0 relay.example.com 8080 192.168.1.20:22', 'expose an ssh server of the private network')
+    .example('$0 localhost 8080 80 --proxy-protocol v2', 'nginx on port 80 (listen 80 proxy_protocol) logs the real client address')
     .fail(usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')),
 ).parseAsync();
 
@@ -39,6 +43,8 @@ function forward(client: Socket, log: Logger): void {
   const backend = connect({ ...target, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
   backend.on('error', () => {});
   backend.once('connect', () => {
+    const info = relayInfo(client);
+    if (args.proxyProtocol !== undefined && info !== undefined) backend.write(proxyHeader(args.proxyProtocol, info));
     void splice(client, backend).then((result) =>
       log.debug({ client: client.remoteAddress, bytesIn: result.bytesAToB, bytesOut: result.bytesBToA, outcome: result.outcome }, 'connection closed'),
     );

@@ -2,8 +2,11 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js';
 import { UsageError } from '../errors.js';
+import type { Server } from 'node:http';
+import { joinHostPort, splitHostPort } from '../protocol/messages.js';
+import { boundPort, serveMetrics } from '../relay/metrics.js';
 import { Relay } from '../relay/relay.js';
-import { loggerFor, onStopSignals, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
+import { fileArg, loggerFor, onStopSignals, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -32,6 +35,9 @@ const parser = withLogOptions(
     .option('public-host', { type: 'string', describe: 'Host name given to services as their public host [default: the name the service dialed]' })
     .option('bind', { type: 'string', describe: 'Interface address to listen on [default: all]' })
     .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
+    .option('tls-cert', { type: 'string', describe: 'PEM certificate: TLS on the control and data ports (public ports stay plain)' })
+    .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
+    .option('metrics', { type: 'string', describe: 'Serve Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
     .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
     .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: 'Open public clients per service' })
     .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: 'Clients waiting for a dial-back, per service' })
@@ -46,6 +52,7 @@ const parser = withLogOptions(
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
+    .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; Prometheus metrics on 9100')
     .strict()
     .help()
     .version(false)
@@ -55,6 +62,7 @@ const parser = withLogOptions(
 async function main(): Promise<void> {
   const args = await parser.parseAsync();
   let options: RelayOptions;
+  let metrics: { host: string; port: number } | undefined;
   try {
     const port = portArg('PORT', args.port, true);
     options = {
@@ -75,6 +83,11 @@ async function main(): Promise<void> {
       drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
+    if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+    if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
+      options.tls = { cert: fileArg('--tls-cert', args.tlsCert), key: fileArg('--tls-key', args.tlsKey) };
+    }
+    if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
   } catch (err) {
     return usageFailure('relay', 'PORT')(undefined, err as Error);
   }
@@ -88,7 +101,30 @@ async function main(): Promise<void> {
     process.stderr.write(`relay: port ${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''} ${why}\n`);
     process.exit(1);
   }
-  onStopSignals(log, () => relay.shutdown());
+  const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
+  onStopSignals(log, async () => {
+    metricsServer?.close();
+    await relay.shutdown();
+  });
+}
+
+async function startMetrics(relay: Relay, where: { host: string; port: number }): Promise<Server> {
+  try {
+    const server = await serveMetrics(relay.stats, where.host, where.port);
+    relay.log.info({ metrics: `http://${joinHostPort(where.host, boundPort(server))}/metrics` }, 'metrics listening');
+    return server;
+  } catch (err) {
+    process.stderr.write(`relay: --metrics ${joinHostPort(where.host, where.port)} cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)})\n`);
+    process.exit(1);
+  }
+}
+
+function parseListen(name: string, text: string): { host: string; port: number } {
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) return { host: '127.0.0.1', port: portArg(name, text, true) };
+  const host = splitHostPort(`${text.slice(0, colon)}:1`)?.host;
+  if (host === undefined) throw new UsageError(`${name} must be HOST:PORT or PORT, got "${text}"`);
+  return { host, port: portArg(name, text.slice(colon + 1), true) };
 }
 
 await main();

@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { listenViaRelay } from '../client/tunnel.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
+import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** What ./echoserver and ./expose have in common: the relay to use and how. */
 export function withServiceOptions<T>(argv: Argv<T>) {
@@ -12,6 +12,8 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .positional('relayhost', { type: 'string', describe: 'Host name or address of the relay' })
       .positional('relayport', { type: 'string', describe: 'Control port of the relay (its PORT)' })
       .option('secret', { type: 'string', describe: "The relay's secret, if it has one (also RELAY_SECRET)" })
+      .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
+      .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'number', default: 0, describe: 'Idle data connections kept open so new clients start at once' })
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
@@ -26,6 +28,8 @@ interface ServiceArgs {
   relayhost?: string | undefined;
   relayport?: string | undefined;
   secret?: string | undefined;
+  tls: boolean;
+  ca?: string | undefined;
   publicPort?: string | undefined;
   prewarm: number;
   drainTimeout: number;
@@ -41,7 +45,9 @@ interface ServiceArgs {
 export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void): void {
   let relayPort: number;
   let publicPort: number | undefined;
+  let ca: Buffer | undefined;
   try {
+    ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
@@ -65,6 +71,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
       port: relayPort,
       logger: log,
       ...(args.secret ? { secret: args.secret } : {}),
+      ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
       ...(publicPort === undefined ? {} : { publicPort }),
       ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),
     },

@@ -5,9 +5,13 @@ export interface BackoffPolicy {
   jitter: number;
 }
 
-/** Delay before reconnect attempt `attempt` (0-based): doubling, capped, jittered. */
+/** setTimeout fires at once for anything longer than this. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Delay before reconnect attempt `attempt` (0-based): doubling, jittered, never above maxMs. */
 export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number = Math.random): number {
-  const base = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(attempt, 30));
+  const cap = Math.min(policy.maxMs, MAX_TIMER_MS);
+  const base = Math.min(cap, policy.initialMs * 2 ** Math.min(attempt, 30));
   const spread = base * policy.jitter;
-  return Math.max(0, Math.round(base - spread + 2 * spread * random()));
+  return Math.min(cap, Math.max(0, Math.round(base - spread + 2 * spread * random())));
 }

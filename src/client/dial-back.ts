@@ -1,17 +1,26 @@
-import { connect, type Socket } from 'node:net';
-import { KEEPALIVE_DELAY_MS } from '../config.js';
+import type { Socket } from 'node:net';
 import { readFirstLine } from '../net/lines.js';
 import { formatMessage, type ServiceMessage } from '../protocol/messages.js';
 
-export interface RelayEndpoint {
-  host: string;
-  port: number;
+import { dialRelay, type RelayEndpoint } from './transport.js';
+
+/** Where a relayed client came from, and which public address of the relay it reached. */
+export interface RelayedClientInfo {
+  clientAddress: string;
+  clientPort: number;
+  /** The relay's address and public port as the client dialed them. */
+  serverAddress: string;
+  serverPort: number;
 }
 
-export interface RelayedClient {
-  socket: Socket;
-  address: string;
-  port: number;
+const infoBySocket = new WeakMap<Socket, RelayedClientInfo>();
+
+/**
+ * For a socket the library delivered: the public client's address and the relay
+ * address it reached (what a PROXY protocol header carries). Undefined for any other socket.
+ */
+export function relayInfo(socket: Socket): RelayedClientInfo | undefined {
+  return infoBySocket.get(socket);
 }
 
 /**
@@ -25,8 +34,8 @@ export async function openDataConnection(
   first: ServiceMessage & { kind: 'DATA' | 'IDLE' },
   timeoutMs: number | undefined,
   onRefused: (reason: string) => void,
-): Promise<RelayedClient | undefined> {
-  const socket = connect({ host: relay.host, port: relay.port, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
+): Promise<Socket | undefined> {
+  const socket = dialRelay(relay, true);
   // Stays for the socket's life: a reset must never crash a program that did not
   // attach its own 'error' listener (its own listeners still see every error).
   socket.on('error', () => {});
@@ -39,13 +48,14 @@ export async function openDataConnection(
     return undefined;
   }
   if (reply.rest.length > 0) socket.unshift(reply.rest);
+  const { clientAddress, clientPort, serverAddress, serverPort } = reply.msg;
+  infoBySocket.set(socket, { clientAddress, clientPort, serverAddress, serverPort });
   // Code written for a directly connected socket asks it who the peer is: answer with
-  // the public client, not the relay (the relay's address stays in localAddress).
-  const family = reply.msg.clientAddress.includes(':') ? 'IPv6' : 'IPv4';
+  // the public client, not the relay.
   Object.defineProperties(socket, {
-    remoteAddress: { value: reply.msg.clientAddress, configurable: true },
-    remotePort: { value: reply.msg.clientPort, configurable: true },
-    remoteFamily: { value: family, configurable: true },
+    remoteAddress: { value: clientAddress, configurable: true },
+    remotePort: { value: clientPort, configurable: true },
+    remoteFamily: { value: clientAddress.includes(':') ? 'IPv6' : 'IPv4', configurable: true },
   });
-  return { socket, address: reply.msg.clientAddress, port: reply.msg.clientPort };
+  return socket;
 }

@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { connect, type Server, type Socket } from 'node:net';
-import { CLIENT_DEFAULTS, HEARTBEAT_MISSES, KEEPALIVE_DELAY_MS } from '../config.js';
+import type { Server, Socket } from 'node:net';
+import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config.js';
 import { RegistrationRefusedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, joinHostPort, type RelayMessage } from '../protocol/messages.js';
 import { backoffDelay } from './backoff.js';
-import { openDataConnection, type RelayEndpoint } from './dial-back.js';
+import { openDataConnection } from './dial-back.js';
+import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 
 /** Options of {@link listenViaRelay}. */
 export interface RelayClientOptions {
@@ -17,6 +18,8 @@ export interface RelayClientOptions {
   port: number;
   /** The relay's shared secret, if it was started with one. */
   secret?: string;
+  /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
+  tls?: boolean | RelayTlsOptions;
   /** Ask for this public port (the relay gives another if it is taken). */
   publicPort?: number;
   /** Keep this many idle data connections open so a new client needs no dial-back. */
@@ -121,7 +124,7 @@ export class RelayTunnel extends EventEmitter {
   #connect(): void {
     if (this.#closed) return;
     const { host, port } = this.#options;
-    const socket = connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
+    const socket = dialRelay({ host, port, tls: this.#tls() }, false);
     this.#control = socket;
     let lostReason = 'connection closed';
     socket.on('error', (err) => (lostReason = (err as NodeJS.ErrnoException).code ?? err.message));
@@ -239,9 +242,14 @@ export class RelayTunnel extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
+  #tls(): RelayTlsOptions | undefined {
+    const tls = this.#options.tls;
+    return tls === true ? {} : tls === false ? undefined : tls;
+  }
+
   #dataEndpoint(): RelayEndpoint | undefined {
     const registration = this.#registration;
-    return registration === undefined ? undefined : { host: this.#options.host, port: registration.dataPort };
+    return registration === undefined ? undefined : { host: this.#options.host, port: registration.dataPort, tls: this.#tls() };
   }
 
   async #dialBack(token: string): Promise<void> {
@@ -251,7 +259,7 @@ export class RelayTunnel extends EventEmitter {
     const client = await openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
       this.#log.warn({ reason }, 'dial-back refused'),
     );
-    if (client !== undefined) this.#deliver(client.socket);
+    if (client !== undefined) this.#deliver(client);
   }
 
   #fillWarmPool(): void {
@@ -268,7 +276,7 @@ export class RelayTunnel extends EventEmitter {
     );
     this.#warmOpen--;
     if (client !== undefined) {
-      this.#deliver(client.socket);
+      this.#deliver(client);
       this.#fillWarmPool();
     } else if (this.#registration?.warmToken === warmToken) {
       // Refused or cut while registered: refill, but never in a tight loop.

@@ -14,7 +14,15 @@ export interface SpliceResult {
   error?: string;
 }
 
+/** Bytes moved so far in each direction; splice updates it in place as bytes flow. */
+export interface SpliceCounts {
+  a: number;
+  b: number;
+}
+
 export interface SpliceOptions {
+  /** Updated live, for whoever reports progress before the splice settles. */
+  counts?: SpliceCounts;
   /** Bytes already read from a (a handshake reader's leftovers) to deliver to b first. */
   headFromA?: Buffer;
   headFromB?: Buffer;
@@ -55,7 +63,7 @@ function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, count:
 export function splice(a: Socket, b: Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
   return new Promise((resolve) => {
     const started = performance.now();
-    const counts = { a: 0, b: 0 };
+    const counts = options.counts ?? { a: 0, b: 0 };
     let closedFirst: SpliceSide | undefined;
     let outcome: SpliceResult['outcome'] = 'end';
     let error: string | undefined;

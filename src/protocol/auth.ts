@@ -19,6 +19,8 @@ export function computeProof(secret: string, nonce: string): string {
 
 /** Constant-time: how much of a guess matched never shows in the time taken. */
 export function verifyProof(secret: string, nonce: string, mac: string): boolean {
+  // Buffer.from(_, 'hex') stops at the first non-hex digit; only the exact form may verify.
+  if (!/^[0-9a-f]{64}$/.test(mac)) return false;
   const expected = Buffer.from(computeProof(secret, nonce), 'hex');
   const given = Buffer.from(mac, 'hex');
   return given.length === expected.length && timingSafeEqual(given, expected);

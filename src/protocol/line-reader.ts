@@ -28,6 +28,7 @@ export class LineReader {
   }
 
   push(chunk: Buffer): void {
+    if (this.#failed) return; // a refused peer's further bytes are not kept
     this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
   }
 

@@ -45,8 +45,11 @@ export type RelayMessage =
   | { kind: 'OK'; host: string; port: number; dataPort: number; heartbeatMs: number; resume: string; warmToken?: string }
   /** A public client arrived: dial back with this token. */
   | { kind: 'CONNECT'; token: string; clientAddress: string; clientPort: number }
-  /** On a data connection: from the next byte on, this connection is the client. */
-  | { kind: 'CLIENT'; clientAddress: string; clientPort: number }
+  /**
+   * On a data connection: from the next byte on, this connection is the client, who
+   * came from clientAddress:clientPort to the relay's serverAddress:serverPort.
+   */
+  | { kind: 'CLIENT'; clientAddress: string; clientPort: number; serverAddress: string; serverPort: number }
   /** Liveness probe; the service answers PONG. */
   | { kind: 'PING' }
   /** The relay is going away; reconnect later. */
@@ -160,7 +163,7 @@ function parseClientAddress(kind: 'CONNECT' | 'CLIENT', words: string[], at: num
   const address = words[at];
   const port = parsePort(words[at + 1], true);
   if (address === undefined || !ADDRESS.test(address) || port === undefined) {
-    return fail('bad-line', `${kind} needs a client address and port`);
+    return fail('bad-line', `${kind} needs an address and a port`);
   }
   return { address, port };
 }
@@ -169,7 +172,10 @@ function parseClientAddress(kind: 'CONNECT' | 'CLIENT', words: string[], at: num
 export function parseLine(line: string): ParseResult {
   const text = line.endsWith('\r') ? line.slice(0, -1) : line;
   if (text.length === 0) return fail('bad-line', 'empty line');
-  if (HTTP_REQUEST.test(text)) {
+  // LineReader already refuses such bytes; a caller that got its line elsewhere must not slip one in.
+  if (/[^\x20-\x7e]/.test(text)) return fail('binary', 'a character outside printable ASCII');
+  // ERR text is free text and may mention HTTP; anything else shaped like a request line is one.
+  if (!text.startsWith('ERR ') && HTTP_REQUEST.test(text)) {
     return { ok: false, code: 'bad-line', reason: 'an HTTP request on a relay port', spokeHttp: true };
   }
   const words = text.split(' ');
@@ -206,10 +212,15 @@ export function parseLine(line: string): ParseResult {
       return { ok: true, msg: { kind: 'CONNECT', token, clientAddress: client.address, clientPort: client.port } };
     }
     case 'CLIENT': {
-      if (argCount !== 2) return fail('bad-line', 'CLIENT needs ADDRESS PORT');
+      if (argCount !== 4) return fail('bad-line', 'CLIENT needs CLIENT-ADDRESS CLIENT-PORT SERVER-ADDRESS SERVER-PORT');
       const client = parseClientAddress('CLIENT', words, 1);
       if ('ok' in client) return client;
-      return { ok: true, msg: { kind: 'CLIENT', clientAddress: client.address, clientPort: client.port } };
+      const server = parseClientAddress('CLIENT', words, 3);
+      if ('ok' in server) return server;
+      return {
+        ok: true,
+        msg: { kind: 'CLIENT', clientAddress: client.address, clientPort: client.port, serverAddress: server.address, serverPort: server.port },
+      };
     }
     case 'PING':
     case 'PONG':
@@ -253,15 +264,16 @@ export function formatMessage(msg: Message): string {
     case 'CONNECT':
       return `CONNECT ${msg.token} ${msg.clientAddress} ${msg.clientPort}\n`;
     case 'CLIENT':
-      return `CLIENT ${msg.clientAddress} ${msg.clientPort}\n`;
+      return `CLIENT ${msg.clientAddress} ${msg.clientPort} ${msg.serverAddress} ${msg.serverPort}\n`;
     case 'PING':
     case 'PONG':
     case 'SHUTDOWN':
       return `${msg.kind}\n`;
     case 'ERR': {
-      // The text is for people; keep the line valid whatever it was given.
-      const text = msg.text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_LINE_BYTES - 32);
-      return `ERR ${msg.code} ${text}\n`;
+      // The text is for people; keep the line valid, and within the cap, whatever it was given.
+      const prefix = `ERR ${msg.code} `;
+      const text = msg.text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_LINE_BYTES - 1 - prefix.length);
+      return `${prefix}${text}\n`;
     }
   }
 }

@@ -63,12 +63,14 @@ export class PortPool {
   async #claim(port: number, tryListen: TryListen): Promise<boolean> {
     // Marked before the await, so two registrations racing never get the same port.
     this.#inUse.add(port);
-    if (await tryListen(port)) {
-      this.#reserved.delete(port);
-      return true;
+    let listening = false;
+    try {
+      listening = await tryListen(port);
+    } finally {
+      if (listening) this.#reserved.delete(port);
+      else this.#inUse.delete(port);
     }
-    this.#inUse.delete(port);
-    return false;
+    return listening;
   }
 
   #expireReservations(): void {

@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { createServer as createTlsServer } from 'node:tls';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
 import { readFirstLine, refuse, refusalReply, sendMessage } from '../net/lines.js';
@@ -8,7 +9,7 @@ import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
 import { PortPool } from './port-pool.js';
-import { ServiceSession, clientAddressOf, type SessionHost } from './service-session.js';
+import { ServiceSession, clientAddressOf, plainAddress, type SessionHost } from './service-session.js';
 import { RelayStats } from './stats.js';
 
 /** Handshakes (connections that have not sent their first line) held at once; more are dropped. */
@@ -83,7 +84,16 @@ export class Relay implements SessionHost {
   }
 
   async #listen(port: number, accepts: { control: boolean; data: boolean }): Promise<Server> {
-    const server = createServer(SERVER_OPTIONS, (socket) => void this.#onConnection(socket, accepts));
+    const onConnection = (socket: Socket): void => void this.#onConnection(socket, accepts);
+    const tls = this.options.tls;
+    const server =
+      tls === undefined
+        ? createServer(SERVER_OPTIONS, onConnection)
+        : createTlsServer({ ...SERVER_OPTIONS, pauseOnConnect: false, ...tls, handshakeTimeout: this.options.handshakeTimeoutMs }, onConnection);
+    server.on('tlsClientError', (err: Error, socket: Socket) => {
+      this.stats.refused('tls');
+      this.log.warn({ peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
+    });
     this.#listeners.push(server);
     const failed = once(server, 'error');
     server.listen({ port, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
@@ -170,7 +180,7 @@ export class Relay implements SessionHost {
       this.#byResume.set(identity.resume, session);
       this.stats.servicesActive++;
       this.stats.servicesRegistered++;
-      const host = this.options.publicHost ?? hello.host ?? normalizeAddress(socket.localAddress ?? 'localhost');
+      const host = this.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
       session.log.info({ peer, publicHost: host, asked: hello.port }, 'service registered');
       session.start(
         {
@@ -241,16 +251,14 @@ export class Relay implements SessionHost {
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void {
     this.#tunnels.add(client);
     this.#tunnels.add(data);
-    this.stats.tunnelsOpen++;
-    this.stats.tunnelsOpened++;
+    const counts = { a: 0, b: 0 };
+    this.stats.tunnelOpened(counts);
     const from = clientAddressOf(client);
-    void splice(client, data, { headFromB: head }).then((result) => {
+    void splice(client, data, { headFromB: head, counts }).then((result) => {
       this.#tunnels.delete(client);
       this.#tunnels.delete(data);
-      this.stats.tunnelsOpen--;
+      this.stats.tunnelClosed(counts);
       if (this.#tunnels.size === 0) this.#onDrained?.();
-      this.stats.bytesFromClients += result.bytesAToB;
-      this.stats.bytesToClients += result.bytesBToA;
       session.log.info(
         {
           client: from === undefined ? undefined : `${from.address}:${from.port}`,
@@ -299,6 +307,3 @@ export class Relay implements SessionHost {
   }
 }
 
-function normalizeAddress(address: string): string {
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}

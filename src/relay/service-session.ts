@@ -24,12 +24,25 @@ export interface SessionIdentity {
   warmToken: string | undefined;
 }
 
-/** The client's address as the service should see it: IPv4 without the v6-mapped prefix. */
+/** An address as the service should see it: IPv4 without the v6-mapped prefix. */
+export function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
 export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
   const address = socket.remoteAddress;
   const port = socket.remotePort;
   if (address === undefined || port === undefined) return undefined;
-  return { address: address.startsWith('::ffff:') ? address.slice(7) : address, port };
+  return { address: plainAddress(address), port };
+}
+
+/** The CLIENT line for a public client: where it came from and which address it reached. */
+function clientLine(client: Socket): Message | undefined {
+  const from = clientAddressOf(client);
+  const to = client.localAddress;
+  const toPort = client.localPort;
+  if (from === undefined || to === undefined || toPort === undefined) return undefined;
+  return { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port, serverAddress: plainAddress(to), serverPort: toPort };
 }
 
 /**
@@ -115,10 +128,11 @@ export class ServiceSession {
     if (this.#clients >= limits.maxClientsPerService) {
       return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
     }
-    const idle = this.#takeIdle();
-    if (idle !== undefined) {
+    const line = clientLine(client);
+    const idle = line === undefined ? undefined : this.#takeIdle();
+    if (idle !== undefined && line !== undefined) {
       this.#countClient(client);
-      sendMessage(idle, { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port });
+      sendMessage(idle, line);
       stats.observeDialback(0);
       this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
       return;
@@ -146,13 +160,13 @@ export class ServiceSession {
   /** The service dialed back for a client of ours: splice them. */
   dialedBack(entry: PendingClient<ServiceSession>, data: Socket, head: Buffer): void {
     this.#pending.delete(entry.token);
-    const from = clientAddressOf(entry.client);
-    if (from === undefined || entry.client.destroyed) {
+    const line = clientLine(entry.client);
+    if (line === undefined || entry.client.destroyed) {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
     }
     this.#host.stats.observeDialback((performance.now() - entry.since) / 1000);
-    sendMessage(data, { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port });
+    sendMessage(data, line);
     this.#host.openTunnel(this, entry.client, data, head);
   }
 

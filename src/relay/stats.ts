@@ -1,18 +1,47 @@
+import type { SpliceCounts } from '../net/splice.js';
+
 /** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
 export class RelayStats {
   servicesActive = 0;
   servicesRegistered = 0;
   tunnelsOpen = 0;
   tunnelsOpened = 0;
-  /** Bytes from public clients towards services, and back. */
-  bytesFromClients = 0;
-  bytesToClients = 0;
+  /** Byte counts of open tunnels (a: from the client, b: to it), live. */
+  readonly openTunnelCounts = new Set<SpliceCounts>();
+  /** Bytes of closed tunnels; the live totals add the open ones. */
+  #closedFromClients = 0;
+  #closedToClients = 0;
   readonly refusals = new Map<string, number>();
   /** Dial-back latency: counts of observations at or below each bound, in seconds. */
   readonly dialbackBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
   readonly dialbackCounts: number[] = new Array<number>(this.dialbackBuckets.length).fill(0);
   dialbackCount = 0;
   dialbackSumSeconds = 0;
+
+  get bytesFromClients(): number {
+    let total = this.#closedFromClients;
+    for (const counts of this.openTunnelCounts) total += counts.a;
+    return total;
+  }
+
+  get bytesToClients(): number {
+    let total = this.#closedToClients;
+    for (const counts of this.openTunnelCounts) total += counts.b;
+    return total;
+  }
+
+  tunnelOpened(counts: SpliceCounts): void {
+    this.tunnelsOpen++;
+    this.tunnelsOpened++;
+    this.openTunnelCounts.add(counts);
+  }
+
+  tunnelClosed(counts: SpliceCounts): void {
+    this.tunnelsOpen--;
+    this.openTunnelCounts.delete(counts);
+    this.#closedFromClients += counts.a;
+    this.#closedToClients += counts.b;
+  }
 
   refused(reason: string): void {
     this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);

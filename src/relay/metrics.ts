@@ -1,0 +1,74 @@
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { RelayStats } from './stats.js';
+
+const startedAt = Date.now() / 1000;
+
+type Sample = [name: string, help: string, type: 'counter' | 'gauge', value: number];
+
+function openFileDescriptors(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return Number.NaN; // not Linux: reported as NaN, which Prometheus accepts
+  }
+}
+
+/** The relay's figures in Prometheus text exposition format, version 0.0.4. */
+export function renderMetrics(stats: RelayStats): string {
+  const memory = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  const samples: Sample[] = [
+    ['relay_services', 'Services registered now.', 'gauge', stats.servicesActive],
+    ['relay_services_registered_total', 'Registrations accepted since start.', 'counter', stats.servicesRegistered],
+    ['relay_tunnels_open', 'Tunnels (public client spliced with a data connection) open now.', 'gauge', stats.tunnelsOpen],
+    ['relay_tunnels_opened_total', 'Tunnels opened since start.', 'counter', stats.tunnelsOpened],
+    ['relay_client_bytes_received_total', 'Bytes from public clients to services, counted when a tunnel closes.', 'counter', stats.bytesFromClients],
+    ['relay_client_bytes_sent_total', 'Bytes from services to public clients, counted when a tunnel closes.', 'counter', stats.bytesToClients],
+    ['process_resident_memory_bytes', 'Resident memory size in bytes.', 'gauge', memory.rss],
+    ['process_cpu_seconds_total', 'User and system CPU time in seconds.', 'counter', (cpu.user + cpu.system) / 1e6],
+    ['process_open_fds', 'Open file descriptors.', 'gauge', openFileDescriptors()],
+    ['process_start_time_seconds', 'Start time of the process since the epoch, in seconds.', 'gauge', startedAt],
+    ['nodejs_heap_used_bytes', 'V8 heap in use.', 'gauge', memory.heapUsed],
+  ];
+  const lines: string[] = [];
+  for (const [name, help, type, value] of samples) lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`);
+
+  lines.push('# HELP relay_refusals_total Connections refused, by reason.', '# TYPE relay_refusals_total counter');
+  for (const [reason, count] of stats.refusals) lines.push(`relay_refusals_total{reason="${reason}"} ${count}`);
+
+  const histogram = 'relay_dialback_seconds';
+  lines.push(`# HELP ${histogram} Time from a public client's arrival to its service's data connection.`, `# TYPE ${histogram} histogram`);
+  let cumulative = 0;
+  stats.dialbackBuckets.forEach((bound, i) => {
+    cumulative += stats.dialbackCounts[i] ?? 0;
+    lines.push(`${histogram}_bucket{le="${bound}"} ${cumulative}`);
+  });
+  lines.push(`${histogram}_bucket{le="+Inf"} ${stats.dialbackCount}`, `${histogram}_sum ${stats.dialbackSumSeconds}`, `${histogram}_count ${stats.dialbackCount}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Serves /metrics and /healthz; everything else is 404. */
+export async function serveMetrics(stats: RelayStats, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+    } else if (req.url === '/metrics') {
+      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(stats));
+    } else if (req.url === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+    } else {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
+    }
+  });
+  const failed = once(server, 'error').then(([err]) => Promise.reject(err as Error));
+  server.listen(port, host);
+  await Promise.race([once(server, 'listening'), failed]);
+  return server;
+}
+
+export function boundPort(server: Server): number {
+  return (server.address() as AddressInfo).port;
+}

@@ -1,0 +1,205 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import { PortPool, type TryListen } from '../../src/relay/port-pool.js';
+import { mulberry32, randomInt } from './prng.js';
+
+const RANGE = { first: 5000, last: 5004 };
+const KEY = '0123456789abcdef0123456789abcdef';
+const OTHER_KEY = 'fedcba9876543210fedcba9876543210';
+const GRACE_MS = 30_000;
+
+/** A stand-in for listen(): ports in `busy` are held by another program. Records every try. */
+function fakeListen(busy: Iterable<number> = []) {
+  const held = new Set(busy);
+  const tried: number[] = [];
+  const tryListen: TryListen = async (port) => {
+    tried.push(port);
+    return !held.has(port);
+  };
+  return { tryListen, tried, held };
+}
+
+function fakeClock(start = 1_000_000) {
+  const clock = { now: start, advance: (ms: number) => (clock.now += ms) };
+  return { clock, now: () => clock.now };
+}
+
+test('ports are handed out lowest free first', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen), 5000);
+  assert.equal(await pool.acquire(tryListen), 5001);
+  assert.equal(await pool.acquire(tryListen), 5002);
+});
+
+test('ports another program holds are skipped, and used once that program lets go', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen, tried, held } = fakeListen([5000, 5001, 5003]);
+  assert.equal(await pool.acquire(tryListen), 5002);
+  assert.deepEqual(tried, [5000, 5001, 5002]);
+  assert.equal(await pool.acquire(tryListen), 5004);
+  held.delete(5001);
+  assert.equal(await pool.acquire(tryListen), 5001, 'a port that was busy is not remembered as taken');
+});
+
+test('the wanted port is given when it is free', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen, tried } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 5003), 5003);
+  assert.deepEqual(tried, [5003], 'no other port is tried first');
+  assert.equal(await pool.acquire(tryListen), 5000, 'others still start from the lowest');
+  assert.equal(await pool.acquire(tryListen, 5004), 5004);
+});
+
+test('a wanted port out of range is ignored and never listened on', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen, tried } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 80), 5000);
+  assert.equal(await pool.acquire(tryListen, 4999), 5001);
+  assert.equal(await pool.acquire(tryListen, 5005), 5002);
+  assert.equal(await pool.acquire(tryListen, 65535), 5003);
+  assert.ok(!tried.some((port) => port < RANGE.first || port > RANGE.last), `tried ${tried.join(',')}`);
+});
+
+test('a wanted port that is already given out, or busy elsewhere, is not given again', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen, held } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 5002), 5002);
+  assert.equal(await pool.acquire(tryListen, 5002), 5000, 'held by another service: the lowest free instead');
+  held.add(5003);
+  assert.equal(await pool.acquire(tryListen, 5003), 5001, 'busy in another program: the lowest free instead');
+});
+
+test('a released port can be acquired again', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen), 5000);
+  assert.equal(await pool.acquire(tryListen), 5001);
+  pool.release(5000);
+  assert.equal(pool.isReserved(5000), false);
+  assert.equal(await pool.acquire(tryListen), 5000);
+  pool.release(5001);
+  assert.equal(await pool.acquire(tryListen, 5001), 5001);
+});
+
+test('a port released with a resume key is kept for that key during the grace period', async () => {
+  const { now } = fakeClock();
+  const pool = new PortPool(RANGE, now);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 5000, KEY), 5000);
+  assert.equal(await pool.acquire(tryListen), 5001);
+  pool.release(5000, KEY, GRACE_MS);
+  assert.equal(pool.isReserved(5000), true);
+
+  assert.equal(await pool.acquire(tryListen), 5002, 'a newcomer does not get the reserved port');
+  assert.equal(await pool.acquire(tryListen, 5000), 5003, 'not even by asking for it');
+  assert.equal(await pool.acquire(tryListen, 5000, OTHER_KEY), 5004, 'nor with another key');
+  assert.equal(pool.isReserved(5000), true);
+
+  assert.equal(await pool.acquire(tryListen, 5000, KEY), 5000, 'the key holder gets its old port back');
+  assert.equal(pool.isReserved(5000), false, 'the reservation is used up');
+});
+
+test('a reserved port is free for anyone once the grace period has passed', async () => {
+  const { clock, now } = fakeClock();
+  const pool = new PortPool(RANGE, now);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen), 5000);
+  pool.release(5000, KEY, GRACE_MS);
+
+  clock.advance(GRACE_MS - 1);
+  assert.equal(pool.isReserved(5000), true, 'still reserved 1 ms before the grace ends');
+  assert.equal(await pool.acquire(tryListen), 5001);
+  pool.release(5001);
+
+  clock.advance(1);
+  assert.equal(pool.isReserved(5000), false, 'free when the grace ends');
+  assert.equal(await pool.acquire(tryListen), 5000, 'a newcomer may now have it');
+});
+
+test('a reservation expires for acquire() even when nobody asked isReserved()', async () => {
+  const { clock, now } = fakeClock();
+  const pool = new PortPool({ first: 5000, last: 5000 }, now);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen), 5000);
+  pool.release(5000, KEY, GRACE_MS);
+  assert.equal(await pool.acquire(tryListen), undefined, 'the only port is reserved');
+  clock.advance(GRACE_MS);
+  assert.equal(await pool.acquire(tryListen), 5000);
+});
+
+test('a port released with a key but no grace (relay shutting down) is not reserved', async () => {
+  const pool = new PortPool(RANGE, fakeClock().now);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen), 5000);
+  pool.release(5000, KEY, 0);
+  assert.equal(pool.isReserved(5000), false);
+  assert.equal(await pool.acquire(tryListen), 5000);
+});
+
+test('the key holder gets another port if its reserved one is busy elsewhere', async () => {
+  const pool = new PortPool(RANGE, fakeClock().now);
+  const { tryListen, held } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 5002), 5002);
+  pool.release(5002, KEY, GRACE_MS);
+  held.add(5002);
+  assert.equal(await pool.acquire(tryListen, 5002, KEY), 5000);
+});
+
+test('an exhausted range gives undefined, and a released port ends the exhaustion', async () => {
+  const pool = new PortPool({ first: 6000, last: 6001 });
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen), 6000);
+  assert.equal(await pool.acquire(tryListen), 6001);
+  assert.equal(await pool.acquire(tryListen), undefined);
+  assert.equal(await pool.acquire(tryListen, 6000), undefined);
+  pool.release(6001);
+  assert.equal(await pool.acquire(tryListen), 6001);
+
+  const allBusy = new PortPool({ first: 6000, last: 6002 });
+  assert.equal(await allBusy.acquire(fakeListen([6000, 6001, 6002]).tryListen), undefined);
+});
+
+test('concurrent acquires never get the same port, however listen() interleaves', async () => {
+  const random = mulberry32(99);
+  for (let round = 0; round < 50; round++) {
+    const size = randomInt(random, 1, 12);
+    const pool = new PortPool({ first: 7000, last: 7000 + size - 1 });
+    const busy = new Set<number>();
+    for (let p = 7000; p < 7000 + size; p++) if (random() < 0.2) busy.add(p);
+    // Each listen() answers after a random number of event-loop turns.
+    const tryListen: TryListen = async (port) => {
+      for (let i = randomInt(random, 0, 3); i > 0; i--) await tick();
+      return !busy.has(port);
+    };
+    const callers = randomInt(random, 1, size + 3);
+    const wanted = (): number | undefined => (random() < 0.5 ? 7000 + randomInt(random, 0, size - 1) : undefined);
+    const got = await Promise.all(Array.from({ length: callers }, () => pool.acquire(tryListen, wanted())));
+    const ports = got.filter((port): port is number => port !== undefined);
+    assert.equal(new Set(ports).size, ports.length, `round ${round}: duplicates in ${got.join(',')}`);
+    assert.ok(ports.every((port) => !busy.has(port)), `round ${round}: a busy port was handed out`);
+    const free = size - busy.size;
+    assert.equal(ports.length, Math.min(callers, free), `round ${round}: every caller served while ports were free`);
+  }
+});
+
+test('two concurrent acquires wanting the same port: one gets it, the other the next free', async () => {
+  const pool = new PortPool(RANGE);
+  const tryListen: TryListen = async () => {
+    await tick();
+    return true;
+  };
+  const [a, b] = await Promise.all([pool.acquire(tryListen, 5003), pool.acquire(tryListen, 5003)]);
+  assert.deepEqual([a, b].sort(), [5000, 5003]);
+});
+
+test('a listen() that throws does not leave its port held forever', async () => {
+  const pool = new PortPool(RANGE);
+  await assert.rejects(
+    pool.acquire(async () => {
+      throw new Error('EACCES');
+    }),
+  );
+  assert.equal(await pool.acquire(fakeListen().tryListen), 5000);
+});
