@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { ignoreSocketError } from '../net/ignore-error.js';
 import { readFirstLine } from '../net/lines.js';
 import { formatMessage, type ServiceMessage } from '../protocol/messages.js';
 
@@ -38,7 +39,7 @@ export async function openDataConnection(
   const socket = dialRelay(relay, true);
   // Stays for the socket's life: a reset must never crash a program that did not
   // attach its own 'error' listener (its own listeners still see every error).
-  socket.on('error', () => {});
+  socket.on('error', ignoreSocketError);
   socket.write(formatMessage(first));
   const reply = await readFirstLine(socket, timeoutMs);
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {

@@ -41,9 +41,92 @@ export function resetSocket(socket: Socket): void {
   }
 }
 
-function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, count: (n: number) => void): void {
+/** What both directions of one splice share. */
+interface Tunnel {
+  counts: SpliceCounts;
+  started: number;
+  closedFirst: SpliceSide | undefined;
+  outcome: SpliceResult['outcome'];
+  error: string | undefined;
+  openSides: number;
+  settle: (result: SpliceResult) => void;
+}
+
+/** One socket's place in a splice, kept on the socket itself. */
+interface Side {
+  side: SpliceSide;
+  peer: Socket;
+  tunnel: Tunnel;
+}
+
+// The handlers below are shared by every splice and find their state through `this`
+// (EventEmitter calls a listener with the emitting socket as `this`): an idle tunnel
+// then costs its two sockets and two small objects, not a dozen closures.
+const kSide = Symbol('splice side');
+type SplicedSocket = Socket & { [kSide]: Side };
+
+function onData(this: SplicedSocket, chunk: Buffer): void {
+  const { side, peer, tunnel } = this[kSide];
+  tunnel.counts[side] += chunk.length;
+  if (!peer.write(chunk)) this.pause();
+}
+
+/** The peer's buffer drained: the socket that filled it may read again. */
+function onDrain(this: SplicedSocket): void {
+  this[kSide].peer.resume();
+}
+
+function onEnd(this: SplicedSocket): void {
+  const { side, peer, tunnel } = this[kSide];
+  tunnel.closedFirst ??= side;
+  peer.end();
+}
+
+function onError(this: SplicedSocket, err: Error): void {
+  const { side, peer, tunnel } = this[kSide];
+  tunnel.closedFirst ??= side;
+  if (tunnel.outcome !== 'reset') {
+    tunnel.outcome = 'reset';
+    tunnel.error = (err as NodeJS.ErrnoException).code ?? err.message;
+  }
+  resetSocket(peer);
+}
+
+function onClose(this: SplicedSocket): void {
+  const { side, peer, tunnel } = this[kSide];
+  tunnel.closedFirst ??= side;
+  // Closed cleanly means FIN both ways; anything else (a local destroy, a timeout)
+  // must not leave the other side open with nowhere to send.
+  const clean = this.readableEnded && this.writableFinished;
+  if (!clean && !peer.destroyed) {
+    if (tunnel.outcome === 'end') tunnel.outcome = 'destroyed';
+    resetSocket(peer);
+  }
+  if (--tunnel.openSides > 0) return;
+  tunnel.settle({
+    bytesAToB: tunnel.counts.a,
+    bytesBToA: tunnel.counts.b,
+    durationMs: Math.round(performance.now() - tunnel.started),
+    closedFirst: tunnel.closedFirst,
+    outcome: tunnel.outcome,
+    ...(tunnel.error === undefined ? {} : { error: tunnel.error }),
+  });
+}
+
+function attach(socket: Socket, side: Side): void {
+  const spliced = socket as SplicedSocket;
+  spliced[kSide] = side;
+  spliced.on('data', onData);
+  spliced.on('drain', onDrain);
+  spliced.on('end', onEnd);
+  spliced.on('error', onError);
+  spliced.on('close', onClose);
+}
+
+function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, counts: SpliceCounts, side: SpliceSide): void {
   if (head !== undefined && head.length > 0) {
-    count(head.length);
+    counts[side] += head.length;
+    // A head that filled the other side's buffer keeps its sender paused until 'drain'.
     if (!to.write(head)) return;
   }
   from.resume();
@@ -61,65 +144,19 @@ function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, count:
  * Settles once, after both sockets have closed. Never rejects.
  */
 export function splice(a: Socket, b: Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
-  return new Promise((resolve) => {
-    const started = performance.now();
+  return new Promise((settle) => {
     const counts = options.counts ?? { a: 0, b: 0 };
-    let closedFirst: SpliceSide | undefined;
-    let outcome: SpliceResult['outcome'] = 'end';
-    let error: string | undefined;
-    let openSides = 2;
-
-    const pump = (from: Socket, to: Socket, side: SpliceSide): void => {
-      from.on('data', (chunk: Buffer) => {
-        counts[side] += chunk.length;
-        if (!to.write(chunk)) from.pause();
-      });
-      to.on('drain', () => from.resume());
-      from.on('end', () => {
-        closedFirst ??= side;
-        to.end();
-      });
-      from.on('error', (err: Error) => {
-        closedFirst ??= side;
-        if (outcome !== 'reset') {
-          outcome = 'reset';
-          error = (err as NodeJS.ErrnoException).code ?? err.message;
-        }
-        resetSocket(to);
-      });
-      from.on('close', () => {
-        closedFirst ??= side;
-        // Closed cleanly means FIN both ways; anything else (a local destroy, a
-        // timeout) must not leave the other side open with nowhere to send.
-        const clean = from.readableEnded && from.writableFinished;
-        if (!clean && !to.destroyed) {
-          if (outcome === 'end') outcome = 'destroyed';
-          resetSocket(to);
-        }
-        if (--openSides === 0) {
-          resolve({
-            bytesAToB: counts.a,
-            bytesBToA: counts.b,
-            durationMs: Math.round(performance.now() - started),
-            closedFirst,
-            outcome,
-            ...(error === undefined ? {} : { error }),
-          });
-        }
-      });
-    };
-
     if (a.closed || b.closed) {
       resetSocket(a);
       resetSocket(b);
-      resolve({ bytesAToB: 0, bytesBToA: 0, durationMs: 0, closedFirst: a.closed ? 'a' : 'b', outcome: 'destroyed' });
+      settle({ bytesAToB: 0, bytesBToA: 0, durationMs: 0, closedFirst: a.closed ? 'a' : 'b', outcome: 'destroyed' });
       return;
     }
-    pump(a, b, 'a');
-    pump(b, a, 'b');
-    // Either socket may have been paused while its handshake was read; a head
-    // that filled the other side's buffer keeps its sender paused until 'drain'.
-    startFlowing(a, b, options.headFromA, (n) => (counts.a += n));
-    startFlowing(b, a, options.headFromB, (n) => (counts.b += n));
+    const tunnel: Tunnel = { counts, started: performance.now(), closedFirst: undefined, outcome: 'end', error: undefined, openSides: 2, settle };
+    attach(a, { side: 'a', peer: b, tunnel });
+    attach(b, { side: 'b', peer: a, tunnel });
+    // Either socket may have been paused while its handshake was read.
+    startFlowing(a, b, options.headFromA, counts, 'a');
+    startFlowing(b, a, options.headFromB, counts, 'b');
   });
 }

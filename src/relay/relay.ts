@@ -4,6 +4,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
 import { readFirstLine, refuse, refusalReply, sendMessage } from '../net/lines.js';
+import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket, splice } from '../net/splice.js';
 import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
@@ -104,7 +105,7 @@ export class Relay implements SessionHost {
   }
 
   async #onConnection(socket: Socket, accepts: { control: boolean; data: boolean }): Promise<void> {
-    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('error', ignoreSocketError);
     const peer = socket.remoteAddress;
     if (this.#handshakes >= MAX_HANDSHAKES || this.#shuttingDown) {
       this.stats.refused(this.#shuttingDown ? 'shutdown' : 'handshakes');

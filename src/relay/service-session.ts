@@ -2,6 +2,7 @@ import type { Server, Socket } from 'node:net';
 import { HEARTBEAT_MISSES } from '../config.js';
 import type { Logger } from '../log.js';
 import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
+import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
 import type { Message } from '../protocol/messages.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
@@ -118,7 +119,7 @@ export class ServiceSession {
   }
 
   #onClient(client: Socket): void {
-    client.on('error', (err) => this.log.debug({ err: err.message }, 'public client error'));
+    client.on('error', ignoreSocketError);
     const from = clientAddressOf(client);
     const { stats, limits } = this.#host;
     if (this.#closed || from === undefined) {
