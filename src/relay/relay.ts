@@ -10,6 +10,7 @@ import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
 import { PortPool } from './port-pool.js';
+import { RefusalLog } from './refusal-log.js';
 import { ServiceSession, clientAddressOf, plainAddress, type SessionHost } from './service-session.js';
 import { RelayStats } from './stats.js';
 
@@ -35,6 +36,7 @@ export class Relay implements SessionHost {
   readonly stats = new RelayStats();
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly #ports: PortPool;
+  readonly #refusalLog: RefusalLog;
   readonly #services = new Set<ServiceSession>();
   readonly #byWarmToken = new Map<string, ServiceSession>();
   readonly #byResume = new Map<string, ServiceSession>();
@@ -51,6 +53,7 @@ export class Relay implements SessionHost {
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger) {
     this.options = { ...RELAY_DEFAULTS, ...options };
     this.log = log;
+    this.#refusalLog = new RefusalLog(log);
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
   }
@@ -92,8 +95,7 @@ export class Relay implements SessionHost {
         ? createServer(SERVER_OPTIONS, onConnection)
         : createTlsServer({ ...SERVER_OPTIONS, pauseOnConnect: false, ...tls, handshakeTimeout: this.options.handshakeTimeoutMs }, onConnection);
     server.on('tlsClientError', (err: Error, socket: Socket) => {
-      this.stats.refused('tls');
-      this.log.warn({ peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
+      this.refused('tls', { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
     });
     this.#listeners.push(server);
     const failed = once(server, 'error');
@@ -108,7 +110,8 @@ export class Relay implements SessionHost {
     socket.on('error', ignoreSocketError);
     const peer = socket.remoteAddress;
     if (this.#handshakes >= MAX_HANDSHAKES || this.#shuttingDown) {
-      this.stats.refused(this.#shuttingDown ? 'shutdown' : 'handshakes');
+      const reason = this.#shuttingDown ? 'shutdown' : 'handshakes';
+      this.refused(reason, { peer }, this.#shuttingDown ? 'connection dropped: shutting down' : `connection dropped: ${MAX_HANDSHAKES} handshakes already in progress`);
       socket.destroy();
       return;
     }
@@ -128,8 +131,7 @@ export class Relay implements SessionHost {
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, spokeHttp = false): void {
-    this.stats.refused(code);
-    this.log.warn({ peer, code }, `connection refused: ${reason}`);
+    this.refused(code, { peer }, `connection refused: ${reason}`);
     // A TLS or binary client cannot read a text reply; a line is still harmless.
     refuse(socket, refusalReply(code, reason, spokeHttp));
   }
@@ -273,6 +275,12 @@ export class Relay implements SessionHost {
         'tunnel closed',
       );
     });
+  }
+
+  /** Counts a refusal for metrics and logs it, within the log's rate limit. */
+  refused(reason: string, fields: Record<string, unknown>, message: string, log: Logger = this.log): void {
+    this.stats.refused(reason);
+    this.#refusalLog.warn(reason, fields, message, log);
   }
 
   sessionClosed(session: ServiceSession): void {

@@ -15,6 +15,7 @@ export interface SessionHost {
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly limits: { maxClientsPerService: number; maxPendingPerService: number; maxWarmPerService: number; heartbeatMs: number };
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
+  refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
   sessionClosed(session: ServiceSession): void;
 }
 
@@ -153,8 +154,7 @@ export class ServiceSession {
   }
 
   #refuseClient(client: Socket, reason: string, detail: string): void {
-    this.#host.stats.refused(reason);
-    this.log.warn({ client: clientAddressOf(client)?.address }, `public client refused: ${detail}`);
+    this.#host.refused(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${detail}`, this.log);
     client.destroy();
   }
 
@@ -173,8 +173,7 @@ export class ServiceSession {
 
   dialbackExpired(entry: PendingClient<ServiceSession>): void {
     this.#pending.delete(entry.token);
-    this.#host.stats.refused('dialback-timeout');
-    this.log.warn({ client: clientAddressOf(entry.client)?.address }, 'service did not dial back in time; client closed');
+    this.#host.refused('dialback-timeout', { client: clientAddressOf(entry.client)?.address }, 'service did not dial back in time; client closed', this.log);
     entry.client.destroy();
   }
 
