@@ -47,6 +47,7 @@ export function usageFailure(program: string, required = '') {
   return (message: string | undefined, err: Error | undefined): never => {
     let text = err instanceof UsageError || err === undefined ? (message ?? err?.message) : err.message;
     if (text?.startsWith('Not enough non-option arguments')) text = `missing argument: ${program} ${required}`;
+    text = text?.trim().replace(/\s*\n\s*/g, ' '); // yargs spreads some messages over lines
     process.stderr.write(`${program}: ${text ?? 'bad command line'} (see '${program} --help')\n`);
     process.exit(2);
   };

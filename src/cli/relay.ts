@@ -83,6 +83,12 @@ async function main(): Promise<void> {
       drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
+    if (options.ports === undefined && port === 0) throw new UsageError('PORT 0 (any free port) needs --ports A-B for the public ports');
+    if (options.heartbeatMs < 10 || options.heartbeatMs > 3_600_000) throw new UsageError('--heartbeat must be from 0.01 to 3600 seconds');
+    const host = options.publicHost;
+    if (host !== undefined && splitHostPort(`${host}:1`) === undefined && splitHostPort(`[${host}]:1`) === undefined) {
+      throw new UsageError(`--public-host must be a host name or address, got "${options.publicHost}"`);
+    }
     if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
     if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
       options.tls = { cert: fileArg('--tls-cert', args.tlsCert), key: fileArg('--tls-key', args.tlsKey) };

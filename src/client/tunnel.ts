@@ -70,6 +70,8 @@ export class RelayTunnel extends EventEmitter {
   #lastHeard = 0;
   #timers = new Set<NodeJS.Timeout>();
   #warmOpen = 0;
+  /** Lowered when the relay refuses more idle connections (its --max-warm is below ours). */
+  #warmCap = Number.POSITIVE_INFINITY;
   #closed = false;
 
   constructor(target: ConnectionTarget, options: RelayClientOptions) {
@@ -164,6 +166,7 @@ export class RelayTunnel extends EventEmitter {
       case 'AUTH':
         if (this.#options.secret === undefined) {
           this.#fail(new RegistrationRefusedError('auth', 'authentication failed: the relay requires a secret (--secret or RELAY_SECRET)'));
+          socket.destroy();
           return 'no secret';
         }
         sendMessage(socket, { kind: 'PROOF', mac: computeProof(this.#options.secret, msg.nonce) });
@@ -181,7 +184,8 @@ export class RelayTunnel extends EventEmitter {
         return 'relay shut down';
       case 'ERR':
         if (msg.code === 'auth' || msg.code === 'version') {
-          const text = msg.code === 'auth' ? `authentication failed: ${msg.text}` : `protocol version mismatch: ${msg.text}`;
+          // The relay's own text for auth already says "authentication failed".
+          const text = msg.code === 'auth' ? (/authentication failed/.test(msg.text) ? msg.text : `authentication failed: ${msg.text}`) : `protocol version mismatch: ${msg.text}`;
           this.#fail(new RegistrationRefusedError(msg.code, text));
         }
         socket.destroy();
@@ -199,6 +203,7 @@ export class RelayTunnel extends EventEmitter {
     this.#publicAddress = { host: msg.host, port: msg.port, address: joinHostPort(msg.host, msg.port) };
     this.#log.info({ publicAddress: this.#publicAddress.address }, 'registered with relay');
     this.#watchHeartbeat(this.#control!, msg.heartbeatMs);
+    this.#warmCap = Number.POSITIVE_INFINITY;
     this.#fillWarmPool();
     this.emit('established', this.#publicAddress);
     return undefined;
@@ -263,7 +268,7 @@ export class RelayTunnel extends EventEmitter {
   }
 
   #fillWarmPool(): void {
-    const wanted = this.#options.prewarm ?? 0;
+    const wanted = Math.min(this.#options.prewarm ?? 0, this.#warmCap);
     while (this.#warmOpen < wanted && this.#registration?.warmToken !== undefined) void this.#openWarm(this.#registration.warmToken);
   }
 
@@ -271,10 +276,18 @@ export class RelayTunnel extends EventEmitter {
     const endpoint = this.#dataEndpoint();
     if (endpoint === undefined) return;
     this.#warmOpen++;
-    const client = await openDataConnection(endpoint, { kind: 'IDLE', token: warmToken }, undefined, (reason) =>
-      this.#log.debug({ reason }, 'prewarmed connection closed'),
-    );
+    let refusedForLimit = false;
+    const client = await openDataConnection(endpoint, { kind: 'IDLE', token: warmToken }, undefined, (reason) => {
+      refusedForLimit = reason.startsWith('limit:');
+      this.#log.debug({ reason }, 'prewarmed connection closed');
+    });
     this.#warmOpen--;
+    if (refusedForLimit && this.#registration?.warmToken === warmToken) {
+      // Each refusal means one connection more than the relay allows.
+      this.#warmCap = Math.min(this.#warmCap, this.#options.prewarm ?? 0) - 1;
+      this.#log.warn({ asked: this.#options.prewarm, kept: this.#warmCap }, 'relay allows fewer prewarmed connections than asked');
+      return;
+    }
     if (client !== undefined) {
       this.#deliver(client);
       this.#fillWarmPool();

@@ -17,7 +17,7 @@ export const ERROR_CODES = [
   'binary', // a byte outside printable ASCII in a protocol line
   'version', // HELLO with a protocol version this relay does not speak
   'auth', // wrong or missing secret
-  'timeout', // the first line, or a heartbeat, did not arrive in time
+  'timeout', // the first line, or the PROOF, did not arrive in time (heartbeat silence closes without ERR)
   'bad-token', // DATA with a token that is unknown, used or expired
   'limit', // a relay limit (services, clients, pending dial-backs) is reached
   'shutdown', // the relay is shutting down
@@ -96,7 +96,7 @@ function parseOptions(words: string[]): Map<string, string> | string {
 
 function parseHello(words: string[]): ParseResult {
   const versionText = words[1];
-  if (versionText === undefined || !/^[1-9][0-9]{0,5}$/.test(versionText)) {
+  if (versionText === undefined || !/^[1-9][0-9]{0,8}$/.test(versionText)) {
     return fail('bad-line', 'HELLO needs a protocol version: HELLO 1 [host=H] [port=P]');
   }
   const version = Number(versionText);

@@ -166,9 +166,10 @@ export class Relay implements SessionHost {
       if (port === undefined || publicServer === undefined) {
         return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
       }
-      if (socket.destroyed) {
+      if (socket.destroyed || this.#shuttingDown) {
         publicServer.close();
         this.#ports.release(port);
+        if (this.#shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
         return;
       }
       const identity = {

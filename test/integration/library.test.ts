@@ -8,9 +8,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
-import { deadline, dial, echoThrough, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
+import { deadline, deferred, dial, echoThrough, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
 import { listenViaRelay } from '../../src/index.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import type { Logger } from '../../src/log.js';
 
 test('library: an http.Server relayed with one changed line answers requests and sees the real client address', async (t) => {
   const relay = await inProcessRelay(t);
@@ -123,4 +126,24 @@ test('stable address: a service that re-registers after losing its control conne
   assert.equal((await readToEnd(open)).toString(), 'after');
   const fresh = await dial(t, second.port);
   assert.equal((await echoThrough(fresh, Buffer.from('new'))).toString(), 'new');
+});
+
+test('prewarm above the relay limit: the library keeps what the relay allows instead of retrying forever', async (t) => {
+  const relay = await inProcessRelay(t, { maxWarmPerService: 2 });
+  const capped = deferred<Record<string, unknown>>();
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        const record = JSON.parse(chunk.toString()) as Record<string, unknown>;
+        if (String(record['msg']).includes('fewer prewarmed connections') && record['kept'] === 2) capped.resolve(record);
+        done();
+      },
+    }),
+  ) as Logger;
+  await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 5, logger });
+  const record = await within(capped.promise, 5000, 'the library to notice the limit');
+  assert.equal(record['asked'], 5);
+  assert.equal(record['kept'], 2);
+  assert.equal(relay.stats.refusals.get('limit'), 3);
 });
