@@ -45,7 +45,7 @@ type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | '
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,
   maxClientsPerService: 4096,
-  maxPendingPerService: 1024,
+  maxPendingPerService: 4096,
   maxWarmPerService: 64,
   handshakeTimeoutMs: 5_000,
   dialbackTimeoutMs: 10_000,

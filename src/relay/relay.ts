@@ -14,8 +14,15 @@ import { RefusalLog } from './refusal-log.js';
 import { ServiceSession, clientAddressOf, plainAddress, type SessionHost } from './service-session.js';
 import { RelayStats } from './stats.js';
 
-/** Handshakes (connections that have not sent their first line) held at once; more are dropped. */
+/**
+ * Connections still in their handshake held at once. Past it the OLDEST is dropped, not
+ * the newcomer: a flood of silent connections then only evicts itself, while a real
+ * service's dial-back, which completes in a round trip, still gets through.
+ */
 const MAX_HANDSHAKES = 1024;
+
+/** Listen backlog: bursts of thousands of clients must queue, not be reset by the kernel. */
+const LISTEN_BACKLOG = 4096;
 
 const SERVER_OPTIONS = {
   allowHalfOpen: true,
@@ -43,7 +50,8 @@ export class Relay implements SessionHost {
   readonly #tunnels = new Set<Socket>();
   readonly #listeners: Server[] = [];
   #registering = 0;
-  #handshakes = 0;
+  /** Sockets that have not finished their first line, oldest first. */
+  readonly #handshaking = new Set<Socket>();
   #nextServiceId = 1;
   #shuttingDown = false;
   #onDrained: (() => void) | undefined;
@@ -99,7 +107,7 @@ export class Relay implements SessionHost {
     });
     this.#listeners.push(server);
     const failed = once(server, 'error');
-    server.listen({ port, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
+    server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
     // Accept failures (EMFILE) must not kill the relay; the server keeps listening.
     server.on('error', (err) => this.log.error({ err: err.message }, 'accept failed'));
@@ -109,17 +117,19 @@ export class Relay implements SessionHost {
   async #onConnection(socket: Socket, accepts: { control: boolean; data: boolean }): Promise<void> {
     socket.on('error', ignoreSocketError);
     const peer = socket.remoteAddress;
-    if (this.#handshakes >= MAX_HANDSHAKES || this.#shuttingDown) {
-      const reason = this.#shuttingDown ? 'shutdown' : 'handshakes';
-      this.refused(reason, { peer }, this.#shuttingDown ? 'connection dropped: shutting down' : `connection dropped: ${MAX_HANDSHAKES} handshakes already in progress`);
+    if (this.#shuttingDown) {
+      this.refused('shutdown', { peer }, 'connection dropped: shutting down');
       socket.destroy();
       return;
     }
-    this.#handshakes++;
+    if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
+    this.#handshaking.add(socket);
     const first = await readFirstLine(socket, this.options.handshakeTimeoutMs);
-    this.#handshakes--;
+    this.#handshaking.delete(socket);
     if (!first.ok) {
-      if (first.code === 'closed') return;
+      // A peer that half-closed before its line: our sockets allow half-open, so
+      // without this it would sit in CLOSE_WAIT for ever.
+      if (first.code === 'closed') return void socket.destroy();
       return this.#refuse(socket, first.code, first.reason, peer, first.spokeHttp);
     }
     const msg = first.msg as ServiceMessage;
@@ -128,6 +138,14 @@ export class Relay implements SessionHost {
     if (msg.kind === 'IDLE' && accepts.data) return this.#parkIdle(socket, msg.token, first.rest);
     const expected = accepts.control ? (accepts.data ? 'HELLO, DATA or IDLE' : 'HELLO') : 'DATA or IDLE';
     this.#refuse(socket, 'bad-line', `expected ${expected} as the first line`, peer);
+  }
+
+  #evictOldestHandshake(): void {
+    const oldest = this.#handshaking.values().next().value as Socket | undefined;
+    if (oldest === undefined) return;
+    this.#handshaking.delete(oldest);
+    this.refused('handshakes', { peer: oldest.remoteAddress }, `connection dropped: oldest of ${MAX_HANDSHAKES} handshakes in progress`);
+    oldest.destroy();
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, spokeHttp = false): void {
@@ -209,7 +227,8 @@ export class Relay implements SessionHost {
     sendMessage(socket, { kind: 'AUTH', nonce });
     const answer = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
     if (!answer.ok) {
-      if (answer.code !== 'closed') this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
+      if (answer.code === 'closed') socket.destroy();
+      else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
       return undefined;
     }
     if (answer.msg.kind !== 'PROOF' || !verifyProof(this.options.secret ?? '', nonce, answer.msg.mac)) {
@@ -224,7 +243,7 @@ export class Relay implements SessionHost {
     const result = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));
       server.once('listening', () => resolve(true));
-      server.listen({ port, exclusive: true, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
+      server.listen({ port, exclusive: true, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     });
     if (!result) return undefined;
     server.on('error', (err) => this.log.error({ err: err.message, port }, 'accept failed on public port'));
@@ -302,6 +321,7 @@ export class Relay implements SessionHost {
     this.#shuttingDown = true;
     this.log.info({ services: this.#services.size, tunnels: this.stats.tunnelsOpen, drainMs }, 'shutting down');
     const closing = this.#listeners.map((server) => new Promise((resolve) => server.close(resolve)));
+    for (const socket of this.#handshaking) socket.destroy();
     for (const session of [...this.#services]) session.close('relay shutting down', formatMessage({ kind: 'SHUTDOWN' }));
     const drained = new Promise<void>((resolve) => {
       this.#onDrained = resolve;

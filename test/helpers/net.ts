@@ -66,6 +66,9 @@ export async function readAtLeast(socket: Socket, n: number, ms = 10_000): Promi
 
 /** How a socket ended: 'end' (FIN), 'reset' (ECONNRESET/EPIPE) or 'close'. */
 export async function howItEnds(socket: Socket, ms = 5000): Promise<'end' | 'reset' | 'close'> {
+  // Events already past are not emitted again.
+  if (socket.readableEnded) return 'end';
+  if (socket.closed) return 'close';
   return within(
     new Promise((resolve) => {
       socket.once('end', () => resolve('end'));
