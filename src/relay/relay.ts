@@ -282,6 +282,7 @@ export class Relay implements SessionHost {
       this.#tunnels.delete(data);
       this.stats.tunnelClosed(counts);
       if (this.#tunnels.size === 0) this.#onDrained?.();
+      if (!session.log.isLevelEnabled('info')) return;
       session.log.info(
         {
           client: from === undefined ? undefined : `${from.address}:${from.port}`,
