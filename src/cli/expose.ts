@@ -39,10 +39,21 @@ try {
   usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')(undefined, err as Error);
 }
 
+const TARGET_CONNECT_TIMEOUT_MS = 10_000;
+
 function forward(client: Socket, log: Logger): void {
   const backend = connect({ ...target, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
   backend.on('error', () => {});
+  // A TARGET that drops packets would leave the client hanging for the kernel's SYN
+  // timeout (minutes); give up as a refusal after a bound instead.
+  const connectTimer = setTimeout(() => {
+    log.warn({ target: `${target.host}:${target.port}`, timeoutMs: TARGET_CONNECT_TIMEOUT_MS }, 'target did not answer; client reset');
+    backend.destroy();
+    resetSocket(client);
+  }, TARGET_CONNECT_TIMEOUT_MS);
+  backend.once('close', () => clearTimeout(connectTimer));
   backend.once('connect', () => {
+    clearTimeout(connectTimer);
     const info = relayInfo(client);
     if (args.proxyProtocol !== undefined && info !== undefined) backend.write(proxyHeader(args.proxyProtocol, info));
     void splice(client, backend).then((result) =>

@@ -35,8 +35,10 @@ export async function openDataConnection(
   first: ServiceMessage & { kind: 'DATA' | 'IDLE' },
   timeoutMs: number | undefined,
   onRefused: (reason: string) => void,
+  onSocket?: (socket: Socket) => void,
 ): Promise<Socket | undefined> {
   const socket = dialRelay(relay, true);
+  onSocket?.(socket);
   // Stays for the socket's life: a reset must never crash a program that did not
   // attach its own 'error' listener (its own listeners still see every error).
   socket.on('error', ignoreSocketError);

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Server, Socket } from 'node:net';
 import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config.js';
-import { RegistrationRefusedError, UsageError } from '../errors.js';
+import { RegistrationRefusedError, RelayError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof } from '../protocol/auth.js';
@@ -56,7 +56,7 @@ interface Registration {
  * Events: `established` (PublicAddress) after every registration; `disconnected`
  * (reason) when the control connection is lost; `error` (Error) when the relay refuses
  * the registration for good (wrong secret, other protocol version), after which it
- * stops.
+ * stops; `close` after close().
  */
 export class RelayTunnel extends EventEmitter {
   readonly #target: ConnectionTarget;
@@ -69,7 +69,8 @@ export class RelayTunnel extends EventEmitter {
   #attempt = 0;
   #lastHeard = 0;
   #timers = new Set<NodeJS.Timeout>();
-  #warmOpen = 0;
+  /** Prewarmed data connections of the current registration, connecting or parked. */
+  readonly #warmSockets = new Set<Socket>();
   /** Lowered when the relay refuses more idle connections (its --max-warm is below ours). */
   #warmCap = Number.POSITIVE_INFINITY;
   #closed = false;
@@ -93,26 +94,42 @@ export class RelayTunnel extends EventEmitter {
   /** Resolves with the public address at the next registration; rejects if refused for good. */
   established(): Promise<PublicAddress> {
     if (this.publicAddress !== undefined) return Promise.resolve(this.publicAddress);
+    if (this.#closed) return Promise.reject(new RelayError('closed', 'the tunnel was closed'));
     return new Promise((resolve, reject) => {
-      const onEstablished = (address: PublicAddress): void => {
+      const settle = (): void => {
+        this.off('established', onEstablished);
         this.off('error', onError);
+        this.off('close', onClose);
+      };
+      const onEstablished = (address: PublicAddress): void => {
+        settle();
         resolve(address);
       };
       const onError = (err: Error): void => {
-        this.off('established', onEstablished);
+        settle();
         reject(err);
       };
+      const onClose = (): void => onError(new RelayError('closed', 'the tunnel was closed before it was established'));
       this.once('established', onEstablished);
       this.once('error', onError);
+      this.once('close', onClose);
     });
   }
 
   /** Leaves the relay. Clients already connected keep their sockets. */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#dropWarmPool();
     this.#control?.destroy();
+    this.emit('close');
+  }
+
+  #dropWarmPool(): void {
+    for (const socket of this.#warmSockets) socket.destroy();
+    this.#warmSockets.clear();
   }
 
   #later(ms: number, fn: () => void): void {
@@ -174,7 +191,7 @@ export class RelayTunnel extends EventEmitter {
       case 'OK':
         return this.#registered(msg);
       case 'CONNECT':
-        void this.#dialBack(msg.token);
+        this.#dialBack(msg.token).catch((err: unknown) => this.#log.error({ err: String(err) }, 'delivering a relayed client failed'));
         return undefined;
       case 'PING':
         sendMessage(socket, { kind: 'PONG' });
@@ -227,6 +244,8 @@ export class RelayTunnel extends EventEmitter {
     if (this.#control !== socket) return;
     const wasRegistered = this.#registration !== undefined;
     this.#registration = undefined;
+    // Parked on a relay that may be gone or unreachable; the next registration brings its own.
+    this.#dropWarmPool();
     this.#control = undefined;
     if (wasRegistered) this.emit('disconnected', reason);
     if (this.#closed) return;
@@ -244,6 +263,7 @@ export class RelayTunnel extends EventEmitter {
     this.#log.error({ err: err.message }, 'relay refused this service');
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#dropWarmPool();
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
@@ -269,30 +289,44 @@ export class RelayTunnel extends EventEmitter {
 
   #fillWarmPool(): void {
     const wanted = Math.min(this.#options.prewarm ?? 0, this.#warmCap);
-    while (this.#warmOpen < wanted && this.#registration?.warmToken !== undefined) void this.#openWarm(this.#registration.warmToken);
+    while (this.#warmSockets.size < wanted && this.#registration?.warmToken !== undefined) {
+      this.#openWarm(this.#registration.warmToken).catch((err: unknown) => this.#log.error({ err: String(err) }, 'delivering a relayed client failed'));
+    }
   }
 
   async #openWarm(warmToken: string): Promise<void> {
     const endpoint = this.#dataEndpoint();
     if (endpoint === undefined) return;
-    this.#warmOpen++;
     let refusedForLimit = false;
-    const client = await openDataConnection(endpoint, { kind: 'IDLE', token: warmToken }, undefined, (reason) => {
-      refusedForLimit = reason.startsWith('limit:');
-      this.#log.debug({ reason }, 'prewarmed connection closed');
-    });
-    this.#warmOpen--;
-    if (refusedForLimit && this.#registration?.warmToken === warmToken) {
+    let opened: Socket | undefined;
+    const client = await openDataConnection(
+      endpoint,
+      { kind: 'IDLE', token: warmToken },
+      undefined,
+      (reason) => {
+        refusedForLimit = reason.startsWith('limit:');
+        this.#log.debug({ reason }, 'prewarmed connection closed');
+      },
+      (socket) => {
+        opened = socket;
+        this.#warmSockets.add(socket);
+      },
+    );
+    if (opened !== undefined) this.#warmSockets.delete(opened);
+    // A connection of an earlier registration: that pool was dropped and refilled already.
+    if (this.#registration?.warmToken !== warmToken) {
+      if (client !== undefined) this.#deliver(client);
+      return;
+    }
+    if (refusedForLimit) {
       // Each refusal means one connection more than the relay allows.
       this.#warmCap = Math.min(this.#warmCap, this.#options.prewarm ?? 0) - 1;
       this.#log.warn({ asked: this.#options.prewarm, kept: this.#warmCap }, 'relay allows fewer prewarmed connections than asked');
-      return;
-    }
-    if (client !== undefined) {
+    } else if (client !== undefined) {
       this.#deliver(client);
       this.#fillWarmPool();
-    } else if (this.#registration?.warmToken === warmToken) {
-      // Refused or cut while registered: refill, but never in a tight loop.
+    } else {
+      // Cut while registered: refill, but never in a tight loop.
       this.#later(1000, () => this.#fillWarmPool());
     }
   }

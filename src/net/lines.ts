@@ -2,8 +2,9 @@ import type { Socket } from 'node:net';
 import { LineReader } from '../protocol/line-reader.js';
 import { formatMessage, parseLine, type ErrorCode, type Message } from '../protocol/messages.js';
 
-export type LineFailure = { ok: false; code: ErrorCode | 'closed'; reason: string; spokeHttp?: true };
-export type FirstLine = { ok: true; msg: Message; rest: Buffer } | LineFailure;
+/** Why a line could not be had: a protocol error, or (first line only) the peer left first. */
+export type LineFailure = { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
+export type FirstLine = { ok: true; msg: Message; rest: Buffer } | LineFailure | { ok: false; code: 'closed'; reason: string };
 
 /** How long a refused peer has to read our ERR before the connection is destroyed. */
 const REFUSAL_LINGER_MS = 2_000;
@@ -56,7 +57,6 @@ export function readFirstLine(socket: Socket, timeoutMs: number | undefined, hea
  * Delivers every line of a long-lived control connection, in order, to `onMessage`;
  * the first unreadable or malformed line goes to `onFailure` and ends the reading.
  * `head` holds bytes that arrived with the first line.
- * (readFirstLine's `head` is the same: bytes already read past an earlier line.)
  */
 export function readLines(
   socket: Socket,

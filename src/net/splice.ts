@@ -153,6 +153,9 @@ export function splice(a: Socket, b: Socket, options: SpliceOptions = {}): Promi
       return;
     }
     const tunnel: Tunnel = { counts, started: performance.now(), closedFirst: undefined, outcome: 'end', error: undefined, openSides: 2, settle };
+    // Paused explicitly, so attaching 'data' does not start the flow before a head is written.
+    a.pause();
+    b.pause();
     attach(a, { side: 'a', peer: b, tunnel });
     attach(b, { side: 'b', peer: a, tunnel });
     // Either socket may have been paused while its handshake was read.

@@ -45,16 +45,4 @@ export class DialbackRegistry<Owner> {
     this.#pending.delete(token);
     return found.entry;
   }
-
-  /** Removes every client of one owner (its service left) and returns them. */
-  takeAll(owner: Owner): PendingClient<Owner>[] {
-    const taken: PendingClient<Owner>[] = [];
-    for (const [token, { entry, timer }] of this.#pending) {
-      if (entry.owner !== owner) continue;
-      clearTimeout(timer);
-      this.#pending.delete(token);
-      taken.push(entry);
-    }
-    return taken;
-  }
 }

@@ -84,6 +84,16 @@ export class Relay implements SessionHost {
 
   /** Listens on the control port (and the data port when separate). Rejects if a port is taken. */
   async start(): Promise<void> {
+    try {
+      await this.#startListening();
+    } catch (err) {
+      for (const server of this.#listeners) server.close();
+      throw err;
+    }
+    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#ports.range }, 'relay listening');
+  }
+
+  async #startListening(): Promise<void> {
     const separateData = this.options.dataPort !== undefined && this.options.dataPort !== this.options.port;
     const control = await this.#listen(this.options.port, { control: true, data: !separateData });
     this.#controlPort = (control.address() as { port: number }).port;
@@ -92,11 +102,16 @@ export class Relay implements SessionHost {
       const data = await this.#listen(this.options.dataPort ?? 0, { control: false, data: true });
       this.#dataPort = (data.address() as { port: number }).port;
     }
-    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#ports.range }, 'relay listening');
   }
 
   async #listen(port: number, accepts: { control: boolean; data: boolean }): Promise<Server> {
-    const onConnection = (socket: Socket): void => void this.#onConnection(socket, accepts);
+    const onConnection = (socket: Socket): void => {
+      this.#onConnection(socket, accepts).catch((err: unknown) => {
+        // A bug here must cost one connection, never the relay and its other tunnels.
+        this.log.error({ err: String(err) }, 'unexpected error handling a connection');
+        socket.destroy();
+      });
+    };
     const tls = this.options.tls;
     const server =
       tls === undefined
@@ -110,7 +125,7 @@ export class Relay implements SessionHost {
     server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
     // Accept failures (EMFILE) must not kill the relay; the server keeps listening.
-    server.on('error', (err) => this.log.error({ err: err.message }, 'accept failed'));
+    server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'accept failed'));
     return server;
   }
 
@@ -159,73 +174,86 @@ export class Relay implements SessionHost {
     if (hello.version !== PROTOCOL_VERSION) {
       return this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
     }
+    let rest = head;
+    if (this.options.secret !== undefined) {
+      const proven = await this.#authenticate(socket, head);
+      if (proven === undefined) return;
+      rest = proven;
+    }
+    // Counted only once authenticated, so strangers cannot fill the service slots.
     if (this.#services.size + this.#registering >= this.options.maxServices) {
       return this.#refuse(socket, 'limit', `relay has its maximum of ${this.options.maxServices} services`, peer);
     }
     this.#registering++;
     try {
-      let rest = head;
-      if (this.options.secret !== undefined) {
-        const proven = await this.#authenticate(socket, head);
-        if (proven === undefined) return;
-        rest = proven;
-      }
-      if (this.#shuttingDown) return this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
-      // The same service on a new control connection, before the relay noticed the old
-      // one die: only the service knows its resume key, so the new connection wins.
-      const previous = hello.resume === undefined ? undefined : this.#byResume.get(hello.resume);
-      previous?.close('superseded by a new control connection');
-      let publicServer: Server | undefined;
-      const port = await this.#ports.acquire(
-        async (candidate) => (publicServer = await this.#listenPublic(candidate)) !== undefined,
-        hello.port,
-        hello.resume,
-      );
-      if (port === undefined || publicServer === undefined) {
-        return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
-      }
+      const claimed = await this.#claimPublicPort(hello);
+      if (claimed === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
       if (socket.destroyed || this.#shuttingDown) {
-        publicServer.close();
-        this.#ports.release(port);
+        claimed.server.close();
+        this.#ports.release(claimed.port);
         if (this.#shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
         return;
       }
-      const identity = {
-        id: `s${this.#nextServiceId++}`,
-        port,
-        resume: hello.resume ?? newToken(),
-        warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
-      };
-      const session = new ServiceSession(this, identity, socket, publicServer);
-      this.#services.add(session);
-      if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
-      this.#byResume.set(identity.resume, session);
-      this.stats.servicesActive++;
-      this.stats.servicesRegistered++;
-      const host = this.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
-      session.log.info({ peer, publicHost: host, asked: hello.port }, 'service registered');
-      session.start(
-        {
-          kind: 'OK',
-          host,
-          port,
-          dataPort: this.#dataPort,
-          heartbeatMs: this.options.heartbeatMs,
-          resume: identity.resume,
-          ...(identity.warmToken === undefined ? {} : { warmToken: identity.warmToken }),
-        },
-        rest,
-      );
+      this.#startSession(socket, hello, claimed, rest);
     } finally {
       this.#registering--;
     }
+  }
+
+  /** Listens on the public port the service asked for, or the lowest free one. */
+  async #claimPublicPort(hello: ServiceMessage & { kind: 'HELLO' }): Promise<{ port: number; server: Server } | undefined> {
+    // The same service on a new control connection, before the relay noticed the old
+    // one die: only the service knows its resume key, so the new connection wins. The
+    // old session goes first (even if no port turns out to be free) so its port is free.
+    const previous = hello.resume === undefined ? undefined : this.#byResume.get(hello.resume);
+    previous?.close('superseded by a new control connection');
+    let server: Server | undefined;
+    const port = await this.#ports.acquire(
+      async (candidate) => (server = await this.#listenPublic(candidate)) !== undefined,
+      hello.port,
+      hello.resume,
+    );
+    return port === undefined || server === undefined ? undefined : { port, server };
+  }
+
+  #startSession(socket: Socket, hello: ServiceMessage & { kind: 'HELLO' }, claimed: { port: number; server: Server }, rest: Buffer): void {
+    const identity = {
+      id: `s${this.#nextServiceId++}`,
+      port: claimed.port,
+      resume: hello.resume ?? newToken(),
+      warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
+    };
+    const session = new ServiceSession(this, identity, socket, claimed.server);
+    this.#services.add(session);
+    if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
+    this.#byResume.set(identity.resume, session);
+    this.stats.servicesActive++;
+    this.stats.servicesRegistered++;
+    const host = this.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
+    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port }, 'service registered');
+    session.start(
+      {
+        kind: 'OK',
+        host,
+        port: claimed.port,
+        dataPort: this.#dataPort,
+        heartbeatMs: this.options.heartbeatMs,
+        resume: identity.resume,
+        ...(identity.warmToken === undefined ? {} : { warmToken: identity.warmToken }),
+      },
+      rest,
+    );
   }
 
   /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
   async #authenticate(socket: Socket, head: Buffer): Promise<Buffer | undefined> {
     const nonce = newNonce();
     sendMessage(socket, { kind: 'AUTH', nonce });
+    // Until it proves itself the peer is still a handshake: bounded and evictable.
+    if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
+    this.#handshaking.add(socket);
     const answer = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
+    this.#handshaking.delete(socket);
     if (!answer.ok) {
       if (answer.code === 'closed') socket.destroy();
       else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
@@ -246,7 +274,7 @@ export class Relay implements SessionHost {
       server.listen({ port, exclusive: true, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     });
     if (!result) return undefined;
-    server.on('error', (err) => this.log.error({ err: err.message, port }, 'accept failed on public port'));
+    server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message, port }, 'accept failed on public port'));
     return server;
   }
 

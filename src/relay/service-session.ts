@@ -8,6 +8,9 @@ import type { Message } from '../protocol/messages.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
 import type { RelayStats } from './stats.js';
 
+/** Bytes of unread control lines a service may leave queued before it is dropped. */
+const CONTROL_BUFFER_LIMIT = 64 * 1024;
+
 /** What a session needs from the relay that owns it. */
 export interface SessionHost {
   readonly log: Logger;
@@ -95,25 +98,37 @@ export class ServiceSession {
       this.#control,
       head,
       (msg) => this.#onControlMessage(msg),
-      (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code === 'closed' ? 'bad-line' : failure.code, failure.reason)),
+      (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
     const intervalMs = this.#host.limits.heartbeatMs;
     this.#heartbeat = setInterval(() => {
       if (performance.now() - this.#lastHeard > HEARTBEAT_MISSES * intervalMs) {
         this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
       } else {
-        sendMessage(this.#control, { kind: 'PING' });
+        this.#sendControl({ kind: 'PING' });
       }
     }, intervalMs);
     this.#heartbeat.unref();
     this.#publicServer.on('connection', (client: Socket) => this.#onClient(client));
   }
 
+  /**
+   * Writes to the control connection unless the service has stopped reading it: then
+   * the relay would buffer PONGs and CONNECTs without bound, so the session ends.
+   */
+  #sendControl(msg: Message): void {
+    if (this.#control.writableLength > CONTROL_BUFFER_LIMIT) {
+      this.close('service is not reading its control connection', refusalReply('limit', 'control connection not read'));
+      return;
+    }
+    sendMessage(this.#control, msg);
+  }
+
   #onControlMessage(msg: Message): void {
     this.#lastHeard = performance.now();
     if (msg.kind === 'PONG') return;
     if (msg.kind === 'PING') {
-      sendMessage(this.#control, { kind: 'PONG' });
+      this.#sendControl({ kind: 'PONG' });
       return;
     }
     this.close(`unexpected ${msg.kind} on control connection`, refusalReply('bad-line', `${msg.kind} is not valid here`));
@@ -145,7 +160,7 @@ export class ServiceSession {
     this.#countClient(client);
     const entry = this.#host.dialbacks.add(this, client);
     this.#pending.add(entry.token);
-    sendMessage(this.#control, { kind: 'CONNECT', token: entry.token, clientAddress: from.address, clientPort: from.port });
+    this.#sendControl({ kind: 'CONNECT', token: entry.token, clientAddress: from.address, clientPort: from.port });
   }
 
   #countClient(client: Socket): void {
@@ -162,6 +177,8 @@ export class ServiceSession {
   dialedBack(entry: PendingClient<ServiceSession>, data: Socket, head: Buffer): void {
     this.#pending.delete(entry.token);
     const line = clientLine(entry.client);
+    // Defensive: a waiting client is not read, so its leaving is normally only noticed
+    // once spliced (the service then sees the reset); this catches a client already gone.
     if (line === undefined || entry.client.destroyed) {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
@@ -181,21 +198,26 @@ export class ServiceSession {
   addIdle(socket: Socket): boolean {
     if (this.#closed || this.#idle.size >= this.#host.limits.maxWarmPerService) return false;
     this.#idle.add(socket);
+    this.#host.stats.warmIdle++;
     // A parked connection must stay silent; reading it is how its close is noticed.
     const onData = (): void => {
-      this.#idle.delete(socket);
+      this.#forgetIdle(socket);
       refuse(socket, refusalReply('bad-line', 'an idle data connection must wait for CLIENT'));
     };
     socket.on('data', onData);
     socket.once('end', () => socket.destroy());
-    socket.once('close', () => this.#idle.delete(socket));
+    socket.once('close', () => this.#forgetIdle(socket));
     socket.resume();
     return true;
   }
 
+  #forgetIdle(socket: Socket): void {
+    if (this.#idle.delete(socket)) this.#host.stats.warmIdle--;
+  }
+
   #takeIdle(): Socket | undefined {
     for (const socket of this.#idle) {
-      this.#idle.delete(socket);
+      this.#forgetIdle(socket);
       if (socket.destroyed || !socket.writable) continue;
       socket.pause();
       socket.removeAllListeners('data');
@@ -211,10 +233,12 @@ export class ServiceSession {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     this.#publicServer.close();
-    for (const entry of this.#host.dialbacks.takeAll(this)) entry.client.destroy();
+    for (const token of this.#pending) this.#host.dialbacks.take(token)?.client.destroy();
     this.#pending.clear();
-    for (const socket of this.#idle) socket.destroy();
-    this.#idle.clear();
+    for (const socket of this.#idle) {
+      this.#forgetIdle(socket);
+      socket.destroy();
+    }
     if (farewell !== undefined) refuse(this.#control, farewell);
     else this.#control.destroy();
     this.log.info({ reason }, 'service left');

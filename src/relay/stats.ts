@@ -5,6 +5,8 @@ export class RelayStats {
   servicesActive = 0;
   servicesRegistered = 0;
   tunnelsOpen = 0;
+  /** Prewarmed data connections parked, waiting for a client. */
+  warmIdle = 0;
   tunnelsOpened = 0;
   /** Byte counts of open tunnels (a: from the client, b: to it), live. */
   readonly openTunnelCounts = new Set<SpliceCounts>();

@@ -2,11 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { dial, deadline, echoThrough, portBlock, portsFlag, randomData, readToEnd, sha256 } from '../helpers/net.js';
+import { dial, deadline, echoThrough, freeBlock, portBlock, portsFlag, randomData, readToEnd, sha256 } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
 
 test('example session: ./relay, ./echoserver, and nc echo a line through the public port', async (t) => {
-  const ports = portBlock();
+  const ports = await freeBlock();
   const relay = await startRelay(t, ['--ports', `${ports.first}-${ports.last}`]);
   const echo = await startService(t, 'echoserver', ['localhost', String(relay.port)]);
   assert.equal(echo.publicHost, 'localhost');

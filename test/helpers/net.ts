@@ -149,3 +149,20 @@ export function portsFlag(size = 100): string[] {
   const { first, last } = portBlock(size);
   return ['--ports', `${first}-${last}`];
 }
+
+/** A port block whose first port is free right now, for a test that expects exactly that port. */
+export async function freeBlock(size = 100): Promise<{ first: number; last: number }> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const block = portBlock(size);
+    const probe = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(block.first, () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => probe.close(resolve));
+      return block;
+    }
+  }
+  throw new Error('no free port block found in 20 tries');
+}

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { Relay, listenViaRelay, type RelayOptions, type RelayTunnel, type ConnectionTarget, type RelayClientOptions } from '../../src/index.js';
 import { portBlock, within } from './net.js';
@@ -21,4 +23,41 @@ export async function relayed(
   t.after(() => tunnel.close());
   const address = await within(tunnel.established(), 5000, 'registration');
   return { tunnel, port: address.port };
+}
+
+/** Polls a condition until it holds, failing after ms: for state with no event to wait on. */
+export async function eventually(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * A TCP proxy in front of the relay's control port only (data connections go to the
+ * relay directly), so a test can cut a service's control connection alone.
+ */
+export async function controlProxy(t: TestContext, target: number): Promise<{ port: number; cut: () => void }> {
+  const sockets = new Set<Socket>();
+  const proxy = createServer((inbound) => {
+    const outbound = connect(target, '127.0.0.1');
+    sockets.add(inbound).add(outbound);
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    proxy.close();
+  });
+  return {
+    port: (proxy.address() as AddressInfo).port,
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+      sockets.clear();
+    },
+  };
 }

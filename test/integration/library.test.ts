@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { deadline, deferred, dial, echoThrough, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
-import { inProcessRelay, relayed } from '../helpers/relay.js';
+import { controlProxy, eventually, inProcessRelay, relayed } from '../helpers/relay.js';
 import { listenViaRelay } from '../../src/index.js';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -146,4 +146,36 @@ test('prewarm above the relay limit: the library keeps what the relay allows ins
   assert.equal(record['asked'], 5);
   assert.equal(record['kept'], 2);
   assert.equal(relay.stats.refusals.get('limit'), 3);
+});
+
+test('prewarm survives a reconnect: the new registration parks a fresh pool and clients use it', async (t) => {
+  const relay = await inProcessRelay(t);
+  const proxy = await controlProxy(t, relay.controlPort);
+  const tunnel = listenViaRelay((socket: Socket) => socket.pipe(socket), {
+    host: '127.0.0.1',
+    port: proxy.port,
+    prewarm: 3,
+    backoff: { initialMs: 10, maxMs: 50 },
+  });
+  t.after(() => tunnel.close());
+  await within(tunnel.established(), 5000, 'first registration');
+  await eventually(() => relay.stats.warmIdle === 3, 'the first pool to park');
+
+  const again = once(tunnel, 'established', { signal: deadline(5000) });
+  proxy.cut();
+  const [address] = (await again) as [{ port: number }];
+  await eventually(() => relay.stats.warmIdle === 3, 'a fresh pool for the new registration');
+  const usedBefore = relay.stats.dialbackCounts[0]!;
+  const client = await dial(t, address.port);
+  assert.equal((await echoThrough(client, Buffer.from('warm'))).toString(), 'warm');
+  assert.equal(relay.stats.dialbackCounts[0], usedBefore + 1, 'the client went through a prewarmed connection');
+});
+
+test('close() before registration: established() rejects instead of hanging, and no connection is left open', async (t) => {
+  const relay = await inProcessRelay(t);
+  const tunnel = listenViaRelay(() => {}, { host: '127.0.0.1', port: relay.controlPort, prewarm: 2 });
+  const waiting = tunnel.established();
+  tunnel.close();
+  await assert.rejects(within(waiting, 2000, 'established() to settle'), /closed before it was established/);
+  await assert.rejects(tunnel.established(), /closed/);
 });
