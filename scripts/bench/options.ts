@@ -1,0 +1,131 @@
+/**
+ * The bench's command line and its three presets. A preset sizes every figure so a
+ * run fits its budget: --smoke (seconds, CI: every path and figure once), --quick
+ * (under two minutes), and the default full run.
+ */
+import { parseArgs } from 'node:util';
+import type { Settings } from './figures.js';
+import type { IdleSettings } from './idle.js';
+import { PATH_NAMES, type PathName } from './paths.js';
+
+export const FIGURE_GROUPS = ['throughput', 'cpu', 'rtt', 'first-echo', 'conns', 'idle'] as const;
+export type FigureGroup = (typeof FIGURE_GROUPS)[number];
+
+export interface Options {
+  mode: 'smoke' | 'quick' | 'full';
+  reps: number;
+  idleReps: number;
+  paths: PathName[];
+  figures: FigureGroup[];
+  settings: Settings;
+  idle: IdleSettings;
+  prewarm: number;
+  warmup: boolean;
+  json: string | undefined;
+  svg: string | undefined;
+  md: string | undefined;
+}
+
+const MIB = 2 ** 20;
+
+const PRESETS = {
+  smoke: {
+    reps: 1,
+    idleReps: 1,
+    warmup: false,
+    settings: { tputBytes: 8 * MIB, tputBytesX4: 4 * MIB, rttCount: 200, rttWarmup: 20, firstCount: 20, firstWarmup: 5, connsWorkers: 50, connsSeconds: 0.5 },
+    idle: { tunnels: 50, batch: 25, holdMs: 200, settleMs: 200 },
+  },
+  quick: {
+    reps: 3,
+    idleReps: 1,
+    warmup: true,
+    settings: { tputBytes: 256 * MIB, tputBytesX4: 128 * MIB, rttCount: 2000, rttWarmup: 200, firstCount: 200, firstWarmup: 20, connsWorkers: 50, connsSeconds: 1.5 },
+    idle: { tunnels: 2000, batch: 250, holdMs: 1000, settleMs: 5000 },
+  },
+  full: {
+    reps: 5,
+    idleReps: 2,
+    warmup: true,
+    settings: { tputBytes: 1024 * MIB, tputBytesX4: 512 * MIB, rttCount: 10000, rttWarmup: 500, firstCount: 1000, firstWarmup: 50, connsWorkers: 50, connsSeconds: 4 },
+    idle: { tunnels: 5000, batch: 250, holdMs: 3000, settleMs: 25_000 },
+  },
+} as const;
+
+export const USAGE = `usage: npm run bench -- [options]
+
+Measures direct, socat, haproxy, relay, relay+expose and relay+prewarm on 127.0.0.1,
+repetitions interleaved, and prints medians with ratios to direct and to haproxy.
+
+  --smoke             a few seconds, tiny counts (CI): every path and figure once
+  --quick             under two minutes, fewer repetitions
+  --reps N            repetitions of figures 1-5 (idle tunnels: at most the preset's)
+  --only LIST         comma list of paths (${PATH_NAMES.join(', ')})
+                      and/or figures (${FIGURE_GROUPS.join(', ')})
+  --tunnels N         idle tunnels to hold (default 5000; --quick 2000)
+  --prewarm N         pool size of the relay+prewarm path (default 16)
+  --json FILE         one object per measurement (path, figure, reps, median, p99,
+                      unit, ratio_to_direct, ratio_to_haproxy)
+  --svg FILE          bar chart of the ratios to direct
+  --md FILE           the results as a markdown table
+`;
+
+export class OptionsError extends Error {}
+
+function whole(name: string, text: string | undefined, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new OptionsError(`${name} must be a whole number from ${min} to ${max}, got "${text}"`);
+  return n;
+}
+
+export function parseOptions(argv: string[]): Options | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        smoke: { type: 'boolean' },
+        quick: { type: 'boolean' },
+        reps: { type: 'string' },
+        only: { type: 'string' },
+        tunnels: { type: 'string' },
+        prewarm: { type: 'string' },
+        json: { type: 'string' },
+        svg: { type: 'string' },
+        md: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    throw new OptionsError((err as Error).message);
+  }
+  if (values.help) return 'help';
+  if (values.smoke && values.quick) throw new OptionsError('--smoke and --quick exclude each other');
+  const mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
+  const preset = PRESETS[mode];
+  const only = (values.only ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const name of only) {
+    if (!(PATH_NAMES as readonly string[]).includes(name) && !(FIGURE_GROUPS as readonly string[]).includes(name)) {
+      throw new OptionsError(`--only: unknown path or figure "${name}" (paths: ${PATH_NAMES.join(', ')}; figures: ${FIGURE_GROUPS.join(', ')})`);
+    }
+  }
+  const paths = PATH_NAMES.filter((p) => only.includes(p));
+  const figures = FIGURE_GROUPS.filter((f) => only.includes(f));
+  const reps = whole('--reps', values.reps, 1, 100) ?? preset.reps;
+  const tunnels = whole('--tunnels', values.tunnels, 1, 9000) ?? preset.idle.tunnels;
+  return {
+    mode,
+    reps,
+    idleReps: Math.min(reps, preset.idleReps),
+    paths: paths.length > 0 ? paths : [...PATH_NAMES],
+    figures: figures.length > 0 ? figures : [...FIGURE_GROUPS],
+    settings: { ...preset.settings },
+    idle: { ...preset.idle, tunnels, batch: Math.min(preset.idle.batch, tunnels) },
+    prewarm: whole('--prewarm', values.prewarm, 1, 64) ?? 16,
+    warmup: preset.warmup,
+    json: values.json,
+    svg: values.svg,
+    md: values.md,
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * Starts each path the bench compares, all on 127.0.0.1, in front of the same C
+ * backend (except `relay`, whose backend is the relayed service itself). A path
+ * knows which of its processes are forwarders (their CPU and memory are the cost
+ * being compared), which is the relayed service, and which consumes the bytes.
+ */
+import { accessSync, constants, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import path from 'node:path';
+import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
+
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm'] as const;
+export type PathName = (typeof PATH_NAMES)[number];
+
+const HOST = '127.0.0.1';
+/** Relay limits high enough that the relay's limits are never what is measured. */
+const RELAY_FLAGS = ['--bind', HOST, '--max-clients', '20000', '--max-pending', '20000', '--log-level', 'warn'];
+
+export interface BenchPath {
+  name: PathName;
+  /** Where the load generator connects. */
+  port: number;
+  forwarders: { name: string; pid: number }[];
+  relayPid: number | undefined;
+  /** The relayed service process: relayed-backend for `relay`, ./expose for `relay+expose`. */
+  servicePid: number | undefined;
+  /** The process that consumes and produces the bytes. */
+  backendPid: number;
+  /** Processes owned by this path, stopped in reverse order. */
+  procs: Proc[];
+}
+
+export interface PathContext {
+  backend: { proc: Proc; port: number };
+  prewarm: number;
+}
+
+/** The first executable found among the candidates, or undefined. */
+export function findProgram(name: string, extra: string[] = []): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin', ...extra];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: HOST, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A free port below the ephemeral range (32768+), so the bench's own outgoing
+ * connections can never have taken it; `span` consecutive ports are free.
+ */
+async function freePort(span = 1): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 12000);
+    let free = true;
+    for (let p = base; p < base + span && free; p++) free = await portIsFree(p);
+    if (free) return base;
+  }
+  throw new Error('no free port found in 20000-32000');
+}
+
+/** Resolves once something accepts on port (bounded), rejects if proc dies first. */
+async function waitAccepting(port: number, proc: Proc, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (!proc.alive()) throw new Error(`${proc.name} exited: ${tail(proc)}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: HOST, port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`${proc.name} does not accept on ${port} after ${ms} ms: ${tail(proc)}`);
+}
+
+function haproxyConfig(port: number, backendPort: number): string {
+  // One thread: the relay is one event loop, and on a 2-core box shared with the
+  // client and the backend more threads only compete. maxconn fits RLIMIT_NOFILE 20000.
+  return [
+    'global',
+    '    maxconn 9000',
+    '    nbthread 1',
+    'defaults',
+    '    mode tcp',
+    '    timeout connect 5s',
+    '    timeout client 1h',
+    '    timeout server 1h',
+    'frontend bench',
+    `    bind ${HOST}:${port}`,
+    '    default_backend target',
+    'backend target',
+    `    server backend ${HOST}:${backendPort}`,
+    '',
+  ].join('\n');
+}
+
+/** ./relay on a free port, and a service whose stdout announces its public port. */
+async function startRelayed(service: (relayPort: number) => Proc): Promise<{ relay: Proc; service: Proc; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const relayPort = await freePort(2);
+    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS]);
+    const svc = service(relayPort);
+    try {
+      const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
+      return { relay, service: svc, port: Number(match[1]) };
+    } catch (err) {
+      await stopProcess(svc);
+      await stopProcess(relay);
+      // A port taken between our probe and the relay's listen: try another one.
+      if (attempt >= 3) throw new Error(`relay did not start: ${(err as Error).message}; relay stderr: ${tail(relay)}`);
+    }
+  }
+}
+
+const node = (script: string, args: string[]): [string, string[]] => [process.execPath, [path.join(ROOT, 'dist', 'scripts', script), ...args]];
+
+/** Starts a path, or says why it is skipped (a peer that is not installed). */
+export async function startPath(name: PathName, ctx: PathContext): Promise<BenchPath | { skipped: string }> {
+  const backend = ctx.backend;
+  const base = { name, relayPid: undefined, servicePid: undefined, backendPid: backend.proc.pid };
+  switch (name) {
+    case 'direct':
+      return { ...base, port: backend.port, forwarders: [], procs: [] };
+    case 'socat': {
+      const socat = findProgram('socat');
+      if (socat === undefined) return { skipped: 'socat is not installed (apt-get install socat haproxy)' };
+      const port = await freePort();
+      // The issue's command, on loopback only, with the listen backlog every other path
+      // has: socat's default of 5 drops SYNs (1 s retransmits) as soon as connections
+      // arrive faster than it forks, which would measure the kernel queue, not socat.
+      const listen = `TCP-LISTEN:${port},fork,reuseaddr,bind=${HOST},backlog=4096`;
+      const proc = startProcess('socat', socat, [listen, `TCP:${HOST}:${backend.port}`]);
+      await waitAccepting(port, proc);
+      return { ...base, port, forwarders: [{ name: 'socat', pid: proc.pid }], procs: [proc] };
+    }
+    case 'haproxy': {
+      const haproxy = findProgram('haproxy');
+      if (haproxy === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
+      const port = await freePort();
+      const config = path.join(ROOT, 'bench-results', `haproxy-${process.pid}.cfg`);
+      writeFileSync(config, haproxyConfig(port, backend.port));
+      const proc = startProcess('haproxy', haproxy, ['-db', '-f', config]);
+      try {
+        await waitAccepting(port, proc);
+      } finally {
+        rmSync(config, { force: true }); // read once at start; no reloads here
+      }
+      return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], procs: [proc] };
+    }
+    case 'relay':
+    case 'relay+prewarm': {
+      const prewarm = name === 'relay+prewarm' ? ['--prewarm', String(ctx.prewarm)] : [];
+      const { relay, service, port } = await startRelayed((relayPort) =>
+        startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm])),
+      );
+      // Give the prewarmed pool time to fill before anything is measured.
+      if (prewarm.length > 0) await sleep(500);
+      return { name, port, forwarders: [{ name: 'relay', pid: relay.pid }], relayPid: relay.pid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service] };
+    }
+    case 'relay+expose': {
+      const { relay, service, port } = await startRelayed((relayPort) =>
+        startProcess('expose', path.join(ROOT, 'expose'), [HOST, String(relayPort), String(backend.port), '--log-level', 'warn']),
+      );
+      return {
+        ...base,
+        port,
+        forwarders: [
+          { name: 'relay', pid: relay.pid },
+          { name: 'expose', pid: service.pid },
+        ],
+        relayPid: relay.pid,
+        servicePid: service.pid,
+        procs: [relay, service],
+      };
+    }
+  }
+}
+
+export async function stopPath(p: BenchPath): Promise<void> {
+  for (const proc of [...p.procs].reverse()) await stopProcess(proc);
+}
+
+/** The name of a process of this path that has died, if any. */
+export function deadProcess(p: BenchPath): string | undefined {
+  return p.procs.find((proc) => !proc.alive())?.name;
+}
