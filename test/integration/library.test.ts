@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, get } from 'node:http';
-import { connect as createConnection, createServer as createNetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,25 +89,10 @@ test('prewarm: clients are served from idle data connections and the pool refill
 
 test('stable address: a service that re-registers after losing its control connection keeps its public port and open tunnels', async (t) => {
   const relay = await inProcessRelay(t);
-  // A proxy in front of the control port only, so the test can cut the control connection alone.
-  const proxied = new Set<Socket>();
-  const proxy = createNetServer((inbound) => {
-    const outbound = createConnection(relay.controlPort);
-    proxied.add(inbound).add(outbound);
-    inbound.on('error', () => outbound.destroy());
-    outbound.on('error', () => inbound.destroy());
-    inbound.pipe(outbound).pipe(inbound);
-  });
-  proxy.listen(0, '127.0.0.1');
-  await once(proxy, 'listening');
-  t.after(() => {
-    for (const socket of proxied) socket.destroy();
-    proxy.close();
-  });
-  const proxyPort = (proxy.address() as { port: number }).port;
+  const proxy = await controlProxy(t, relay.controlPort);
   const tunnel = listenViaRelay((socket: Socket) => socket.pipe(socket), {
     host: '127.0.0.1',
-    port: proxyPort,
+    port: proxy.port,
     backoff: { initialMs: 10, maxMs: 50 },
   });
   t.after(() => tunnel.close());
@@ -117,7 +102,7 @@ test('stable address: a service that re-registers after losing its control conne
   assert.equal((await readAtLeast(open, 7)).toString(), 'before ');
 
   const again = once(tunnel, 'established', { signal: deadline(5000) });
-  for (const socket of proxied) socket.destroy();
+  proxy.cut();
   const [second] = (await again) as [{ port: number }];
   assert.equal(second.port, first.port);
 
