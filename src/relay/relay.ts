@@ -5,13 +5,13 @@ import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config
 import { silentLogger, type Logger } from '../log.js';
 import { readFirstLine, refuse, refusalReply, sendMessage } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
-import { resetSocket, splice } from '../net/splice.js';
 import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
 import { PortPool } from './port-pool.js';
+import { OpenTunnels } from './open-tunnels.js';
 import { RefusalLog } from './refusal-log.js';
-import { ServiceSession, clientAddressOf, plainAddress, type SessionHost } from './service-session.js';
+import { ServiceSession, plainAddress, type SessionHost } from './service-session.js';
 import { RelayStats } from './stats.js';
 
 /**
@@ -47,14 +47,13 @@ export class Relay implements SessionHost {
   readonly #services = new Set<ServiceSession>();
   readonly #byWarmToken = new Map<string, ServiceSession>();
   readonly #byResume = new Map<string, ServiceSession>();
-  readonly #tunnels = new Set<Socket>();
+  readonly #tunnels: OpenTunnels;
   readonly #listeners: Server[] = [];
   #registering = 0;
   /** Sockets that have not finished their first line, oldest first. */
   readonly #handshaking = new Set<Socket>();
   #nextServiceId = 1;
   #shuttingDown = false;
-  #onDrained: (() => void) | undefined;
   #controlPort = 0;
   #dataPort = 0;
 
@@ -62,6 +61,7 @@ export class Relay implements SessionHost {
     this.options = { ...RELAY_DEFAULTS, ...options };
     this.log = log;
     this.#refusalLog = new RefusalLog(log);
+    this.#tunnels = new OpenTunnels(this.stats);
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
   }
@@ -300,30 +300,7 @@ export class Relay implements SessionHost {
   }
 
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void {
-    this.#tunnels.add(client);
-    this.#tunnels.add(data);
-    const counts = { a: 0, b: 0 };
-    this.stats.tunnelOpened(counts);
-    const from = clientAddressOf(client);
-    void splice(client, data, { headFromB: head, counts }).then((result) => {
-      this.#tunnels.delete(client);
-      this.#tunnels.delete(data);
-      this.stats.tunnelClosed(counts);
-      if (this.#tunnels.size === 0) this.#onDrained?.();
-      if (!session.log.isLevelEnabled('info')) return;
-      session.log.info(
-        {
-          client: from === undefined ? undefined : `${from.address}:${from.port}`,
-          bytesFromClient: result.bytesAToB,
-          bytesToClient: result.bytesBToA,
-          durationMs: result.durationMs,
-          closedBy: result.closedFirst === 'a' ? 'client' : 'service',
-          outcome: result.outcome,
-          ...(result.error === undefined ? {} : { error: result.error }),
-        },
-        'tunnel closed',
-      );
-    });
+    this.#tunnels.open(session.log, client, data, head);
   }
 
   /** Counts a refusal for metrics and logs it, within the log's rate limit. */
@@ -352,14 +329,9 @@ export class Relay implements SessionHost {
     const closing = this.#listeners.map((server) => new Promise((resolve) => server.close(resolve)));
     for (const socket of this.#handshaking) socket.destroy();
     for (const session of [...this.#services]) session.close('relay shutting down', formatMessage({ kind: 'SHUTDOWN' }));
-    const drained = new Promise<void>((resolve) => {
-      this.#onDrained = resolve;
-      if (this.#tunnels.size === 0) resolve();
-    });
-    const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), drainMs).unref());
-    if ((await Promise.race([drained, deadline])) === 'timeout') {
+    if (!(await this.#tunnels.drain(drainMs))) {
       this.log.warn({ tunnels: this.stats.tunnelsOpen }, 'drain timeout: cutting open tunnels');
-      for (const socket of this.#tunnels) resetSocket(socket);
+      this.#tunnels.cutAll();
     }
     await Promise.all(closing);
     this.log.info('relay stopped');
