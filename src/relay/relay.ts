@@ -17,9 +17,11 @@ import { RelayStats } from './stats.js';
 /**
  * Connections still in their handshake held at once. Past it the OLDEST is dropped, not
  * the newcomer: a flood of silent connections then only evicts itself, while a real
- * service's dial-back, which completes in a round trip, still gets through.
+ * service's dial-back, which completes in a round trip, still gets through. As large as
+ * the pending dial-backs one service may have, so a legitimate burst of dial-backs (2000
+ * clients at once, tested) is not mistaken for a flood.
  */
-const MAX_HANDSHAKES = 1024;
+const MAX_HANDSHAKES = 4096;
 
 /** Listen backlog: bursts of thousands of clients must queue, not be reset by the kernel. */
 const LISTEN_BACKLOG = 4096;
