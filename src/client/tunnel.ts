@@ -9,6 +9,7 @@ import { PROTOCOL_VERSION, joinHostPort, type RelayMessage } from '../protocol/m
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
 import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
+import { WarmPool } from './warm-pool.js';
 
 /** Options of {@link listenViaRelay}. */
 export interface RelayClientOptions {
@@ -45,7 +46,6 @@ export type ConnectionTarget = Server | ((socket: Socket) => void);
 interface Registration {
   dataPort: number;
   heartbeatMs: number;
-  warmToken: string | undefined;
 }
 
 /**
@@ -69,10 +69,8 @@ export class RelayTunnel extends EventEmitter {
   #attempt = 0;
   #lastHeard = 0;
   #timers = new Set<NodeJS.Timeout>();
-  /** Prewarmed data connections of the current registration, connecting or parked. */
-  readonly #warmSockets = new Set<Socket>();
-  /** Lowered when the relay refuses more idle connections (its --max-warm is below ours). */
-  #warmCap = Number.POSITIVE_INFINITY;
+  /** The prewarmed connections of the current registration, if it asked for any. */
+  #warmPool: WarmPool | undefined;
   #closed = false;
 
   constructor(target: ConnectionTarget, options: RelayClientOptions) {
@@ -128,8 +126,8 @@ export class RelayTunnel extends EventEmitter {
   }
 
   #dropWarmPool(): void {
-    for (const socket of this.#warmSockets) socket.destroy();
-    this.#warmSockets.clear();
+    this.#warmPool?.close();
+    this.#warmPool = undefined;
   }
 
   #later(ms: number, fn: () => void): void {
@@ -214,14 +212,13 @@ export class RelayTunnel extends EventEmitter {
   }
 
   #registered(msg: RelayMessage & { kind: 'OK' }): undefined {
-    this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs, warmToken: msg.warmToken };
+    this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs };
     this.#resume = msg.resume;
     this.#attempt = 0;
     this.#publicAddress = { host: msg.host, port: msg.port, address: joinHostPort(msg.host, msg.port) };
     this.#log.info({ publicAddress: this.#publicAddress.address }, 'registered with relay');
     this.#watchHeartbeat(this.#control!, msg.heartbeatMs);
-    this.#warmCap = Number.POSITIVE_INFINITY;
-    this.#fillWarmPool();
+    this.#startWarmPool(msg.dataPort, msg.warmToken);
     this.emit('established', this.#publicAddress);
     return undefined;
   }
@@ -287,50 +284,18 @@ export class RelayTunnel extends EventEmitter {
     if (client !== undefined) this.#deliver(client);
   }
 
-  #fillWarmPool(): void {
-    const wanted = Math.min(this.#options.prewarm ?? 0, this.#warmCap);
-    while (this.#warmSockets.size < wanted && this.#registration?.warmToken !== undefined) {
-      this.#openWarm(this.#registration.warmToken).catch((err: unknown) => this.#log.error({ err: String(err) }, 'delivering a relayed client failed'));
-    }
-  }
-
-  async #openWarm(warmToken: string): Promise<void> {
-    const endpoint = this.#dataEndpoint();
-    if (endpoint === undefined) return;
-    let refusedForLimit = false;
-    let opened: Socket | undefined;
-    const client = await openDataConnection(
-      endpoint,
-      { kind: 'IDLE', token: warmToken },
-      undefined,
-      (reason) => {
-        refusedForLimit = reason.startsWith('limit:');
-        this.#log.debug({ reason }, 'prewarmed connection closed');
-      },
-      (socket) => {
-        opened = socket;
-        this.#warmSockets.add(socket);
-      },
-    );
-    if (opened !== undefined) this.#warmSockets.delete(opened);
-    // A connection of an earlier registration: that pool was dropped and refilled already.
-    if (this.#registration?.warmToken !== warmToken) {
-      if (client !== undefined) this.#deliver(client);
-      return;
-    }
-    if (refusedForLimit) {
-      // Each refusal means one connection more than the relay allows.
-      this.#warmCap = Math.min(this.#warmCap, this.#options.prewarm ?? 0) - 1;
-      this.#log.warn({ asked: this.#options.prewarm, kept: this.#warmCap }, 'relay allows fewer prewarmed connections than asked');
-    } else if (client !== undefined) {
-      this.#deliver(client);
-      // On a timer, not now: opening the replacement before the client's first bytes
-      // are handled put a connect() on the first byte's path (measured: +100 us).
-      this.#later(0, () => this.#fillWarmPool());
-    } else {
-      // Cut while registered: refill, but never in a tight loop.
-      this.#later(1000, () => this.#fillWarmPool());
-    }
+  #startWarmPool(dataPort: number, key: string | undefined): void {
+    this.#dropWarmPool();
+    const size = this.#options.prewarm ?? 0;
+    if (key === undefined || size === 0) return;
+    this.#warmPool = new WarmPool({
+      endpoint: { host: this.#options.host, port: dataPort, tls: this.#tls() },
+      key,
+      size,
+      deliver: (socket) => this.#deliver(socket),
+      log: this.#log,
+    });
+    this.#warmPool.fill();
   }
 
   #deliver(socket: Socket): void {
