@@ -9,6 +9,7 @@ import { PROTOCOL_VERSION, joinHostPort, type RelayMessage } from '../protocol/m
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
 import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
+import { Timers } from './timers.js';
 import { WarmPool } from './warm-pool.js';
 
 /** Options of {@link listenViaRelay}. */
@@ -68,7 +69,7 @@ export class RelayTunnel extends EventEmitter {
   #resume: string | undefined;
   #attempt = 0;
   #lastHeard = 0;
-  #timers = new Set<NodeJS.Timeout>();
+  readonly #timers = new Timers();
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
   #closed = false;
@@ -118,8 +119,7 @@ export class RelayTunnel extends EventEmitter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
+    this.#timers.cancelAll();
     this.#dropWarmPool();
     this.#control?.destroy();
     this.emit('close');
@@ -128,14 +128,6 @@ export class RelayTunnel extends EventEmitter {
   #dropWarmPool(): void {
     this.#warmPool?.close();
     this.#warmPool = undefined;
-  }
-
-  #later(ms: number, fn: () => void): void {
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      fn();
-    }, ms);
-    this.#timers.add(timer);
   }
 
   #connect(): void {
@@ -232,9 +224,9 @@ export class RelayTunnel extends EventEmitter {
         socket.destroy();
         return;
       }
-      this.#later(intervalMs, check);
+      this.#timers.later(intervalMs, check);
     };
-    this.#later(intervalMs, check);
+    this.#timers.later(intervalMs, check);
   }
 
   #lost(socket: Socket, reason: string): void {
@@ -252,14 +244,13 @@ export class RelayTunnel extends EventEmitter {
       jitter: this.#options.backoff?.jitter ?? CLIENT_DEFAULTS.backoffJitter,
     });
     this.#log.warn({ reason, retryInMs: delay }, 'lost the relay; reconnecting');
-    this.#later(delay, () => this.#connect());
+    this.#timers.later(delay, () => this.#connect());
   }
 
   #fail(err: Error): void {
     this.#closed = true;
     this.#log.error({ err: err.message }, 'relay refused this service');
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
+    this.#timers.cancelAll();
     this.#dropWarmPool();
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { openDataConnection } from './dial-back.js';
+import { Timers } from './timers.js';
 import type { RelayEndpoint } from './transport.js';
 
 export interface WarmPoolOptions {
@@ -26,7 +27,7 @@ const REFILL_AFTER_FAILURE_MS = 1000;
 export class WarmPool {
   readonly #options: WarmPoolOptions;
   readonly #sockets = new Set<Socket>();
-  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #timers = new Timers();
   /** Lowered when the relay refuses more idle connections (its --max-warm is below ours). */
   #cap: number;
   #closed = false;
@@ -44,8 +45,7 @@ export class WarmPool {
 
   close(): void {
     this.#closed = true;
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
+    this.#timers.cancelAll();
     for (const socket of this.#sockets) socket.destroy();
     this.#sockets.clear();
   }
@@ -77,17 +77,9 @@ export class WarmPool {
     } else if (client !== undefined) {
       // On a timer, not now: opening the replacement before the client's first bytes
       // are handled put a connect() on the first byte's path (measured: +100 us).
-      this.#later(0, () => this.fill());
+      this.#timers.later(0, () => this.fill());
     } else {
-      this.#later(REFILL_AFTER_FAILURE_MS, () => this.fill());
+      this.#timers.later(REFILL_AFTER_FAILURE_MS, () => this.fill());
     }
-  }
-
-  #later(ms: number, fn: () => void): void {
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      fn();
-    }, ms);
-    this.#timers.add(timer);
   }
 }

@@ -23,10 +23,6 @@ export class DialbackRegistry<Owner> {
     this.#onExpired = onExpired;
   }
 
-  get size(): number {
-    return this.#pending.size;
-  }
-
   add(owner: Owner, client: Socket): PendingClient<Owner> {
     const entry: PendingClient<Owner> = { token: newToken(), owner, client, since: performance.now() };
     const timer = setTimeout(() => {

@@ -68,10 +68,6 @@ export class Relay implements SessionHost {
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
   }
 
-  get limits(): RelayOptions {
-    return this.options;
-  }
-
   get controlPort(): number {
     return this.#controlPort;
   }

@@ -1,5 +1,5 @@
 import type { Server, Socket } from 'node:net';
-import { HEARTBEAT_MISSES } from '../config.js';
+import { HEARTBEAT_MISSES, type RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
 import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
@@ -16,7 +16,7 @@ export interface SessionHost {
   readonly log: Logger;
   readonly stats: RelayStats;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
-  readonly limits: { maxClientsPerService: number; maxPendingPerService: number; maxWarmPerService: number; heartbeatMs: number };
+  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs'>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
   sessionClosed(session: ServiceSession): void;
@@ -100,7 +100,7 @@ export class ServiceSession {
       (msg) => this.#onControlMessage(msg),
       (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
-    const intervalMs = this.#host.limits.heartbeatMs;
+    const intervalMs = this.#host.options.heartbeatMs;
     this.#heartbeat = setInterval(() => {
       if (performance.now() - this.#lastHeard > HEARTBEAT_MISSES * intervalMs) {
         this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
@@ -137,7 +137,7 @@ export class ServiceSession {
   #onClient(client: Socket): void {
     client.on('error', ignoreSocketError);
     const from = clientAddressOf(client);
-    const { stats, limits } = this.#host;
+    const { stats, options: limits } = this.#host;
     if (this.#closed || from === undefined) {
       resetSocket(client);
       return;
@@ -196,7 +196,7 @@ export class ServiceSession {
 
   /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
   addIdle(socket: Socket): boolean {
-    if (this.#closed || this.#idle.size >= this.#host.limits.maxWarmPerService) return false;
+    if (this.#closed || this.#idle.size >= this.#host.options.maxWarmPerService) return false;
     this.#idle.add(socket);
     this.#host.stats.warmIdle++;
     // A parked connection must stay silent; reading it is how its close is noticed.

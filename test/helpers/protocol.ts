@@ -275,14 +275,7 @@ export async function refusedWithin(port: number, ms: number): Promise<number> {
   }
 }
 
-/** Waits until check() is true, re-checking every 100 ms, for at most ms (for /proc figures, which send no events). */
-export async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
-  const started = Date.now();
-  while (!check()) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+export { eventually } from './net.js';
 
 /**
  * Refusals the relay accounted for in its log: one line each, or, past its rate limit,

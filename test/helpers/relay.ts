@@ -25,15 +25,6 @@ export async function relayed(
   return { tunnel, port: address.port };
 }
 
-/** Polls a condition until it holds, failing after ms: for state with no event to wait on. */
-export async function eventually(condition: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /**
  * A TCP proxy in front of the relay's control port only (data connections go to the
  * relay directly), so a test can cut a service's control connection alone.

@@ -8,8 +8,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
-import { deadline, deferred, dial, echoThrough, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
-import { controlProxy, eventually, inProcessRelay, relayed } from '../helpers/relay.js';
+import { deadline, deferred, dial, echoThrough, eventually, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
+import { controlProxy, inProcessRelay, relayed } from '../helpers/relay.js';
 import { listenViaRelay } from '../../src/index.js';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -144,12 +144,12 @@ test('prewarm survives a reconnect: the new registration parks a fresh pool and 
   });
   t.after(() => tunnel.close());
   await within(tunnel.established(), 5000, 'first registration');
-  await eventually(() => relay.stats.warmIdle === 3, 'the first pool to park');
+  await eventually(() => relay.stats.warmIdle === 3, 5000, 'the first pool to park');
 
   const again = once(tunnel, 'established', { signal: deadline(5000) });
   proxy.cut();
   const [address] = (await again) as [{ port: number }];
-  await eventually(() => relay.stats.warmIdle === 3, 'a fresh pool for the new registration');
+  await eventually(() => relay.stats.warmIdle === 3, 5000, 'a fresh pool for the new registration');
   const usedBefore = relay.stats.dialbackCounts[0]!;
   const client = await dial(t, address.port);
   assert.equal((await echoThrough(client, Buffer.from('warm'))).toString(), 'warm');
