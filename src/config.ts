@@ -38,9 +38,13 @@ export interface RelayOptions {
   resumeGraceMs: number;
   /** On shutdown, how long open tunnels may keep going before they are cut. */
   drainTimeoutMs: number;
+  /** How long a public client waits at the door of a service that is away before it is reset. */
+  holdTimeoutMs: number;
+  /** Where leases are kept across restarts (`--state`); none when undefined. */
+  stateFile?: string;
 }
 
-type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls'>;
+type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile'>;
 
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,
@@ -52,6 +56,7 @@ export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   heartbeatMs: 5_000,
   resumeGraceMs: 60_000,
   drainTimeoutMs: 10_000,
+  holdTimeoutMs: 10_000,
 };
 
 /** A peer is declared dead after this many heartbeat intervals of silence. */

@@ -21,11 +21,12 @@ export class UsageError extends RelayError {
 }
 
 /**
- * The relay refused the service for good: wrong or missing secret, or a protocol
- * version it does not speak. Retrying cannot help, so the library stops.
+ * The relay refused the service for good: wrong or missing secret, a protocol version
+ * it does not speak, or another process took over its resume key (`superseded`).
+ * Retrying cannot help, so the library stops.
  */
 export class RegistrationRefusedError extends RelayError {
-  constructor(code: 'auth' | 'version', message: string, options?: ErrorOptions) {
+  constructor(code: 'auth' | 'version' | 'superseded', message: string, options?: ErrorOptions) {
     super(code, message, options);
     this.name = 'RegistrationRefusedError';
   }

@@ -3,7 +3,7 @@
  * relay in-process (Relay), and the errors both can raise.
  */
 export { listenViaRelay, RelayTunnel } from './client/tunnel.js';
-export type { RelayClientOptions, PublicAddress, ConnectionTarget } from './client/tunnel.js';
+export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/tunnel.js';
 export { relayInfo } from './client/dial-back.js';
 export type { RelayTlsOptions } from './client/transport.js';
 export type { RelayedClientInfo } from './client/dial-back.js';
@@ -13,3 +13,4 @@ export { RELAY_DEFAULTS } from './config.js';
 export { RelayError, UsageError, RegistrationRefusedError } from './errors.js';
 export { splice } from './net/splice.js';
 export type { SpliceResult } from './net/splice.js';
+export type { LeaseRecord, LeaseStore } from './relay/lease-store.js';

@@ -47,11 +47,14 @@ const parser = withLogOptions(
     .option('heartbeat', { type: 'number', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
     .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
     .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
+    .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
+    .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
     .config('config', 'JSON file of options (keys as the long flags)')
     .env('RELAY')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
+    .example('$0 8080 --state /var/lib/relay/leases.json', 'services get their ports back after a restart of the relay')
     .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; Prometheus metrics on 9100')
     .strict()
     .help()
@@ -81,6 +84,8 @@ async function main(): Promise<void> {
       heartbeatMs: seconds('--heartbeat', args.heartbeat),
       resumeGraceMs: seconds('--resume-grace', args.resumeGrace),
       drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
+      holdTimeoutMs: seconds('--hold-timeout', args.holdTimeout),
+      ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
     if (options.ports === undefined && port === 0) throw new UsageError('PORT 0 (any free port) needs --ports A-B for the public ports');

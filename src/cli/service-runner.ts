@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Argv } from 'yargs';
-import { listenViaRelay } from '../client/tunnel.js';
+import { listenViaRelay, type RelayClientOptions, type RelayTunnel } from '../client/tunnel.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
@@ -17,6 +17,8 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'number', default: 0, describe: 'Idle data connections kept open so new clients start at once' })
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
+      .option('resume-file', { type: 'string', describe: 'File keeping this service\'s resume key (created on first use): a restart gets the same public port, and clients wait for it' })
+      .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
       .env('RELAY')
       .strict()
       .help()
@@ -33,6 +35,8 @@ interface ServiceArgs {
   publicPort?: string | undefined;
   prewarm: number;
   drainTimeout: number;
+  resumeFile?: string | undefined;
+  leaveOnExit: boolean;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'json' | 'pretty';
 }
@@ -60,22 +64,28 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   }
   const log = loggerFor(program, args);
   const open = new Set<Socket>();
-  const tunnel = listenViaRelay(
-    (socket) => {
-      open.add(socket);
-      socket.once('close', () => open.delete(socket));
-      handle(socket, log);
-    },
-    {
-      host: args.relayhost,
-      port: relayPort,
-      logger: log,
-      ...(args.secret ? { secret: args.secret } : {}),
-      ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
-      ...(publicPort === undefined ? {} : { publicPort }),
-      ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),
-    },
-  );
+  const options: RelayClientOptions = {
+    host: args.relayhost,
+    port: relayPort,
+    logger: log,
+    ...(args.secret ? { secret: args.secret } : {}),
+    ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
+    ...(publicPort === undefined ? {} : { publicPort }),
+    ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),
+    ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
+  };
+  const deliver = (socket: Socket): void => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    handle(socket, log);
+  };
+  let tunnel: RelayTunnel;
+  try {
+    tunnel = listenViaRelay(deliver, options);
+  } catch (err) {
+    // An unreadable or malformed --resume-file.
+    return usageFailure(program)(undefined, err as Error);
+  }
   tunnel.on('established', ({ address }: { address: string }) => {
     process.stdout.write(`established relay address: ${address}\n`);
   });
@@ -84,7 +94,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     process.exit(1);
   });
   onStopSignals(log, async () => {
-    tunnel.close();
+    tunnel.close(args.leaveOnExit ? { leave: true } : {});
     const deadline = Date.now() + args.drainTimeout * 1000;
     while (open.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));

@@ -5,9 +5,10 @@ import { RegistrationRefusedError, RelayError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof } from '../protocol/auth.js';
-import { PROTOCOL_VERSION, joinHostPort, type RelayMessage } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, formatMessage, joinHostPort, type Feature, type RelayMessage } from '../protocol/messages.js';
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
+import { loadResumeKey } from './resume-file.js';
 import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 import { Timers } from './timers.js';
 import { WarmPool } from './warm-pool.js';
@@ -26,6 +27,12 @@ export interface RelayClientOptions {
   publicPort?: number;
   /** Keep this many idle data connections open so a new client needs no dial-back. */
   prewarm?: number;
+  /**
+   * A file holding this service's resume key (created, mode 0600, on first use): a
+   * restarted process with the same file gets the same public port back, and public
+   * clients that arrive while it restarts are held by the relay until it is back.
+   */
+  resumeFile?: string;
   /** pino logger; silent by default. */
   logger?: Logger;
   /** Reconnect backoff in ms; see docs/integrating.md. */
@@ -40,6 +47,22 @@ export interface PublicAddress {
   /** `host:port`, as people type it. */
   address: string;
 }
+
+/** Options of {@link RelayTunnel.close}. */
+export interface CloseOptions {
+  /**
+   * Tell the relay this service is gone for good: its port is freed and clients are
+   * refused at once, instead of being held for a restart. Default: true without a
+   * resume file (such a service can never come back for its port), false with one.
+   */
+  leave?: boolean;
+}
+
+/** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
+const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded'];
+
+/** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
+const LEAVE_LINGER_MS = 2_000;
 
 /** Where relayed clients go: a server of any kind, or a plain connection callback. */
 export type ConnectionTarget = Server | ((socket: Socket) => void);
@@ -65,6 +88,10 @@ export class RelayTunnel extends EventEmitter {
   readonly #log: Logger;
   #control: Socket | undefined;
   #registration: Registration | undefined;
+  /** Optional messages the relay said it understands, for the current registration. */
+  #relayFeatures = new Set<Feature>();
+  /** The relay asked for a new registration at once (an upgrade), not after a backoff. */
+  #rejoinNow = false;
   #publicAddress: PublicAddress | undefined;
   #resume: string | undefined;
   #attempt = 0;
@@ -82,6 +109,7 @@ export class RelayTunnel extends EventEmitter {
     this.#target = target;
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
+    if (options.resumeFile !== undefined) this.#resume = loadResumeKey(options.resumeFile);
     this.#connect();
   }
 
@@ -115,13 +143,23 @@ export class RelayTunnel extends EventEmitter {
     });
   }
 
-  /** Leaves the relay. Clients already connected keep their sockets. */
-  close(): void {
+  /**
+   * Leaves the relay. Clients already connected keep their sockets. With a resume file
+   * the relay keeps the port, and holds new clients, for a restart; see CloseOptions.
+   */
+  close(options: CloseOptions = {}): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#timers.cancelAll();
     this.#dropWarmPool();
-    this.#control?.destroy();
+    const leave = options.leave ?? this.#options.resumeFile === undefined;
+    const control = this.#control;
+    if (control !== undefined && leave && this.#registration !== undefined && this.#relayFeatures.has('leave')) {
+      control.end(formatMessage({ kind: 'LEAVE' }));
+      setTimeout(() => control.destroy(), LEAVE_LINGER_MS).unref();
+    } else {
+      control?.destroy();
+    }
     this.emit('close');
   }
 
@@ -150,6 +188,7 @@ export class RelayTunnel extends EventEmitter {
       ...(this.#publicAddress === undefined && this.#options.publicPort === undefined ? {} : { port: this.#publicAddress?.port ?? this.#options.publicPort }),
       ...(this.#resume === undefined ? {} : { resume: this.#resume }),
       ...(this.#options.prewarm ? { warm: this.#options.prewarm } : {}),
+      features: FEATURES,
     } as const);
     readLines(
       socket,
@@ -189,8 +228,14 @@ export class RelayTunnel extends EventEmitter {
       case 'SHUTDOWN':
         socket.destroy();
         return 'relay shut down';
+      case 'REJOIN':
+        this.#rejoinNow = true;
+        socket.destroy();
+        return 'relay asked to register again';
       case 'ERR':
-        if (msg.code === 'auth' || msg.code === 'version') {
+        if (msg.code === 'superseded') {
+          this.#fail(new RegistrationRefusedError('superseded', 'superseded: another process registered with the same resume key'));
+        } else if (msg.code === 'auth' || msg.code === 'version') {
           // The relay's own text for auth already says "authentication failed".
           const text = msg.code === 'auth' ? (/authentication failed/.test(msg.text) ? msg.text : `authentication failed: ${msg.text}`) : `protocol version mismatch: ${msg.text}`;
           this.#fail(new RegistrationRefusedError(msg.code, text));
@@ -205,6 +250,7 @@ export class RelayTunnel extends EventEmitter {
 
   #registered(msg: RelayMessage & { kind: 'OK' }): undefined {
     this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs };
+    this.#relayFeatures = new Set(msg.features ?? []);
     this.#resume = msg.resume;
     this.#attempt = 0;
     this.#publicAddress = { host: msg.host, port: msg.port, address: joinHostPort(msg.host, msg.port) };
@@ -238,6 +284,14 @@ export class RelayTunnel extends EventEmitter {
     this.#control = undefined;
     if (wasRegistered) this.emit('disconnected', reason);
     if (this.#closed) return;
+    if (this.#rejoinNow) {
+      // An upgrade: the relay holds our clients for the moment it takes to come back.
+      this.#rejoinNow = false;
+      this.#attempt = 0;
+      this.#log.info({ reason }, 'registering again');
+      this.#connect();
+      return;
+    }
     const delay = backoffDelay(this.#attempt++, {
       initialMs: this.#options.backoff?.initialMs ?? CLIENT_DEFAULTS.backoffInitialMs,
       maxMs: this.#options.backoff?.maxMs ?? CLIENT_DEFAULTS.backoffMaxMs,

@@ -21,17 +21,37 @@ export const ERROR_CODES = [
   'bad-token', // DATA with a token that is unknown, used or expired
   'limit', // a relay limit (services, clients, pending dial-backs) is reached
   'shutdown', // the relay is shutting down
+  'superseded', // another control connection registered with this resume key (sent only to services with feat=superseded)
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/**
+ * Optional messages a peer may understand. A service lists the ones it understands in
+ * `HELLO … feat=`, the relay answers in `OK … feat=` with those it understands too,
+ * and neither side sends an optional message the other did not list: a service
+ * written against an older protocol.md never sees a line it does not know.
+ */
+export const FEATURES = [
+  'rejoin', // relay -> service REJOIN: register again now (the relay is being upgraded)
+  'leave', // service -> relay LEAVE: this service is gone for good; free its port now
+  'superseded', // relay -> service ERR superseded: another process took over this resume key
+] as const;
+export type Feature = (typeof FEATURES)[number];
+
+/** Most names a feat= list may carry; more is a malformed line, not a longer loop. */
+const MAX_FEATURES = 32;
+const FEATURE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[] }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */
   | { kind: 'PONG' }
+  /** Only with feature `leave`: the service stops for good; its port is freed at once. */
+  | { kind: 'LEAVE' }
   /** Opens a data connection for the client that CONNECT announced. */
   | { kind: 'DATA'; token: string }
   /** Opens a prewarmed data connection that waits for a future client. */
@@ -42,7 +62,7 @@ export type RelayMessage =
   /** Asks the service to prove it knows the secret. */
   | { kind: 'AUTH'; nonce: string }
   /** Registration done: the public address, and how to behave from now on. */
-  | { kind: 'OK'; host: string; port: number; dataPort: number; heartbeatMs: number; resume: string; warmToken?: string }
+  | { kind: 'OK'; host: string; port: number; dataPort: number; heartbeatMs: number; resume: string; warmToken?: string; features?: Feature[] }
   /** A public client arrived: dial back with this token. */
   | { kind: 'CONNECT'; token: string; clientAddress: string; clientPort: number }
   /**
@@ -54,6 +74,8 @@ export type RelayMessage =
   | { kind: 'PING' }
   /** The relay is going away; reconnect later. */
   | { kind: 'SHUTDOWN' }
+  /** Only with feature `rejoin`: register again at once, with the same resume key. */
+  | { kind: 'REJOIN' }
   /** A refusal; the sender closes the connection after it. */
   | { kind: 'ERR'; code: ErrorCode; text: string };
 
@@ -94,6 +116,19 @@ function parseOptions(words: string[]): Map<string, string> | string {
   return options;
 }
 
+/**
+ * A feat= list: comma-separated names. Names this side does not know are dropped
+ * (a newer peer may list more); a malformed list is a bad line.
+ */
+function parseFeatures(text: string | undefined): Feature[] | string | undefined {
+  if (text === undefined) return undefined;
+  const names = text === '' ? [] : text.split(',');
+  if (names.length > MAX_FEATURES || !names.every((name) => FEATURE_NAME.test(name))) {
+    return `feat= must be up to ${MAX_FEATURES} comma-separated lowercase names`;
+  }
+  return FEATURES.filter((feature) => names.includes(feature));
+}
+
 function parseHello(words: string[]): ParseResult {
   const versionText = words[1];
   if (versionText === undefined || !/^[1-9][0-9]{0,8}$/.test(versionText)) {
@@ -127,6 +162,9 @@ function parseHello(words: string[]): ParseResult {
     if (!/^[0-9]{1,4}$/.test(warm)) return fail('bad-line', 'warm= must be 0-9999');
     msg.warm = Number(warm);
   }
+  const features = parseFeatures(options.get('feat'));
+  if (typeof features === 'string') return fail('bad-line', features);
+  if (features !== undefined) msg.features = features;
   return { ok: true, msg };
 }
 
@@ -156,6 +194,9 @@ function parseOk(words: string[]): ParseResult {
     if (!TOKEN.test(warm)) return fail('bad-line', 'warm= must be 32 hex digits');
     msg.warmToken = warm;
   }
+  const features = parseFeatures(options.get('feat'));
+  if (typeof features === 'string') return fail('bad-line', features);
+  if (features !== undefined) msg.features = features;
   return { ok: true, msg };
 }
 
@@ -225,6 +266,8 @@ export function parseLine(line: string): ParseResult {
     case 'PING':
     case 'PONG':
     case 'SHUTDOWN':
+    case 'LEAVE':
+    case 'REJOIN':
       if (argCount !== 0) return fail('bad-line', `${verb} takes no arguments`);
       return { ok: true, msg: { kind: verb } };
     case 'ERR': {
@@ -248,11 +291,13 @@ export function formatMessage(msg: Message): string {
       if (msg.port !== undefined) words.push(`port=${msg.port}`);
       if (msg.resume !== undefined) words.push(`resume=${msg.resume}`);
       if (msg.warm !== undefined) words.push(`warm=${msg.warm}`);
+      if (msg.features !== undefined) words.push(`feat=${msg.features.join(',')}`);
       return words.join(' ') + '\n';
     }
     case 'OK': {
       const warm = msg.warmToken === undefined ? '' : ` warm=${msg.warmToken}`;
-      return `OK ${joinHostPort(msg.host, msg.port)} data=${msg.dataPort} heartbeat=${msg.heartbeatMs} resume=${msg.resume}${warm}\n`;
+      const features = msg.features === undefined ? '' : ` feat=${msg.features.join(',')}`;
+      return `OK ${joinHostPort(msg.host, msg.port)} data=${msg.dataPort} heartbeat=${msg.heartbeatMs} resume=${msg.resume}${warm}${features}\n`;
     }
     case 'AUTH':
       return `AUTH ${msg.nonce}\n`;
@@ -268,6 +313,8 @@ export function formatMessage(msg: Message): string {
     case 'PING':
     case 'PONG':
     case 'SHUTDOWN':
+    case 'LEAVE':
+    case 'REJOIN':
       return `${msg.kind}\n`;
     case 'ERR': {
       // The text is for people; keep the line valid, and within the cap, whatever it was given.

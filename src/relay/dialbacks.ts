@@ -1,11 +1,15 @@
 import type { Socket } from 'node:net';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import { newToken } from '../protocol/auth.js';
 
 export interface PendingClient<Owner> {
   token: string;
   owner: Owner;
   client: Socket;
+  /** Clock time the CONNECT went out. */
   since: number;
+  /** The same moment on the monotonic high-resolution clock, for the latency metric. */
+  startedAt: number;
 }
 
 /**
@@ -14,18 +18,20 @@ export interface PendingClient<Owner> {
  * when the timeout passes the client is handed to onExpired and the token is dead.
  */
 export class DialbackRegistry<Owner> {
-  readonly #pending = new Map<string, { entry: PendingClient<Owner>; timer: NodeJS.Timeout }>();
+  readonly #pending = new Map<string, { entry: PendingClient<Owner>; timer: Timer }>();
   readonly #timeoutMs: number;
   readonly #onExpired: (entry: PendingClient<Owner>) => void;
+  readonly #clock: Clock;
 
-  constructor(timeoutMs: number, onExpired: (entry: PendingClient<Owner>) => void) {
+  constructor(timeoutMs: number, onExpired: (entry: PendingClient<Owner>) => void, clock: Clock = systemClock) {
     this.#timeoutMs = timeoutMs;
     this.#onExpired = onExpired;
+    this.#clock = clock;
   }
 
   add(owner: Owner, client: Socket): PendingClient<Owner> {
-    const entry: PendingClient<Owner> = { token: newToken(), owner, client, since: performance.now() };
-    const timer = setTimeout(() => {
+    const entry: PendingClient<Owner> = { token: newToken(), owner, client, since: this.#clock.now(), startedAt: performance.now() };
+    const timer = this.#clock.setTimeout(() => {
       this.#pending.delete(entry.token);
       this.#onExpired(entry);
     }, this.#timeoutMs);
@@ -37,7 +43,7 @@ export class DialbackRegistry<Owner> {
   take(token: string): PendingClient<Owner> | undefined {
     const found = this.#pending.get(token);
     if (found === undefined) return undefined;
-    clearTimeout(found.timer);
+    this.#clock.clearTimeout(found.timer);
     this.#pending.delete(token);
     return found.entry;
   }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { resetSocket, splice } from '../net/splice.js';
-import { clientAddressOf } from './service-session.js';
+import { clientAddressOf } from './client-address.js';
 import type { RelayStats } from './stats.js';
 
 /**

@@ -1,17 +1,20 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { createServer as createTlsServer } from 'node:tls';
+import { systemClock, type Clock } from '../clock.js';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
-import { readFirstLine, refuse, refusalReply, sendMessage } from '../net/lines.js';
+import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
-import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
-import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
+import { resetSocket } from '../net/splice.js';
+import type { ErrorCode, ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
-import { PortPool } from './port-pool.js';
+import { FileLeaseStore } from './file-lease-store.js';
+import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { OpenTunnels } from './open-tunnels.js';
 import { RefusalLog } from './refusal-log.js';
-import { ServiceSession, plainAddress, type SessionHost } from './service-session.js';
+import { Registrar, type RegistrarHost } from './registration.js';
+import type { ServiceSession } from './service-session.js';
 import { RelayStats } from './stats.js';
 
 /**
@@ -35,37 +38,57 @@ const SERVER_OPTIONS = {
 } as const;
 
 
+/** What a relay is built from besides its options; tests inject a clock and a store. */
+export interface RelayParts {
+  clock?: Clock;
+  /** Where leases outlive the process; by default a FileLeaseStore when options.stateFile is set. */
+  leaseStore?: LeaseStore;
+}
+
 /**
  * The relay: accepts services on its control port, gives each a public port, and
  * splices every public client with the data connection its service dials back.
+ * Registrations, leases and public ports are the Registrar's; this class owns the
+ * listening sockets, the first line of every connection, and the open tunnels.
  */
-export class Relay implements SessionHost {
+export class Relay implements RegistrarHost {
   readonly options: RelayOptions;
   readonly log: Logger;
+  readonly clock: Clock;
   readonly stats = new RelayStats();
   readonly dialbacks: DialbackRegistry<ServiceSession>;
-  readonly #ports: PortPool;
+  readonly #registrar: Registrar;
+  readonly #leaseStore: LeaseStore;
   readonly #refusalLog: RefusalLog;
-  readonly #services = new Set<ServiceSession>();
-  readonly #byWarmToken = new Map<string, ServiceSession>();
-  readonly #byResume = new Map<string, ServiceSession>();
   readonly #tunnels: OpenTunnels;
   readonly #listeners: Server[] = [];
-  #registering = 0;
   /** Sockets that have not finished their first line, oldest first. */
   readonly #handshaking = new Set<Socket>();
-  #nextServiceId = 1;
   #shuttingDown = false;
   #controlPort = 0;
   #dataPort = 0;
 
-  constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger) {
+  constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger, parts: RelayParts = {}) {
     this.options = { ...RELAY_DEFAULTS, ...options };
     this.log = log;
+    this.clock = parts.clock ?? systemClock;
     this.#refusalLog = new RefusalLog(log);
     this.#tunnels = new OpenTunnels(this.stats);
-    this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
-    this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
+    this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), this.clock);
+    const stateFile = this.options.stateFile;
+    const store =
+      parts.leaseStore ??
+      (stateFile === undefined
+        ? noLeaseStore
+        : new FileLeaseStore({
+            file: stateFile,
+            graceMs: this.options.resumeGraceMs,
+            log,
+            clock: this.clock,
+            onWriteError: () => this.stats.stateWriteErrors++,
+          }));
+    this.#leaseStore = store;
+    this.#registrar = new Registrar(this, store);
   }
 
   get controlPort(): number {
@@ -77,10 +100,17 @@ export class Relay implements SessionHost {
   }
 
   get serviceCount(): number {
-    return this.#services.size;
+    return this.#registrar.services.size;
   }
 
-  /** Listens on the control port (and the data port when separate). Rejects if a port is taken. */
+  get shuttingDown(): boolean {
+    return this.#shuttingDown;
+  }
+
+  /**
+   * Listens on the control port (and the data port when separate), then opens the
+   * doors of the leases in the state file. Rejects if a port is taken.
+   */
   async start(): Promise<void> {
     try {
       await this.#startListening();
@@ -88,7 +118,8 @@ export class Relay implements SessionHost {
       for (const server of this.#listeners) server.close();
       throw err;
     }
-    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#ports.range }, 'relay listening');
+    await this.#registrar.installLeases(await this.#leaseStore.load());
+    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#registrar.portRange, pid: process.pid }, 'relay listening');
   }
 
   async #startListening(): Promise<void> {
@@ -106,7 +137,7 @@ export class Relay implements SessionHost {
     const onConnection = (socket: Socket): void => {
       this.#onConnection(socket, accepts).catch((err: unknown) => {
         // A bug here must cost one connection, never the relay and its other tunnels.
-        this.log.error({ err: String(err) }, 'unexpected error handling a connection');
+        this.log.error({ err }, 'unexpected error handling a connection');
         socket.destroy();
       });
     };
@@ -135,10 +166,7 @@ export class Relay implements SessionHost {
       socket.destroy();
       return;
     }
-    if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
-    this.#handshaking.add(socket);
-    const first = await readFirstLine(socket, this.options.handshakeTimeoutMs);
-    this.#handshaking.delete(socket);
+    const first = await this.readHandshakeLine(socket);
     if (!first.ok) {
       // A peer that half-closed before its line: our sockets allow half-open, so
       // without this it would sit in CLOSE_WAIT for ever.
@@ -146,11 +174,20 @@ export class Relay implements SessionHost {
       return this.#refuse(socket, first.code, first.reason, peer, first.spokeHttp);
     }
     const msg = first.msg as ServiceMessage;
-    if (msg.kind === 'HELLO' && accepts.control) return this.#register(socket, msg, first.rest);
+    if (msg.kind === 'HELLO' && accepts.control) return this.#registrar.register(socket, msg, first.rest);
     if (msg.kind === 'DATA' && accepts.data) return this.#dialedBack(socket, msg.token, first.rest);
     if (msg.kind === 'IDLE' && accepts.data) return this.#parkIdle(socket, msg.token, first.rest);
     const expected = accepts.control ? (accepts.data ? 'HELLO, DATA or IDLE' : 'HELLO') : 'DATA or IDLE';
     this.#refuse(socket, 'bad-line', `expected ${expected} as the first line`, peer);
+  }
+
+  /** The next line of a connection still in its handshake: counted, bounded in time, evictable. */
+  async readHandshakeLine(socket: Socket, head?: Buffer): Promise<FirstLine> {
+    if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
+    this.#handshaking.add(socket);
+    const line = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
+    this.#handshaking.delete(socket);
+    return line;
   }
 
   #evictOldestHandshake(): void {
@@ -167,104 +204,7 @@ export class Relay implements SessionHost {
     refuse(socket, refusalReply(code, reason, spokeHttp));
   }
 
-  async #register(socket: Socket, hello: ServiceMessage & { kind: 'HELLO' }, head: Buffer): Promise<void> {
-    const peer = socket.remoteAddress;
-    if (hello.version !== PROTOCOL_VERSION) {
-      return this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
-    }
-    let rest = head;
-    if (this.options.secret !== undefined) {
-      const proven = await this.#authenticate(socket, head);
-      if (proven === undefined) return;
-      rest = proven;
-    }
-    // Counted only once authenticated, so strangers cannot fill the service slots.
-    if (this.#services.size + this.#registering >= this.options.maxServices) {
-      return this.#refuse(socket, 'limit', `relay has its maximum of ${this.options.maxServices} services`, peer);
-    }
-    this.#registering++;
-    try {
-      const claimed = await this.#claimPublicPort(hello);
-      if (claimed === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
-      if (socket.destroyed || this.#shuttingDown) {
-        claimed.server.close();
-        this.#ports.release(claimed.port);
-        if (this.#shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
-        return;
-      }
-      this.#startSession(socket, hello, claimed, rest);
-    } finally {
-      this.#registering--;
-    }
-  }
-
-  /** Listens on the public port the service asked for, or the lowest free one. */
-  async #claimPublicPort(hello: ServiceMessage & { kind: 'HELLO' }): Promise<{ port: number; server: Server } | undefined> {
-    // The same service on a new control connection, before the relay noticed the old
-    // one die: only the service knows its resume key, so the new connection wins. The
-    // old session goes first (even if no port turns out to be free) so its port is free.
-    const previous = hello.resume === undefined ? undefined : this.#byResume.get(hello.resume);
-    previous?.close('superseded by a new control connection');
-    let server: Server | undefined;
-    const port = await this.#ports.acquire(
-      async (candidate) => (server = await this.#listenPublic(candidate)) !== undefined,
-      hello.port,
-      hello.resume,
-    );
-    return port === undefined || server === undefined ? undefined : { port, server };
-  }
-
-  #startSession(socket: Socket, hello: ServiceMessage & { kind: 'HELLO' }, claimed: { port: number; server: Server }, rest: Buffer): void {
-    const identity = {
-      id: `s${this.#nextServiceId++}`,
-      port: claimed.port,
-      resume: hello.resume ?? newToken(),
-      warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
-    };
-    const session = new ServiceSession(this, identity, socket, claimed.server);
-    this.#services.add(session);
-    if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
-    this.#byResume.set(identity.resume, session);
-    this.stats.servicesActive++;
-    this.stats.servicesRegistered++;
-    const host = this.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
-    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port }, 'service registered');
-    session.start(
-      {
-        kind: 'OK',
-        host,
-        port: claimed.port,
-        dataPort: this.#dataPort,
-        heartbeatMs: this.options.heartbeatMs,
-        resume: identity.resume,
-        ...(identity.warmToken === undefined ? {} : { warmToken: identity.warmToken }),
-      },
-      rest,
-    );
-  }
-
-  /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
-  async #authenticate(socket: Socket, head: Buffer): Promise<Buffer | undefined> {
-    const nonce = newNonce();
-    sendMessage(socket, { kind: 'AUTH', nonce });
-    // Until it proves itself the peer is still a handshake: bounded and evictable.
-    if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
-    this.#handshaking.add(socket);
-    const answer = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
-    this.#handshaking.delete(socket);
-    if (!answer.ok) {
-      if (answer.code === 'closed') socket.destroy();
-      else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
-      return undefined;
-    }
-    if (answer.msg.kind !== 'PROOF' || !verifyProof(this.options.secret ?? '', nonce, answer.msg.mac)) {
-      this.#refuse(socket, 'auth', 'authentication failed: wrong or missing secret', socket.remoteAddress);
-      return undefined;
-    }
-    return answer.rest;
-  }
-
-  async #listenPublic(port: number): Promise<Server | undefined> {
+  async listenPublic(port: number): Promise<Server | undefined> {
     const server = createServer(SERVER_OPTIONS);
     const result = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));
@@ -285,7 +225,7 @@ export class Relay implements SessionHost {
   }
 
   #parkIdle(socket: Socket, warmToken: string, head: Buffer): void {
-    const session = this.#byWarmToken.get(warmToken);
+    const session = this.#registrar.sessionByWarmToken(warmToken);
     if (session === undefined) {
       return this.#refuse(socket, 'bad-token', 'unknown prewarm key', socket.remoteAddress);
     }
@@ -307,32 +247,69 @@ export class Relay implements SessionHost {
     this.#refusalLog.warn(reason, fields, message, log);
   }
 
-  sessionClosed(session: ServiceSession): void {
-    this.#services.delete(session);
-    if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
-    if (this.#byResume.get(session.resume) === session) this.#byResume.delete(session.resume);
-    this.stats.servicesActive--;
-    // On shutdown no grace: the relay that restarts has forgotten every key anyway.
-    this.#ports.release(session.port, session.resume, this.#shuttingDown ? 0 : this.options.resumeGraceMs);
+  /** Every lease this relay holds (live ones with `until: null`), for a successor. */
+  leaseSnapshot(): LeaseRecord[] {
+    return this.#registrar.leaseSnapshot();
+  }
+
+  /** Takes over a predecessor's leases: their doors open now and hold clients. */
+  installLeases(records: LeaseRecord[]): Promise<void> {
+    return this.#registrar.installLeases(records);
+  }
+
+  /** A client a predecessor was holding for one of our leased ports. */
+  adoptHeldClient(port: number, client: Socket): void {
+    client.on('error', ignoreSocketError);
+    this.#registrar.adoptHeldClient(port, client);
+  }
+
+  /** Stops writing the state file: a successor is about to take it over. */
+  pauseStateWrites(): Promise<void> {
+    return this.#registrar.pauseLeaseWrites();
+  }
+
+  /** The successor did not take over after all: this relay writes the state file again. */
+  resumeStateWrites(): void {
+    this.#registrar.resumeLeaseWrites();
+  }
+
+  /**
+   * Hands over to a successor that is already listening: stops accepting, asks every
+   * service to register again (REJOIN, or SHUTDOWN to services that do not know it),
+   * gives every held client to `handOff`, then lets open tunnels finish (up to drainMs)
+   * and cuts what is left. Nothing is refused and no open tunnel is cut early.
+   */
+  async retire(handOff: (port: number, client: Socket) => void, drainMs = this.options.drainTimeoutMs): Promise<void> {
+    await this.#stop(drainMs, (held) => {
+      for (const { port, client } of held) handOff(port, client);
+    });
   }
 
   /**
    * Stops accepting, tells every service (SHUTDOWN), lets open tunnels finish for up
-   * to drainMs, then cuts what is left. Resolves when everything is closed.
+   * to drainMs, then cuts what is left. Resolves when everything is closed. Leases
+   * are left as they are: with --state, the next start holds every door again.
    */
   async shutdown(drainMs = this.options.drainTimeoutMs): Promise<void> {
+    await this.#stop(drainMs);
+  }
+
+  async #stop(drainMs: number, handOff?: (held: { port: number; client: Socket }[]) => void): Promise<void> {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
-    this.log.info({ services: this.#services.size, tunnels: this.stats.tunnelsOpen, drainMs }, 'shutting down');
+    const handingOver = handOff !== undefined;
+    this.log.info({ services: this.serviceCount, tunnels: this.stats.tunnelsOpen, drainMs }, handingOver ? 'handing over to a new worker' : 'shutting down');
+    await this.#registrar.pauseLeaseWrites();
     const closing = this.#listeners.map((server) => new Promise((resolve) => server.close(resolve)));
     for (const socket of this.#handshaking) socket.destroy();
-    for (const session of [...this.#services]) session.close('relay shutting down', formatMessage({ kind: 'SHUTDOWN' }));
+    const held = this.#registrar.closeAll(handingOver);
+    if (handOff !== undefined) handOff(held);
+    else for (const { client } of held) resetSocket(client);
     if (!(await this.#tunnels.drain(drainMs))) {
       this.log.warn({ tunnels: this.stats.tunnelsOpen }, 'drain timeout: cutting open tunnels');
       this.#tunnels.cutAll();
     }
     await Promise.all(closing);
-    this.log.info('relay stopped');
+    this.log.info(handingOver ? 'old worker done' : 'relay stopped');
   }
 }
-

@@ -1,11 +1,13 @@
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import type { Clock, Timer } from '../clock.js';
 import { HEARTBEAT_MISSES, type RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
 import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
-import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
-import type { Message } from '../protocol/messages.js';
+import type { Feature, Message } from '../protocol/messages.js';
+import { clientAddressOf, clientLine } from './client-address.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
+import type { DoorOwner, PublicDoor } from './public-door.js';
 import type { RelayStats } from './stats.js';
 
 /** Bytes of unread control lines a service may leave queued before it is dropped. */
@@ -15,6 +17,7 @@ const CONTROL_BUFFER_LIMIT = 64 * 1024;
 export interface SessionHost {
   readonly log: Logger;
   readonly stats: RelayStats;
+  readonly clock: Clock;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs'>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
@@ -25,69 +28,68 @@ export interface SessionHost {
 export interface SessionIdentity {
   id: string;
   port: number;
-  resume: string;
+  /** The lease key: a hash of the resume key, never the key itself. */
+  key: string;
   warmToken: string | undefined;
+  /** Optional messages this service said it understands. */
+  features: ReadonlySet<Feature>;
 }
 
-/** An address as the service should see it: IPv4 without the v6-mapped prefix. */
-export function plainAddress(address: string): string {
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
-  const address = socket.remoteAddress;
-  const port = socket.remotePort;
-  if (address === undefined || port === undefined) return undefined;
-  return { address: plainAddress(address), port };
-}
-
-/** The CLIENT line for a public client: where it came from and which address it reached. */
-function clientLine(client: Socket): Message | undefined {
-  const from = clientAddressOf(client);
-  const to = client.localAddress;
-  const toPort = client.localPort;
-  if (from === undefined || to === undefined || toPort === undefined) return undefined;
-  return { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port, serverAddress: plainAddress(to), serverPort: toPort };
-}
+/** How a registration ended, which decides what happens to its port. */
+export type Departure = 'gone' | 'left';
 
 /**
- * One registered service on the relay: its control connection, its public port, the
- * public clients waiting for it to dial back, and its prewarmed data connections.
- * Open tunnels are not the session's: they outlive it, so a service that reconnects
- * its control connection never cuts a client already talking to it.
+ * One registered service on the relay: its control connection, the public clients
+ * waiting for it to dial back, and its prewarmed data connections. The public port is
+ * not the session's but its door's, which outlives it: clients arriving while the
+ * service is away wait there for the next registration with the same key. Open
+ * tunnels are not the session's either, so a control reconnect never cuts a client
+ * already talking to the service.
  */
-export class ServiceSession {
+export class ServiceSession implements DoorOwner {
   readonly id: string;
   readonly port: number;
-  readonly resume: string;
+  readonly key: string;
   readonly warmToken: string | undefined;
+  readonly features: ReadonlySet<Feature>;
   readonly log: Logger;
   readonly #host: SessionHost;
   readonly #control: Socket;
-  readonly #publicServer: Server;
+  readonly #door: PublicDoor;
   readonly #pending = new Set<string>();
   readonly #idle = new Set<Socket>();
   #clients = 0;
-  #lastHeard = performance.now();
-  #heartbeat: NodeJS.Timeout | undefined;
-  #closed = false;
+  #lastHeard: number;
+  #heartbeat: Timer | undefined;
+  #departure: Departure | undefined;
 
-  constructor(host: SessionHost, identity: SessionIdentity, control: Socket, publicServer: Server) {
+  constructor(host: SessionHost, identity: SessionIdentity, control: Socket, door: PublicDoor) {
     this.id = identity.id;
     this.port = identity.port;
-    this.resume = identity.resume;
+    this.key = identity.key;
     this.warmToken = identity.warmToken;
+    this.features = identity.features;
     this.#host = host;
     this.#control = control;
-    this.#publicServer = publicServer;
+    this.#door = door;
+    this.#lastHeard = host.clock.now();
     this.log = host.log.child({ service: this.id, publicPort: this.port });
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return this.#departure !== undefined;
   }
 
-  /** Sends OK and starts serving: control lines, heartbeat, public clients. */
+  /** How the registration ended; undefined while it lasts. */
+  get departure(): Departure | undefined {
+    return this.#departure;
+  }
+
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  /** Sends OK and starts serving: control lines, heartbeat, then the clients at the door. */
   start(ok: Message, head: Buffer): void {
     sendMessage(this.#control, ok);
     // The control socket is half-open capable like every relay socket, so a FIN must
@@ -100,16 +102,21 @@ export class ServiceSession {
       (msg) => this.#onControlMessage(msg),
       (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
+    this.#scheduleHeartbeat();
+    this.#door.open(this);
+  }
+
+  #scheduleHeartbeat(): void {
     const intervalMs = this.#host.options.heartbeatMs;
-    this.#heartbeat = setInterval(() => {
-      if (performance.now() - this.#lastHeard > HEARTBEAT_MISSES * intervalMs) {
+    this.#heartbeat = this.#host.clock.setTimeout(() => {
+      if (this.closed) return;
+      if (this.#host.clock.now() - this.#lastHeard > HEARTBEAT_MISSES * intervalMs) {
         this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
-      } else {
-        this.#sendControl({ kind: 'PING' });
+        return;
       }
+      this.#sendControl({ kind: 'PING' });
+      this.#scheduleHeartbeat();
     }, intervalMs);
-    this.#heartbeat.unref();
-    this.#publicServer.on('connection', (client: Socket) => this.#onClient(client));
   }
 
   /**
@@ -125,23 +132,27 @@ export class ServiceSession {
   }
 
   #onControlMessage(msg: Message): void {
-    this.#lastHeard = performance.now();
+    this.#lastHeard = this.#host.clock.now();
+    // Clients set aside while the service was silent get their turn now it speaks.
+    if (this.#door.heldCount > 0) this.#door.offerHeld();
     if (msg.kind === 'PONG') return;
     if (msg.kind === 'PING') {
       this.#sendControl({ kind: 'PONG' });
       return;
     }
+    if (msg.kind === 'LEAVE') {
+      this.close('service left for good', undefined, 'left');
+      return;
+    }
     this.close(`unexpected ${msg.kind} on control connection`, refusalReply('bad-line', `${msg.kind} is not valid here`));
   }
 
-  #onClient(client: Socket): void {
-    client.on('error', ignoreSocketError);
+  /** A public client for this service, fresh from the door or held there until now. */
+  takeClient(client: Socket): void {
     const from = clientAddressOf(client);
     const { stats, options: limits } = this.#host;
-    if (this.#closed || from === undefined) {
-      resetSocket(client);
-      return;
-    }
+    if (this.closed) return this.#door.hold(client);
+    if (from === undefined) return resetSocket(client);
     if (this.#clients >= limits.maxClientsPerService) {
       return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
     }
@@ -154,7 +165,7 @@ export class ServiceSession {
       this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
       return;
     }
-    if (this.#pending.size >= limits.maxPendingPerService) {
+    if (this.#pending.size + this.#door.heldCount >= limits.maxPendingPerService) {
       return this.#refuseClient(client, 'pending', `over ${limits.maxPendingPerService} pending dial-backs`);
     }
     this.#countClient(client);
@@ -183,20 +194,26 @@ export class ServiceSession {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
     }
-    this.#host.stats.observeDialback((performance.now() - entry.since) / 1000);
+    this.#host.stats.observeDialback((performance.now() - entry.startedAt) / 1000);
     sendMessage(data, line);
     this.#host.openTunnel(this, entry.client, data, head);
   }
 
   dialbackExpired(entry: PendingClient<ServiceSession>): void {
     this.#pending.delete(entry.token);
+    // Not a word from the service since the CONNECT: its host may have died silently.
+    // The heartbeat decides; meanwhile the client waits at the door, not closed.
+    if (this.#lastHeard < entry.since && !this.closed) {
+      this.#door.hold(entry.client);
+      return;
+    }
     this.#host.refused('dialback-timeout', { client: clientAddressOf(entry.client)?.address }, 'service did not dial back in time; client closed', this.log);
     entry.client.destroy();
   }
 
   /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
   addIdle(socket: Socket): boolean {
-    if (this.#closed || this.#idle.size >= this.#host.options.maxWarmPerService) return false;
+    if (this.closed || this.#idle.size >= this.#host.options.maxWarmPerService) return false;
     this.#idle.add(socket);
     this.#host.stats.warmIdle++;
     // A parked connection must stay silent; reading it is how its close is noticed.
@@ -227,13 +244,22 @@ export class ServiceSession {
     return undefined;
   }
 
-  /** Ends the registration; open tunnels go on. `farewell` is a last line for the service. */
-  close(reason: string, farewell?: string): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#heartbeat);
-    this.#publicServer.close();
-    for (const token of this.#pending) this.#host.dialbacks.take(token)?.client.destroy();
+  /**
+   * Ends the registration; open tunnels go on. `farewell` is a last line for the
+   * service. Clients still waiting for a dial-back go back to the door, to wait for the
+   * next registration, unless the service left for good: then they are reset.
+   */
+  close(reason: string, farewell?: string, departure: Departure = 'gone'): void {
+    if (this.closed) return;
+    this.#departure = departure;
+    this.#host.clock.clearTimeout(this.#heartbeat);
+    this.#door.vacate(this);
+    for (const token of this.#pending) {
+      const client = this.#host.dialbacks.take(token)?.client;
+      if (client === undefined) continue;
+      if (departure === 'left') resetSocket(client);
+      else this.#door.hold(client);
+    }
     this.#pending.clear();
     for (const socket of this.#idle) {
       this.#forgetIdle(socket);

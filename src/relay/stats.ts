@@ -8,6 +8,12 @@ export class RelayStats {
   /** Prewarmed data connections parked, waiting for a client. */
   warmIdle = 0;
   tunnelsOpened = 0;
+  /** Public clients waiting at the door of a service that is away. */
+  clientsHeld = 0;
+  /** Reservations of departed services ended early so a newcomer could have a port. */
+  reservationsEvicted = 0;
+  /** Writes of the state file (--state) that failed. */
+  stateWriteErrors = 0;
   /** Byte counts of open tunnels (a: from the client, b: to it), live. */
   readonly openTunnelCounts = new Set<SpliceCounts>();
   /** Bytes of closed tunnels; the live totals add the open ones. */

@@ -86,7 +86,7 @@ test('kill -9 and restart of ./relay on the same port: ./echoserver registers ag
   assert.equal(sha256(await echoThrough(after, data)), sha256(data));
 });
 
-test('SIGSTOP of ./echoserver: the relay declares it dead within 4 heartbeats and closes its port; after SIGCONT it registers again', async (t) => {
+test('SIGSTOP of ./echoserver: the relay declares it dead within 4 heartbeats and holds its door; after SIGCONT it registers again and serves the held client', async (t) => {
   const HEARTBEAT_MS = 500;
   const relay = await startRelay(t, [...portsFlag(), '--heartbeat', '0.5', '--resume-grace', '10']);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
@@ -100,11 +100,14 @@ test('SIGSTOP of ./echoserver: the relay declares it dead within 4 heartbeats an
   const detectedMs = (JSON.parse(line) as { time: number }).time - stoppedAt;
   t.diagnostic(`stopped service declared dead after ${detectedMs} ms (heartbeat ${HEARTBEAT_MS} ms)`);
   assert.ok(detectedMs <= 4 * HEARTBEAT_MS + 500, `declared dead after ${detectedMs} ms`);
-  await refusedWithin(echo.publicPort, 1000);
+  // The port is still the service's (within its grace): a client is held, not refused.
+  const held = await dial(t, echo.publicPort);
+  held.write('sent while the service was away\n');
 
   echo.signal('SIGCONT');
   const again = await echo.waitFor('stdout', /^established relay address: /, 10_000, 1);
   assert.equal(again.input, echo.stdout[0], 'its resume key gets it the same address back');
+  assert.equal((await readAtLeast(held, 32, 5000)).toString(), 'sent while the service was away\n');
   await echoOnce(await dial(t, echo.publicPort), 'back again\n');
 });
 

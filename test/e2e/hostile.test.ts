@@ -257,6 +257,9 @@ test('hostile: an expired token is refused, and its public client was closed at 
   const client = await dial(t, registration.publicPort);
   const started = performance.now();
   const { token } = await nextConnect(control);
+  // A service that is heard from after the CONNECT is alive and just not dialing back;
+  // one that falls silent keeps its clients held until the heartbeat decides.
+  control.send('PING');
   await endOf(client, 1000 + MARGIN_MS + 500);
   const elapsed = performance.now() - started;
   assert.ok(elapsed >= 900 && elapsed <= 1000 + MARGIN_MS + 500, `client closed after ${elapsed} ms, dial-back timeout is 1000 ms`);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { PortPool, type TryListen } from '../../src/relay/port-pool.js';
 import { mulberry32, randomInt } from './prng.js';
+import { ManualClock } from '../helpers/clock.js';
 
 const RANGE = { first: 5000, last: 5004 };
 const KEY = '0123456789abcdef0123456789abcdef';
@@ -20,9 +21,9 @@ function fakeListen(busy: Iterable<number> = []) {
   return { tryListen, tried, held };
 }
 
-function fakeClock(start = 1_000_000) {
-  const clock = { now: start, advance: (ms: number) => (clock.now += ms) };
-  return { clock, now: () => clock.now };
+function fakeClock() {
+  const clock = new ManualClock();
+  return { clock, now: clock };
 }
 
 test('ports are handed out lowest free first', async () => {
@@ -118,15 +119,66 @@ test('a reserved port is free for anyone once the grace period has passed', asyn
   assert.equal(await pool.acquire(tryListen), 5000, 'a newcomer may now have it');
 });
 
-test('a reservation expires for acquire() even when nobody asked isReserved()', async () => {
+test('a reservation ends by itself when the grace passes, and its owner is told', async () => {
   const { clock, now } = fakeClock();
-  const pool = new PortPool({ first: 5000, last: 5000 }, now);
+  const ended: string[] = [];
+  const pool = new PortPool({ first: 5000, last: 5001 }, now, (port, key, why) => ended.push(`${port} ${key} ${why}`));
   const { tryListen } = fakeListen();
   assert.equal(await pool.acquire(tryListen), 5000);
   pool.release(5000, KEY, GRACE_MS);
-  assert.equal(await pool.acquire(tryListen), undefined, 'the only port is reserved');
   clock.advance(GRACE_MS);
+  assert.deepEqual(ended, [`5000 ${KEY} expired`]);
+  assert.equal(pool.isReserved(5000), false);
   assert.equal(await pool.acquire(tryListen), 5000);
+});
+
+test('reservations never lock the range: a newcomer who finds no free port ends the oldest', async () => {
+  const { clock, now } = fakeClock();
+  const ended: string[] = [];
+  const pool = new PortPool({ first: 5000, last: 5002 }, now, (port, _key, why) => ended.push(`${port} ${why}`));
+  const { tryListen } = fakeListen();
+  for (const port of [5000, 5001, 5002]) assert.equal(await pool.acquire(tryListen, port, `${port}`.padStart(32, '0')), port);
+  pool.release(5001, '5001'.padStart(32, '0'), GRACE_MS);
+  clock.advance(10);
+  pool.release(5000, '5000'.padStart(32, '0'), GRACE_MS);
+  clock.advance(10);
+  pool.release(5002, KEY, GRACE_MS);
+  assert.equal(await pool.acquire(tryListen, undefined, OTHER_KEY), 5001, 'the oldest reservation goes first');
+  assert.deepEqual(ended, ['5001 evicted']);
+  assert.equal(await pool.acquire(tryListen, 5002, KEY), 5002, "the key holder's own reservation was not touched");
+  assert.equal(await pool.acquire(tryListen), 5000);
+  assert.equal(await pool.acquire(tryListen), undefined, 'live ports are never evicted');
+});
+
+test('a key that comes back gets its reserved port even when it asks for another one', async () => {
+  const pool = new PortPool(RANGE, fakeClock().now);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 5003, KEY), 5003);
+  pool.release(5003, KEY, GRACE_MS);
+  assert.equal(await pool.acquire(tryListen, 5001, KEY), 5003);
+});
+
+test('the snapshot lists live ports and reservations by key, and reserve() installs them again', async () => {
+  const { clock, now } = fakeClock();
+  const pool = new PortPool(RANGE, now);
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, 5001, KEY), 5001);
+  assert.equal(await pool.acquire(tryListen), 5000, 'a port without a key has no lease');
+  assert.equal(await pool.acquire(tryListen, 5002, OTHER_KEY), 5002);
+  pool.release(5002, OTHER_KEY, GRACE_MS);
+  const until = clock.now() + GRACE_MS;
+  assert.deepEqual(
+    pool.snapshot().sort((a, b) => a.port - b.port),
+    [
+      { key: KEY, port: 5001, until: null },
+      { key: OTHER_KEY, port: 5002, until },
+    ],
+  );
+  const next = new PortPool(RANGE, now);
+  assert.equal(next.reserve(5002, OTHER_KEY, until), true);
+  assert.equal(next.reserve(4000, OTHER_KEY, until), false, 'out of range');
+  assert.equal(await next.acquire(tryListen, 5002), 5000, 'a stranger does not get a reserved port');
+  assert.equal(await next.acquire(tryListen, undefined, OTHER_KEY), 5002);
 });
 
 test('a port released with a key but no grace (relay shutting down) is not reserved', async () => {

@@ -1,0 +1,23 @@
+import type { Socket } from 'node:net';
+import type { Message } from '../protocol/messages.js';
+
+/** An address as the service should see it: IPv4 without the v6-mapped prefix. */
+export function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
+  const address = socket.remoteAddress;
+  const port = socket.remotePort;
+  if (address === undefined || port === undefined) return undefined;
+  return { address: plainAddress(address), port };
+}
+
+/** The CLIENT line for a public client: where it came from and which address it reached. */
+export function clientLine(client: Socket): Message | undefined {
+  const from = clientAddressOf(client);
+  const to = client.localAddress;
+  const toPort = client.localPort;
+  if (from === undefined || to === undefined || toPort === undefined) return undefined;
+  return { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port, serverAddress: plainAddress(to), serverPort: toPort };
+}

@@ -1,0 +1,176 @@
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { LeaseRecord, LeaseStore } from './lease-store.js';
+
+/** Format version of the state file; a file of another version is read as corrupt. */
+const STATE_VERSION = 1;
+
+/** At most one warning per this many ms about a state file that cannot be written. */
+const WRITE_WARNING_INTERVAL_MS = 10_000;
+
+const KEY = /^[0-9a-f]{64}$/;
+
+export interface FileLeaseStoreOptions {
+  file: string;
+  /** Leases live when the relay stopped get this much grace again from the restart. */
+  graceMs: number;
+  log: Logger;
+  clock?: Clock;
+  /** Called for every failed write (a metric counts them). */
+  onWriteError?: (err: NodeJS.ErrnoException) => void;
+}
+
+/**
+ * Leases in a JSON file (`--state FILE`), replaced atomically: written to a temporary
+ * file beside it, fsynced, renamed over it, and the directory fsynced, so a crash at
+ * any moment leaves either the old file or the new one. Saves that arrive while a
+ * write is in flight are batched into the next write (one fsync for many
+ * registrations), and each save resolves only once a write that includes it is done.
+ */
+export class FileLeaseStore implements LeaseStore {
+  readonly #file: string;
+  readonly #graceMs: number;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #onWriteError: (err: NodeJS.ErrnoException) => void;
+  #current: () => LeaseRecord[] = () => [];
+  #waiting: (() => void)[] = [];
+  #writing: Promise<void> | undefined;
+  #paused = false;
+  #lastWarning = -Infinity;
+
+  constructor(options: FileLeaseStoreOptions) {
+    this.#file = options.file;
+    this.#graceMs = options.graceMs;
+    this.#log = options.log;
+    this.#clock = options.clock ?? systemClock;
+    this.#onWriteError = options.onWriteError ?? (() => {});
+  }
+
+  async load(): Promise<LeaseRecord[]> {
+    let text: string;
+    try {
+      text = await readFile(this.#file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'does not exist yet' : `cannot be read (${code ?? String(err)})`;
+      this.#log.warn({ stateFile: this.#file }, `state file ${why}: starting with no leases`);
+      return [];
+    }
+    const records = parseState(text);
+    if (records === undefined) {
+      this.#log.warn({ stateFile: this.#file }, 'state file is empty or corrupt: starting with no leases');
+      return [];
+    }
+    const now = this.#clock.now();
+    // A lease live at the stop gets the whole grace from now: a reboot longer than the
+    // grace must not cost a service its port. Reservations that ran out meanwhile are gone.
+    const live = records
+      .map((record) => (record.until === null ? { ...record, until: now + this.#graceMs } : record))
+      .filter((record) => record.until !== null && record.until > now);
+    this.#log.info({ stateFile: this.#file, leases: live.length, dropped: records.length - live.length }, 'leases loaded');
+    return live;
+  }
+
+  save(current: () => LeaseRecord[]): Promise<void> {
+    this.#current = current;
+    if (this.#paused) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#waiting.push(resolve);
+      this.#writeNext();
+    });
+  }
+
+  async pause(): Promise<void> {
+    this.#paused = true;
+    await this.#writing;
+  }
+
+  resume(current: () => LeaseRecord[]): void {
+    this.#paused = false;
+    void this.save(current);
+  }
+
+  #writeNext(): void {
+    if (this.#writing !== undefined || this.#waiting.length === 0) return;
+    const batch = this.#waiting;
+    this.#waiting = [];
+    this.#writing = this.#write(this.#current()).finally(() => {
+      this.#writing = undefined;
+      for (const resolve of batch) resolve();
+      if (this.#paused) {
+        for (const resolve of this.#waiting.splice(0)) resolve();
+      } else {
+        this.#writeNext();
+      }
+    });
+  }
+
+  async #write(records: LeaseRecord[]): Promise<void> {
+    const temporary = `${this.#file}.${process.pid}.tmp`;
+    const text = JSON.stringify({ version: STATE_VERSION, leases: records }) + '\n';
+    try {
+      const handle = await open(temporary, 'w', 0o600);
+      try {
+        await handle.writeFile(text);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temporary, this.#file);
+      await syncDirectory(path.dirname(this.#file));
+    } catch (err) {
+      await unlink(temporary).catch(() => {});
+      this.#writeFailed(err as NodeJS.ErrnoException);
+    }
+  }
+
+  #writeFailed(err: NodeJS.ErrnoException): void {
+    this.#onWriteError(err);
+    const now = this.#clock.now();
+    if (now - this.#lastWarning < WRITE_WARNING_INTERVAL_MS) return;
+    this.#lastWarning = now;
+    this.#log.warn({ stateFile: this.#file, err: err.code ?? err.message }, 'cannot write the state file: leases will not survive a restart of the relay');
+  }
+}
+
+/** The rename is durable only once the directory entry is; not every system lets a directory be fsynced. */
+async function syncDirectory(directory: string): Promise<void> {
+  try {
+    const handle = await open(directory, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // best effort
+  }
+}
+
+/** The leases in a state file's text, or undefined when it is not a state file this relay wrote. */
+export function parseState(text: string): LeaseRecord[] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const state = parsed as { version?: unknown; leases?: unknown };
+  if (typeof state !== 'object' || state === null || state.version !== STATE_VERSION || !Array.isArray(state.leases)) return undefined;
+  const records: LeaseRecord[] = [];
+  const ports = new Set<number>();
+  for (const item of state.leases as unknown[]) {
+    const { key, port, until } = (item ?? {}) as Record<string, unknown>;
+    const validUntil = until === null || (typeof until === 'number' && Number.isFinite(until));
+    if (typeof key !== 'string' || !KEY.test(key) || !Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535 || !validUntil) {
+      return undefined;
+    }
+    if (ports.has(port as number)) return undefined;
+    ports.add(port as number);
+    records.push({ key, port: port as number, until: until as number | null });
+  }
+  return records;
+}

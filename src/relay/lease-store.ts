@@ -1,0 +1,45 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * A lease: which key owns which public port, until when. `key` is the SHA-256 of the
+ * service's resume key (a resume key is a bearer credential and is never stored);
+ * `until` is null while the service is registered, else the wall-clock time in ms
+ * when its reservation ends.
+ */
+export interface LeaseRecord {
+  key: string;
+  port: number;
+  until: number | null;
+}
+
+/**
+ * Where a relay's leases outlive its process. One small interface so that a single
+ * relay keeps them in a file and a fleet of relays in etcd.
+ */
+export interface LeaseStore {
+  /** The leases last saved. Trouble reading them is reported and means "none": never a crash. */
+  load(): Promise<LeaseRecord[]>;
+  /**
+   * Makes the current leases durable; resolves once they are (or once the attempt
+   * failed and was reported: the relay keeps serving). `current` is called at write
+   * time, so saves made while a write is in flight share the next write.
+   */
+  save(current: () => LeaseRecord[]): Promise<void>;
+  /** Stops writing (another process takes over); resolves once no write is in flight. */
+  pause(): Promise<void>;
+  /** Writing allowed again (the takeover was abandoned); saves the current leases. */
+  resume(current: () => LeaseRecord[]): void;
+}
+
+/** The lease key for a resume key: what stores, logs and maps hold instead of the key. */
+export function leaseKey(resume: string): string {
+  return createHash('sha256').update(resume).digest('hex');
+}
+
+/** A store that keeps nothing: the relay without `--state`. */
+export const noLeaseStore: LeaseStore = {
+  load: async () => [],
+  save: async () => {},
+  pause: async () => {},
+  resume: () => {},
+};

@@ -1,0 +1,137 @@
+import type { Server, Socket } from 'node:net';
+import type { Clock, Timer } from '../clock.js';
+import type { Logger } from '../log.js';
+import { ignoreSocketError } from '../net/ignore-error.js';
+import { resetSocket } from '../net/splice.js';
+import { clientAddressOf } from './client-address.js';
+
+/** What a door hands its clients to: the registration that owns the port now. */
+export interface DoorOwner {
+  readonly log: Logger;
+  /** Takes a public client, fresh or one that waited at the door. */
+  takeClient(client: Socket): void;
+}
+
+export interface DoorHost {
+  readonly clock: Clock;
+  readonly stats: { clientsHeld: number };
+  readonly options: { holdTimeoutMs: number; maxPendingPerService: number };
+  refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
+}
+
+interface HeldClient {
+  client: Socket;
+  timer: Timer;
+}
+
+/**
+ * One public port, listening for as long as some key owns it: while its service is
+ * registered, clients go straight to the registration; while the service is away
+ * (within its grace) they are held, unread, so the bytes they send wait in the kernel
+ * and reach the service first and in order once it is back. A client held longer
+ * than the hold timeout, or still held when the door closes, is reset: a reset, not a
+ * FIN, since nothing was served.
+ */
+export class PublicDoor {
+  readonly port: number;
+  readonly #server: Server;
+  readonly #host: DoorHost;
+  readonly #log: Logger;
+  #owner: DoorOwner | undefined;
+  readonly #held: HeldClient[] = [];
+  #closed = false;
+
+  constructor(host: DoorHost, port: number, server: Server, log: Logger) {
+    this.port = port;
+    this.#server = server;
+    this.#host = host;
+    this.#log = log;
+    server.on('connection', (client: Socket) => this.#onClient(client));
+  }
+
+  get heldCount(): number {
+    return this.#held.length;
+  }
+
+  get owner(): DoorOwner | undefined {
+    return this.#owner;
+  }
+
+  /** A registration takes the port: every held client goes to it, oldest first. */
+  open(owner: DoorOwner): void {
+    this.#owner = owner;
+    this.offerHeld();
+  }
+
+  /** The registration is gone; new clients wait at the door from now on. */
+  vacate(owner: DoorOwner): void {
+    if (this.#owner === owner) this.#owner = undefined;
+  }
+
+  /** Hands held clients to the owner, if there is one. */
+  offerHeld(): void {
+    const owner = this.#owner;
+    if (owner === undefined) return;
+    for (const client of this.#release()) if (!client.destroyed) owner.takeClient(client);
+  }
+
+  /**
+   * Keeps a client waiting for the service: one that arrives while the service is
+   * away, or one whose registration ended (or went silent) before its dial-back.
+   */
+  hold(client: Socket): void {
+    const { maxPendingPerService, holdTimeoutMs } = this.#host.options;
+    if (this.#closed || this.#held.length >= maxPendingPerService) {
+      const why = this.#closed ? 'the port is closing' : `over ${maxPendingPerService} clients waiting`;
+      this.#host.refused('pending', { client: clientAddressOf(client)?.address, publicPort: this.port }, `public client refused: ${why}`, this.#log);
+      resetSocket(client);
+      return;
+    }
+    const held: HeldClient = {
+      client,
+      timer: this.#host.clock.setTimeout(() => {
+        const index = this.#held.indexOf(held);
+        if (index >= 0) this.#held.splice(index, 1);
+        this.#host.stats.clientsHeld--;
+        this.#holdEnded(client, `service not back within ${holdTimeoutMs} ms`);
+      }, holdTimeoutMs),
+    };
+    this.#held.push(held);
+    this.#host.stats.clientsHeld++;
+  }
+
+  /** Stops accepting and gives up the clients held so far (a worker hands them to its successor). */
+  stopAccepting(): Socket[] {
+    this.#server.close();
+    return this.#release();
+  }
+
+  /** Every held client, oldest first, no longer held. */
+  #release(): Socket[] {
+    const released = this.#held.splice(0);
+    this.#host.stats.clientsHeld -= released.length;
+    return released.map(({ client, timer }) => {
+      this.#host.clock.clearTimeout(timer);
+      return client;
+    });
+  }
+
+  /** The lease is over: stop listening and reset whoever is still held. */
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#owner = undefined;
+    for (const client of this.stopAccepting()) this.#holdEnded(client, reason);
+  }
+
+  #holdEnded(client: Socket, reason: string): void {
+    this.#host.refused('hold-timeout', { client: clientAddressOf(client)?.address, publicPort: this.port }, `held client reset: ${reason}`, this.#log);
+    resetSocket(client);
+  }
+
+  #onClient(client: Socket): void {
+    client.on('error', ignoreSocketError);
+    if (this.#owner !== undefined) this.#owner.takeClient(client);
+    else this.hold(client);
+  }
+}

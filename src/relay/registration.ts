@@ -1,0 +1,307 @@
+import type { Server, Socket } from 'node:net';
+import type { Clock } from '../clock.js';
+import type { RelayOptions } from '../config.js';
+import type { Logger } from '../log.js';
+import { refuse, refusalReply, sendMessage, type FirstLine } from '../net/lines.js';
+import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
+import { FEATURES, PROTOCOL_VERSION, formatMessage, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
+import { plainAddress } from './client-address.js';
+import type { DialbackRegistry } from './dialbacks.js';
+import { leaseKey, type LeaseRecord, type LeaseStore } from './lease-store.js';
+import { PortPool, type ReservationEnd } from './port-pool.js';
+import { PublicDoor } from './public-door.js';
+import { ServiceSession, type SessionHost } from './service-session.js';
+import type { RelayStats } from './stats.js';
+
+type Hello = ServiceMessage & { kind: 'HELLO' };
+
+/** What the registration path needs from the relay around it. */
+export interface RegistrarHost {
+  readonly log: Logger;
+  readonly stats: RelayStats;
+  readonly clock: Clock;
+  readonly options: RelayOptions;
+  readonly dialbacks: DialbackRegistry<ServiceSession>;
+  readonly dataPort: number;
+  readonly shuttingDown: boolean;
+  /** Reads the next line of a connection that is still in its handshake (bounded, evictable). */
+  readHandshakeLine(socket: Socket, head: Buffer): Promise<FirstLine>;
+  /** Listens on a public port; undefined when another program holds it. */
+  listenPublic(port: number): Promise<Server | undefined>;
+  openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
+  refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
+}
+
+/**
+ * The registration path and the registrations it made: authenticates a service,
+ * replaces a stale registration with the same resume key, claims its public port
+ * (its old one when its key holds a lease), makes the lease durable, then starts the
+ * session. Owns every public port's door and the lease table, so a departed service's
+ * port keeps listening, and holding its clients, until the service is back or its
+ * grace is over.
+ */
+export class Registrar implements SessionHost {
+  readonly #host: RegistrarHost;
+  readonly #store: LeaseStore;
+  readonly #ports: PortPool;
+  readonly #doors = new Map<number, PublicDoor>();
+  readonly #services = new Set<ServiceSession>();
+  readonly #byWarmToken = new Map<string, ServiceSession>();
+  readonly #byKey = new Map<string, ServiceSession>();
+  #registering = 0;
+  #nextServiceId = 1;
+
+  constructor(host: RegistrarHost, store: LeaseStore) {
+    this.#host = host;
+    this.#store = store;
+    const options = host.options;
+    this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 }, host.clock, (port, _key, why) => this.#reservationEnded(port, why));
+  }
+
+  get log(): Logger {
+    return this.#host.log;
+  }
+  get stats(): RelayStats {
+    return this.#host.stats;
+  }
+  get clock(): Clock {
+    return this.#host.clock;
+  }
+  get options(): RegistrarHost['options'] {
+    return this.#host.options;
+  }
+  get dialbacks(): DialbackRegistry<ServiceSession> {
+    return this.#host.dialbacks;
+  }
+  get portRange(): { first: number; last: number } {
+    return this.#ports.range;
+  }
+  get services(): ReadonlySet<ServiceSession> {
+    return this.#services;
+  }
+
+  openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void {
+    this.#host.openTunnel(session, client, data, head);
+  }
+
+  refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void {
+    this.#host.refused(reason, fields, message, log);
+  }
+
+  sessionByWarmToken(token: string): ServiceSession | undefined {
+    return this.#byWarmToken.get(token);
+  }
+
+  /** Every lease, live ones with `until: null`: what a successor or the state file needs. */
+  leaseSnapshot(): LeaseRecord[] {
+    return this.#ports.snapshot();
+  }
+
+  /**
+   * Takes over leases made elsewhere (the state file, a previous worker): each port is
+   * reserved for its key and its door opens at once, holding clients until the service
+   * registers again. A port another program holds now keeps its reservation only.
+   */
+  async installLeases(records: LeaseRecord[]): Promise<void> {
+    const now = this.#host.clock.now();
+    for (const record of records) {
+      const until = record.until ?? now + this.#host.options.resumeGraceMs;
+      if (until <= now || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until)) continue;
+      const server = await this.#host.listenPublic(record.port);
+      if (server === undefined) {
+        this.#host.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
+        continue;
+      }
+      // The lease may have ended while we waited for listen().
+      if (!this.#ports.isReserved(record.port)) server.close();
+      else this.#addDoor(record.port, server);
+    }
+    await this.#persist();
+  }
+
+  /** A client held by a previous worker for one of our ports. */
+  adoptHeldClient(port: number, client: Socket): void {
+    const door = this.#doors.get(port);
+    if (door === undefined) {
+      this.#host.refused('hold-timeout', { publicPort: port }, 'handed-over client reset: its port has no lease here');
+      client.destroy();
+      return;
+    }
+    if (door.owner !== undefined) door.owner.takeClient(client);
+    else door.hold(client);
+  }
+
+  async register(socket: Socket, hello: Hello, head: Buffer): Promise<void> {
+    const peer = socket.remoteAddress;
+    if (hello.version !== PROTOCOL_VERSION) {
+      return this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
+    }
+    let rest = head;
+    if (this.#host.options.secret !== undefined) {
+      const proven = await this.#authenticate(socket, head);
+      if (proven === undefined) return;
+      rest = proven;
+    }
+    const resume = hello.resume ?? newToken();
+    const key = leaseKey(resume);
+    // The same service on a new control connection (a reconnect before the relay saw the
+    // old one die, or a second process with the same resume file): the newest wins, and
+    // takes the old one's slot, so this works even at --max-services.
+    const previous = this.#byKey.get(key);
+    if (this.#services.size + this.#registering - (previous === undefined ? 0 : 1) >= this.#host.options.maxServices) {
+      return this.#refuse(socket, 'limit', `relay has its maximum of ${this.#host.options.maxServices} services`, peer);
+    }
+    if (previous !== undefined) {
+      const farewell = previous.features.has('superseded') ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
+      previous.close('superseded by a new control connection', farewell);
+    }
+    this.#registering++;
+    try {
+      const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key);
+      if (port === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
+      // The lease is on disk before the service hears of its port, so no crash after
+      // OK can let a stranger take it.
+      await this.#persist();
+      if (socket.destroyed || this.#host.shuttingDown) {
+        this.#ports.release(port, key, this.#host.options.resumeGraceMs);
+        void this.#persist();
+        if (this.#host.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
+        return;
+      }
+      this.#startSession(socket, hello, { port, key, resume }, rest);
+    } finally {
+      this.#registering--;
+    }
+  }
+
+  /** The door of a port the pool says we may have: ours already (reserved for this key), or a new listener. */
+  async #openDoor(port: number): Promise<boolean> {
+    if (this.#doors.has(port)) return true;
+    const server = await this.#host.listenPublic(port);
+    if (server === undefined) return false;
+    this.#addDoor(port, server);
+    return true;
+  }
+
+  #addDoor(port: number, server: Server): PublicDoor {
+    const door = new PublicDoor(this, port, server, this.#host.log.child({ publicPort: port }));
+    this.#doors.set(port, door);
+    return door;
+  }
+
+  #closeDoor(port: number, reason: string): void {
+    this.#doors.get(port)?.close(reason);
+    this.#doors.delete(port);
+  }
+
+  #startSession(socket: Socket, hello: Hello, claimed: { port: number; key: string; resume: string }, rest: Buffer): void {
+    const door = this.#doors.get(claimed.port);
+    if (door === undefined) throw new Error(`no door for claimed port ${claimed.port}`);
+    const offered = new Set<Feature>(FEATURES);
+    const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
+    const identity = {
+      id: `s${this.#nextServiceId++}`,
+      port: claimed.port,
+      key: claimed.key,
+      warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
+      features,
+    };
+    const session = new ServiceSession(this, identity, socket, door);
+    this.#services.add(session);
+    if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
+    this.#byKey.set(identity.key, session);
+    this.stats.servicesActive++;
+    this.stats.servicesRegistered++;
+    const host = this.#host.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
+    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
+    session.start(
+      {
+        kind: 'OK',
+        host,
+        port: claimed.port,
+        dataPort: this.#host.dataPort,
+        heartbeatMs: this.#host.options.heartbeatMs,
+        resume: claimed.resume,
+        ...(identity.warmToken === undefined ? {} : { warmToken: identity.warmToken }),
+        // Only to a service that listed features: an older one never sees the option.
+        ...(hello.features === undefined ? {} : { features: [...features] }),
+      },
+      rest,
+    );
+  }
+
+  sessionClosed(session: ServiceSession): void {
+    this.#services.delete(session);
+    if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
+    if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
+    this.stats.servicesActive--;
+    // Stopping or handing over: the leases stay as they are, for the next process.
+    if (this.#host.shuttingDown) return;
+    if (session.departure === 'left') {
+      this.#ports.release(session.port);
+      this.#closeDoor(session.port, 'its service left for good');
+    } else {
+      this.#ports.release(session.port, session.key, this.#host.options.resumeGraceMs);
+    }
+    void this.#persist();
+  }
+
+  #reservationEnded(port: number, why: ReservationEnd): void {
+    if (why === 'evicted') {
+      this.#host.stats.reservationsEvicted++;
+      this.#host.log.warn({ publicPort: port }, 'reservation released early: a new service found no free port');
+    }
+    this.#closeDoor(port, why === 'evicted' ? 'reservation released early for a new service' : 'service not back within its grace');
+    void this.#persist();
+  }
+
+  #persist(): Promise<void> {
+    return this.#store.save(() => this.#ports.snapshot());
+  }
+
+  pauseLeaseWrites(): Promise<void> {
+    return this.#store.pause();
+  }
+
+  resumeLeaseWrites(): void {
+    this.#store.resume(() => this.#ports.snapshot());
+  }
+
+  /**
+   * Ends every registration for a stop or a handover: each service is told (REJOIN to
+   * those that understand it when `rejoin`, else SHUTDOWN), every door stops accepting,
+   * and the clients held at the doors are returned (for a successor) or reset.
+   */
+  closeAll(rejoin: boolean): { port: number; client: Socket }[] {
+    for (const session of [...this.#services]) {
+      const line = rejoin && session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : formatMessage({ kind: 'SHUTDOWN' });
+      session.close(rejoin ? 'relay handing over to a new worker' : 'relay shutting down', line);
+    }
+    const held: { port: number; client: Socket }[] = [];
+    for (const [port, door] of this.#doors) for (const client of door.stopAccepting()) held.push({ port, client });
+    this.#doors.clear();
+    return held;
+  }
+
+  /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
+  async #authenticate(socket: Socket, head: Buffer): Promise<Buffer | undefined> {
+    const nonce = newNonce();
+    sendMessage(socket, { kind: 'AUTH', nonce });
+    const answer = await this.#host.readHandshakeLine(socket, head);
+    if (!answer.ok) {
+      if (answer.code === 'closed') socket.destroy();
+      else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
+      return undefined;
+    }
+    if (answer.msg.kind !== 'PROOF' || !verifyProof(this.#host.options.secret ?? '', nonce, answer.msg.mac)) {
+      this.#refuse(socket, 'auth', 'authentication failed: wrong or missing secret', socket.remoteAddress);
+      return undefined;
+    }
+    return answer.rest;
+  }
+
+  #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined): void {
+    this.#host.refused(code, { peer }, `connection refused: ${reason}`);
+    refuse(socket, refusalReply(code, reason));
+  }
+}
