@@ -1,0 +1,33 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatMessage, parseLine } from '../../src/protocol/messages.js';
+
+const KEY = '0123456789abcdef0123456789abcdef';
+
+test('feature negotiation: a HELLO lists features; names this side does not know are dropped, not refused', () => {
+  const parsed = parseLine(`HELLO 1 resume=${KEY} feat=probe,leave,rejoin,some-future-thing`);
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.msg, { kind: 'HELLO', version: 1, resume: KEY, features: ['rejoin', 'leave'] });
+});
+
+test('feature negotiation: an OK without feat= (an older relay) parses with no features at all', () => {
+  const parsed = parseLine(`OK relay.example.com:8081 data=8080 heartbeat=5000 resume=${KEY}`);
+  assert.ok(parsed.ok);
+  assert.equal((parsed.msg as { features?: unknown }).features, undefined);
+});
+
+test('feature negotiation: a malformed feat= list is a bad line naming the rule', () => {
+  for (const list of ['LEAVE', 'leave,,rejoin', 'a'.repeat(33), Array.from({ length: 33 }, (_, i) => `f${i}`).join(','), 'leave;rejoin']) {
+    const parsed = parseLine(`HELLO 1 feat=${list}`);
+    assert.ok(!parsed.ok, `feat=${list} was accepted`);
+    assert.equal(parsed.code, 'bad-line');
+    assert.match(parsed.reason, /feat=/);
+  }
+});
+
+test('LEAVE and REJOIN take no arguments, and an older peer that never lists them never sees them', () => {
+  assert.equal(formatMessage({ kind: 'LEAVE' }), 'LEAVE\n');
+  assert.equal(formatMessage({ kind: 'REJOIN' }), 'REJOIN\n');
+  for (const line of ['LEAVE now', 'REJOIN 1']) assert.equal(parseLine(line).ok, false);
+  assert.equal(formatMessage({ kind: 'HELLO', version: 1 }), 'HELLO 1\n', 'no feat= unless features are given');
+});

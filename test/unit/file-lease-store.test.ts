@@ -1,0 +1,111 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { FileLeaseStore } from '../../src/relay/file-lease-store.js';
+import { leaseKey, type LeaseRecord } from '../../src/relay/lease-store.js';
+import { ManualClock } from '../helpers/clock.js';
+
+const KEY_A = leaseKey('0123456789abcdef0123456789abcdef');
+const KEY_B = leaseKey('fedcba9876543210fedcba9876543210');
+const GRACE_MS = 60_000;
+
+function setUp(t: { after: (fn: () => void) => void }) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-state-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const logged: { level: number; msg: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logged.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
+      done();
+    },
+  });
+  const clock = new ManualClock();
+  const errors: string[] = [];
+  const file = path.join(dir, 'leases.json');
+  const store = new FileLeaseStore({ file, graceMs: GRACE_MS, log: pino(sink), clock, onWriteError: (err) => errors.push(err.code ?? '') });
+  return { dir, file, store, clock, logged, errors };
+}
+
+test('leases written by one store are read back by the next; live ones get the whole grace again', async (t) => {
+  const { file, store, clock } = setUp(t);
+  const reservedUntil = clock.now() + 30_000;
+  const leases: LeaseRecord[] = [
+    { key: KEY_A, port: 9001, until: null },
+    { key: KEY_B, port: 9002, until: reservedUntil },
+  ];
+  await store.save(() => leases);
+  assert.equal(statSync(file).mode & 0o777, 0o600, 'the state file is private');
+  assert.doesNotMatch(readFileSync(file, 'utf8'), /0123456789abcdef0123456789abcdef/, 'no resume key is stored');
+
+  clock.advance(10_000); // "the relay was down for 10 s"
+  const reloaded = await new FileLeaseStore({ file, graceMs: GRACE_MS, log: pino({ enabled: false }), clock }).load();
+  assert.deepEqual(reloaded, [
+    { key: KEY_A, port: 9001, until: clock.now() + GRACE_MS },
+    { key: KEY_B, port: 9002, until: reservedUntil },
+  ]);
+});
+
+test('reservations that ran out while the relay was down are dropped at load', async (t) => {
+  const { file, store, clock } = setUp(t);
+  await store.save(() => [{ key: KEY_B, port: 9002, until: clock.now() + 1000 }]);
+  clock.advance(1000);
+  assert.deepEqual(await new FileLeaseStore({ file, graceMs: GRACE_MS, log: pino({ enabled: false }), clock }).load(), []);
+});
+
+test('a missing, empty or corrupt state file means no leases and one warning, never a throw', async (t) => {
+  const { file, store, logged } = setUp(t);
+  assert.deepEqual(await store.load(), []);
+  for (const text of ['', '{', '[]', '{"version":1}', '{"version":2,"leases":[]}', `{"version":1,"leases":[{"key":"${KEY_A}","port":0,"until":null}]}`, `{"version":1,"leases":[{"key":"short","port":9000,"until":null}]}`, `{"version":1,"leases":[{"key":"${KEY_A}","port":9000,"until":null},{"key":"${KEY_B}","port":9000,"until":null}]}`]) {
+    writeFileSync(file, text);
+    assert.deepEqual(await store.load(), [], `read ${JSON.stringify(text)}`);
+  }
+  const warnings = logged.filter((line) => line.level === 40);
+  assert.equal(warnings.length, 9);
+  assert.match(warnings[0]!.msg, /does not exist yet/);
+  assert.match(warnings[1]!.msg, /empty or corrupt/);
+});
+
+test('saves made while a write is in flight share the next write, and each resolves only once it is on disk', async (t) => {
+  const { file, store } = setUp(t);
+  let current: LeaseRecord[] = [{ key: KEY_A, port: 9001, until: null }];
+  const first = store.save(() => current);
+  current = [...current, { key: KEY_B, port: 9002, until: null }];
+  const second = store.save(() => current);
+  const third = store.save(() => current);
+  await first;
+  await Promise.all([second, third]);
+  const onDisk = JSON.parse(readFileSync(file, 'utf8')) as { leases: LeaseRecord[] };
+  assert.deepEqual(onDisk.leases.map((lease) => lease.port), [9001, 9002]);
+  assert.deepEqual(readdirSync(path.dirname(file)), ['leases.json'], 'no temporary file is left behind');
+});
+
+test('an unwritable state file: saves still resolve (the relay keeps serving), failures are counted, warnings rate-limited', async (t) => {
+  const { dir, clock, logged } = setUp(t);
+  // A path under a regular file cannot be written by anyone, root included.
+  writeFileSync(path.join(dir, 'not-a-dir'), '');
+  const errors: string[] = [];
+  const log = pino(new Writable({ write: (chunk: Buffer, _e, done) => (logged.push(JSON.parse(chunk.toString()) as { level: number; msg: string }), done()) }));
+  const store = new FileLeaseStore({ file: path.join(dir, 'not-a-dir', 'leases.json'), graceMs: GRACE_MS, log, clock, onWriteError: (err) => errors.push(err.code ?? '') });
+  for (let i = 0; i < 3; i++) await store.save(() => [{ key: KEY_A, port: 9001, until: null }]);
+  assert.deepEqual(errors, ['ENOTDIR', 'ENOTDIR', 'ENOTDIR']);
+  assert.equal(logged.filter((line) => /cannot write the state file/.test(line.msg)).length, 1, 'one warning per interval');
+  clock.advance(10_000);
+  await store.save(() => []);
+  assert.equal(logged.filter((line) => /cannot write the state file/.test(line.msg)).length, 2);
+});
+
+test('while paused (a successor is taking over) nothing is written; resume writes the current leases', async (t) => {
+  const { file, store } = setUp(t);
+  await store.save(() => [{ key: KEY_A, port: 9001, until: null }]);
+  await store.pause();
+  await store.save(() => [{ key: KEY_B, port: 9002, until: null }]);
+  assert.match(readFileSync(file, 'utf8'), /9001/);
+  assert.doesNotMatch(readFileSync(file, 'utf8'), /9002/);
+  store.resume(() => [{ key: KEY_B, port: 9002, until: null }]);
+  await store.save(() => [{ key: KEY_B, port: 9002, until: null }]);
+  assert.match(readFileSync(file, 'utf8'), /9002/);
+});
