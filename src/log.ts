@@ -9,7 +9,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 const OMITTED = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'name']);
 
-/** One readable line per record, for people at a terminal; JSON stays the default for machines. */
+/** One readable line per record, for people at a terminal. */
 function prettyLine(json: string): string {
   let record: Record<string, unknown>;
   try {
@@ -23,6 +23,14 @@ function prettyLine(json: string): string {
     .filter(([key]) => !OMITTED.has(key))
     .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
   return `${time} ${level.padEnd(5)} ${String(record['msg'] ?? '')}${fields.length ? '  ' + fields.join(' ') : ''}\n`;
+}
+
+/**
+ * Readable lines when a person is watching stderr, JSON lines when it goes anywhere else
+ * (a pipe, a file, the journal), where a program reads it.
+ */
+export function defaultLogFormat(stderr: { isTTY?: boolean } = process.stderr): LogFormat {
+  return stderr.isTTY ? 'pretty' : 'json';
 }
 
 /** Logs go to stderr only: stdout belongs to the contract lines. */

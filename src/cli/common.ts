@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
-import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
+import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
 
 /** A TCP port from the command line, or a UsageError naming the flag. */
@@ -32,7 +32,12 @@ export function positiveArg(name: string, value: unknown): number {
 export function withLogOptions<T>(argv: Argv<T>) {
   return argv
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as const, describe: 'Least severe log level written to stderr' })
-    .option('log-format', { choices: ['json', 'pretty'] as const, default: 'json' as const, describe: 'JSON lines for machines, or readable lines' });
+    .option('log-format', {
+      choices: ['json', 'pretty'] as const,
+      default: defaultLogFormat(),
+      defaultDescription: 'pretty on a terminal, else json',
+      describe: 'JSON lines for machines, or readable lines',
+    });
 }
 
 export function loggerFor(name: string, args: { logLevel: (typeof LOG_LEVELS)[number]; logFormat: LogFormat }): Logger {

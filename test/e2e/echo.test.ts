@@ -4,8 +4,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { dial, deadline, echoThrough, freeBlock, portBlock, portsFlag, randomData, readToEnd, sha256 } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
+import { requireTools } from '../helpers/tools.js';
 
 test('example session: ./relay, ./echoserver, and nc echo a line through the public port', async (t) => {
+  if (!requireTools(t, 'nc')) return;
   const ports = await freeBlock();
   const relay = await startRelay(t, ['--ports', `${ports.first}-${ports.last}`]);
   const echo = await startService(t, 'echoserver', ['localhost', String(relay.port)]);

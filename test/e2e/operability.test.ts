@@ -7,6 +7,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { dial, echoThrough, freePort, portBlock, portsFlag, readAtLeast, readToEnd } from '../helpers/net.js';
 import { start, startRelay, startService } from '../helpers/processes.js';
+import { connectionRefused } from '../helpers/protocol.js';
+import { requireTools } from '../helpers/tools.js';
 
 const run = promisify(execFile);
 
@@ -25,6 +27,7 @@ async function selfSignedCert(dir: string): Promise<{ cert: string; key: string 
 
 for (const version of ['v1', 'v2'] as const) {
   test(`real client address: ./expose --proxy-protocol ${version} lets nginx see the public client's address and port`, async (t) => {
+    if (!requireTools(t, 'nginx')) return;
     const dir = await scratch(t);
     const nginxPort = await freePort();
     await writeFile(
@@ -35,11 +38,7 @@ for (const version of ['v1', 'v2'] as const) {
     );
     const nginx = start(t, 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
     // nginx prints nothing when ready: wait until its port accepts.
-    for (let i = 0; i < 100; i++) {
-      const ok = await run('sh', ['-c', `nc -z 127.0.0.1 ${nginxPort}`]).then(() => true, () => false);
-      if (ok) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    for (let i = 0; i < 100 && (await connectionRefused(nginxPort)); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     void nginx;
     const relay = await startRelay(t, portsFlag());
     const expose = await startService(t, 'expose', ['127.0.0.1', String(relay.port), `127.0.0.1:${nginxPort}`, '--proxy-protocol', version]);
@@ -110,6 +109,7 @@ test('access log: one JSON line per tunnel with port, client, service, bytes eac
 });
 
 test('TLS: a relay with --tls-cert serves echoserver --ca over TLS, and plaintext to its control port gets no protocol reply', async (t) => {
+  if (!requireTools(t, 'openssl')) return;
   const dir = await scratch(t);
   const { cert, key } = await selfSignedCert(dir);
   const relay = await startRelay(t, [...portsFlag(), '--tls-cert', cert, '--tls-key', key]);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, portsFlag, randomData, sha256 } from '../helpers/net.js';
 import { start, startRelay, startService } from '../helpers/processes.js';
+import { requireTools } from '../helpers/tools.js';
 
 const run = promisify(execFile);
 
@@ -17,6 +18,7 @@ async function scratchDir(t: TestContext): Promise<string> {
 }
 
 test('real clients: curl through ./expose fetches a file from python3 -m http.server intact', async (t) => {
+  if (!requireTools(t, 'python3', 'curl')) return;
   const dir = await scratchDir(t);
   const body = randomData(3 * 1024 * 1024);
   await writeFile(path.join(dir, 'blob.bin'), body);
@@ -33,6 +35,7 @@ test('real clients: curl through ./expose fetches a file from python3 -m http.se
 });
 
 test('real clients: openssl s_client through ./expose completes a TLS handshake with openssl s_server', async (t) => {
+  if (!requireTools(t, 'openssl')) return;
   const dir = await scratchDir(t);
   const key = path.join(dir, 'key.pem');
   const cert = path.join(dir, 'cert.pem');
@@ -51,6 +54,7 @@ test('real clients: openssl s_client through ./expose completes a TLS handshake 
 });
 
 test('real clients: nc sends a file to the echo tunnel and reads it back unchanged', async (t) => {
+  if (!requireTools(t, 'nc')) return;
   const dir = await scratchDir(t);
   const file = path.join(dir, 'in.bin');
   const data = randomData(2 * 1024 * 1024);

@@ -83,9 +83,12 @@ export interface RelayProcess extends Child {
   dataPort: number;
 }
 
-/** ./relay on a free control port (read back from its log), with the given extra flags. */
-export async function startRelay(t: TestContext, args: string[] = [], env: Record<string, string> = {}): Promise<RelayProcess> {
-  const relay = start(t, path.join(ROOT, 'relay'), ['0', ...args], env);
+/**
+ * ./relay on a free control port (read back from its log), with the given extra flags;
+ * `bin` is where the launcher is (an installed package's node_modules/.bin, say).
+ */
+export async function startRelay(t: TestContext, args: string[] = [], env: Record<string, string> = {}, bin = ROOT): Promise<RelayProcess> {
+  const relay = start(t, path.join(bin, 'relay'), ['0', ...args], env);
   const match = await relay.waitFor('stderr', /"controlPort":(\d+),"dataPort":(\d+)/);
   return { ...relay, port: Number(match[1]), dataPort: Number(match[2]) };
 }
@@ -96,8 +99,8 @@ export interface ServiceProcess extends Child {
 }
 
 /** ./echoserver or ./expose, once it has printed its public address. */
-export async function startService(t: TestContext, program: 'echoserver' | 'expose', args: string[], env: Record<string, string> = {}): Promise<ServiceProcess> {
-  const service = start(t, path.join(ROOT, program), args, env);
+export async function startService(t: TestContext, program: 'echoserver' | 'expose', args: string[], env: Record<string, string> = {}, bin = ROOT): Promise<ServiceProcess> {
+  const service = start(t, path.join(bin, program), args, env);
   const match = await service.waitFor('stdout', /^established relay address: (.+):(\d+)$/);
   return { ...service, publicHost: match[1]!, publicPort: Number(match[2]) };
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { deadline, deferred, dial, echoThrough, eventually, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
 import { controlProxy, inProcessRelay, relayed } from '../helpers/relay.js';
+import { requireTools } from '../helpers/tools.js';
 import { listenViaRelay } from '../../src/index.js';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -50,6 +51,7 @@ test('library: a net.Server with a connection callback gets an ordinary socket w
 });
 
 test('library: a tls.Server relayed as is completes TLS handshakes end to end', async (t) => {
+  if (!requireTools(t, 'openssl')) return;
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
