@@ -73,6 +73,8 @@ export class RelayTunnel extends EventEmitter {
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
   #closed = false;
+  /** Why the relay refused for good, for established() calls that come after. */
+  #refusal: Error | undefined;
 
   constructor(target: ConnectionTarget, options: RelayClientOptions) {
     super();
@@ -93,7 +95,7 @@ export class RelayTunnel extends EventEmitter {
   /** Resolves with the public address at the next registration; rejects if refused for good. */
   established(): Promise<PublicAddress> {
     if (this.publicAddress !== undefined) return Promise.resolve(this.publicAddress);
-    if (this.#closed) return Promise.reject(new RelayError('closed', 'the tunnel was closed'));
+    if (this.#closed) return Promise.reject(this.#refusal ?? new RelayError('closed', 'the tunnel was closed'));
     return new Promise((resolve, reject) => {
       const settle = (): void => {
         this.off('established', onEstablished);
@@ -249,10 +251,12 @@ export class RelayTunnel extends EventEmitter {
 
   #fail(err: Error): void {
     this.#closed = true;
+    this.#refusal = err;
     this.#log.error({ err: err.message }, 'relay refused this service');
     this.#timers.cancelAll();
     this.#dropWarmPool();
     if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.emit('close');
   }
 
   #tls(): RelayTlsOptions | undefined {
