@@ -116,7 +116,9 @@ async function main(): Promise<void> {
 
 async function startMetrics(relay: Relay, where: { host: string; port: number }): Promise<Server> {
   try {
-    const server = await serveMetrics(relay.stats, where.host, where.port);
+    const server = await serveMetrics(relay.stats, where.host, where.port, (err) =>
+      relay.refused('metrics', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'metrics listener error'),
+    );
     relay.log.info({ metrics: `http://${joinHostPort(where.host, boundPort(server))}/metrics` }, 'metrics listening');
     return server;
   } catch (err) {
