@@ -1,4 +1,6 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { Argv } from 'yargs';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
@@ -20,6 +22,27 @@ export function fileArg(name: string, file: string): Buffer {
   } catch (err) {
     throw new UsageError(`cannot read ${name} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+}
+
+/**
+ * The PEM certificate and key --tls-cert and --tls-key name, checked now: a file that
+ * is not PEM, or a key that is not the certificate's, is a usage error naming the file,
+ * not a port that "cannot be opened" later.
+ */
+export function tlsFilesArg(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const cert = fileArg('--tls-cert', certFile);
+  const key = fileArg('--tls-key', keyFile);
+  const check = (what: () => unknown, problem: string): void => {
+    try {
+      what();
+    } catch (err) {
+      throw new UsageError(`${problem} (${(err as Error).message})`);
+    }
+  };
+  check(() => new X509Certificate(cert), `--tls-cert ${certFile} is not a PEM certificate`);
+  check(() => createPrivateKey(key), `--tls-key ${keyFile} is not an unencrypted PEM private key`);
+  check(() => createSecureContext({ cert, key }), `--tls-key ${keyFile} does not go with --tls-cert ${certFile}`);
+  return { cert, key };
 }
 
 export function positiveArg(name: string, value: unknown): number {

@@ -6,7 +6,7 @@ import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
 import { boundPort, serveMetrics } from '../relay/metrics.js';
 import { Relay } from '../relay/relay.js';
-import { fileArg, loggerFor, onStopSignals, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
+import { loggerFor, onStopSignals, portArg, positiveArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     }
     if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
     if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
-      options.tls = { cert: fileArg('--tls-cert', args.tlsCert), key: fileArg('--tls-key', args.tlsKey) };
+      options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
     }
     if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,8 @@ function runProgram(program: string, args: string[]): Promise<Outcome> {
   });
 }
 
+const NOT_PEM = path.join(ROOT, 'package.json');
+
 const usageCases: [string, string[], RegExp][] = [
   ['relay', ['99999'], /PORT must be a port number from 0 to 65535, got "99999"/],
   ['relay', ['http'], /PORT must be a port number/],
@@ -35,6 +37,7 @@ const usageCases: [string, string[], RegExp][] = [
   ['relay', ['0'], /PORT 0 \(any free port\) needs --ports/],
   ['relay', ['8080', '--tls-cert', 'cert.pem'], /--tls-cert and --tls-key go together/],
   ['relay', ['8080', '--tls-cert', '/nonexistent.pem', '--tls-key', '/nonexistent.pem'], /cannot read --tls-cert \/nonexistent.pem: ENOENT/],
+  ['relay', ['8080', '--tls-cert', NOT_PEM, '--tls-key', NOT_PEM], /--tls-cert \S+package\.json is not a PEM certificate \(/],
   ['relay', ['8080', '--metrics', 'x:y:z'], /--metrics must be/],
   ['expose', ['localhost', '8080', '80', '--proxy-protocol', 'v3'], /Invalid values/],
   ['echoserver', ['localhost'], /missing argument: echoserver RELAYHOST RELAYPORT/],
@@ -55,6 +58,28 @@ for (const [program, args, expected] of usageCases) {
     assert.doesNotMatch(outcome.stderr, /\n\s+at /, 'no stack trace');
   });
 }
+
+test('bad command line: a --tls-key that is not PEM, or not the key of --tls-cert, is a usage error naming the file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'relay-pem-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pair = (name: string): { cert: string; key: string } => {
+    const cert = path.join(dir, `${name}.crt`);
+    const key = path.join(dir, `${name}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    return { cert, key };
+  };
+  const a = pair('a');
+  const b = pair('b');
+  for (const [key, expected] of [
+    [NOT_PEM, /--tls-key \S+package\.json is not an unencrypted PEM private key/],
+    [b.key, /--tls-key \S+b\.key does not go with --tls-cert \S+a\.crt/],
+  ] as const) {
+    const outcome = await runProgram('relay', ['8080', '--tls-cert', a.cert, '--tls-key', key]);
+    assert.equal(outcome.code, 2, outcome.stderr);
+    assert.equal(outcome.stderr.trimEnd().split('\n').length, 1, outcome.stderr);
+    assert.match(outcome.stderr, expected);
+  }
+});
 
 for (const program of ['relay', 'echoserver', 'expose']) {
   test(`--help: ${program} prints usage with examples and exits 0`, async () => {
