@@ -76,18 +76,26 @@ export function usageFailure(program: string, required = '') {
   };
 }
 
+/** How long a second signal waits for the cut connections to be reset (and logged) before exiting. */
+const FORCED_EXIT_MS = 1_000;
+
 /**
- * First SIGTERM/SIGINT starts `stop`, which exits 0 when it is done; a second one
- * exits at once with status 1.
+ * First SIGTERM/SIGINT starts `stop`, which exits 0 when it is done. A second one runs
+ * `cut` (reset whatever is still open, so no peer mistakes the exit for a clean end)
+ * and exits with status 1 once it is done, within FORCED_EXIT_MS; a third exits at once.
  */
-export function onStopSignals(log: Logger, stop: () => Promise<void>): void {
-  let stopping = false;
+export function onStopSignals(log: Logger, stop: () => Promise<void>, cut: () => Promise<unknown>): void {
+  let signals = 0;
   const handler = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+    signals++;
+    if (signals > 2) process.exit(1);
+    if (signals === 2) {
+      log.warn({ signal }, 'second signal: cutting open connections and exiting now');
+      const exit = (): never => process.exit(1);
+      setTimeout(exit, FORCED_EXIT_MS);
+      cut().then(exit, exit);
+      return;
     }
-    stopping = true;
     log.info({ signal }, 'stopping (send the signal again to exit at once)');
     stop().then(
       () => process.exit(0),

@@ -108,10 +108,14 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
-  onStopSignals(log, async () => {
-    metricsServer?.close();
-    await relay.shutdown();
-  });
+  onStopSignals(
+    log,
+    async () => {
+      metricsServer?.close();
+      await relay.shutdown();
+    },
+    () => relay.cutTunnels(),
+  );
 }
 
 async function startMetrics(relay: Relay, where: { host: string; port: number }): Promise<Server> {

@@ -3,7 +3,11 @@ import type { Argv } from 'yargs';
 import { listenViaRelay } from '../client/tunnel.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { OpenConnections } from '../net/open-connections.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
+
+/** How long resetting the open connections may take before the program exits anyway. */
+const CUT_SETTLE_MS = 1_000;
 
 /** What ./echoserver and ./expose have in common: the relay to use and how. */
 export function withServiceOptions<T>(argv: Argv<T>) {
@@ -46,6 +50,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   let relayPort: number;
   let publicPort: number | undefined;
   let ca: Buffer | undefined;
+  let drainTimeoutMs: number;
   try {
     ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
@@ -55,11 +60,12 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
       throw new UsageError(`--prewarm must be a whole number from 0 to 1000, got "${args.prewarm}"`);
     }
     if (!(args.drainTimeout >= 0)) throw new UsageError(`--drain-timeout must be 0 or more seconds`);
+    drainTimeoutMs = Math.round(args.drainTimeout * 1000);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
   }
   const log = loggerFor(program, args);
-  const open = new Set<Socket>();
+  const open = new OpenConnections();
   const tunnel = listenViaRelay(
     (socket) => {
       open.add(socket);
@@ -83,12 +89,18 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     process.stderr.write(`${program}: ${err.message}\n`);
     process.exit(1);
   });
-  onStopSignals(log, async () => {
-    tunnel.close();
-    const deadline = Date.now() + args.drainTimeout * 1000;
-    while (open.size > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    for (const socket of open) socket.destroy();
-  });
+  // A connection cut here must reach its public client as a reset (the relay passes a
+  // reset on); a FIN would pass a truncated transfer off as a complete one.
+  const cut = (): Promise<boolean> => open.resetAll(CUT_SETTLE_MS);
+  onStopSignals(
+    log,
+    async () => {
+      tunnel.close();
+      if (!(await open.whenEmpty(drainTimeoutMs))) {
+        log.warn({ connections: open.size }, 'drain timeout: resetting open connections');
+        await cut();
+      }
+    },
+    cut,
+  );
 }

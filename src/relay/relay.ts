@@ -316,6 +316,11 @@ export class Relay implements SessionHost {
     this.#ports.release(session.port, session.resume, this.#shuttingDown ? 0 : this.options.resumeGraceMs);
   }
 
+  /** Cuts every open tunnel now (a reset to both ends); resolves once each has its access-log line. */
+  cutTunnels(): Promise<void> {
+    return this.#tunnels.cutAll();
+  }
+
   /**
    * Stops accepting, tells every service (SHUTDOWN), lets open tunnels finish for up
    * to drainMs, then cuts what is left. Resolves when everything is closed.
@@ -329,7 +334,7 @@ export class Relay implements SessionHost {
     for (const session of [...this.#services]) session.close('relay shutting down', formatMessage({ kind: 'SHUTDOWN' }));
     if (!(await this.#tunnels.drain(drainMs))) {
       this.log.warn({ tunnels: this.stats.tunnelsOpen }, 'drain timeout: cutting open tunnels');
-      this.#tunnels.cutAll();
+      await this.#tunnels.cutAll();
     }
     await Promise.all(closing);
     this.log.info('relay stopped');
