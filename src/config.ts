@@ -40,7 +40,7 @@ export interface RelayOptions {
   drainTimeoutMs: number;
 }
 
-type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls'>;
+export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls'>;
 
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,

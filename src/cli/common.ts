@@ -45,12 +45,6 @@ export function tlsFilesArg(certFile: string, keyFile: string): { cert: Buffer; 
   return { cert, key };
 }
 
-export function positiveArg(name: string, value: unknown): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number, got "${String(value)}"`);
-  return n;
-}
-
 /** Options every program takes, so logs are configured the same way everywhere. */
 export function withLogOptions<T>(argv: Argv<T>) {
   return argv

@@ -6,7 +6,8 @@ import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
 import { boundPort, serveMetrics } from '../relay/metrics.js';
 import { Relay } from '../relay/relay.js';
-import { loggerFor, onStopSignals, portArg, positiveArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { flagValue, RELAY_RULES } from '../options-validation.js';
+import { loggerFor, onStopSignals, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -16,13 +17,6 @@ function parseRange(text: string): PortRange {
   if (first > last) throw new UsageError(`--ports start ${first} is above its end ${last}`);
   return { first, last };
 }
-
-const seconds = (name: string, value: unknown): number => Math.round(positiveArg(name, value) * 1000);
-const count = (name: string, value: unknown): number => {
-  const n = positiveArg(name, value);
-  if (!Number.isInteger(n)) throw new UsageError(`${name} must be a whole number, got "${String(value)}"`);
-  return n;
-};
 
 const parser = withLogOptions(
   yargs(hideBin(process.argv))
@@ -72,19 +66,18 @@ async function main(): Promise<void> {
       ...(args.publicHost === undefined ? {} : { publicHost: args.publicHost }),
       ...(args.bind === undefined ? {} : { bind: args.bind }),
       ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
-      maxServices: count('--max-services', args.maxServices),
-      maxClientsPerService: count('--max-clients', args.maxClients),
-      maxPendingPerService: count('--max-pending', args.maxPending),
-      maxWarmPerService: count('--max-warm', args.maxWarm),
-      handshakeTimeoutMs: seconds('--handshake-timeout', args.handshakeTimeout),
-      dialbackTimeoutMs: seconds('--dialback-timeout', args.dialbackTimeout),
-      heartbeatMs: seconds('--heartbeat', args.heartbeat),
-      resumeGraceMs: seconds('--resume-grace', args.resumeGrace),
-      drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
+      maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
+      maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
+      maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
+      maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
+      handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
+      dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
+      heartbeatMs: flagValue(RELAY_RULES.heartbeatMs, args.heartbeat),
+      resumeGraceMs: flagValue(RELAY_RULES.resumeGraceMs, args.resumeGrace),
+      drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
     if (options.ports === undefined && port === 0) throw new UsageError('PORT 0 (any free port) needs --ports A-B for the public ports');
-    if (options.heartbeatMs < 10 || options.heartbeatMs > 3_600_000) throw new UsageError('--heartbeat must be from 0.01 to 3600 seconds');
     const host = options.publicHost;
     if (host !== undefined && splitHostPort(`${host}:1`) === undefined && splitHostPort(`[${host}]:1`) === undefined) {
       throw new UsageError(`--public-host must be a host name or address, got "${options.publicHost}"`);

@@ -4,6 +4,7 @@ import { listenViaRelay } from '../client/tunnel.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
+import { flagValue, SERVICE_RULES } from '../options-validation.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** How long resetting the open connections may take before the program exits anyway. */
@@ -56,11 +57,8 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
-    if (!Number.isInteger(args.prewarm) || args.prewarm < 0 || args.prewarm > 1000) {
-      throw new UsageError(`--prewarm must be a whole number from 0 to 1000, got "${args.prewarm}"`);
-    }
-    if (!(args.drainTimeout >= 0)) throw new UsageError(`--drain-timeout must be 0 or more seconds`);
-    drainTimeoutMs = Math.round(args.drainTimeout * 1000);
+    flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
   }

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Server, Socket } from 'node:net';
 import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config.js';
-import { RegistrationRefusedError, RelayError, UsageError } from '../errors.js';
+import { RegistrationRefusedError, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { validateClientOptions } from '../options-validation.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, joinHostPort, type RelayMessage } from '../protocol/messages.js';
@@ -78,9 +79,7 @@ export class RelayTunnel extends EventEmitter {
 
   constructor(target: ConnectionTarget, options: RelayClientOptions) {
     super();
-    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
-      throw new UsageError(`relay port must be 1-65535, got ${options.port}`);
-    }
+    validateClientOptions(options);
     this.#target = target;
     this.#options = options;
     this.#log = options.logger ?? silentLogger;

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer as createTlsServer } from 'node:tls';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
+import { validateRelayOptions } from '../options-validation.js';
 import { readFirstLine, refuse, refusalReply, sendMessage } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
@@ -60,11 +61,11 @@ export class Relay implements SessionHost {
   #dataPort = 0;
 
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger) {
-    this.options = { ...RELAY_DEFAULTS, ...options };
+    this.options = validateRelayOptions({ ...RELAY_DEFAULTS, ...options });
     this.log = log;
     this.#refusalLog = new RefusalLog(log);
     this.#tunnels = new OpenTunnels(this.stats);
-    this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
+    this.#ports = new PortPool(this.options.ports ?? { first: this.options.port + 1, last: 65535 });
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
   }
 
