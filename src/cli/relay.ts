@@ -7,6 +7,7 @@ import { joinHostPort, splitHostPort } from '../protocol/messages.js';
 import { boundPort, serveMetrics } from '../relay/metrics.js';
 import { Relay } from '../relay/relay.js';
 import { flagValue, RELAY_RULES } from '../options-validation.js';
+import { argvWithEnv } from './env-options.js';
 import { loggerFor, onStopSignals, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
@@ -42,7 +43,6 @@ const parser = withLogOptions(
     .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
     .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
     .config('config', 'JSON file of options (keys as the long flags)')
-    .env('RELAY')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
@@ -54,7 +54,7 @@ const parser = withLogOptions(
 );
 
 async function main(): Promise<void> {
-  const args = await parser.parseAsync();
+  const args = await parser.parseAsync(argvWithEnv(parser, ['port']));
   let options: RelayOptions;
   let metrics: { host: string; port: number } | undefined;
   try {

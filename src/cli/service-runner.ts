@@ -10,6 +10,9 @@ import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOption
 /** How long resetting the open connections may take before the program exits anyway. */
 const CUT_SETTLE_MS = 1_000;
 
+/** The arguments of ./echoserver and ./expose that are not flags (and so have no variable). */
+export const SERVICE_POSITIONALS = ['relayhost', 'relayport'] as const;
+
 /** What ./echoserver and ./expose have in common: the relay to use and how. */
 export function withServiceOptions<T>(argv: Argv<T>) {
   return withLogOptions(
@@ -22,7 +25,6 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'number', default: 0, describe: 'Idle data connections kept open so new clients start at once' })
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
-      .env('RELAY')
       .strict()
       .help()
       .version(false),
