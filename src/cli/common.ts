@@ -1,4 +1,6 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
@@ -22,10 +24,25 @@ export function fileArg(name: string, file: string): Buffer {
   }
 }
 
-export function positiveArg(name: string, value: unknown): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name} must be a positive number, got "${String(value)}"`);
-  return n;
+/**
+ * The PEM certificate and key --tls-cert and --tls-key name, checked now: a file that
+ * is not PEM, or a key that is not the certificate's, is a usage error naming the file,
+ * not a port that "cannot be opened" later.
+ */
+export function tlsFilesArg(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
+  const cert = fileArg('--tls-cert', certFile);
+  const key = fileArg('--tls-key', keyFile);
+  const check = (what: () => unknown, problem: string): void => {
+    try {
+      what();
+    } catch (err) {
+      throw new UsageError(`${problem} (${(err as Error).message})`);
+    }
+  };
+  check(() => new X509Certificate(cert), `--tls-cert ${certFile} is not a PEM certificate`);
+  check(() => createPrivateKey(key), `--tls-key ${keyFile} is not an unencrypted PEM private key`);
+  check(() => createSecureContext({ cert, key }), `--tls-key ${keyFile} does not go with --tls-cert ${certFile}`);
+  return { cert, key };
 }
 
 /** Options every program takes, so logs are configured the same way everywhere. */
@@ -58,18 +75,26 @@ export function usageFailure(program: string, required = '') {
   };
 }
 
+/** How long a second signal waits for the cut connections to be reset (and logged) before exiting. */
+const FORCED_EXIT_MS = 1_000;
+
 /**
- * First SIGTERM/SIGINT starts `stop`, which exits 0 when it is done; a second one
- * exits at once with status 1.
+ * First SIGTERM/SIGINT starts `stop`, which exits 0 when it is done. A second one runs
+ * `cut` (reset whatever is still open, so no peer mistakes the exit for a clean end)
+ * and exits with status 1 once it is done, within FORCED_EXIT_MS; a third exits at once.
  */
-export function onStopSignals(log: Logger, stop: () => Promise<void>): void {
-  let stopping = false;
+export function onStopSignals(log: Logger, stop: () => Promise<void>, cut: () => Promise<unknown>): void {
+  let signals = 0;
   const handler = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+    signals++;
+    if (signals > 2) process.exit(1);
+    if (signals === 2) {
+      log.warn({ signal }, 'second signal: cutting open connections and exiting now');
+      const exit = (): never => process.exit(1);
+      setTimeout(exit, FORCED_EXIT_MS);
+      cut().then(exit, exit);
+      return;
     }
-    stopping = true;
     log.info({ signal }, 'stopping (send the signal again to exit at once)');
     stop().then(
       () => process.exit(0),

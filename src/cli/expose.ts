@@ -9,9 +9,10 @@ import { splitHostPort } from '../protocol/messages.js';
 import { proxyHeader } from '../protocol/proxy-header.js';
 import { relayInfo } from '../client/dial-back.js';
 import { portArg, usageFailure } from './common.js';
-import { runService, withServiceOptions } from './service-runner.js';
+import { argvWithEnv } from './env-options.js';
+import { runService, SERVICE_POSITIONALS, withServiceOptions } from './service-runner.js';
 
-const args = await withServiceOptions(
+const parser = withServiceOptions(
   yargs(hideBin(process.argv))
     .scriptName('expose')
     .usage('$0 RELAYHOST RELAYPORT TARGET [options]\n\nMakes an existing TCP server (TARGET: PORT or HOST:PORT) reachable through the relay.')
@@ -22,7 +23,8 @@ const args = await withServiceOptions(
     .example('$0 relay.example.com 8080 192.168.1.20:22', 'expose an ssh server of the private network')
     .example('$0 localhost 8080 80 --proxy-protocol v2', 'nginx on port 80 (listen 80 proxy_protocol) logs the real client address')
     .fail(usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')),
-).parseAsync();
+);
+const args = await parser.parseAsync(argvWithEnv(parser, [...SERVICE_POSITIONALS, 'target']));
 
 function parseTarget(text: string | undefined): { host: string; port: number } {
   if (text === undefined || text === '') throw new UsageError('TARGET is missing');

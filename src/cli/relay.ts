@@ -6,7 +6,9 @@ import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
 import { boundPort, serveMetrics } from '../relay/metrics.js';
 import { Relay } from '../relay/relay.js';
-import { fileArg, loggerFor, onStopSignals, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
+import { flagValue, RELAY_RULES } from '../options-validation.js';
+import { argvWithEnv } from './env-options.js';
+import { loggerFor, onStopSignals, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -16,13 +18,6 @@ function parseRange(text: string): PortRange {
   if (first > last) throw new UsageError(`--ports start ${first} is above its end ${last}`);
   return { first, last };
 }
-
-const seconds = (name: string, value: unknown): number => Math.round(positiveArg(name, value) * 1000);
-const count = (name: string, value: unknown): number => {
-  const n = positiveArg(name, value);
-  if (!Number.isInteger(n)) throw new UsageError(`${name} must be a whole number, got "${String(value)}"`);
-  return n;
-};
 
 const parser = withLogOptions(
   yargs(hideBin(process.argv))
@@ -50,7 +45,6 @@ const parser = withLogOptions(
     .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
     .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
     .config('config', 'JSON file of options (keys as the long flags)')
-    .env('RELAY')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
@@ -63,7 +57,7 @@ const parser = withLogOptions(
 );
 
 async function main(): Promise<void> {
-  const args = await parser.parseAsync();
+  const args = await parser.parseAsync(argvWithEnv(parser, ['port']));
   let options: RelayOptions;
   let metrics: { host: string; port: number } | undefined;
   try {
@@ -75,28 +69,27 @@ async function main(): Promise<void> {
       ...(args.publicHost === undefined ? {} : { publicHost: args.publicHost }),
       ...(args.bind === undefined ? {} : { bind: args.bind }),
       ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
-      maxServices: count('--max-services', args.maxServices),
-      maxClientsPerService: count('--max-clients', args.maxClients),
-      maxPendingPerService: count('--max-pending', args.maxPending),
-      maxWarmPerService: count('--max-warm', args.maxWarm),
-      handshakeTimeoutMs: seconds('--handshake-timeout', args.handshakeTimeout),
-      dialbackTimeoutMs: seconds('--dialback-timeout', args.dialbackTimeout),
-      heartbeatMs: seconds('--heartbeat', args.heartbeat),
-      resumeGraceMs: seconds('--resume-grace', args.resumeGrace),
-      drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
-      holdTimeoutMs: seconds('--hold-timeout', args.holdTimeout),
+      maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
+      maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
+      maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
+      maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
+      handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
+      dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
+      heartbeatMs: flagValue(RELAY_RULES.heartbeatMs, args.heartbeat),
+      resumeGraceMs: flagValue(RELAY_RULES.resumeGraceMs, args.resumeGrace),
+      drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
+      holdTimeoutMs: flagValue(RELAY_RULES.holdTimeoutMs, args.holdTimeout),
       ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
     if (options.ports === undefined && port === 0) throw new UsageError('PORT 0 (any free port) needs --ports A-B for the public ports');
-    if (options.heartbeatMs < 10 || options.heartbeatMs > 3_600_000) throw new UsageError('--heartbeat must be from 0.01 to 3600 seconds');
     const host = options.publicHost;
     if (host !== undefined && splitHostPort(`${host}:1`) === undefined && splitHostPort(`[${host}]:1`) === undefined) {
       throw new UsageError(`--public-host must be a host name or address, got "${options.publicHost}"`);
     }
     if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
     if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
-      options.tls = { cert: fileArg('--tls-cert', args.tlsCert), key: fileArg('--tls-key', args.tlsKey) };
+      options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
     }
     if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
   } catch (err) {
@@ -113,15 +106,21 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
-  onStopSignals(log, async () => {
-    metricsServer?.close();
-    await relay.shutdown();
-  });
+  onStopSignals(
+    log,
+    async () => {
+      metricsServer?.close();
+      await relay.shutdown();
+    },
+    () => relay.cutTunnels(),
+  );
 }
 
 async function startMetrics(relay: Relay, where: { host: string; port: number }): Promise<Server> {
   try {
-    const server = await serveMetrics(relay.stats, where.host, where.port);
+    const server = await serveMetrics(relay.stats, where.host, where.port, (err) =>
+      relay.refused('metrics', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'metrics listener error'),
+    );
     relay.log.info({ metrics: `http://${joinHostPort(where.host, boundPort(server))}/metrics` }, 'metrics listening');
     return server;
   } catch (err) {

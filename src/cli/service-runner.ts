@@ -3,7 +3,15 @@ import type { Argv } from 'yargs';
 import { listenViaRelay, type RelayClientOptions, type RelayTunnel } from '../client/tunnel.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { OpenConnections } from '../net/open-connections.js';
+import { flagValue, SERVICE_RULES } from '../options-validation.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
+
+/** How long resetting the open connections may take before the program exits anyway. */
+const CUT_SETTLE_MS = 1_000;
+
+/** The arguments of ./echoserver and ./expose that are not flags (and so have no variable). */
+export const SERVICE_POSITIONALS = ['relayhost', 'relayport'] as const;
 
 /** What ./echoserver and ./expose have in common: the relay to use and how. */
 export function withServiceOptions<T>(argv: Argv<T>) {
@@ -19,7 +27,6 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: 'File keeping this service\'s resume key (created on first use): a restart gets the same public port, and clients wait for it' })
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
-      .env('RELAY')
       .strict()
       .help()
       .version(false),
@@ -50,20 +57,19 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   let relayPort: number;
   let publicPort: number | undefined;
   let ca: Buffer | undefined;
+  let drainTimeoutMs: number;
   try {
     ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
-    if (!Number.isInteger(args.prewarm) || args.prewarm < 0 || args.prewarm > 1000) {
-      throw new UsageError(`--prewarm must be a whole number from 0 to 1000, got "${args.prewarm}"`);
-    }
-    if (!(args.drainTimeout >= 0)) throw new UsageError(`--drain-timeout must be 0 or more seconds`);
+    flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
   }
   const log = loggerFor(program, args);
-  const open = new Set<Socket>();
+  const open = new OpenConnections();
   const options: RelayClientOptions = {
     host: args.relayhost,
     port: relayPort,
@@ -93,12 +99,18 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     process.stderr.write(`${program}: ${err.message}\n`);
     process.exit(1);
   });
-  onStopSignals(log, async () => {
-    tunnel.close(args.leaveOnExit ? { leave: true } : {});
-    const deadline = Date.now() + args.drainTimeout * 1000;
-    while (open.size > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    for (const socket of open) socket.destroy();
-  });
+  // A connection cut here must reach its public client as a reset (the relay passes a
+  // reset on); a FIN would pass a truncated transfer off as a complete one.
+  const cut = (): Promise<boolean> => open.resetAll(CUT_SETTLE_MS);
+  onStopSignals(
+    log,
+    async () => {
+      tunnel.close(args.leaveOnExit ? { leave: true } : {});
+      if (!(await open.whenEmpty(drainTimeoutMs))) {
+        log.warn({ connections: open.size }, 'drain timeout: resetting open connections');
+        await cut();
+      }
+    },
+    cut,
+  );
 }

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Server, Socket } from 'node:net';
 import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config.js';
-import { RegistrationRefusedError, RelayError, UsageError } from '../errors.js';
+import { RegistrationRefusedError, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { validateClientOptions } from '../options-validation.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, joinHostPort, type Feature, type RelayMessage } from '../protocol/messages.js';
@@ -100,12 +101,12 @@ export class RelayTunnel extends EventEmitter {
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
   #closed = false;
+  /** Why the relay refused for good, for established() calls that come after. */
+  #refusal: Error | undefined;
 
   constructor(target: ConnectionTarget, options: RelayClientOptions) {
     super();
-    if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
-      throw new UsageError(`relay port must be 1-65535, got ${options.port}`);
-    }
+    validateClientOptions(options);
     this.#target = target;
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
@@ -121,7 +122,7 @@ export class RelayTunnel extends EventEmitter {
   /** Resolves with the public address at the next registration; rejects if refused for good. */
   established(): Promise<PublicAddress> {
     if (this.publicAddress !== undefined) return Promise.resolve(this.publicAddress);
-    if (this.#closed) return Promise.reject(new RelayError('closed', 'the tunnel was closed'));
+    if (this.#closed) return Promise.reject(this.#refusal ?? new RelayError('closed', 'the tunnel was closed'));
     return new Promise((resolve, reject) => {
       const settle = (): void => {
         this.off('established', onEstablished);
@@ -303,10 +304,12 @@ export class RelayTunnel extends EventEmitter {
 
   #fail(err: Error): void {
     this.#closed = true;
+    this.#refusal = err;
     this.#log.error({ err: err.message }, 'relay refused this service');
     this.#timers.cancelAll();
     this.#dropWarmPool();
     if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.emit('close');
   }
 
   #tls(): RelayTlsOptions | undefined {

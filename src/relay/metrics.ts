@@ -54,8 +54,12 @@ export function renderMetrics(stats: RelayStats): string {
   return lines.join('\n') + '\n';
 }
 
-/** Serves /metrics and /healthz; everything else is 404. */
-export async function serveMetrics(stats: RelayStats, host: string, port: number): Promise<Server> {
+/**
+ * Serves /metrics and /healthz; everything else is 404. Errors after the listener is up
+ * (an accept that fails for want of file descriptors) go to `onError` and the listener
+ * keeps going.
+ */
+export async function serveMetrics(stats: RelayStats, host: string, port: number, onError: (err: Error) => void): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
@@ -70,6 +74,7 @@ export async function serveMetrics(stats: RelayStats, host: string, port: number
   const failed = once(server, 'error').then(([err]) => Promise.reject(err as Error));
   server.listen(port, host);
   await Promise.race([once(server, 'listening'), failed]);
+  server.on('error', onError);
   return server;
 }
 

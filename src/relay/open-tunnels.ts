@@ -1,8 +1,12 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { resetSocket, splice } from '../net/splice.js';
+import { OpenConnections } from '../net/open-connections.js';
+import { splice, type SpliceResult } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
 import type { RelayStats } from './stats.js';
+
+/** How long cutting the tunnels may take before shutdown goes on without their log lines. */
+const CUT_SETTLE_MS = 2_000;
 
 /**
  * Every spliced public client and data connection the relay has open: starts each
@@ -12,51 +16,51 @@ import type { RelayStats } from './stats.js';
  */
 export class OpenTunnels {
   readonly #stats: RelayStats;
-  readonly #sockets = new Set<Socket>();
-  #onEmpty: (() => void) | undefined;
+  /** Both sockets of every tunnel, until its access-log line is written. */
+  readonly #open = new OpenConnections();
 
   constructor(stats: RelayStats) {
     this.#stats = stats;
   }
 
   open(log: Logger, client: Socket, data: Socket, head: Buffer): void {
-    this.#sockets.add(client);
-    this.#sockets.add(data);
+    this.#open.add(client);
+    this.#open.add(data);
     const counts = { a: 0, b: 0 };
     this.#stats.tunnelOpened(counts);
     const from = clientAddressOf(client);
     void splice(client, data, { headFromB: head, counts }).then((result) => {
-      this.#sockets.delete(client);
-      this.#sockets.delete(data);
       this.#stats.tunnelClosed(counts);
-      if (this.#sockets.size === 0) this.#onEmpty?.();
-      if (!log.isLevelEnabled('info')) return;
-      log.info(
-        {
-          client: from === undefined ? undefined : `${from.address}:${from.port}`,
-          bytesFromClient: result.bytesAToB,
-          bytesToClient: result.bytesBToA,
-          durationMs: result.durationMs,
-          closedBy: result.closedFirst === 'a' ? 'client' : 'service',
-          outcome: result.outcome,
-          ...(result.error === undefined ? {} : { error: result.error }),
-        },
-        'tunnel closed',
-      );
+      if (log.isLevelEnabled('info')) logClosed(log, from, result);
+      // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
+      // find every line written.
+      this.#open.delete(client);
+      this.#open.delete(data);
     });
   }
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */
-  async drain(drainMs: number): Promise<boolean> {
-    const empty = new Promise<true>((resolve) => {
-      this.#onEmpty = () => resolve(true);
-      if (this.#sockets.size === 0) resolve(true);
-    });
-    const deadline = new Promise<false>((resolve) => setTimeout(() => resolve(false), drainMs).unref());
-    return Promise.race([empty, deadline]);
+  drain(drainMs: number): Promise<boolean> {
+    return this.#open.whenEmpty(drainMs);
   }
 
-  cutAll(): void {
-    for (const socket of this.#sockets) resetSocket(socket);
+  /** Resets every open tunnel (both ends) and resolves once each has its access-log line. */
+  async cutAll(): Promise<void> {
+    await this.#open.resetAll(CUT_SETTLE_MS);
   }
+}
+
+function logClosed(log: Logger, from: { address: string; port: number } | undefined, result: SpliceResult): void {
+  log.info(
+    {
+      client: from === undefined ? undefined : `${from.address}:${from.port}`,
+      bytesFromClient: result.bytesAToB,
+      bytesToClient: result.bytesBToA,
+      durationMs: result.durationMs,
+      closedBy: result.closedFirst === 'a' ? 'client' : 'service',
+      outcome: result.outcome,
+      ...(result.error === undefined ? {} : { error: result.error }),
+    },
+    'tunnel closed',
+  );
 }

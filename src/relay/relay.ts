@@ -4,6 +4,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { systemClock, type Clock } from '../clock.js';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
+import { validateRelayOptions } from '../options-validation.js';
 import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
@@ -69,7 +70,7 @@ export class Relay implements RegistrarHost {
   #dataPort = 0;
 
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger, parts: RelayParts = {}) {
-    this.options = { ...RELAY_DEFAULTS, ...options };
+    this.options = validateRelayOptions({ ...RELAY_DEFAULTS, ...options });
     this.log = log;
     this.clock = parts.clock ?? systemClock;
     this.#refusalLog = new RefusalLog(log);
@@ -285,6 +286,11 @@ export class Relay implements RegistrarHost {
     });
   }
 
+  /** Cuts every open tunnel now (a reset to both ends); resolves once each has its access-log line. */
+  cutTunnels(): Promise<void> {
+    return this.#tunnels.cutAll();
+  }
+
   /**
    * Stops accepting, tells every service (SHUTDOWN), lets open tunnels finish for up
    * to drainMs, then cuts what is left. Resolves when everything is closed. Leases
@@ -307,7 +313,7 @@ export class Relay implements RegistrarHost {
     else for (const { client } of held) resetSocket(client);
     if (!(await this.#tunnels.drain(drainMs))) {
       this.log.warn({ tunnels: this.stats.tunnelsOpen }, 'drain timeout: cutting open tunnels');
-      this.#tunnels.cutAll();
+      await this.#tunnels.cutAll();
     }
     await Promise.all(closing);
     this.log.info(handingOver ? 'old worker done' : 'relay stopped');

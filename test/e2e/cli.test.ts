@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenLocal } from '../helpers/net.js';
@@ -13,14 +13,16 @@ interface Outcome {
   stderr: string;
 }
 
-function runProgram(program: string, args: string[]): Promise<Outcome> {
+function runProgram(program: string, args: string[], env: Record<string, string> = {}): Promise<Outcome> {
   return new Promise((resolve) => {
-    execFile(path.join(ROOT, program), args, { timeout: 10_000, env: { ...process.env, RELAY_SECRET: '' } }, (err, stdout, stderr) => {
+    execFile(path.join(ROOT, program), args, { timeout: 10_000, env: { ...process.env, RELAY_SECRET: '', ...env } }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });
   });
 }
+
+const NOT_PEM = path.join(ROOT, 'package.json');
 
 const usageCases: [string, string[], RegExp][] = [
   ['relay', ['99999'], /PORT must be a port number from 0 to 65535, got "99999"/],
@@ -29,12 +31,21 @@ const usageCases: [string, string[], RegExp][] = [
   ['relay', ['8080', '--bogus'], /Unknown argument: bogus/],
   ['relay', ['8080', '--ports', '9000'], /--ports must look like A-B/],
   ['relay', ['8080', '--ports', '9100-9000'], /--ports start 9100 is above its end 9000/],
-  ['relay', ['8080', '--dialback-timeout', '-1'], /--dialback-timeout must be a positive number/],
+  ['relay', ['8080', '--dialback-timeout', '-1'], /--dialback-timeout must be from 0.001 to 2147483 seconds, got "-1"/],
   ['relay', ['8080', '--heartbeat', '0.0001'], /--heartbeat must be from 0.01 to 3600 seconds/],
+  // Above 2^31-1 ms Node's timers fire at once: every handshake would fail at once.
+  ['relay', ['8080', '--handshake-timeout', '2147484'], /--handshake-timeout must be from 0.001 to 2147483 seconds, got "2147484"/],
+  ['relay', ['8080', '--dialback-timeout', '3000000'], /--dialback-timeout must be from 0.001 to 2147483 seconds/],
+  ['relay', ['8080', '--drain-timeout', '1e9'], /--drain-timeout must be from 0 to 2147483 seconds, got "1000000000"/],
+  ['relay', ['8080', '--resume-grace', 'Infinity'], /--resume-grace must be from 0 to 2147483 seconds/],
+  ['relay', ['8080', '--max-services', '0'], /--max-services must be a whole number from 1 up, got "0"/],
+  ['echoserver', ['localhost', '8080', '--drain-timeout', '3000000'], /--drain-timeout must be from 0 to 2147483 seconds/],
+  ['expose', ['localhost', '8080', '80', '--prewarm', '1001'], /--prewarm must be a whole number from 0 to 1000/],
   ['relay', ['8080', '--public-host', 'relay/x'], /--public-host must be a host name or address/],
   ['relay', ['0'], /PORT 0 \(any free port\) needs --ports/],
   ['relay', ['8080', '--tls-cert', 'cert.pem'], /--tls-cert and --tls-key go together/],
   ['relay', ['8080', '--tls-cert', '/nonexistent.pem', '--tls-key', '/nonexistent.pem'], /cannot read --tls-cert \/nonexistent.pem: ENOENT/],
+  ['relay', ['8080', '--tls-cert', NOT_PEM, '--tls-key', NOT_PEM], /--tls-cert \S+package\.json is not a PEM certificate \(/],
   ['relay', ['8080', '--metrics', 'x:y:z'], /--metrics must be/],
   ['expose', ['localhost', '8080', '80', '--proxy-protocol', 'v3'], /Invalid values/],
   ['echoserver', ['localhost'], /missing argument: echoserver RELAYHOST RELAYPORT/],
@@ -55,6 +66,45 @@ for (const [program, args, expected] of usageCases) {
     assert.doesNotMatch(outcome.stderr, /\n\s+at /, 'no stack trace');
   });
 }
+
+test('bad durations from the environment or a config file are refused like bad flags', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'relay-config-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'relay.json');
+  await writeFile(config, JSON.stringify({ 'dialback-timeout': 5_000_000 }));
+  for (const [program, args, env, expected] of [
+    ['relay', ['8080'], { RELAY_HANDSHAKE_TIMEOUT: '9999999' }, /--handshake-timeout must be from 0.001 to 2147483 seconds, got "9999999"/],
+    ['relay', ['8080', '--config', config], {}, /--dialback-timeout must be from 0.001 to 2147483 seconds, got "5000000"/],
+    ['expose', ['localhost', '8080', '80'], { RELAY_DRAIN_TIMEOUT: '2147484' }, /--drain-timeout must be from 0 to 2147483 seconds/],
+  ] as const) {
+    const outcome = await runProgram(program, [...args], env);
+    assert.equal(outcome.code, 2, outcome.stderr);
+    assert.equal(outcome.stderr.trimEnd().split('\n').length, 1, outcome.stderr);
+    assert.match(outcome.stderr, expected);
+  }
+});
+
+test('bad command line: a --tls-key that is not PEM, or not the key of --tls-cert, is a usage error naming the file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'relay-pem-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pair = (name: string): { cert: string; key: string } => {
+    const cert = path.join(dir, `${name}.crt`);
+    const key = path.join(dir, `${name}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    return { cert, key };
+  };
+  const a = pair('a');
+  const b = pair('b');
+  for (const [key, expected] of [
+    [NOT_PEM, /--tls-key \S+package\.json is not an unencrypted PEM private key/],
+    [b.key, /--tls-key \S+b\.key does not go with --tls-cert \S+a\.crt/],
+  ] as const) {
+    const outcome = await runProgram('relay', ['8080', '--tls-cert', a.cert, '--tls-key', key]);
+    assert.equal(outcome.code, 2, outcome.stderr);
+    assert.equal(outcome.stderr.trimEnd().split('\n').length, 1, outcome.stderr);
+    assert.match(outcome.stderr, expected);
+  }
+});
 
 for (const program of ['relay', 'echoserver', 'expose']) {
   test(`--help: ${program} prints usage with examples and exits 0`, async () => {

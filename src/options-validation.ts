@@ -1,0 +1,118 @@
+/**
+ * The one place every limit and duration is checked, whether it comes from a command
+ * line, the environment, a config file or a library caller, so a value the code cannot
+ * honour is refused with one clear line instead of misbehaving later.
+ */
+import { createSecureContext } from 'node:tls';
+import type { RelayClientOptions } from './client/tunnel.js';
+import type { RelayOptions, RelayTunable } from './config.js';
+import { UsageError } from './errors.js';
+
+/** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** A limit (a whole number) or a duration (ms in the library, seconds on the command line). */
+export interface Rule {
+  flag: string;
+  kind: 'count' | 'duration';
+  min: number;
+  max: number;
+}
+
+const count = (flag: string, min: number, max = Number.MAX_SAFE_INTEGER): Rule => ({ flag, kind: 'count', min, max });
+const duration = (flag: string, minMs: number, maxMs = MAX_TIMER_MS): Rule => ({ flag, kind: 'duration', min: minMs, max: maxMs });
+
+/** The relay's tunables, keyed by option, each with the flag that sets it. */
+export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
+  maxServices: count('--max-services', 1),
+  maxClientsPerService: count('--max-clients', 1),
+  maxPendingPerService: count('--max-pending', 1),
+  maxWarmPerService: count('--max-warm', 0),
+  handshakeTimeoutMs: duration('--handshake-timeout', 1),
+  dialbackTimeoutMs: duration('--dialback-timeout', 1),
+  heartbeatMs: duration('--heartbeat', 10, 3_600_000),
+  resumeGraceMs: duration('--resume-grace', 0),
+  drainTimeoutMs: duration('--drain-timeout', 0),
+  holdTimeoutMs: duration('--hold-timeout', 1),
+};
+
+/** The service programs' own tunables. */
+export const SERVICE_RULES = {
+  prewarm: count('--prewarm', 0, 1000),
+  drainTimeoutMs: duration('--drain-timeout', 0),
+} as const;
+
+/** Library-only timeouts, named by the option that holds them. */
+const TIMEOUT = duration('', 1);
+
+const seconds = (ms: number): string => String(ms >= 1000 ? Math.floor(ms / 1000) : ms / 1000);
+const upTo = (max: number): string => (max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`);
+
+/**
+ * A flag's value (seconds for a duration) as the number the code uses (ms for a
+ * duration), or a UsageError naming the flag and its range.
+ */
+export function flagValue(rule: Rule, raw: unknown): number {
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  if (rule.kind === 'count') {
+    if (Number.isInteger(n) && n >= rule.min && n <= rule.max) return n;
+    throw new UsageError(`${rule.flag} must be a whole number from ${rule.min}${upTo(rule.max)}, got "${String(raw)}"`);
+  }
+  const ms = Math.round(n * 1000);
+  if (Number.isFinite(n) && ms >= rule.min && ms <= rule.max) return ms;
+  throw new UsageError(`${rule.flag} must be from ${seconds(rule.min)} to ${seconds(rule.max)} seconds, got "${String(raw)}"`);
+}
+
+/** Throws a UsageError naming the option unless its value (ms for a duration) keeps the rule. */
+export function checkOption(name: string, rule: Rule, value: unknown): void {
+  const n = value as number;
+  const ok = typeof value === 'number' && (rule.kind === 'count' ? Number.isInteger(n) : Number.isFinite(n)) && n >= rule.min && n <= rule.max;
+  if (!ok) {
+    const unit = rule.kind === 'count' ? 'a whole number' : 'a number of milliseconds';
+    throw new UsageError(`${name} must be ${unit} from ${rule.min}${upTo(rule.max)}, got ${String(value)}`);
+  }
+}
+
+function checkPort(name: string, value: unknown, min: number): void {
+  checkOption(name, count(name, min, 65535), value);
+}
+
+/** Checks a relay's options (defaults already applied); throws a UsageError naming the first bad one. */
+export function validateRelayOptions(options: RelayOptions): RelayOptions {
+  checkPort('port', options.port, 0);
+  if (options.dataPort !== undefined) checkPort('dataPort', options.dataPort, 0);
+  for (const [key, rule] of Object.entries(RELAY_RULES) as [RelayTunable, Rule][]) checkOption(key, rule, options[key]);
+  const { ports } = options;
+  if (ports === undefined) {
+    if (options.port === 0) throw new UsageError('ports is required with port 0: the public ports cannot follow a port not yet chosen');
+    if (options.port === 65535) throw new UsageError('ports is required with port 65535: no port follows it');
+  } else {
+    checkPort('ports.first', ports.first, 1);
+    checkPort('ports.last', ports.last, 1);
+    if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
+  }
+  if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
+  if (options.tls !== undefined) {
+    try {
+      createSecureContext(options.tls);
+    } catch (err) {
+      throw new UsageError(`tls.cert and tls.key are not a usable PEM certificate and key (${(err as Error).message})`, { cause: err });
+    }
+  }
+  return options;
+}
+
+/** Checks listenViaRelay's options; throws a UsageError naming the first bad one. */
+export function validateClientOptions(options: RelayClientOptions): void {
+  if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
+  checkPort('port', options.port, 1);
+  if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
+  if (options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
+  if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
+  const backoff = options.backoff ?? {};
+  if (backoff.initialMs !== undefined) checkOption('backoff.initialMs', TIMEOUT, backoff.initialMs);
+  if (backoff.maxMs !== undefined) checkOption('backoff.maxMs', TIMEOUT, backoff.maxMs);
+  if (backoff.jitter !== undefined && !(backoff.jitter >= 0 && backoff.jitter <= 1)) {
+    throw new UsageError(`backoff.jitter must be a fraction from 0 to 1, got ${String(backoff.jitter)}`);
+  }
+}
