@@ -12,6 +12,7 @@ import { DialbackRegistry } from './dialbacks.js';
 import { FileLeaseStore } from './file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { OpenTunnels } from './open-tunnels.js';
+import { ProbeTokens } from './probes.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
 import type { ServiceSession } from './service-session.js';
@@ -57,6 +58,7 @@ export class Relay implements RegistrarHost {
   readonly clock: Clock;
   readonly stats = new RelayStats();
   readonly dialbacks: DialbackRegistry<ServiceSession>;
+  readonly probes: ProbeTokens;
   readonly #registrar: Registrar;
   readonly #leaseStore: LeaseStore;
   readonly #refusalLog: RefusalLog;
@@ -75,6 +77,7 @@ export class Relay implements RegistrarHost {
     this.#refusalLog = new RefusalLog(log);
     this.#tunnels = new OpenTunnels(this.stats);
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), this.clock);
+    this.probes = new ProbeTokens(this.clock, this.options.dialbackTimeoutMs);
     const stateFile = this.options.stateFile;
     const store =
       parts.leaseStore ??
@@ -101,6 +104,11 @@ export class Relay implements RegistrarHost {
 
   get serviceCount(): number {
     return this.#registrar.services.size;
+  }
+
+  /** The registered services now, for status pages and tests. */
+  get services(): ReadonlySet<ServiceSession> {
+    return this.#registrar.services;
   }
 
   get shuttingDown(): boolean {
@@ -219,6 +227,7 @@ export class Relay implements RegistrarHost {
   #dialedBack(socket: Socket, token: string, head: Buffer): void {
     const entry = this.dialbacks.take(token);
     if (entry === undefined) {
+      if (this.probes.answer(token, socket)) return;
       return this.#refuse(socket, 'bad-token', 'unknown, used or expired token', socket.remoteAddress);
     }
     entry.owner.dialedBack(entry, socket, head);
