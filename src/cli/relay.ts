@@ -86,7 +86,7 @@ async function main(): Promise<void> {
       resumeGraceMs: seconds('--resume-grace', args.resumeGrace),
       drainTimeoutMs: seconds('--drain-timeout', args.drainTimeout),
       holdTimeoutMs: seconds('--hold-timeout', args.holdTimeout),
-      probeIntervalMs: args.probe === 0 ? 0 : seconds('--probe', args.probe),
+      probeIntervalMs: args.probe === 0 ? 0 : seconds('--probe (0 = off)', args.probe),
       ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');

@@ -31,6 +31,7 @@ const usageCases: [string, string[], RegExp][] = [
   ['relay', ['8080', '--ports', '9100-9000'], /--ports start 9100 is above its end 9000/],
   ['relay', ['8080', '--dialback-timeout', '-1'], /--dialback-timeout must be a positive number/],
   ['relay', ['8080', '--heartbeat', '0.0001'], /--heartbeat must be from 0.01 to 3600 seconds/],
+  ['relay', ['8080', '--probe', '-1'], /--probe \(0 = off\) must be a positive number, got "-1"/],
   ['relay', ['8080', '--public-host', 'relay/x'], /--public-host must be a host name or address/],
   ['relay', ['0'], /PORT 0 \(any free port\) needs --ports/],
   ['relay', ['8080', '--tls-cert', 'cert.pem'], /--tls-cert and --tls-key go together/],
