@@ -40,6 +40,8 @@ export interface RelayOptions {
   drainTimeoutMs: number;
   /** How long a public client waits at the door of a service that is away before it is reset. */
   holdTimeoutMs: number;
+  /** Interval of end-to-end probes of services that listed `probe`; 0 turns them off. */
+  probeIntervalMs: number;
   /** Where leases are kept across restarts (`--state`); none when undefined. */
   stateFile?: string;
 }
@@ -57,6 +59,7 @@ export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   resumeGraceMs: 60_000,
   drainTimeoutMs: 10_000,
   holdTimeoutMs: 10_000,
+  probeIntervalMs: 30_000,
 };
 
 /** A peer is declared dead after this many heartbeat intervals of silence. */

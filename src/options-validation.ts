@@ -34,6 +34,7 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
   resumeGraceMs: duration('--resume-grace', 0),
   drainTimeoutMs: duration('--drain-timeout', 0),
   holdTimeoutMs: duration('--hold-timeout', 1),
+  probeIntervalMs: duration('--probe', 0),
 };
 
 /** The service programs' own tunables. */

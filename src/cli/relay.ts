@@ -43,6 +43,7 @@ const parser = withLogOptions(
     .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
     .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
     .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
+    .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
     .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
     .config('config', 'JSON file of options (keys as the long flags)')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
@@ -79,6 +80,7 @@ async function main(): Promise<void> {
       resumeGraceMs: flagValue(RELAY_RULES.resumeGraceMs, args.resumeGrace),
       drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
       holdTimeoutMs: flagValue(RELAY_RULES.holdTimeoutMs, args.holdTimeout),
+      probeIntervalMs: flagValue(RELAY_RULES.probeIntervalMs, args.probe),
       ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { ignoreSocketError } from '../net/ignore-error.js';
-import { readFirstLine } from '../net/lines.js';
+import { readFirstLine, type FirstLine } from '../net/lines.js';
 import { formatMessage, type ServiceMessage } from '../protocol/messages.js';
 
 import { dialRelay, type RelayEndpoint } from './transport.js';
@@ -24,6 +24,22 @@ export function relayInfo(socket: Socket): RelayedClientInfo | undefined {
   return infoBySocket.get(socket);
 }
 
+/** Opens a data connection, presents `first`, and reads the relay's answer to it. */
+export async function presentToken(
+  relay: RelayEndpoint,
+  first: ServiceMessage & { kind: 'DATA' | 'IDLE' },
+  timeoutMs: number | undefined,
+  onSocket?: (socket: Socket) => void,
+): Promise<{ socket: Socket; reply: FirstLine }> {
+  const socket = dialRelay(relay, true);
+  onSocket?.(socket);
+  // Stays for the socket's life: a reset must never crash a program that did not
+  // attach its own 'error' listener (its own listeners still see every error).
+  socket.on('error', ignoreSocketError);
+  socket.write(formatMessage(first));
+  return { socket, reply: await readFirstLine(socket, timeoutMs) };
+}
+
 /**
  * Opens a data connection and waits for the relay's CLIENT line; from the byte after
  * it, the socket is the public client. `first` is DATA (answering CONNECT) or IDLE (a
@@ -37,13 +53,7 @@ export async function openDataConnection(
   onRefused: (reason: string) => void,
   onSocket?: (socket: Socket) => void,
 ): Promise<Socket | undefined> {
-  const socket = dialRelay(relay, true);
-  onSocket?.(socket);
-  // Stays for the socket's life: a reset must never crash a program that did not
-  // attach its own 'error' listener (its own listeners still see every error).
-  socket.on('error', ignoreSocketError);
-  socket.write(formatMessage(first));
-  const reply = await readFirstLine(socket, timeoutMs);
+  const { socket, reply } = await presentToken(relay, first, timeoutMs, onSocket);
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {
     const reason = !reply.ok ? reply.reason : reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
     socket.destroy();

@@ -9,6 +9,7 @@ import { computeProof } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, joinHostPort, type Feature, type RelayMessage } from '../protocol/messages.js';
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
+import { ProbeAnswerer } from './probe.js';
 import { loadResumeKey } from './resume-file.js';
 import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 import { Timers } from './timers.js';
@@ -60,7 +61,7 @@ export interface CloseOptions {
 }
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
-const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded'];
+const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe'];
 
 /** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
 const LEAVE_LINGER_MS = 2_000;
@@ -100,6 +101,7 @@ export class RelayTunnel extends EventEmitter {
   readonly #timers = new Timers();
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
+  readonly #probes: ProbeAnswerer;
   #closed = false;
   /** Why the relay refused for good, for established() calls that come after. */
   #refusal: Error | undefined;
@@ -110,6 +112,7 @@ export class RelayTunnel extends EventEmitter {
     this.#target = target;
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
+    this.#probes = new ProbeAnswerer(this.#log, options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs);
     if (options.resumeFile !== undefined) this.#resume = loadResumeKey(options.resumeFile);
     this.#connect();
   }
@@ -225,6 +228,9 @@ export class RelayTunnel extends EventEmitter {
         return undefined;
       case 'PING':
         sendMessage(socket, { kind: 'PONG' });
+        return undefined;
+      case 'PROBE':
+        this.#probes.answer(this.#dataEndpoint(), msg.token);
         return undefined;
       case 'SHUTDOWN':
         socket.destroy();

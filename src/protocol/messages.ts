@@ -35,6 +35,7 @@ export const FEATURES = [
   'rejoin', // relay -> service REJOIN: register again now (the relay is being upgraded)
   'leave', // service -> relay LEAVE: this service is gone for good; free its port now
   'superseded', // relay -> service ERR superseded: another process took over this resume key
+  'probe', // relay -> service PROBE: dial back with this token to prove the data path works
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
@@ -76,6 +77,10 @@ export type RelayMessage =
   | { kind: 'SHUTDOWN' }
   /** Only with feature `rejoin`: register again at once, with the same resume key. */
   | { kind: 'REJOIN' }
+  /** Only with feature `probe`: dial back with `DATA <token>`; no client comes of it. */
+  | { kind: 'PROBE'; token: string }
+  /** On a data connection that presented a probe token: the data path works; the relay closes. */
+  | { kind: 'PROBED' }
   /** A refusal; the sender closes the connection after it. */
   | { kind: 'ERR'; code: ErrorCode; text: string };
 
@@ -236,7 +241,8 @@ export function parseLine(line: string): ParseResult {
       return { ok: true, msg: verb === 'AUTH' ? { kind: 'AUTH', nonce: value } : { kind: 'PROOF', mac: value } };
     }
     case 'DATA':
-    case 'IDLE': {
+    case 'IDLE':
+    case 'PROBE': {
       const token = words[1];
       if (argCount !== 1 || token === undefined || !TOKEN.test(token)) {
         return fail('bad-line', `${verb} needs a token of 32 hex digits`);
@@ -268,6 +274,7 @@ export function parseLine(line: string): ParseResult {
     case 'SHUTDOWN':
     case 'LEAVE':
     case 'REJOIN':
+    case 'PROBED':
       if (argCount !== 0) return fail('bad-line', `${verb} takes no arguments`);
       return { ok: true, msg: { kind: verb } };
     case 'ERR': {
@@ -305,6 +312,7 @@ export function formatMessage(msg: Message): string {
       return `PROOF ${msg.mac}\n`;
     case 'DATA':
     case 'IDLE':
+    case 'PROBE':
       return `${msg.kind} ${msg.token}\n`;
     case 'CONNECT':
       return `CONNECT ${msg.token} ${msg.clientAddress} ${msg.clientPort}\n`;
@@ -315,6 +323,7 @@ export function formatMessage(msg: Message): string {
     case 'SHUTDOWN':
     case 'LEAVE':
     case 'REJOIN':
+    case 'PROBED':
       return `${msg.kind}\n`;
     case 'ERR': {
       // The text is for people; keep the line valid, and within the cap, whatever it was given.

@@ -27,6 +27,8 @@ export function renderMetrics(stats: RelayStats): string {
     ['relay_warm_connections', 'Prewarmed data connections parked, waiting for a public client.', 'gauge', stats.warmIdle],
     ['relay_clients_held', 'Public clients waiting at the door of a service that is away (within its grace).', 'gauge', stats.clientsHeld],
     ['relay_reservations_evicted_total', 'Reservations of departed services released early because a new service found no free port.', 'counter', stats.reservationsEvicted],
+    ['relay_service_probe_failures_total', 'End-to-end probes of services (PROBE, then a dial-back) that got no dial-back in time.', 'counter', stats.probeFailures],
+    ['relay_services_probe_failing', 'Services whose latest end-to-end probe failed.', 'gauge', stats.servicesProbeFailing],
     ['relay_state_write_errors_total', 'Failed writes of the --state file.', 'counter', stats.stateWriteErrors],
     ['relay_tunnels_opened_total', 'Tunnels opened since start.', 'counter', stats.tunnelsOpened],
     ['relay_client_bytes_received_total', 'Bytes from public clients to services, open tunnels included.', 'counter', stats.bytesFromClients],
@@ -43,15 +45,20 @@ export function renderMetrics(stats: RelayStats): string {
   lines.push('# HELP relay_refusals_total Connections refused, by reason.', '# TYPE relay_refusals_total counter');
   for (const [reason, count] of stats.refusals) lines.push(`relay_refusals_total{reason="${reason}"} ${count}`);
 
-  const histogram = 'relay_dialback_seconds';
-  lines.push(`# HELP ${histogram} Time from a public client's arrival to its service's data connection.`, `# TYPE ${histogram} histogram`);
-  let cumulative = 0;
-  stats.dialbackBuckets.forEach((bound, i) => {
-    cumulative += stats.dialbackCounts[i] ?? 0;
-    lines.push(`${histogram}_bucket{le="${bound}"} ${cumulative}`);
-  });
-  lines.push(`${histogram}_bucket{le="+Inf"} ${stats.dialbackCount}`, `${histogram}_sum ${stats.dialbackSumSeconds}`, `${histogram}_count ${stats.dialbackCount}`);
+  const buckets = stats.dialbackBuckets;
+  histogram(lines, 'relay_dialback_seconds', "Time from a public client's arrival to its service's data connection.", buckets, stats.dialbackCounts, stats.dialbackCount, stats.dialbackSumSeconds);
+  histogram(lines, 'relay_service_probe_seconds', 'Time from PROBE to the dial-back, for end-to-end probes that succeeded (all services).', buckets, stats.probeCounts, stats.probeCount, stats.probeSumSeconds);
   return lines.join('\n') + '\n';
+}
+
+function histogram(lines: string[], name: string, help: string, bounds: readonly number[], counts: number[], count: number, sum: number): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+  let cumulative = 0;
+  bounds.forEach((bound, i) => {
+    cumulative += counts[i] ?? 0;
+    lines.push(`${name}_bucket{le="${bound}"} ${cumulative}`);
+  });
+  lines.push(`${name}_bucket{le="+Inf"} ${count}`, `${name}_sum ${sum}`, `${name}_count ${count}`);
 }
 
 /**

@@ -9,6 +9,7 @@ import { plainAddress } from './client-address.js';
 import type { DialbackRegistry } from './dialbacks.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { PortPool, type ReservationEnd } from './port-pool.js';
+import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
 import { ServiceSession, type SessionHost } from './service-session.js';
 import type { RelayStats } from './stats.js';
@@ -22,6 +23,7 @@ export interface RegistrarHost {
   readonly clock: Clock;
   readonly options: RelayOptions;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
+  readonly probes: ProbeTokens;
   readonly dataPort: number;
   readonly shuttingDown: boolean;
   /** Reads the next line of a connection that is still in its handshake (bounded, evictable). */
@@ -72,6 +74,9 @@ export class Registrar implements SessionHost {
   }
   get dialbacks(): DialbackRegistry<ServiceSession> {
     return this.#host.dialbacks;
+  }
+  get probes(): ProbeTokens {
+    return this.#host.probes;
   }
   get portRange(): { first: number; last: number } {
     return this.#ports.range;

@@ -13,6 +13,7 @@ import { DialbackRegistry } from './dialbacks.js';
 import { FileLeaseStore } from './file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { OpenTunnels } from './open-tunnels.js';
+import { ProbeTokens } from './probes.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
 import type { ServiceSession } from './service-session.js';
@@ -58,6 +59,7 @@ export class Relay implements RegistrarHost {
   readonly clock: Clock;
   readonly stats = new RelayStats();
   readonly dialbacks: DialbackRegistry<ServiceSession>;
+  readonly probes: ProbeTokens;
   readonly #registrar: Registrar;
   readonly #leaseStore: LeaseStore;
   readonly #refusalLog: RefusalLog;
@@ -76,6 +78,7 @@ export class Relay implements RegistrarHost {
     this.#refusalLog = new RefusalLog(log);
     this.#tunnels = new OpenTunnels(this.stats);
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), this.clock);
+    this.probes = new ProbeTokens(this.clock, this.options.dialbackTimeoutMs);
     const stateFile = this.options.stateFile;
     const store =
       parts.leaseStore ??
@@ -102,6 +105,11 @@ export class Relay implements RegistrarHost {
 
   get serviceCount(): number {
     return this.#registrar.services.size;
+  }
+
+  /** The registered services now, for status pages and tests. */
+  get services(): ReadonlySet<ServiceSession> {
+    return this.#registrar.services;
   }
 
   get shuttingDown(): boolean {
@@ -220,6 +228,7 @@ export class Relay implements RegistrarHost {
   #dialedBack(socket: Socket, token: string, head: Buffer): void {
     const entry = this.dialbacks.take(token);
     if (entry === undefined) {
+      if (this.probes.answer(token, socket)) return;
       return this.#refuse(socket, 'bad-token', 'unknown, used or expired token', socket.remoteAddress);
     }
     entry.owner.dialedBack(entry, socket, head);

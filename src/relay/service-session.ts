@@ -7,6 +7,7 @@ import { resetSocket } from '../net/splice.js';
 import type { Feature, Message } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
+import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
 import type { RelayStats } from './stats.js';
 
@@ -19,7 +20,8 @@ export interface SessionHost {
   readonly stats: RelayStats;
   readonly clock: Clock;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
-  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs'>;
+  readonly probes: ProbeTokens;
+  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs' | 'probeIntervalMs'>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
   sessionClosed(session: ServiceSession): void;
@@ -62,6 +64,7 @@ export class ServiceSession implements DoorOwner {
   #lastHeard: number;
   #heartbeat: Timer | undefined;
   #departure: Departure | undefined;
+  #prober: ServiceProber | undefined;
 
   constructor(host: SessionHost, identity: SessionIdentity, control: Socket, door: PublicDoor) {
     this.id = identity.id;
@@ -89,6 +92,11 @@ export class ServiceSession implements DoorOwner {
     return this.#pending.size;
   }
 
+  /** What the end-to-end probes say of this service's data path (docs/protocol.md, probes). */
+  get probe(): ProbeStatus {
+    return this.#prober?.status ?? NOT_PROBED;
+  }
+
   /** Sends OK and starts serving: control lines, heartbeat, then the clients at the door. */
   start(ok: Message, head: Buffer): void {
     sendMessage(this.#control, ok);
@@ -103,6 +111,7 @@ export class ServiceSession implements DoorOwner {
       (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
     this.#scheduleHeartbeat();
+    this.#prober = startProber(this.#host, this.features, this.log, (token) => this.#sendControl({ kind: 'PROBE', token }));
     this.#door.open(this);
   }
 
@@ -253,6 +262,7 @@ export class ServiceSession implements DoorOwner {
     if (this.closed) return;
     this.#departure = departure;
     this.#host.clock.clearTimeout(this.#heartbeat);
+    this.#prober?.stop();
     this.#door.vacate(this);
     for (const token of this.#pending) {
       const client = this.#host.dialbacks.take(token)?.client;

@@ -25,6 +25,14 @@ export class RelayStats {
   readonly dialbackCounts: number[] = new Array<number>(this.dialbackBuckets.length).fill(0);
   dialbackCount = 0;
   dialbackSumSeconds = 0;
+  /** End-to-end probes (PROBE to dial-back) that succeeded, by latency; same buckets as dial-backs. */
+  readonly probeCounts: number[] = new Array<number>(this.dialbackBuckets.length).fill(0);
+  probeCount = 0;
+  probeSumSeconds = 0;
+  /** Probes that got no dial-back in time, over all services. */
+  probeFailures = 0;
+  /** Services whose latest probe failed, now. */
+  servicesProbeFailing = 0;
 
   get bytesFromClients(): number {
     let total = this.#closedFromClients;
@@ -58,7 +66,17 @@ export class RelayStats {
   observeDialback(seconds: number): void {
     this.dialbackCount++;
     this.dialbackSumSeconds += seconds;
+    this.#count(this.dialbackCounts, seconds);
+  }
+
+  observeProbe(seconds: number): void {
+    this.probeCount++;
+    this.probeSumSeconds += seconds;
+    this.#count(this.probeCounts, seconds);
+  }
+
+  #count(counts: number[], seconds: number): void {
     const index = this.dialbackBuckets.findIndex((bound) => seconds <= bound);
-    if (index >= 0) this.dialbackCounts[index]! += 1;
+    if (index >= 0) counts[index]! += 1;
   }
 }

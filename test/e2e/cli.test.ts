@@ -41,6 +41,7 @@ const usageCases: [string, string[], RegExp][] = [
   ['relay', ['8080', '--max-services', '0'], /--max-services must be a whole number from 1 up, got "0"/],
   ['echoserver', ['localhost', '8080', '--drain-timeout', '3000000'], /--drain-timeout must be from 0 to 2147483 seconds/],
   ['expose', ['localhost', '8080', '80', '--prewarm', '1001'], /--prewarm must be a whole number from 0 to 1000/],
+  ['relay', ['8080', '--probe', '-1'], /--probe must be from 0 to 2147483 seconds, got "-1"/],
   ['relay', ['8080', '--public-host', 'relay/x'], /--public-host must be a host name or address/],
   ['relay', ['0'], /PORT 0 \(any free port\) needs --ports/],
   ['relay', ['8080', '--tls-cert', 'cert.pem'], /--tls-cert and --tls-key go together/],

@@ -5,7 +5,7 @@ import { formatMessage, parseLine } from '../../src/protocol/messages.js';
 const KEY = '0123456789abcdef0123456789abcdef';
 
 test('feature negotiation: a HELLO lists features; names this side does not know are dropped, not refused', () => {
-  const parsed = parseLine(`HELLO 1 resume=${KEY} feat=probe,leave,rejoin,some-future-thing`);
+  const parsed = parseLine(`HELLO 1 resume=${KEY} feat=mirror,leave,rejoin,some-future-thing`);
   assert.ok(parsed.ok);
   assert.deepEqual(parsed.msg, { kind: 'HELLO', version: 1, resume: KEY, features: ['rejoin', 'leave'] });
 });

@@ -22,7 +22,7 @@ test('every message kind survives format then parse unchanged', () => {
     assert.ok(Buffer.byteLength(line) <= MAX_LINE_BYTES);
     assert.deepEqual(parsed(withoutLf(line)), msg);
   }
-  const allKinds = ['HELLO', 'PROOF', 'PONG', 'LEAVE', 'DATA', 'IDLE', 'AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'SHUTDOWN', 'REJOIN', 'ERR'];
+  const allKinds = ['HELLO', 'PROOF', 'PONG', 'LEAVE', 'DATA', 'IDLE', 'AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'SHUTDOWN', 'REJOIN', 'PROBE', 'PROBED', 'ERR'];
   assert.deepEqual([...kinds].sort(), allKinds.sort());
 });
 
