@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { resetSocket, splice } from '../net/splice.js';
+import type { Overview, TunnelOwner } from './overview.js';
 import { clientAddressOf } from './service-session.js';
 import type { RelayStats } from './stats.js';
 
@@ -12,37 +13,37 @@ import type { RelayStats } from './stats.js';
  */
 export class OpenTunnels {
   readonly #stats: RelayStats;
+  readonly #overview: Overview;
   readonly #sockets = new Set<Socket>();
   #onEmpty: (() => void) | undefined;
 
-  constructor(stats: RelayStats) {
+  constructor(stats: RelayStats, overview: Overview) {
     this.#stats = stats;
+    this.#overview = overview;
   }
 
-  open(log: Logger, client: Socket, data: Socket, head: Buffer): void {
+  open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
     this.#sockets.add(client);
     this.#sockets.add(data);
-    const counts = { a: 0, b: 0 };
-    this.#stats.tunnelOpened(counts);
+    this.#stats.tunnelOpened();
+    const totals = [this.#stats.bytes, ...this.#overview.tunnelOpened(owner)];
     const from = clientAddressOf(client);
-    void splice(client, data, { headFromB: head, counts }).then((result) => {
+    void splice(client, data, { headFromB: head, totals }).then((result) => {
       this.#sockets.delete(client);
       this.#sockets.delete(data);
-      this.#stats.tunnelClosed(counts);
+      this.#stats.tunnelClosed();
       if (this.#sockets.size === 0) this.#onEmpty?.();
-      if (!log.isLevelEnabled('info')) return;
-      log.info(
-        {
-          client: from === undefined ? undefined : `${from.address}:${from.port}`,
-          bytesFromClient: result.bytesAToB,
-          bytesToClient: result.bytesBToA,
-          durationMs: result.durationMs,
-          closedBy: result.closedFirst === 'a' ? 'client' : 'service',
-          outcome: result.outcome,
-          ...(result.error === undefined ? {} : { error: result.error }),
-        },
-        'tunnel closed',
-      );
+      const closed = {
+        client: from === undefined ? undefined : `${from.address}:${from.port}`,
+        bytesFromClient: result.bytesAToB,
+        bytesToClient: result.bytesBToA,
+        durationMs: result.durationMs,
+        closedBy: result.closedFirst === 'a' ? 'client' : 'service',
+        outcome: result.outcome,
+        ...(result.error === undefined ? {} : { error: result.error }),
+      } as const;
+      this.#overview.tunnelClosed(owner, closed);
+      log.info(closed, 'tunnel closed');
     });
   }
 

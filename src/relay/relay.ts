@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION, formatMessage, type ErrorCode, type ServiceMessage } 
 import { DialbackRegistry } from './dialbacks.js';
 import { PortPool } from './port-pool.js';
 import { OpenTunnels } from './open-tunnels.js';
+import { Overview } from './overview.js';
 import { RefusalLog } from './refusal-log.js';
 import { ServiceSession, plainAddress, type SessionHost } from './service-session.js';
 import { RelayStats } from './stats.js';
@@ -43,6 +44,8 @@ export class Relay implements SessionHost {
   readonly options: RelayOptions;
   readonly log: Logger;
   readonly stats = new RelayStats();
+  /** What the dashboard shows; fed below as services, tunnels and refusals come and go. */
+  readonly overview = new Overview(this.stats.bytes);
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly #ports: PortPool;
   readonly #refusalLog: RefusalLog;
@@ -63,7 +66,7 @@ export class Relay implements SessionHost {
     this.options = { ...RELAY_DEFAULTS, ...options };
     this.log = log;
     this.#refusalLog = new RefusalLog(log);
-    this.#tunnels = new OpenTunnels(this.stats);
+    this.#tunnels = new OpenTunnels(this.stats, this.overview);
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 });
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry));
   }
@@ -229,6 +232,7 @@ export class Relay implements SessionHost {
     this.stats.servicesRegistered++;
     const host = this.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port }, 'service registered');
+    this.overview.serviceRegistered(session, host, claimed.port);
     session.start(
       {
         kind: 'OK',
@@ -298,12 +302,13 @@ export class Relay implements SessionHost {
   }
 
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void {
-    this.#tunnels.open(session.log, client, data, head);
+    this.#tunnels.open(session.log, session, client, data, head);
   }
 
   /** Counts a refusal for metrics and logs it, within the log's rate limit. */
   refused(reason: string, fields: Record<string, unknown>, message: string, log: Logger = this.log): void {
     this.stats.refused(reason);
+    this.overview.refused(reason, fields, message);
     this.#refusalLog.warn(reason, fields, message, log);
   }
 
@@ -312,6 +317,7 @@ export class Relay implements SessionHost {
     if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
     if (this.#byResume.get(session.resume) === session) this.#byResume.delete(session.resume);
     this.stats.servicesActive--;
+    this.overview.serviceLeft(session.id);
     // On shutdown no grace: the relay that restarts has forgotten every key anyway.
     this.#ports.release(session.port, session.resume, this.#shuttingDown ? 0 : this.options.resumeGraceMs);
   }

@@ -87,6 +87,11 @@ export class ServiceSession {
     return this.#closed;
   }
 
+  /** Public clients waiting for this service to dial back. */
+  get waiting(): number {
+    return this.#pending.size;
+  }
+
   /** Sends OK and starts serving: control lines, heartbeat, public clients. */
   start(ok: Message, head: Buffer): void {
     sendMessage(this.#control, ok);
