@@ -11,9 +11,8 @@ const parser = (argv: string[]) =>
   yargs(argv)
     .scriptName('relay status')
     .usage("$0 [options]\n\nPrints a running relay's overview (its services, tunnels and refusals) from its --metrics listener.")
-    .option('metrics', { type: 'string', default: DEFAULT_METRICS, describe: "Where the relay's --metrics listener is: HOST:PORT or PORT (also RELAY_METRICS)" })
-    .option('metrics-auth', { type: 'string', describe: "USER:PASS, when the relay has --metrics-auth (also RELAY_METRICS_AUTH)" })
-    .env('RELAY')
+    .option('metrics', { type: 'string', describe: `Where the relay's --metrics listener is: HOST:PORT or PORT (also RELAY_METRICS) [default: ${DEFAULT_METRICS}]` })
+    .option('metrics-auth', { type: 'string', describe: 'USER:PASS, when the relay has --metrics-auth (also RELAY_METRICS_AUTH)' })
     .example('$0 --metrics 127.0.0.1:9100', 'the relay started with --metrics 127.0.0.1:9100')
     .strict()
     .help()
@@ -51,13 +50,16 @@ async function fetchOverview(url: string, authorization: string | undefined): Pr
 /** `relay status`: the overview of a running relay, as tables on stdout. */
 export async function runStatus(argv: string[]): Promise<void> {
   const args = await parser(argv).parseAsync();
+  // Only these two variables: the relay's other RELAY_* settings (its secret) are not ours.
+  const metrics = args.metrics ?? process.env['RELAY_METRICS'] ?? DEFAULT_METRICS;
+  const auth = args.metricsAuth ?? process.env['RELAY_METRICS_AUTH'];
   let url: string;
   let authorization: string | undefined;
   try {
-    const where = parseListen('--metrics', args.metrics);
+    const where = parseListen('--metrics', metrics);
     url = `http://${joinHostPort(where.host, where.port)}/api/overview`;
-    if (args.metricsAuth !== undefined) {
-      const { user, password } = metricsAuthArg(args.metricsAuth);
+    if (auth !== undefined && auth !== '') {
+      const { user, password } = metricsAuthArg(auth);
       authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
     }
   } catch (err) {
