@@ -62,7 +62,7 @@ function portIsFree(port: number): Promise<boolean> {
  * A free port below the ephemeral range (32768+), so the bench's own outgoing
  * connections can never have taken it; `span` consecutive ports are free.
  */
-async function freePort(span = 1): Promise<number> {
+export async function freePort(span = 1): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20000 + Math.floor(Math.random() * 12000);
     let free = true;

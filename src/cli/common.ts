@@ -4,6 +4,8 @@ import { createSecureContext } from 'node:tls';
 import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
+import { splitHostPort } from '../protocol/messages.js';
+import { parseCredentials, type BasicCredentials } from '../relay/basic-auth.js';
 
 /** A TCP port from the command line, or a UsageError naming the flag. */
 export function portArg(name: string, value: unknown, allowZero = false): number {
@@ -106,4 +108,20 @@ export function onStopSignals(log: Logger, stop: () => Promise<void>, cut: () =>
   };
   process.on('SIGTERM', handler);
   process.on('SIGINT', handler);
+}
+
+/** `--metrics-auth USER:PASS`; the error never repeats the text, which holds a password. */
+export function metricsAuthArg(text: string): BasicCredentials {
+  const credentials = parseCredentials(text);
+  if (credentials === undefined) throw new UsageError('--metrics-auth must be USER:PASS with neither empty');
+  return credentials;
+}
+
+/** `HOST:PORT`, or `PORT` on 127.0.0.1; the listener's port may be 0. */
+export function parseListen(name: string, text: string): { host: string; port: number } {
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) return { host: '127.0.0.1', port: portArg(name, text, true) };
+  const host = splitHostPort(`${text.slice(0, colon)}:1`)?.host;
+  if (host === undefined) throw new UsageError(`${name} must be HOST:PORT or PORT, got "${text}"`);
+  return { host, port: portArg(name, text.slice(colon + 1), true) };
 }

@@ -4,11 +4,13 @@ import { RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js'
 import { UsageError } from '../errors.js';
 import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
-import { boundPort, serveMetrics } from '../relay/metrics.js';
+import type { BasicCredentials } from '../relay/basic-auth.js';
+import { boundPort, serveMonitor } from '../relay/monitor-http.js';
 import { Relay } from '../relay/relay.js';
 import { flagValue, RELAY_RULES } from '../options-validation.js';
 import { argvWithEnv } from './env-options.js';
-import { loggerFor, onStopSignals, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { runStatus } from './relay-status.js';
+import { loggerFor, metricsAuthArg, onStopSignals, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -32,7 +34,8 @@ const parser = withLogOptions(
     .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: TLS on the control and data ports (public ports stay plain)' })
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
-    .option('metrics', { type: 'string', describe: 'Serve Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
+    .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
+    .option('metrics-auth', { type: 'string', describe: 'USER:PASS: HTTP basic auth for the whole --metrics listener (also RELAY_METRICS_AUTH)' })
     .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
     .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: 'Open public clients per service' })
     .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: 'Clients waiting for a dial-back, per service' })
@@ -50,7 +53,8 @@ const parser = withLogOptions(
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
     .example('$0 8080 --state /var/lib/relay/leases.json', 'services get their ports back after a restart of the relay')
-    .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; Prometheus metrics on 9100')
+    .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; dashboard and metrics on 9100')
+    .example('$0 status --metrics 127.0.0.1:9100', "a running relay's services, tunnels and refusals as a table")
     .strict()
     .help()
     .version(false)
@@ -60,7 +64,7 @@ const parser = withLogOptions(
 async function main(): Promise<void> {
   const args = await parser.parseAsync(argvWithEnv(parser, ['port']));
   let options: RelayOptions;
-  let metrics: { host: string; port: number } | undefined;
+  let metrics: { host: string; port: number; auth?: BasicCredentials } | undefined;
   try {
     const port = portArg('PORT', args.port, true);
     options = {
@@ -94,6 +98,10 @@ async function main(): Promise<void> {
       options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
     }
     if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
+    if (args.metricsAuth !== undefined) {
+      if (metrics === undefined) throw new UsageError('--metrics-auth needs --metrics');
+      metrics.auth = metricsAuthArg(args.metricsAuth);
+    }
   } catch (err) {
     return usageFailure('relay', 'PORT')(undefined, err as Error);
   }
@@ -118,12 +126,14 @@ async function main(): Promise<void> {
   );
 }
 
-async function startMetrics(relay: Relay, where: { host: string; port: number }): Promise<Server> {
+async function startMetrics(relay: Relay, where: { host: string; port: number; auth?: BasicCredentials }): Promise<Server> {
   try {
-    const server = await serveMetrics(relay.stats, where.host, where.port, (err) =>
-      relay.refused('metrics', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'metrics listener error'),
-    );
-    relay.log.info({ metrics: `http://${joinHostPort(where.host, boundPort(server))}/metrics` }, 'metrics listening');
+    const server = await serveMonitor(relay, where.host, where.port, {
+      ...(where.auth === undefined ? {} : { auth: where.auth }),
+      onError: (err) => relay.refused('metrics', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'metrics listener error'),
+    });
+    const base = `http://${joinHostPort(where.host, boundPort(server))}`;
+    relay.log.info({ metrics: `${base}/metrics`, dashboard: `${base}/`, auth: where.auth !== undefined }, 'metrics listening');
     return server;
   } catch (err) {
     process.stderr.write(`relay: --metrics ${joinHostPort(where.host, where.port)} cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)})\n`);
@@ -131,12 +141,5 @@ async function startMetrics(relay: Relay, where: { host: string; port: number })
   }
 }
 
-function parseListen(name: string, text: string): { host: string; port: number } {
-  const colon = text.lastIndexOf(':');
-  if (colon < 0) return { host: '127.0.0.1', port: portArg(name, text, true) };
-  const host = splitHostPort(`${text.slice(0, colon)}:1`)?.host;
-  if (host === undefined) throw new UsageError(`${name} must be HOST:PORT or PORT, got "${text}"`);
-  return { host, port: portArg(name, text.slice(colon + 1), true) };
-}
-
-await main();
+if (process.argv[2] === 'status') await runStatus(process.argv.slice(3));
+else await main();

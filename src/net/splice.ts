@@ -23,6 +23,11 @@ export interface SpliceCounts {
 export interface SpliceOptions {
   /** Updated live, for whoever reports progress before the splice settles. */
   counts?: SpliceCounts;
+  /**
+   * Running totals this tunnel's bytes are also added to as they flow (its service's,
+   * the relay's), so a reader of totals never has to sum the open tunnels.
+   */
+  totals?: readonly SpliceCounts[];
   /** Bytes already read from a (a handshake reader's leftovers) to deliver to b first. */
   headFromA?: Buffer;
   headFromB?: Buffer;
@@ -44,6 +49,7 @@ export function resetSocket(socket: Socket): void {
 /** What both directions of one splice share. */
 interface Tunnel {
   counts: SpliceCounts;
+  totals: readonly SpliceCounts[];
   started: number;
   closedFirst: SpliceSide | undefined;
   outcome: SpliceResult['outcome'];
@@ -65,9 +71,14 @@ interface Side {
 const kSide = Symbol('splice side');
 type SplicedSocket = Socket & { [kSide]: Side };
 
+function count(tunnel: Tunnel, side: SpliceSide, bytes: number): void {
+  tunnel.counts[side] += bytes;
+  for (const totals of tunnel.totals) totals[side] += bytes;
+}
+
 function onData(this: SplicedSocket, chunk: Buffer): void {
   const { side, peer, tunnel } = this[kSide];
-  tunnel.counts[side] += chunk.length;
+  count(tunnel, side, chunk.length);
   if (!peer.write(chunk)) this.pause();
 }
 
@@ -123,9 +134,9 @@ function attach(socket: Socket, side: Side): void {
   spliced.on('close', onClose);
 }
 
-function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, counts: SpliceCounts, side: SpliceSide): void {
+function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, tunnel: Tunnel, side: SpliceSide): void {
   if (head !== undefined && head.length > 0) {
-    counts[side] += head.length;
+    count(tunnel, side, head.length);
     // A head that filled the other side's buffer keeps its sender paused until 'drain'.
     if (!to.write(head)) return;
   }
@@ -152,14 +163,14 @@ export function splice(a: Socket, b: Socket, options: SpliceOptions = {}): Promi
       settle({ bytesAToB: 0, bytesBToA: 0, durationMs: 0, closedFirst: a.closed ? 'a' : 'b', outcome: 'destroyed' });
       return;
     }
-    const tunnel: Tunnel = { counts, started: performance.now(), closedFirst: undefined, outcome: 'end', error: undefined, openSides: 2, settle };
+    const tunnel: Tunnel = { counts, totals: options.totals ?? [], started: performance.now(), closedFirst: undefined, outcome: 'end', error: undefined, openSides: 2, settle };
     // Paused explicitly, so attaching 'data' does not start the flow before a head is written.
     a.pause();
     b.pause();
     attach(a, { side: 'a', peer: b, tunnel });
     attach(b, { side: 'b', peer: a, tunnel });
     // Either socket may have been paused while its handshake was read.
-    startFlowing(a, b, options.headFromA, counts, 'a');
-    startFlowing(b, a, options.headFromB, counts, 'b');
+    startFlowing(a, b, options.headFromA, tunnel, 'a');
+    startFlowing(b, a, options.headFromB, tunnel, 'b');
   });
 }

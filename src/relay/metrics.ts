@@ -1,20 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { openFileDescriptors, startedAt } from './process-figures.js';
 import type { RelayStats } from './stats.js';
 
-const startedAt = Date.now() / 1000;
-
 type Sample = [name: string, help: string, type: 'counter' | 'gauge', value: number];
-
-function openFileDescriptors(): number {
-  try {
-    return readdirSync('/proc/self/fd').length;
-  } catch {
-    return Number.NaN; // not Linux: reported as NaN, which Prometheus accepts
-  }
-}
 
 /** The relay's figures in Prometheus text exposition format, version 0.0.4. */
 export function renderMetrics(stats: RelayStats): string {
@@ -61,30 +48,3 @@ function histogram(lines: string[], name: string, help: string, bounds: readonly
   lines.push(`${name}_bucket{le="+Inf"} ${count}`, `${name}_sum ${sum}`, `${name}_count ${count}`);
 }
 
-/**
- * Serves /metrics and /healthz; everything else is 404. Errors after the listener is up
- * (an accept that fails for want of file descriptors) go to `onError` and the listener
- * keeps going.
- */
-export async function serveMetrics(stats: RelayStats, host: string, port: number, onError: (err: Error) => void): Promise<Server> {
-  const server = createServer((req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
-    } else if (req.url === '/metrics') {
-      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(stats));
-    } else if (req.url === '/healthz') {
-      res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
-    } else {
-      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: try /metrics or /healthz\n');
-    }
-  });
-  const failed = once(server, 'error').then(([err]) => Promise.reject(err as Error));
-  server.listen(port, host);
-  await Promise.race([once(server, 'listening'), failed]);
-  server.on('error', onError);
-  return server;
-}
-
-export function boundPort(server: Server): number {
-  return (server.address() as AddressInfo).port;
-}

@@ -1,8 +1,9 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
-import { splice, type SpliceResult } from '../net/splice.js';
+import { splice } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
+import type { Overview, TunnelOwner } from './overview.js';
 import type { RelayStats } from './stats.js';
 
 /** How long cutting the tunnels may take before shutdown goes on without their log lines. */
@@ -16,22 +17,34 @@ const CUT_SETTLE_MS = 2_000;
  */
 export class OpenTunnels {
   readonly #stats: RelayStats;
+  readonly #overview: Overview;
   /** Both sockets of every tunnel, until its access-log line is written. */
   readonly #open = new OpenConnections();
 
-  constructor(stats: RelayStats) {
+  constructor(stats: RelayStats, overview: Overview) {
     this.#stats = stats;
+    this.#overview = overview;
   }
 
-  open(log: Logger, client: Socket, data: Socket, head: Buffer): void {
+  open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
     this.#open.add(client);
     this.#open.add(data);
-    const counts = { a: 0, b: 0 };
-    this.#stats.tunnelOpened(counts);
+    this.#stats.tunnelOpened();
+    const totals = [this.#stats.bytes, ...this.#overview.tunnelOpened(owner)];
     const from = clientAddressOf(client);
-    void splice(client, data, { headFromB: head, counts }).then((result) => {
-      this.#stats.tunnelClosed(counts);
-      if (log.isLevelEnabled('info')) logClosed(log, from, result);
+    void splice(client, data, { headFromB: head, totals }).then((result) => {
+      this.#stats.tunnelClosed();
+      const closed = {
+        client: from === undefined ? undefined : `${from.address}:${from.port}`,
+        bytesFromClient: result.bytesAToB,
+        bytesToClient: result.bytesBToA,
+        durationMs: result.durationMs,
+        closedBy: result.closedFirst === 'a' ? 'client' : 'service',
+        outcome: result.outcome,
+        ...(result.error === undefined ? {} : { error: result.error }),
+      } as const;
+      this.#overview.tunnelClosed(owner, closed);
+      log.info(closed, 'tunnel closed');
       // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
       // find every line written.
       this.#open.delete(client);
@@ -48,19 +61,4 @@ export class OpenTunnels {
   async cutAll(): Promise<void> {
     await this.#open.resetAll(CUT_SETTLE_MS);
   }
-}
-
-function logClosed(log: Logger, from: { address: string; port: number } | undefined, result: SpliceResult): void {
-  log.info(
-    {
-      client: from === undefined ? undefined : `${from.address}:${from.port}`,
-      bytesFromClient: result.bytesAToB,
-      bytesToClient: result.bytesBToA,
-      durationMs: result.durationMs,
-      closedBy: result.closedFirst === 'a' ? 'client' : 'service',
-      outcome: result.outcome,
-      ...(result.error === undefined ? {} : { error: result.error }),
-    },
-    'tunnel closed',
-  );
 }

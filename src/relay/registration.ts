@@ -7,6 +7,7 @@ import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
 import { FEATURES, PROTOCOL_VERSION, formatMessage, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import { plainAddress } from './client-address.js';
 import type { DialbackRegistry } from './dialbacks.js';
+import type { Overview } from './overview.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { PortPool, type ReservationEnd } from './port-pool.js';
 import type { ProbeTokens } from './probes.js';
@@ -24,6 +25,8 @@ export interface RegistrarHost {
   readonly options: RelayOptions;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly probes: ProbeTokens;
+  /** What the dashboard shows; told of every registration, departure and service away. */
+  readonly overview: Overview;
   readonly dataPort: number;
   readonly shuttingDown: boolean;
   /** Reads the next line of a connection that is still in its handshake (bounded, evictable). */
@@ -50,6 +53,8 @@ export class Registrar implements SessionHost {
   readonly #services = new Set<ServiceSession>();
   readonly #byWarmToken = new Map<string, ServiceSession>();
   readonly #byKey = new Map<string, ServiceSession>();
+  /** The dashboard entry of each door whose service is away (within its grace), by port. */
+  readonly #awayEntries = new Map<number, string>();
   #registering = 0;
   #nextServiceId = 1;
 
@@ -219,6 +224,8 @@ export class Registrar implements SessionHost {
     this.stats.servicesRegistered++;
     const host = this.#host.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
+    this.#forgetAwayEntry(claimed.port);
+    this.#host.overview.serviceRegistered(session, host, claimed.port);
     session.start(
       {
         kind: 'OK',
@@ -241,14 +248,28 @@ export class Registrar implements SessionHost {
     if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
     this.stats.servicesActive--;
     // Stopping or handing over: the leases stay as they are, for the next process.
-    if (this.#host.shuttingDown) return;
+    if (this.#host.shuttingDown) {
+      this.#host.overview.serviceLeft(session.id);
+      return;
+    }
     if (session.departure === 'left') {
+      this.#host.overview.serviceLeft(session.id);
       this.#ports.release(session.port);
       this.#closeDoor(session.port, 'its service left for good');
     } else {
+      // Still the port's service for the dashboard, shown as away, until it is back or its grace ends.
+      this.#host.overview.setHeld(session.id, true);
+      this.#awayEntries.set(session.port, session.id);
       this.#ports.release(session.port, session.key, this.#host.options.resumeGraceMs);
     }
     void this.#persist();
+  }
+
+  #forgetAwayEntry(port: number): void {
+    const id = this.#awayEntries.get(port);
+    if (id === undefined) return;
+    this.#awayEntries.delete(port);
+    this.#host.overview.serviceLeft(id);
   }
 
   #reservationEnded(port: number, why: ReservationEnd): void {
@@ -256,6 +277,7 @@ export class Registrar implements SessionHost {
       this.#host.stats.reservationsEvicted++;
       this.#host.log.warn({ publicPort: port }, 'reservation released early: a new service found no free port');
     }
+    this.#forgetAwayEntry(port);
     this.#closeDoor(port, why === 'evicted' ? 'reservation released early for a new service' : 'service not back within its grace');
     void this.#persist();
   }

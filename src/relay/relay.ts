@@ -14,6 +14,7 @@ import { FileLeaseStore } from './file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { OpenTunnels } from './open-tunnels.js';
 import { ProbeTokens } from './probes.js';
+import { Overview } from './overview.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
 import type { ServiceSession } from './service-session.js';
@@ -58,6 +59,8 @@ export class Relay implements RegistrarHost {
   readonly log: Logger;
   readonly clock: Clock;
   readonly stats = new RelayStats();
+  /** What the dashboard shows; fed below as services, tunnels and refusals come and go. */
+  readonly overview = new Overview(this.stats.bytes);
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly probes: ProbeTokens;
   readonly #registrar: Registrar;
@@ -76,7 +79,7 @@ export class Relay implements RegistrarHost {
     this.log = log;
     this.clock = parts.clock ?? systemClock;
     this.#refusalLog = new RefusalLog(log);
-    this.#tunnels = new OpenTunnels(this.stats);
+    this.#tunnels = new OpenTunnels(this.stats, this.overview);
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), this.clock);
     this.probes = new ProbeTokens(this.clock, this.options.dialbackTimeoutMs);
     const stateFile = this.options.stateFile;
@@ -248,12 +251,13 @@ export class Relay implements RegistrarHost {
   }
 
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void {
-    this.#tunnels.open(session.log, client, data, head);
+    this.#tunnels.open(session.log, session, client, data, head);
   }
 
   /** Counts a refusal for metrics and logs it, within the log's rate limit. */
   refused(reason: string, fields: Record<string, unknown>, message: string, log: Logger = this.log): void {
     this.stats.refused(reason);
+    this.overview.refused(reason, fields, message);
     this.#refusalLog.warn(reason, fields, message, log);
   }
 

@@ -88,7 +88,8 @@ export class ServiceSession implements DoorOwner {
     return this.#departure;
   }
 
-  get pendingCount(): number {
+  /** Public clients waiting for this service to dial back. */
+  get waiting(): number {
     return this.#pending.size;
   }
 

@@ -14,11 +14,8 @@ export class RelayStats {
   reservationsEvicted = 0;
   /** Writes of the state file (--state) that failed. */
   stateWriteErrors = 0;
-  /** Byte counts of open tunnels (a: from the client, b: to it), live. */
-  readonly openTunnelCounts = new Set<SpliceCounts>();
-  /** Bytes of closed tunnels; the live totals add the open ones. */
-  #closedFromClients = 0;
-  #closedToClients = 0;
+  /** Bytes from public clients (a) and to them (b), open tunnels included; the splices add to it live. */
+  readonly bytes: SpliceCounts = { a: 0, b: 0 };
   readonly refusals = new Map<string, number>();
   /** Dial-back latency: counts of observations at or below each bound, in seconds. */
   readonly dialbackBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
@@ -35,28 +32,20 @@ export class RelayStats {
   servicesProbeFailing = 0;
 
   get bytesFromClients(): number {
-    let total = this.#closedFromClients;
-    for (const counts of this.openTunnelCounts) total += counts.a;
-    return total;
+    return this.bytes.a;
   }
 
   get bytesToClients(): number {
-    let total = this.#closedToClients;
-    for (const counts of this.openTunnelCounts) total += counts.b;
-    return total;
+    return this.bytes.b;
   }
 
-  tunnelOpened(counts: SpliceCounts): void {
+  tunnelOpened(): void {
     this.tunnelsOpen++;
     this.tunnelsOpened++;
-    this.openTunnelCounts.add(counts);
   }
 
-  tunnelClosed(counts: SpliceCounts): void {
+  tunnelClosed(): void {
     this.tunnelsOpen--;
-    this.openTunnelCounts.delete(counts);
-    this.#closedFromClients += counts.a;
-    this.#closedToClients += counts.b;
   }
 
   refused(reason: string): void {

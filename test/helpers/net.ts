@@ -167,10 +167,10 @@ export async function freeBlock(size = 100): Promise<{ first: number; last: numb
   throw new Error('no free port block found in 20 tries');
 }
 
-/** Polls check() until it is true, failing after ms: for state that emits no event (counters, /proc, logs). */
-export async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
+/** Polls check() until it is true, failing after ms: for state that emits no event (counters, /proc, logs, HTTP). */
+export async function eventually(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const started = Date.now();
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }

@@ -24,6 +24,7 @@ const TOOLS = {
   openssl: { apt: 'openssl' },
   python3: { apt: 'python3' },
   npm: { apt: 'npm' },
+  chromium: { apt: 'chromium' },
 } satisfies Record<string, ToolSpec>;
 
 export type Tool = keyof typeof TOOLS;

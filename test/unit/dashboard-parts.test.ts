@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatBytes, formatDuration, table } from '../../src/cli/status-table.js';
+import { authorized, parseCredentials } from '../../src/relay/basic-auth.js';
+import { Overview, RECENT_LIMIT } from '../../src/relay/overview.js';
+import { Ring } from '../../src/relay/ring.js';
+
+const basic = (text: string): string => `Basic ${Buffer.from(text).toString('base64')}`;
+
+test('ring: keeps the last items in order, newest first on request, and never grows', () => {
+  const ring = new Ring<number>(3);
+  assert.deepEqual(ring.toArray(), []);
+  for (let i = 1; i <= 5; i++) ring.push(i);
+  assert.deepEqual(ring.toArray(), [3, 4, 5]);
+  assert.deepEqual(ring.newest(), [5, 4, 3]);
+  assert.deepEqual(ring.newest(2), [5, 4]);
+});
+
+test('basic auth: only the exact USER:PASS passes; other schemes, garbage and near misses do not', () => {
+  const expected = parseCredentials('ops:p:a:ss')!;
+  assert.deepEqual(expected, { user: 'ops', password: 'p:a:ss' });
+  assert.equal(authorized(basic('ops:p:a:ss'), expected), true);
+  assert.equal(authorized(`basic   ${Buffer.from('ops:p:a:ss').toString('base64')}`, expected), true);
+  for (const header of [undefined, '', 'Basic', basic('ops:p:a:s'), basic('ops:p:a:ss '), basic('Ops:p:a:ss'), 'Bearer x', `Basic ${'A'.repeat(5000)}`]) {
+    assert.equal(authorized(header, expected), false, String(header));
+  }
+  for (const bad of ['', 'nocolon', ':pass', 'user:']) assert.equal(parseCredentials(bad), undefined, bad);
+});
+
+test('overview: per-service tunnels and bytes follow opens and closes, a departed service stops counting, recent lists are bounded', () => {
+  const relayBytes = { a: 0, b: 0 };
+  const overview = new Overview(relayBytes);
+  const service = { id: 's1', port: 9001, waiting: 2 };
+  overview.serviceRegistered(service, '::1', 9001);
+  const [totals] = overview.tunnelOpened(service);
+  totals!.a += 10;
+  totals!.b += 20;
+  let [view] = overview.services();
+  assert.deepEqual([view!.publicAddress, view!.tunnelsOpen, view!.waiting, view!.bytesFromClients, view!.bytesToClients], ['[::1]:9001', 1, 2, 10, 20]);
+  overview.tunnelClosed(service, { client: '127.0.0.1:5', bytesFromClient: 10, bytesToClient: 20, durationMs: 3, closedBy: 'service', outcome: 'end' });
+  [view] = overview.services();
+  assert.equal(view!.tunnelsOpen, 0);
+  assert.deepEqual(overview.recentTunnels().map((r) => [r.service, r.publicPort, r.closedBy]), [['s1', 9001, 'service']]);
+
+  overview.serviceLeft('s1');
+  assert.deepEqual(overview.services(), []);
+  assert.deepEqual(overview.tunnelOpened(service), [], 'a tunnel of a departed service adds to no service');
+  for (let i = 0; i < RECENT_LIMIT + 10; i++) overview.refused('bad-line', { peer: '::ffff:10.0.0.1' }, `refusal ${i}`);
+  const refusals = overview.recentRefusals();
+  assert.equal(refusals.length, RECENT_LIMIT);
+  assert.equal(refusals[0]!.message, `refusal ${RECENT_LIMIT + 9}`);
+  assert.equal(refusals[0]!.peer, '10.0.0.1');
+});
+
+test('status table: columns line up and text from the network cannot send escape sequences to the terminal', () => {
+  const text = table(['A', 'LONGER', 'LAST'], [['xx', 'y', 'z'], ['\u001b[31mred', 'line\nbreak', 'ok']]);
+  assert.equal(text, 'A         LONGER      LAST\nxx        y           z\n?[31mred  line?break  ok');
+  assert.equal(formatBytes(512), '512 B');
+  assert.equal(formatBytes(1536), '1.5 KiB');
+  assert.equal(formatBytes(50 * 1024 * 1024), '50 MiB');
+  assert.equal(formatDuration(250), '250ms');
+  assert.equal(formatDuration(61_000), '1m01s');
+  assert.equal(formatDuration(3_725_000), '1h02m');
+});
