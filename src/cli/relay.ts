@@ -1,3 +1,5 @@
+import cluster from 'node:cluster';
+import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js';
@@ -5,8 +7,11 @@ import { UsageError } from '../errors.js';
 import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
 import { boundPort, serveMetrics } from '../relay/metrics.js';
+import { runMaster } from '../relay/master.js';
 import { Relay } from '../relay/relay.js';
-import { fileArg, loggerFor, onStopSignals, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
+import { RelayStandIn } from '../relay/upgrade-stand-in.js';
+import { MasterLink } from '../relay/worker-link.js';
+import { fileArg, loggerFor, portArg, positiveArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -47,12 +52,14 @@ const parser = withLogOptions(
     .option('heartbeat', { type: 'number', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
     .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
     .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
+    .option('pid-file', { type: 'string', describe: 'Write the pid to signal (SIGUSR2 upgrades, SIGTERM stops) to FILE' })
     .config('config', 'JSON file of options (keys as the long flags)')
     .env('RELAY')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
     .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; Prometheus metrics on 9100')
+    .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
     .version(false)
@@ -60,6 +67,7 @@ const parser = withLogOptions(
 );
 
 async function main(): Promise<void> {
+  const master = new MasterLink();
   const args = await parser.parseAsync();
   let options: RelayOptions;
   let metrics: { host: string; port: number } | undefined;
@@ -98,8 +106,11 @@ async function main(): Promise<void> {
     return usageFailure('relay', 'PORT')(undefined, err as Error);
   }
   const log = loggerFor('relay', args);
+  const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat);
   const relay = new Relay(options, log);
+  const upgradable = new RelayStandIn(relay);
   try {
+    await upgradable.installLeases(go.leases);
     await relay.start();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -108,10 +119,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
-  onStopSignals(log, async () => {
-    metricsServer?.close();
-    await relay.shutdown();
-  });
+  master.serve(upgradable, metricsServer, go.predecessor);
 }
 
 async function startMetrics(relay: Relay, where: { host: string; port: number }): Promise<Server> {
@@ -133,4 +141,6 @@ function parseListen(name: string, text: string): { host: string; port: number }
   return { host, port: portArg(name, text.slice(colon + 1), true) };
 }
 
-await main();
+// The launcher starts the master; the master forks this same program as its worker.
+if (cluster.isPrimary) runMaster();
+else await main();

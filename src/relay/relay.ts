@@ -58,6 +58,8 @@ export class Relay implements SessionHost {
   #shuttingDown = false;
   #controlPort = 0;
   #dataPort = 0;
+  /** During an upgrade: a DATA token unknown here may be the other worker's (see worker-link.ts). */
+  passDialBack: ((socket: Socket, token: string, head: Buffer) => boolean) | undefined;
 
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger) {
     this.options = { ...RELAY_DEFAULTS, ...options };
@@ -269,19 +271,25 @@ export class Relay implements SessionHost {
     const result = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));
       server.once('listening', () => resolve(true));
-      server.listen({ port, exclusive: true, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
+      server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     });
     if (!result) return undefined;
     server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message, port }, 'accept failed on public port'));
     return server;
   }
 
-  #dialedBack(socket: Socket, token: string, head: Buffer): void {
+  #dialedBack(socket: Socket, token: string, head: Buffer, mayPass = true): void {
     const entry = this.dialbacks.take(token);
+    if (entry === undefined && mayPass && this.passDialBack?.(socket, token, head) === true) return;
     if (entry === undefined) {
       return this.#refuse(socket, 'bad-token', 'unknown, used or expired token', socket.remoteAddress);
     }
     entry.owner.dialedBack(entry, socket, head);
+  }
+
+  /** A dial-back that reached the worker serving after this one (during an upgrade). */
+  acceptDialBack(socket: Socket, token: string, head: Buffer): void {
+    this.#dialedBack(socket, token, head, false);
   }
 
   #parkIdle(socket: Socket, warmToken: string, head: Buffer): void {
