@@ -107,6 +107,12 @@ async function main(): Promise<void> {
   }
   const log = loggerFor('relay', args);
   const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat);
+  if (go.ports !== undefined) {
+    // A replacement for a worker that died: the same ports, even where 0 was asked.
+    if (options.port === 0) options.port = go.ports.control;
+    if (options.dataPort === 0) options.dataPort = go.ports.data;
+    if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
+  }
   const relay = new Relay(options, log);
   const upgradable = new RelayStandIn(relay);
   try {

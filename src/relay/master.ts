@@ -18,6 +18,12 @@ const RESTART_WINDOW_MS = 60_000;
 interface Serving {
   worker: Worker;
   ports: ListeningPorts;
+  /**
+   * The ports it was told to use instead of its configured port 0s. A successor asks for
+   * exactly the same, so the master hands it the same sockets (they are keyed by the
+   * port asked for, not the port bound).
+   */
+  pinned: ListeningPorts | undefined;
 }
 
 class WorkerFailure extends Error {
@@ -47,6 +53,8 @@ class Master {
   #stopSignals = 0;
   #exitCode = 0;
   readonly #restarts: number[] = [];
+  /** The ports of the worker that died, so its replacement is found where it was. */
+  #lastPorts: ListeningPorts | undefined;
 
   run(): void {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => this.#stop(signal));
@@ -61,7 +69,7 @@ class Master {
   }
 
   /** Forks a worker from the code on disk and resolves once it is listening. */
-  async #spawn(leases: LeaseRecord[], predecessor: boolean): Promise<Serving> {
+  async #spawn(leases: LeaseRecord[], predecessor: boolean, pinned?: ListeningPorts): Promise<Serving> {
     const worker = cluster.fork();
     this.#alive.add(worker);
     worker.on('message', (msg: unknown, handle: unknown) => this.#onMessage(worker, msg, handle as Socket | undefined));
@@ -69,9 +77,9 @@ class Master {
     worker.on('error', () => {}); // a send to a worker that just died: its 'exit' tells the rest
     const waiting = await expect(worker, 'waiting', READY_TIMEOUT_MS);
     if (!this.#configured) this.#configure(waiting, worker);
-    send(worker, { kind: 'start', leases, predecessor });
+    send(worker, { kind: 'start', leases, predecessor, ...(pinned === undefined ? {} : { ports: pinned }) });
     const ready = await expect(worker, 'ready', READY_TIMEOUT_MS);
-    return { worker, ports: ready.ports };
+    return { worker, ports: ready.ports, pinned };
   }
 
   /** The first worker parsed the command line: log as it says, and write the pid file. */
@@ -129,7 +137,7 @@ class Master {
       const preparing = expect(old.worker, 'prepared', PREPARE_TIMEOUT_MS, false);
       send(old.worker, { kind: 'prepare' });
       const { leases } = await preparing;
-      next = await this.#spawn(leases, true);
+      next = await this.#spawn(leases, true, old.pinned);
     } catch (err) {
       this.#log.error({ reason: (err as Error).message, oldWorker: oldPid }, 'upgrade failed: the old worker keeps serving');
       if (this.#current === old) send(old.worker, { kind: 'abort' });
@@ -150,13 +158,15 @@ class Master {
 
   #exited(worker: Worker, code: number, signal: string | null): void {
     this.#alive.delete(worker);
+    const current = this.#current;
     const pid = worker.process.pid;
     if (this.#retiring.delete(worker)) {
       this.#log.info({ oldWorker: pid, code, signal }, 'old worker exited');
       if (this.#retiring.size === 0 && this.#current !== undefined) send(this.#current.worker, { kind: 'predecessor-gone' });
-    } else if (this.#current?.worker === worker) {
+    } else if (current?.worker === worker) {
       this.#current = undefined;
       this.#exitCode = code;
+      this.#lastPorts = current.ports;
       if (this.#stopSignals === 0 && !this.#upgrading) {
         this.#log.error({ worker: pid, code, signal }, `worker died unexpectedly; starting a new one in ${RESTART_DELAY_MS / 1000} s`);
         void this.#restart();
@@ -176,7 +186,7 @@ class Master {
     await new Promise((resolve) => setTimeout(resolve, RESTART_DELAY_MS));
     if (this.#stopSignals > 0) return this.#finish(this.#exitCode);
     try {
-      this.#current = await this.#spawn([], false);
+      this.#current = await this.#spawn([], false, this.#lastPorts);
       this.#log.info({ worker: this.#current.worker.process.pid }, 'worker restarted');
     } catch (err) {
       this.#log.fatal({ reason: (err as Error).message }, 'the restarted worker died before it was ready: exiting');
@@ -214,6 +224,7 @@ function forward(to: Worker | undefined, msg: ToWorker, socket: Socket | undefin
 
 /** The next message of that kind from the worker; rejects if it exits or takes longer than ms. */
 function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms: number, killOnTimeout = true): Promise<Extract<FromWorker, { kind: K }>> {
+  const stage = kind === 'prepared' ? 'prepared for the upgrade' : 'ready';
   return new Promise((resolve, reject) => {
     const onMessage = (msg: unknown): void => {
       if (!isFromWorker(msg) || msg.kind !== kind) return;
@@ -222,12 +233,12 @@ function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms: numbe
     };
     const onExit = (code: number | null, signal: string | null): void => {
       settle();
-      reject(new WorkerFailure(`worker ${worker.process.pid} exited (${code ?? signal}) before it was ${kind}`, code ?? 1));
+      reject(new WorkerFailure(`worker ${worker.process.pid} exited (${code ?? signal}) before it was ${stage}`, code ?? 1));
     };
     const timer = setTimeout(() => {
       settle();
       if (killOnTimeout) worker.process.kill('SIGKILL');
-      reject(new WorkerFailure(`worker ${worker.process.pid} was not ${kind} within ${ms / 1000} s`, 1));
+      reject(new WorkerFailure(`worker ${worker.process.pid} was not ${stage} within ${ms / 1000} s`, 1));
     }, ms);
     const settle = (): void => {
       clearTimeout(timer);

@@ -30,10 +30,7 @@ export interface UpgradableRelay {
   shutdown(drainMs?: number): Promise<void>;
 }
 
-interface Start {
-  leases: LeaseRecord[];
-  predecessor: boolean;
-}
+type Start = Extract<ToWorker, { kind: 'start' }>;
 
 /**
  * The worker's side of the master link: waits for the master's go, reports the ports it

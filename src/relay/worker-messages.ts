@@ -21,7 +21,8 @@ export interface ListeningPorts {
 
 /** Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle. */
 export type ToWorker =
-  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean }
+  /** `ports`, when given, replace the configured port 0s: a restart keeps the ports it had. */
+  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean; ports?: ListeningPorts }
   | { kind: 'prepare' }
   | { kind: 'abort' }
   | { kind: 'retire' }

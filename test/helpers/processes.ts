@@ -89,8 +89,8 @@ export interface RelayProcess extends Child {
 }
 
 /** ./relay on a free control port (read back from its log), with the given extra flags. */
-export async function startRelay(t: TestContext, args: string[] = [], env: Record<string, string> = {}): Promise<RelayProcess> {
-  const relay = start(t, path.join(ROOT, 'relay'), ['0', ...args], env);
+export async function startRelay(t: TestContext, args: string[] = [], env: Record<string, string> = {}, launcher = path.join(ROOT, 'relay')): Promise<RelayProcess> {
+  const relay = start(t, launcher, ['0', ...args], env);
   const match = await relay.waitFor('stderr', /"pid":(\d+).*"controlPort":(\d+),"dataPort":(\d+)/);
   return { ...relay, workerPid: Number(match[1]), port: Number(match[2]), dataPort: Number(match[3]) };
 }
