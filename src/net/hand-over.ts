@@ -20,14 +20,22 @@ export function stopKernelReads(socket: Socket): void {
   (socket as unknown as { _handle?: ReadableHandle | null })._handle?.readStop?.();
 }
 
-/** Makes a socket ready to send to another process; returns the bytes already read from it. */
-export function detachForHandOver(socket: Socket): Buffer {
+/**
+ * Sends a connected socket to another process; `send` gets the bytes this process had
+ * already read, to carry in its message. The socket belongs to the receiver afterwards.
+ */
+export function sendSocket(socket: Socket, send: (head: Buffer, socket: Socket) => void): void {
   const chunks: Buffer[] = [];
   if (socket.readableLength > 0) {
     for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) chunks.push(chunk);
   }
   stopKernelReads(socket);
-  return Buffer.concat(chunks);
+  // Node follows a socket sent away from its net.Server, so that server.close() waits
+  // until the receiver reports it closed; a receiver that passes it on and keeps its
+  // copy open never does (seen: a worker's shutdown hung). This process forgets it.
+  (socket as unknown as { server: unknown }).server = null;
+  send(Buffer.concat(chunks), socket);
+  socket.destroy(); // the JavaScript object only: its handle is already on its way
 }
 
 /**

@@ -217,9 +217,8 @@ function forward(to: Worker | undefined, msg: ToWorker, socket: Socket | undefin
   if (socket === undefined) return;
   stopKernelReads(socket);
   if (to === undefined || !to.isConnected()) return void socket.destroy();
-  to.send(msg, socket, (err: Error | null) => {
-    if (err !== null) socket.destroy();
-  });
+  to.send(msg, socket);
+  socket.destroy(); // the JavaScript object only: its handle is already on its way
 }
 
 /** The next message of that kind from the worker; rejects if it exits or takes longer than ms. */

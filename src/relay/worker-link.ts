@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
-import { adoptHandedOver, detachForHandOver } from '../net/hand-over.js';
+import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
 import type { FromWorker, LeaseRecord, ListeningPorts, ToWorker } from './worker-messages.js';
 
 /** What a worker's relay must offer for an upgrade (src/relay/upgrade-stand-in.ts adapts today's Relay). */
@@ -138,15 +138,13 @@ export class MasterLink {
   #passDialBack(socket: Socket, token: string, head: Buffer): boolean {
     // A TLS session cannot cross processes; without a predecessor nobody else knows it.
     if (!this.#predecessor || socket instanceof TLSSocket) return false;
-    const rest = Buffer.concat([head, detachForHandOver(socket)]);
-    tell({ kind: 'dial-back', token, head: rest.toString('base64') }, socket);
+    sendSocket(socket, (more, handle) => tell({ kind: 'dial-back', token, head: Buffer.concat([head, more]).toString('base64') }, handle));
     return true;
   }
 }
 
 function handOff(port: number, client: Socket): void {
-  const head = detachForHandOver(client);
-  tell({ kind: 'held-client', port, head: head.toString('base64') }, client);
+  sendSocket(client, (head, handle) => tell({ kind: 'held-client', port, head: head.toString('base64') }, handle));
 }
 
 function tell(msg: FromWorker, socket?: Socket): void {

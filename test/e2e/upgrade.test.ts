@@ -78,8 +78,11 @@ async function upgradeUnderLoad(t: TestContext): Promise<{ ok: number; failed: s
   assert.equal(Number(await readFile(s.pidFile, 'utf8')), s.relay.pid, 'the pid file still names the master');
   assert.ok(isRunning(s.relay.pid), 'the master survives the upgrade');
 
+  const from = s.relay.stderr.length;
   s.relay.signal('SIGTERM');
-  const { code } = await within(s.relay.exited, 5000, 'the relay to stop');
+  const { code } = await within(s.relay.exited, 10_000, 'the relay to stop').catch((err: Error) => {
+    throw new Error(`${err.message}; its log:\n${s.relay.stderr.slice(from - 8).join('\n')}`);
+  });
   assert.equal(code, 0);
   assert.equal(existsSync(s.pidFile), false, 'the pid file is removed at exit');
   t.diagnostic(`short connections: ${outcome.ok} ok, ${outcome.failed.length} failed ${outcome.failed.slice(0, 3).join(' | ')}`);
