@@ -7,6 +7,7 @@
 import { accessSync, constants, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
+import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
 export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm'] as const;
@@ -111,15 +112,21 @@ function haproxyConfig(port: number, backendPort: number): string {
   ].join('\n');
 }
 
-/** ./relay on a free port, and a service whose stdout announces its public port. */
-async function startRelayed(service: (relayPort: number) => Proc): Promise<{ relay: Proc; service: Proc; port: number }> {
+/**
+ * ./relay on a free port, and a service whose stdout announces its public port. The
+ * relay's figures are its worker's (`workerPid`): the master only holds the listening
+ * sockets, and a forwarder with a child looks unsettled to the CPU figures.
+ */
+async function startRelayed(service: (relayPort: number) => Proc): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
     const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS]);
     const svc = service(relayPort);
     try {
       const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
-      return { relay, service: svc, port: Number(match[1]) };
+      const [workerPid, ...others] = descendants(relay.pid);
+      if (workerPid === undefined || others.length > 0) throw new Error(`the relay master should have one worker, it has ${others.length + (workerPid === undefined ? 0 : 1)}`);
+      return { relay, workerPid, service: svc, port: Number(match[1]) };
     } catch (err) {
       await stopProcess(svc);
       await stopProcess(relay);
@@ -167,25 +174,25 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
     case 'relay':
     case 'relay+prewarm': {
       const prewarm = name === 'relay+prewarm' ? ['--prewarm', String(ctx.prewarm)] : [];
-      const { relay, service, port } = await startRelayed((relayPort) =>
+      const { relay, workerPid, service, port } = await startRelayed((relayPort) =>
         startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm])),
       );
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
-      return { name, port, forwarders: [{ name: 'relay', pid: relay.pid }], relayPid: relay.pid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service] };
+      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service] };
     }
     case 'relay+expose': {
-      const { relay, service, port } = await startRelayed((relayPort) =>
+      const { relay, workerPid, service, port } = await startRelayed((relayPort) =>
         startProcess('expose', path.join(ROOT, 'expose'), [HOST, String(relayPort), String(backend.port), '--log-level', 'warn']),
       );
       return {
         ...base,
         port,
         forwarders: [
-          { name: 'relay', pid: relay.pid },
+          { name: 'relay', pid: workerPid },
           { name: 'expose', pid: service.pid },
         ],
-        relayPid: relay.pid,
+        relayPid: workerPid,
         servicePid: service.pid,
         procs: [relay, service],
       };

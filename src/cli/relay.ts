@@ -1,3 +1,5 @@
+import cluster from 'node:cluster';
+import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js';
@@ -10,7 +12,9 @@ import { Relay } from '../relay/relay.js';
 import { flagValue, RELAY_RULES } from '../options-validation.js';
 import { argvWithEnv } from './env-options.js';
 import { runStatus } from './relay-status.js';
-import { loggerFor, metricsAuthArg, onStopSignals, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { runMaster } from '../relay/master.js';
+import { MasterLink } from '../relay/worker-link.js';
+import { loggerFor, metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -48,6 +52,7 @@ const parser = withLogOptions(
     .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
     .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
     .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
+    .option('pid-file', { type: 'string', describe: 'Write the pid to signal (SIGUSR2 upgrades, SIGTERM stops) to FILE' })
     .config('config', 'JSON file of options (keys as the long flags)')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
@@ -55,6 +60,7 @@ const parser = withLogOptions(
     .example('$0 8080 --state /var/lib/relay/leases.json', 'services get their ports back after a restart of the relay')
     .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; dashboard and metrics on 9100')
     .example('$0 status --metrics 127.0.0.1:9100', "a running relay's services, tunnels and refusals as a table")
+    .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
     .version(false)
@@ -62,6 +68,7 @@ const parser = withLogOptions(
 );
 
 async function main(): Promise<void> {
+  const master = new MasterLink();
   const args = await parser.parseAsync(argvWithEnv(parser, ['port']));
   let options: RelayOptions;
   let metrics: { host: string; port: number; auth?: BasicCredentials } | undefined;
@@ -106,8 +113,16 @@ async function main(): Promise<void> {
     return usageFailure('relay', 'PORT')(undefined, err as Error);
   }
   const log = loggerFor('relay', args);
+  const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat);
+  if (go.ports !== undefined) {
+    // A replacement for a worker that died: the same ports, even where 0 was asked.
+    if (options.port === 0) options.port = go.ports.control;
+    if (options.dataPort === 0) options.dataPort = go.ports.data;
+    if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
+  }
   const relay = new Relay(options, log);
   try {
+    await relay.installLeases(go.leases);
     await relay.start();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -116,14 +131,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
-  onStopSignals(
-    log,
-    async () => {
-      metricsServer?.close();
-      await relay.shutdown();
-    },
-    () => relay.cutTunnels(),
-  );
+  master.serve(relay, metricsServer, go.predecessor);
 }
 
 async function startMetrics(relay: Relay, where: { host: string; port: number; auth?: BasicCredentials }): Promise<Server> {
@@ -141,5 +149,8 @@ async function startMetrics(relay: Relay, where: { host: string; port: number; a
   }
 }
 
+// `relay status` talks to a running relay. Otherwise the launcher starts the master,
+// and the master forks this same program as its worker.
 if (process.argv[2] === 'status') await runStatus(process.argv.slice(3));
+else if (cluster.isPrimary) runMaster();
 else await main();

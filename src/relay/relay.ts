@@ -73,6 +73,8 @@ export class Relay implements RegistrarHost {
   #shuttingDown = false;
   #controlPort = 0;
   #dataPort = 0;
+  /** During an upgrade: a DATA token unknown here may be the other worker's (see worker-link.ts). */
+  passDialBack: ((socket: Socket, token: string, head: Buffer) => boolean) | undefined;
 
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger, parts: RelayParts = {}) {
     this.options = validateRelayOptions({ ...RELAY_DEFAULTS, ...options });
@@ -131,7 +133,7 @@ export class Relay implements RegistrarHost {
       throw err;
     }
     await this.#registrar.installLeases(await this.#leaseStore.load());
-    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#registrar.portRange, pid: process.pid }, 'relay listening');
+    this.log.info({ controlPort: this.#controlPort, dataPort: this.#dataPort, publicPorts: this.#registrar.portRange }, 'relay listening');
   }
 
   async #startListening(): Promise<void> {
@@ -221,20 +223,26 @@ export class Relay implements RegistrarHost {
     const result = await new Promise<boolean>((resolve) => {
       server.once('error', () => resolve(false));
       server.once('listening', () => resolve(true));
-      server.listen({ port, exclusive: true, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
+      server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     });
     if (!result) return undefined;
     server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message, port }, 'accept failed on public port'));
     return server;
   }
 
-  #dialedBack(socket: Socket, token: string, head: Buffer): void {
+  #dialedBack(socket: Socket, token: string, head: Buffer, mayPass = true): void {
     const entry = this.dialbacks.take(token);
+    if (entry === undefined && mayPass && this.passDialBack?.(socket, token, head) === true) return;
     if (entry === undefined) {
       if (this.probes.answer(token, socket)) return;
       return this.#refuse(socket, 'bad-token', 'unknown, used or expired token', socket.remoteAddress);
     }
     entry.owner.dialedBack(entry, socket, head);
+  }
+
+  /** A dial-back that reached the worker serving after this one (during an upgrade). */
+  acceptDialBack(socket: Socket, token: string, head: Buffer): void {
+    this.#dialedBack(socket, token, head, false);
   }
 
   #parkIdle(socket: Socket, warmToken: string, head: Buffer): void {

@@ -68,7 +68,7 @@ test('backpressure: a backend writing 512 MiB to a client that stops reading for
   });
   const relay = await startRelay(t, portsFlag());
   const expose = await startService(t, 'expose', ['127.0.0.1', String(relay.port), `127.0.0.1:${backend.port}`]);
-  const baseline = { relay: rssKiB(relay.pid), expose: rssKiB(expose.pid) };
+  const baseline = { relay: rssKiB(relay.workerPid), expose: rssKiB(expose.pid) };
 
   const client = await dial(t, expose.publicPort);
   const receivedHash = createHash('sha256');
@@ -94,8 +94,8 @@ test('backpressure: a backend writing 512 MiB to a client that stops reading for
   const pauseEnds = Date.now() + PAUSE_MS;
   while (Date.now() < pauseEnds) {
     await new Promise((resolve) => setTimeout(resolve, SAMPLE_MS));
-    assert.ok(isRunning(relay.pid) && isRunning(expose.pid), 'relay or expose died during the pause');
-    samples.push({ relay: rssKiB(relay.pid), expose: rssKiB(expose.pid) });
+    assert.ok(isRunning(relay.workerPid) && isRunning(expose.pid), 'relay or expose died during the pause');
+    samples.push({ relay: rssKiB(relay.workerPid), expose: rssKiB(expose.pid) });
   }
   const receivedDuringPause = received;
   const aheadAtPauseEnd = written - receivedDuringPause;

@@ -41,7 +41,7 @@ async function victim(t: TestContext, flags = RELAY_FLAGS): Promise<Victim> {
 
 /** The relay still runs, the tunnel opened before the attack still echoes, and a new service still registers. */
 async function assertUnharmed(t: TestContext, v: Victim, attack: string): Promise<void> {
-  assert.ok(isRunning(v.relay.pid) && v.relay.process.exitCode === null, `the relay died after ${attack}`);
+  assert.ok(isRunning(v.relay.workerPid) && v.relay.process.exitCode === null, `the relay died after ${attack}`);
   await echoOnce(v.client, `still echoing after ${attack}\n`);
   const fresh = await startService(t, 'echoserver', ['127.0.0.1', String(v.relay.port)]);
   const socket = await dial(t, fresh.publicPort);
@@ -205,7 +205,7 @@ test('hostile: a valid-looking line drip-fed one byte every 200 ms is cut at the
 
 test('hostile: a connection that half-closes (FIN) before a complete line is closed by the relay, and leaves no socket open there', async (t) => {
   const v = await victim(t);
-  const filesBefore = openFiles(v.relay.pid);
+  const filesBefore = openFiles(v.relay.workerPid);
   // nc with an empty stdin, a port scanner, a client that gave up: FIN with no line, or half a line.
   const peers = await Promise.all(Array.from({ length: 100 }, () => Peer.open(t, v.relay.port)));
   peers.forEach((peer, i) => (i % 2 === 0 ? peer.socket.end() : peer.socket.end('HELLO 1 host=')));
@@ -213,7 +213,7 @@ test('hostile: a connection that half-closes (FIN) before a complete line is clo
   const open = ends.filter((end) => end.status === 'rejected').length;
   assert.equal(open, 0, `${open} of 100 half-closed connections were still open on the relay after ${HANDSHAKE_MS + MARGIN_MS} ms`);
   for (const peer of peers) peer.socket.destroy();
-  await eventually(() => openFiles(v.relay.pid) <= filesBefore + 5, 5000, `relay open files back to ${filesBefore} (now ${openFiles(v.relay.pid)})`);
+  await eventually(() => openFiles(v.relay.workerPid) <= filesBefore + 5, 5000, `relay open files back to ${filesBefore} (now ${openFiles(v.relay.workerPid)})`);
   await assertUnharmed(t, v, 'half-closed connections');
 });
 
@@ -303,11 +303,11 @@ test("hostile: tokens are 128-bit, distinct, and sent only to the port's owner; 
 test('hostile: 1000 connections at once that send nothing or garbage are all closed; other tunnels keep echoing; memory and sockets come back', async (t) => {
   const v = await victim(t);
   const from = v.relay.stderr.length;
-  const rssBefore = rssKiB(v.relay.pid);
-  const filesBefore = openFiles(v.relay.pid);
+  const rssBefore = rssKiB(v.relay.workerPid);
+  const filesBefore = openFiles(v.relay.workerPid);
   let rssPeak = rssBefore;
   const sampler = setInterval(() => {
-    if (isRunning(v.relay.pid)) rssPeak = Math.max(rssPeak, rssKiB(v.relay.pid));
+    if (isRunning(v.relay.workerPid)) rssPeak = Math.max(rssPeak, rssKiB(v.relay.workerPid));
   }, 100);
   t.after(() => clearInterval(sampler));
 
@@ -330,9 +330,9 @@ test('hostile: 1000 connections at once that send nothing or garbage are all clo
   assert.equal(stillOpen, 0, `${stillOpen} flood connections were never closed by the relay`);
   for (const peer of peers) peer.socket.destroy();
 
-  await eventually(() => openFiles(v.relay.pid) <= filesBefore + 5, 10_000, `relay open files back to ${filesBefore} (now ${openFiles(v.relay.pid)})`);
+  await eventually(() => openFiles(v.relay.workerPid) <= filesBefore + 5, 10_000, `relay open files back to ${filesBefore} (now ${openFiles(v.relay.workerPid)})`);
   clearInterval(sampler);
-  const rssAfter = rssKiB(v.relay.pid);
+  const rssAfter = rssKiB(v.relay.workerPid);
   t.diagnostic(
     `relay VmRSS before ${Math.round(rssBefore / 1024)} MiB, peak ${Math.round(rssPeak / 1024)} MiB, after ${Math.round(rssAfter / 1024)} MiB; ` +
       `${peers.length} connected; echo during the flood ${Math.round(echoMs)} ms`,

@@ -81,6 +81,11 @@ export function start(t: TestContext, command: string, args: string[], env: Reco
 export interface RelayProcess extends Child {
   port: number;
   dataPort: number;
+  /**
+   * The worker that runs the relay; `pid` is its master, the process to signal. Measure
+   * memory and open files here: the master only holds the listening sockets.
+   */
+  workerPid: number;
 }
 
 /**
@@ -89,8 +94,8 @@ export interface RelayProcess extends Child {
  */
 export async function startRelay(t: TestContext, args: string[] = [], env: Record<string, string> = {}, bin = ROOT): Promise<RelayProcess> {
   const relay = start(t, path.join(bin, 'relay'), ['0', ...args], env);
-  const match = await relay.waitFor('stderr', /"controlPort":(\d+),"dataPort":(\d+)/);
-  return { ...relay, port: Number(match[1]), dataPort: Number(match[2]) };
+  const match = await relay.waitFor('stderr', /"pid":(\d+).*"controlPort":(\d+),"dataPort":(\d+)/);
+  return { ...relay, workerPid: Number(match[1]), port: Number(match[2]), dataPort: Number(match[3]) };
 }
 
 export interface ServiceProcess extends Child {

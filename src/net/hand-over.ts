@@ -1,0 +1,53 @@
+import type { Socket } from 'node:net';
+import { ignoreSocketError } from './ignore-error.js';
+
+/*
+ * A connected socket crosses between processes as its file descriptor (IPC handle).
+ * Bytes the kernel still holds travel with it; bytes this process already read do not,
+ * and a handle that keeps reading after it was sent loses what it reads (Node replaces
+ * its read callback with a no-op until the receiver acknowledges). So the sender takes
+ * what its stream buffered and stops kernel reads before sending, and every process that
+ * only passes a socket on stops its reads on arrival (Node starts them on receipt).
+ */
+
+interface ReadableHandle {
+  readStop?: () => number;
+}
+
+/** Stops reading from the kernel; what arrives stays there for the next owner. */
+export function stopKernelReads(socket: Socket): void {
+  // net.Socket.pause() only pauses the JavaScript stream, the handle keeps reading.
+  (socket as unknown as { _handle?: ReadableHandle | null })._handle?.readStop?.();
+}
+
+/**
+ * Sends a connected socket to another process; `send` gets the bytes this process had
+ * already read, to carry in its message. The socket belongs to the receiver afterwards.
+ */
+export function sendSocket(socket: Socket, send: (head: Buffer, socket: Socket) => void): void {
+  const chunks: Buffer[] = [];
+  if (socket.readableLength > 0) {
+    for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) chunks.push(chunk);
+  }
+  stopKernelReads(socket);
+  // Node follows a socket sent away from its net.Server, so that server.close() waits
+  // until the receiver reports it closed; a receiver that passes it on and keeps its
+  // copy open never does (seen: a worker's shutdown hung). This process forgets it.
+  (socket as unknown as { server: unknown }).server = null;
+  send(Buffer.concat(chunks), socket);
+  socket.destroy(); // the JavaScript object only: its handle is already on its way
+}
+
+/**
+ * A socket received from another process arrives as a plain net.Socket: restore what
+ * the relay's servers give every socket (half-open allowed, errors handled) and put the
+ * sender's already-read bytes back in front. Must run in the same tick it arrived, before
+ * an EOF can be read with half-open still off.
+ */
+export function adoptHandedOver(socket: Socket, head: Buffer): Socket {
+  socket.allowHalfOpen = true;
+  socket.on('error', ignoreSocketError);
+  socket.pause();
+  if (head.length > 0) socket.unshift(head);
+  return socket;
+}

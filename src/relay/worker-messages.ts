@@ -1,0 +1,50 @@
+/**
+ * The messages between the master process and a relay worker (over the cluster IPC
+ * channel). Written down once so both sides agree; the master stays small because it
+ * only ever reads `kind` and passes the rest along.
+ */
+
+/** One port a service owns, as the relay hands it to its successor. */
+export interface LeaseRecord {
+  /** sha256 hex of the resume key: the key itself never leaves the worker. */
+  key: string;
+  port: number;
+  /** Epoch ms when the reservation ends; null while the service is registered. */
+  until: number | null;
+}
+
+export interface ListeningPorts {
+  control: number;
+  data: number;
+  metrics?: number;
+}
+
+/** Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle. */
+export type ToWorker =
+  /** `ports`, when given, replace the configured port 0s: a restart keeps the ports it had. */
+  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean; ports?: ListeningPorts }
+  | { kind: 'prepare' }
+  | { kind: 'abort' }
+  | { kind: 'retire' }
+  | { kind: 'leases'; leases: LeaseRecord[] }
+  | { kind: 'predecessor-gone' }
+  | { kind: 'stop'; signal: string }
+  | { kind: 'stop-now'; signal: string }
+  | { kind: 'held-client'; port: number; head: string }
+  | { kind: 'dial-back'; token: string; head: string };
+
+/** Worker → master. */
+export type FromWorker =
+  | { kind: 'waiting'; pidFile: string | undefined; log: { level: string; format: 'json' | 'pretty' } }
+  | { kind: 'ready'; ports: ListeningPorts }
+  | { kind: 'prepared'; leases: LeaseRecord[] }
+  | { kind: 'leases'; leases: LeaseRecord[] }
+  | { kind: 'held-client'; port: number; head: string }
+  | { kind: 'dial-back'; token: string; head: string };
+
+/** Messages that carry a socket: the master forwards them with it, never reads from it. */
+export const CARRIES_SOCKET: ReadonlySet<string> = new Set(['held-client', 'dial-back']);
+
+export function isFromWorker(value: unknown): value is FromWorker {
+  return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';
+}

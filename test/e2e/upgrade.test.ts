@@ -1,0 +1,170 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFile, copyFile, cp, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { dial, portsFlag, readAtLeast, readToEnd, within } from '../helpers/net.js';
+import { longTunnel, refusalProbe, shortConnections } from '../helpers/load.js';
+import { ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
+import { countLines, eventually, isRunning } from '../helpers/protocol.js';
+
+const NO_ENV_SECRET = { RELAY_SECRET: '' };
+
+interface Setup {
+  relay: RelayProcess;
+  echo: ServiceProcess;
+  pidFile: string;
+}
+
+async function relayAndEcho(t: TestContext, extra: string[] = [], launcher?: string): Promise<Setup> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'relay-upgrade-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pidFile = path.join(dir, 'relay.pid');
+  const relay = await startRelay(t, [...portsFlag(), '--pid-file', pidFile, '--drain-timeout', '30', ...extra], NO_ENV_SECRET, launcher === undefined ? undefined : path.dirname(launcher));
+  const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
+  return { relay, echo, pidFile };
+}
+
+/** SIGUSR2 to the pid in the pid file; resolves with the new and old worker pids. */
+async function upgrade(s: Setup): Promise<{ worker: number; oldWorker: number }> {
+  const masterPid = Number(await readFile(s.pidFile, 'utf8'));
+  assert.equal(masterPid, s.relay.pid, 'the pid file names the master');
+  const from = s.relay.stderr.length;
+  process.kill(masterPid, 'SIGUSR2');
+  const done = await s.relay.waitFor('stderr', /"worker":(\d+),"oldWorker":(\d+),"msg":"upgrade: new worker serving/, 20_000, from);
+  return { worker: Number(done[1]), oldWorker: Number(done[2]) };
+}
+
+async function echoOnce(port: number, t: TestContext, text: string): Promise<void> {
+  const socket = await dial(t, port);
+  socket.write(text);
+  assert.equal((await readAtLeast(socket, Buffer.byteLength(text))).toString(), text);
+  socket.destroy();
+}
+
+/** Half-close through the relay: the echo of everything, then the end of it. */
+async function halfClose(t: TestContext, port: number): Promise<void> {
+  const socket = await dial(t, port);
+  const text = 'half-close after the upgrade\n'.repeat(100);
+  socket.end(text);
+  assert.equal((await readToEnd(socket)).toString(), text);
+}
+
+/**
+ * 20 long tunnels exchanging lines every 100 ms, short connections at 50/s and a probe of
+ * the control port, across an upgrade. Returns the short connections' outcome.
+ */
+async function upgradeUnderLoad(t: TestContext): Promise<{ ok: number; failed: string[] }> {
+  const s = await relayAndEcho(t);
+  const tunnels = await Promise.all(Array.from({ length: 20 }, (_, i) => longTunnel(t, s.echo.publicPort, `tunnel ${i}`)));
+  const short = shortConnections(s.echo.publicPort, 50);
+  const control = refusalProbe(s.relay.port);
+  await echoOnce(s.echo.publicPort, t, 'before the upgrade\n');
+
+  const { worker, oldWorker } = await upgrade(s);
+  assert.notEqual(worker, oldWorker);
+  const again = await s.echo.waitFor('stdout', /^established relay address: .+:(\d+)$/, 10_000, 1);
+  assert.equal(Number(again[1]), s.echo.publicPort, 'the service is back on the same public port');
+  await halfClose(t, s.echo.publicPort);
+  assert.ok(isRunning(oldWorker), 'the old worker left before its tunnels ended');
+  for (const tunnel of tunnels) assert.equal(tunnel.cutReason(), undefined, 'a tunnel was cut by the upgrade');
+
+  const outcome = await short.stop();
+  await Promise.all(tunnels.map((tunnel) => tunnel.finish()));
+  await s.relay.waitFor('stderr', new RegExp(`"oldWorker":${oldWorker},"code":0,.*"msg":"old worker exited"`), 10_000);
+  await eventually(() => !isRunning(oldWorker), 5000, 'the old worker to be gone');
+  assert.equal(control.stop(), 0, 'the control port refused a connection during the upgrade');
+  assert.equal(Number(await readFile(s.pidFile, 'utf8')), s.relay.pid, 'the pid file still names the master');
+  assert.ok(isRunning(s.relay.pid), 'the master survives the upgrade');
+
+  const from = s.relay.stderr.length;
+  s.relay.signal('SIGTERM');
+  const { code } = await within(s.relay.exited, 10_000, 'the relay to stop').catch((err: Error) => {
+    throw new Error(`${err.message}; its log:\n${s.relay.stderr.slice(from - 8).join('\n')}`);
+  });
+  assert.equal(code, 0);
+  assert.equal(existsSync(s.pidFile), false, 'the pid file is removed at exit');
+  t.diagnostic(`short connections: ${outcome.ok} ok, ${outcome.failed.length} failed ${outcome.failed.slice(0, 3).join(' | ')}`);
+  return outcome;
+}
+
+test('upgrade: SIGUSR2 moves the relay to a new worker; no tunnel is cut, every byte comes back, the control port never closes, the old worker drains and exits', async (t) => {
+  await upgradeUnderLoad(t);
+});
+
+test(
+  'upgrade under load: 20 long tunnels and 50 short connections a second see no failure at all',
+  async (t) => {
+    const { failed } = await upgradeUnderLoad(t);
+    assert.deepEqual(failed, []);
+  },
+);
+
+test('upgrade: a second SIGUSR2 during a handover is ignored with a log line', async (t) => {
+  const s = await relayAndEcho(t);
+  const from = s.relay.stderr.length;
+  process.kill(s.relay.pid, 'SIGUSR2');
+  await s.relay.waitFor('stderr', /"msg":"upgrade: starting a new worker/, 5000, from);
+  process.kill(s.relay.pid, 'SIGUSR2');
+  await s.relay.waitFor('stderr', /"msg":"SIGUSR2 ignored: an upgrade is already in progress"/, 5000, from);
+  await s.relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, from);
+  await s.relay.waitFor('stderr', /"msg":"old worker exited"/, 10_000, from);
+  assert.equal(countLines(s.relay.stderr.slice(from), /"msg":"upgrade: starting a new worker/), 1);
+  await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
+  await echoOnce(s.echo.publicPort, t, 'after one upgrade\n');
+});
+
+test('upgrade: a new worker that cannot start (broken build on disk) leaves the old one serving, and the master says why', async (t) => {
+  const copy = await mkdtemp(path.join(tmpdir(), 'relay-copy-'));
+  t.after(() => rm(copy, { recursive: true, force: true }));
+  await cp(path.join(ROOT, 'dist'), path.join(copy, 'dist'), { recursive: true });
+  await copyFile(path.join(ROOT, 'relay'), path.join(copy, 'relay'));
+  await copyFile(path.join(ROOT, 'package.json'), path.join(copy, 'package.json'));
+  await symlink(path.join(ROOT, 'node_modules'), path.join(copy, 'node_modules'));
+  const s = await relayAndEcho(t, [], path.join(copy, 'relay'));
+  const tunnel = await longTunnel(t, s.echo.publicPort, 'open across the failed upgrade');
+
+  const relayJs = path.join(copy, 'dist', 'src', 'relay', 'relay.js');
+  const good = await readFile(relayJs);
+  await appendFile(relayJs, '\nthis is not JavaScript (\n');
+  const from = s.relay.stderr.length;
+  process.kill(s.relay.pid, 'SIGUSR2');
+  const failed = await s.relay.waitFor('stderr', /"reason":"([^"]+)".*"msg":"upgrade failed: the old worker keeps serving"/, 20_000, from);
+  t.diagnostic(`master: ${failed[1]}`);
+  assert.match(failed[1]!, /exited \(1\) before it was ready/);
+  assert.ok(s.relay.stderr.slice(from).some((line) => /SyntaxError/.test(line)), 'the new worker\'s error is on stderr');
+  assert.ok(isRunning(s.relay.workerPid), 'the old worker is still running');
+  await echoOnce(s.echo.publicPort, t, 'still served by the old worker\n');
+  assert.equal(s.echo.stdout.length, 1, 'the service never had to register again');
+
+  await writeFile(relayJs, good);
+  const { oldWorker } = await upgrade(s);
+  assert.equal(oldWorker, s.relay.workerPid, 'the fixed build replaces the worker that kept serving');
+  await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
+  await tunnel.finish();
+});
+
+test('master: one Ctrl-C at a terminal (SIGINT to the whole process group) drains and exits 0, as one signal', async (t) => {
+  const s = await relayAndEcho(t);
+  await echoOnce(s.echo.publicPort, t, 'hello\n');
+  process.kill(-s.relay.pid, 'SIGINT');
+  const { code } = await within(s.relay.exited, 5000, 'the relay to stop');
+  assert.equal(code, 0);
+  assert.equal(countLines(s.relay.stderr, /second signal/), 0, 'one Ctrl-C was taken as two');
+  await eventually(() => !isRunning(s.relay.workerPid), 3000, 'the worker to be gone');
+});
+
+test('master: a worker that dies is replaced on the same ports; a master killed with -9 takes its worker with it', async (t) => {
+  const s = await relayAndEcho(t);
+  process.kill(s.relay.workerPid, 'SIGKILL');
+  const restarted = await s.relay.waitFor('stderr', /"pid":(\d+).*"controlPort":(\d+),.*"msg":"relay listening"/, 10_000, s.relay.stderr.length);
+  assert.equal(Number(restarted[2]), s.relay.port, 'the replacement listens on the same control port');
+  assert.ok(countLines(s.relay.stderr, /"msg":"worker died unexpectedly/) === 1, 'the master logged the death');
+  await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
+  await echoOnce(s.echo.publicPort, t, 'served by the replacement\n');
+
+  const worker = Number(restarted[1]);
+  s.relay.signal('SIGKILL');
+  await eventually(() => !isRunning(worker), 5000, 'the worker to exit with its master');
+});
