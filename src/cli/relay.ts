@@ -122,8 +122,9 @@ async function main(): Promise<void> {
   }
   const relay = new Relay(options, log);
   try {
-    await relay.installLeases(go.leases);
+    // start() reads the state file first; a predecessor's leases are added to those.
     await relay.start();
+    await relay.installLeases(go.leases);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'needs more privileges' : `cannot be opened (${String(err)})`;
