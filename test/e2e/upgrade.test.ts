@@ -7,7 +7,7 @@ import path from 'node:path';
 import { dial, portsFlag, readAtLeast, readToEnd, within } from '../helpers/net.js';
 import { longTunnel, refusalProbe, shortConnections } from '../helpers/load.js';
 import { ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
-import { countLines, eventually, isRunning } from '../helpers/protocol.js';
+import { countLines, dialData, eventually, isRunning, nextConnect, registerRaw } from '../helpers/protocol.js';
 
 const NO_ENV_SECRET = { RELAY_SECRET: '' };
 
@@ -55,7 +55,7 @@ async function halfClose(t: TestContext, port: number): Promise<void> {
  * 20 long tunnels exchanging lines every 100 ms, short connections at 50/s and a probe of
  * the control port, across an upgrade. Returns the short connections' outcome.
  */
-async function upgradeUnderLoad(t: TestContext): Promise<{ ok: number; failed: string[] }> {
+async function upgradeUnderLoad(t: TestContext): Promise<{ ok: number; failed: string[]; longestMs: number }> {
   const s = await relayAndEcho(t);
   const tunnels = await Promise.all(Array.from({ length: 20 }, (_, i) => longTunnel(t, s.echo.publicPort, `tunnel ${i}`)));
   const short = shortConnections(s.echo.publicPort, 50);
@@ -85,7 +85,7 @@ async function upgradeUnderLoad(t: TestContext): Promise<{ ok: number; failed: s
   });
   assert.equal(code, 0);
   assert.equal(existsSync(s.pidFile), false, 'the pid file is removed at exit');
-  t.diagnostic(`short connections: ${outcome.ok} ok, ${outcome.failed.length} failed ${outcome.failed.slice(0, 3).join(' | ')}`);
+  t.diagnostic(`short connections: ${outcome.ok} ok, ${outcome.failed.length} failed, longest connect-to-echo ${outcome.longestMs.toFixed(0)} ms ${outcome.failed.slice(0, 3).join(' | ')}`);
   return outcome;
 }
 
@@ -167,4 +167,28 @@ test('master: a worker that dies is replaced on the same ports; a master killed 
   const worker = Number(restarted[1]);
   s.relay.signal('SIGKILL');
   await eventually(() => !isRunning(worker), 5000, 'the worker to exit with its master');
+});
+
+test('upgrade: a service that lists no features gets SHUTDOWN, not REJOIN, and registers again with the new worker on its port; a client arriving meanwhile is held for it', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'relay-upgrade-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pidFile = path.join(dir, 'relay.pid');
+  const relay = await startRelay(t, [...portsFlag(), '--pid-file', pidFile], NO_ENV_SECRET);
+  // A service written against the protocol before feature negotiation: no feat=.
+  const old = await registerRaw(t, relay.port);
+  const { publicPort, resume } = old.registration;
+  const from = relay.stderr.length;
+  process.kill(relay.pid, 'SIGUSR2');
+  await relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, from);
+  assert.equal(await old.control.nextLine(5000), 'SHUTDOWN', 'a featless service is sent SHUTDOWN');
+  assert.ok(!old.control.lines.includes('REJOIN'), 'a featless service never sees REJOIN');
+
+  const client = await dial(t, publicPort);
+  client.write('held across the upgrade\n');
+  const back = await registerRaw(t, relay.port, { hello: `HELLO 1 host=127.0.0.1 port=${publicPort} resume=${resume}` });
+  assert.equal(back.registration.publicPort, publicPort, 'the same port from the new worker');
+  const { token } = await nextConnect(back.control);
+  const data = await dialData(t, back.registration.dataPort, `DATA ${token}`);
+  assert.match(data.reply, /^CLIENT /);
+  assert.equal((await data.peer.readBytes(24, 5000)).toString(), 'held across the upgrade\n');
 });

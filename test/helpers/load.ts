@@ -46,13 +46,14 @@ export async function longTunnel(t: TestContext, port: number, name: string): Pr
  * Short connections at `perSecond`: each sends a line, half-closes, and must get the
  * line back and the end of the echo. Counts the failures, with the first few reasons.
  */
-export function shortConnections(port: number, perSecond: number): { stop: () => Promise<{ ok: number; failed: string[] }> } {
-  const results = { ok: 0, failed: [] as string[] };
+export function shortConnections(port: number, perSecond: number): { stop: () => Promise<{ ok: number; failed: string[]; longestMs: number }> } {
+  const results = { ok: 0, failed: [] as string[], longestMs: 0 };
   const running = new Set<Promise<void>>();
   let n = 0;
   const one = (): Promise<void> =>
     new Promise<void>((resolve) => {
       const line = `short ${n++}\n`;
+      const started = performance.now();
       const socket: Socket = connect(port, '127.0.0.1');
       const chunks: Buffer[] = [];
       const timer = setTimeout(() => fail('no echo within 10 s'), 10_000);
@@ -69,6 +70,7 @@ export function shortConnections(port: number, perSecond: number): { stop: () =>
         clearTimeout(timer);
         socket.destroy();
         results.ok++;
+        results.longestMs = Math.max(results.longestMs, performance.now() - started);
         resolve();
       });
       socket.end(line);
