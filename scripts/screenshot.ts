@@ -35,7 +35,7 @@ async function until<T>(what: string, attempt: () => Promise<T | undefined>, ms 
 async function main(): Promise<void> {
   installCleanup();
   const [relayPort, metricsPort] = [await freePort(40), await freePort()];
-  const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), '--metrics', `127.0.0.1:${metricsPort}`]);
+  const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), '--metrics', `127.0.0.1:${metricsPort}`, '--probe', '1']);
   const base = `http://127.0.0.1:${metricsPort}/`;
   await until('the dashboard', async () => ((await fetch(base)).ok ? true : undefined));
   const services: Proc[] = [];

@@ -89,6 +89,19 @@ function fill(tableId, rows, emptyText) {
   table.tBodies[0].replaceChildren(...(rows.length > 0 ? rows : [el('tr', { class: 'empty' }, el('td', { colspan: columns }, emptyText))]));
 }
 
+/** The end-to-end probe as a badge: ok with its latency, failing with why, pending, or not probed (never a failure). */
+function probeBadge(probe) {
+  const text = {
+    ok: probe.latencyMs === null ? 'ok' : `ok ${ms(probe.latencyMs)}`,
+    failing: `failing ×${probe.failuresInARow}`,
+    pending: 'pending',
+    'not-probed': 'not probed',
+  }[probe.state] ?? String(probe.state);
+  const title = probe.lastAt === null ? undefined : `last result ${clock(probe.lastAt)}`;
+  const badge = el('span', { class: `probe probe-${probe.state}`, 'data-field': 'probe', title }, text);
+  return el('td', { class: 'probe-cell' }, badge, probe.state === 'failing' && probe.reason !== null ? el('small', { class: 'probe-reason' }, ` ${probe.reason}`) : undefined);
+}
+
 function renderServices(services, now) {
   const tenants = services.some((s) => s.tenant !== null);
   for (const th of document.querySelectorAll('#services th.tenant')) th.classList.toggle('hidden', !tenants);
@@ -105,6 +118,7 @@ function renderServices(services, now) {
       el('td', { title: `in ${rate(s.rate.fromClients)}, out ${rate(s.rate.toClients)}` }, sparkline(s.history)),
       el('td', { class: tenants ? 'tenant' : 'tenant hidden' }, s.tenant ?? '–'),
       el('td', s.held ? { class: 'held' } : null, s.held ? 'held' : 'live'),
+      probeBadge(s.probe),
     ),
   );
   fill('services', rows, 'No service registered.');

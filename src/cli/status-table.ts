@@ -1,4 +1,5 @@
 import type { OverviewSnapshot } from '../relay/api.js';
+import type { ProbeView } from '../relay/overview.js';
 
 /** Rows of each recent list shown in a terminal; the API keeps more. */
 const RECENT_ROWS = 10;
@@ -50,10 +51,26 @@ function relaySummary({ relay }: OverviewSnapshot): string {
   ].map(printable).join('\n');
 }
 
+const latency = (ms: number): string => `${ms < 10 ? ms.toFixed(1) : Math.round(ms)}ms`;
+
+/** The end-to-end probe in a few words; a service that did not announce probes is not a failure. */
+export function probeText(probe: ProbeView): string {
+  switch (probe.state) {
+    case 'ok':
+      return probe.latencyMs === null ? 'ok' : `ok ${latency(probe.latencyMs)}`;
+    case 'failing':
+      return `failing x${probe.failuresInARow}: ${probe.reason ?? 'unknown'}`;
+    case 'pending':
+      return 'pending';
+    case 'not-probed':
+      return 'not probed';
+  }
+}
+
 function servicesTable({ services, now }: OverviewSnapshot): string {
   if (services.length === 0) return 'SERVICES\n(none registered)';
   const tenants = services.some((s) => s.tenant !== null);
-  const headers = ['PUBLIC ADDRESS', 'UP', 'TUNNELS', 'WAITING', 'IN', 'OUT', 'IN/S', 'OUT/S', ...(tenants ? ['TENANT'] : []), 'STATE'];
+  const headers = ['PUBLIC ADDRESS', 'UP', 'TUNNELS', 'WAITING', 'IN', 'OUT', 'IN/S', 'OUT/S', ...(tenants ? ['TENANT'] : []), 'STATE', 'PROBE'];
   const rows = services.map((s) => [
     s.publicAddress,
     formatDuration(now - s.since),
@@ -65,6 +82,7 @@ function servicesTable({ services, now }: OverviewSnapshot): string {
     rate(s.rate.toClients),
     ...(tenants ? [s.tenant ?? '-'] : []),
     s.held ? 'held' : 'live',
+    probeText(s.probe),
   ]);
   return `SERVICES\n${table(headers, rows)}`;
 }

@@ -3,6 +3,7 @@ import { joinHostPort } from '../protocol/messages.js';
 import { RateHistory } from './rate-history.js';
 import { Ring } from './ring.js';
 import { plainAddress } from './client-address.js';
+import type { ProbeStatus } from './probes.js';
 
 /** Closed tunnels and refusals remembered for the dashboard. */
 export const RECENT_LIMIT = 100;
@@ -12,6 +13,8 @@ export interface WatchedService {
   readonly id: string;
   /** Public clients waiting for the service to dial back. */
   readonly waiting: number;
+  /** What the end-to-end probes say of its data path. */
+  readonly probe: ProbeStatus;
 }
 
 /** A closed tunnel: the access log line's fields. */
@@ -62,6 +65,32 @@ export interface ServiceView {
   tenant: string | null;
   /** Disconnected, but its port is still kept for it (within its resume grace). */
   held: boolean;
+  probe: ProbeView;
+}
+
+/**
+ * The end-to-end probe of a service's data path, as the API shows it. `not-probed`:
+ * the service did not announce the feature (or --probe is 0), which says nothing bad.
+ */
+export interface ProbeView {
+  state: ProbeStatus['state'];
+  /** When the latest probe result came, ms since the epoch; null before the first. */
+  lastAt: number | null;
+  /** Dial-back latency of the latest probe that succeeded, in ms. */
+  latencyMs: number | null;
+  failuresInARow: number;
+  /** Why the latest probe failed, while failing. */
+  reason: string | null;
+}
+
+function probeView(status: ProbeStatus): ProbeView {
+  return {
+    state: status.state,
+    lastAt: status.lastAt ?? null,
+    latencyMs: status.lastSeconds === undefined ? null : status.lastSeconds * 1000,
+    failuresInARow: status.failuresInARow,
+    reason: status.state === 'failing' ? (status.reason ?? null) : null,
+  };
 }
 
 interface ServiceEntry {
@@ -167,6 +196,7 @@ export class Overview {
       history: entry.rates.history,
       tenant: entry.tenant ?? null,
       held: entry.held,
+      probe: probeView(entry.service.probe),
     }));
   }
 

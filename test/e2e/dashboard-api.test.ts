@@ -21,9 +21,9 @@ function relayCommand(args: string[], env: Record<string, string> = {}): Promise
 
 const serviceAt = (services: ServiceView[], port: number): ServiceView | undefined => services.find((s) => s.publicPort === port);
 
-test('dashboard API: services with open tunnels, waiting clients and bytes each way; closed tunnels and refusals; never a key or secret', async (t) => {
+test('dashboard API: services with open tunnels, waiting clients, bytes each way and probe results; closed tunnels and refusals; never a key or secret', async (t) => {
   const secret = 'dashboard-secret-never-shown';
-  const relay = await relayWithDashboard(t, ['--secret', secret]);
+  const relay = await relayWithDashboard(t, ['--secret', secret, '--probe', '0.2']);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port), '--secret', secret]);
   // A service that never dials back: its public client waits.
   const silent = await registerRaw(t, relay.port, { proof: (nonce) => computeProof(secret, nonce) });
@@ -47,6 +47,15 @@ test('dashboard API: services with open tunnels, waiting clients and bytes each 
   assert.equal(service.held, false);
   assert.equal(service.tenant, null);
   assert.ok(Math.abs(service.since - Date.now()) < 60_000);
+
+  // The library answers probes; a service that did not announce them is not probed, never failed.
+  await eventually(async () => serviceAt(await getJson<ServiceView[]>(relay.base, 'api/services'), echo.publicPort)?.probe.state === 'ok', 5000, 'the echo service probed ok');
+  const services = await getJson<ServiceView[]>(relay.base, 'api/services');
+  const probed = serviceAt(services, echo.publicPort)!.probe;
+  assert.ok(probed.latencyMs !== null && probed.latencyMs >= 0 && probed.latencyMs < 5000, `latency ${probed.latencyMs}`);
+  assert.ok(probed.lastAt !== null && Math.abs(probed.lastAt - Date.now()) < 60_000);
+  assert.deepEqual([probed.failuresInARow, probed.reason], [0, null]);
+  assert.deepEqual(serviceAt(services, silent.registration.publicPort)!.probe, { state: 'not-probed', lastAt: null, latencyMs: null, failuresInARow: 0, reason: null });
 
   const clientPort = client.localPort;
   client.end();
@@ -102,19 +111,26 @@ test('dashboard auth: --metrics-auth guards every path with basic auth; the pass
   assert.ok(![...relay.stderr, ...fromEnv.stderr].some((line) => line.includes(password)), 'the password is not in the log');
 });
 
-test('relay status: prints the relay, its services and recent tunnels as tables; one line and exit 1 when it cannot ask', async (t) => {
-  const relay = await relayWithDashboard(t, ['--metrics-auth', 'ops:secret-pass']);
+test('relay status: prints the relay, its services with their probes and recent tunnels as tables; one line and exit 1 when it cannot ask', async (t) => {
+  const relay = await relayWithDashboard(t, ['--metrics-auth', 'ops:secret-pass', '--probe', '0.2']);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
+  const featless = await registerRaw(t, relay.port);
   const client = await dial(t, echo.publicPort);
   await echoThrough(client, Buffer.from('hello'));
   const metrics = new URL(relay.base).host;
   await eventually(async () => (await getJson(relay.base, 'api/overview', 'ops:secret-pass')).recentTunnels.length === 1, 5000, 'the tunnel is closed');
+  await eventually(
+    async () => serviceAt((await getJson(relay.base, 'api/overview', 'ops:secret-pass')).services, echo.publicPort)?.probe.state === 'ok',
+    5000,
+    'the echo service probed ok',
+  );
 
   const status = await relayCommand(['status', '--metrics', metrics, '--metrics-auth', 'ops:secret-pass']);
   assert.equal(status.code, 0, status.stderr);
-  assert.match(status.stdout, /^relay +up .*1 services, 0 tunnels open \(1 since start\)/m);
-  assert.match(status.stdout, /^PUBLIC ADDRESS +UP +TUNNELS +WAITING +IN +OUT/m);
-  assert.match(status.stdout, new RegExp(`^127\\.0\\.0\\.1:${echo.publicPort} +\\S+ +0 +0 +5 B +5 B .* live$`, 'm'));
+  assert.match(status.stdout, /^relay +up .*2 services, 0 tunnels open \(1 since start\)/m);
+  assert.match(status.stdout, /^PUBLIC ADDRESS +UP +TUNNELS +WAITING +IN +OUT .* STATE +PROBE$/m);
+  assert.match(status.stdout, new RegExp(`^127\\.0\\.0\\.1:${echo.publicPort} +\\S+ +0 +0 +5 B +5 B .* live +ok \\d+(\\.\\d)?ms$`, 'm'));
+  assert.match(status.stdout, new RegExp(`^127\\.0\\.0\\.1:${featless.registration.publicPort} +\\S+ +0 +0 +0 B +0 B .* live +not probed$`, 'm'));
   assert.match(status.stdout, new RegExp(`^\\d\\d:\\d\\d:\\d\\d +${echo.publicPort} +127\\.0\\.0\\.1:\\d+ .* client +end$`, 'm'));
 
   // The relay's own RELAY_* settings in the same environment are not status's business.

@@ -8,7 +8,7 @@ import { requireTools } from '../helpers/tools.js';
 import { relayWithDashboard } from '../helpers/dashboard.js';
 import { dial, eventually, readAtLeast, readToEnd } from '../helpers/net.js';
 import { startService } from '../helpers/processes.js';
-import { Peer } from '../helpers/protocol.js';
+import { Peer, registerRaw } from '../helpers/protocol.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const WAIT_MS = 10_000;
@@ -56,12 +56,14 @@ async function textBecomes(page: Page, selector: string, text: string): Promise<
 }
 
 const tunnelsCell = (port: number): string => `#services tr[data-port="${port}"] [data-field="tunnelsOpen"]`;
+const probeCell = (port: number): string => `#services tr[data-port="${port}"] [data-field="probe"]`;
 
-test('dashboard in chromium: every public port shows, open-tunnel counts follow tunnels, hostile text stays text, nothing leaves the listener', async (t) => {
+test('dashboard in chromium: every public port shows with its probe, open-tunnel counts follow tunnels, hostile text stays text, nothing leaves the listener', async (t) => {
   if (!requireTools(t, 'chromium')) return;
-  const relay = await relayWithDashboard(t);
+  const relay = await relayWithDashboard(t, ['--probe', '0.2']);
   const first = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const second = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
+  const featless = await registerRaw(t, relay.port);
   const context = await browser(t);
   const origin = new URL(relay.base).origin;
   const requests = await recordRequests(context, origin);
@@ -76,7 +78,10 @@ test('dashboard in chromium: every public port shows, open-tunnel counts follow 
   for (const service of [first, second]) {
     await textBecomes(page, `#services tr[data-port="${service.publicPort}"] [data-field="publicAddress"]`, `127.0.0.1:${service.publicPort}`);
     await textBecomes(page, tunnelsCell(service.publicPort), '0');
+    await page.locator(probeCell(service.publicPort)).filter({ hasText: /^ok \d+(\.\d)? ms$/ }).waitFor({ timeout: WAIT_MS });
   }
+  // It did not announce probes: shown as such, not as a failure.
+  await textBecomes(page, probeCell(featless.registration.publicPort), 'not probed');
 
   // Tunnels open (a byte echoed proves each is spliced) and the counts follow, no reload.
   const clients = [await dial(t, first.publicPort), await dial(t, first.publicPort), await dial(t, second.publicPort)];

@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { ServiceView } from '../../src/relay/overview.js';
+import { getJson } from '../helpers/dashboard.js';
 import { dataGate } from '../helpers/data-gate.js';
 import { dial, echoThrough, listenLocal, portsFlag, within } from '../helpers/net.js';
 import { countLines } from '../helpers/protocol.js';
@@ -34,6 +36,11 @@ test('probe: ./expose behind a data port that refuses it is reported failing onc
   await expose.waitFor('stderr', /probe dial-back failed/);
   await metricUntil(metrics, 'relay_service_probe_failures_total', (n) => n >= 3, 'three failed probes');
   assert.equal(await metricUntil(metrics, 'relay_services_probe_failing', () => true, 'the failing gauge'), 1);
+  // The dashboard's API says so too, with the reason.
+  const [failing] = await getJson<ServiceView[]>(metrics, 'api/services');
+  assert.equal(failing?.probe.state, 'failing');
+  assert.match(failing.probe.reason ?? '', /^no dial-back within 500 ms$/);
+  assert.ok(failing.probe.failuresInARow >= 3 && failing.probe.latencyMs !== null, JSON.stringify(failing.probe));
 
   gate.open();
   await relay.waitFor('stderr', /"msg":"probe ok again/);
@@ -43,6 +50,8 @@ test('probe: ./expose behind a data port that refuses it is reported failing onc
   assert.equal(countLines(relay.stderr, /"msg":"probe ok again/), 1);
   assert.equal(countLines(expose.stderr, /probe dial-back failed/), 1);
   assert.equal(await metricUntil(metrics, 'relay_services_probe_failing', () => true, 'the failing gauge'), 0);
+  const [recovered] = await getJson<ServiceView[]>(metrics, 'api/services');
+  assert.deepEqual([recovered?.probe.state, recovered?.probe.failuresInARow, recovered?.probe.reason], ['ok', 0, null]);
   // One registration throughout: the control connection never broke.
   assert.equal(expose.stdout.length, 1);
 

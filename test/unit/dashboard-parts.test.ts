@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatBytes, formatDuration, table } from '../../src/cli/status-table.js';
+import { formatBytes, formatDuration, probeText, table } from '../../src/cli/status-table.js';
 import { authorized, parseCredentials } from '../../src/relay/basic-auth.js';
 import { Overview, RECENT_LIMIT } from '../../src/relay/overview.js';
+import { NOT_PROBED, type ProbeStatus } from '../../src/relay/probes.js';
 import { Ring } from '../../src/relay/ring.js';
 
 const basic = (text: string): string => `Basic ${Buffer.from(text).toString('base64')}`;
@@ -30,8 +31,12 @@ test('basic auth: only the exact USER:PASS passes; other schemes, garbage and ne
 test('overview: per-service tunnels and bytes follow opens and closes, a departed service stops counting, recent lists are bounded', () => {
   const relayBytes = { a: 0, b: 0 };
   const overview = new Overview(relayBytes);
-  const service = { id: 's1', port: 9001, waiting: 2 };
+  const service: { id: string; port: number; waiting: number; probe: ProbeStatus } = { id: 's1', port: 9001, waiting: 2, probe: NOT_PROBED };
   overview.serviceRegistered(service, '::1', 9001);
+  assert.deepEqual(overview.services()[0]!.probe, { state: 'not-probed', lastAt: null, latencyMs: null, failuresInARow: 0, reason: null });
+  // Read from the service at request time, like `waiting`.
+  service.probe = { state: 'failing', lastAt: 5, lastSeconds: 0.002, failuresInARow: 2, reason: 'no dial-back within 500 ms' };
+  assert.deepEqual(overview.services()[0]!.probe, { state: 'failing', lastAt: 5, latencyMs: 2, failuresInARow: 2, reason: 'no dial-back within 500 ms' });
   const [totals] = overview.tunnelOpened(service);
   totals!.a += 10;
   totals!.b += 20;
@@ -61,4 +66,13 @@ test('status table: columns line up and text from the network cannot send escape
   assert.equal(formatDuration(250), '250ms');
   assert.equal(formatDuration(61_000), '1m01s');
   assert.equal(formatDuration(3_725_000), '1h02m');
+});
+
+test('status table: a probe reads ok with its latency, failing with its reason, pending, or not probed (never failed)', () => {
+  const view = { lastAt: 1, latencyMs: null, failuresInARow: 0, reason: null };
+  assert.equal(probeText({ ...view, state: 'ok', latencyMs: 1.234 }), 'ok 1.2ms');
+  assert.equal(probeText({ ...view, state: 'ok', latencyMs: 42.7 }), 'ok 43ms');
+  assert.equal(probeText({ ...view, state: 'failing', failuresInARow: 3, reason: 'no dial-back within 500 ms' }), 'failing x3: no dial-back within 500 ms');
+  assert.equal(probeText({ ...view, state: 'pending', lastAt: null }), 'pending');
+  assert.equal(probeText({ ...view, state: 'not-probed', lastAt: null }), 'not probed');
 });
