@@ -26,7 +26,9 @@ test('a registered service that floods PINGs and never reads its control connect
       if (!drained) break;
     }
   }
-  assert.equal(relay.serviceCount, 0, `the flooding service was dropped (sent ${(sent / 1048576).toFixed(0)} MiB)`);
+  // The relay may still be reading what the kernel buffered when the writer stopped;
+  // the decision it must reach is to drop this service.
+  await eventually(() => relay.serviceCount === 0, 15_000, `the flooding service to be dropped (sent ${(sent / 1048576).toFixed(0)} MiB)`);
   const grownMiB = (process.memoryUsage().rss - heapBefore) / 1024 / 1024;
   assert.ok(grownMiB < 100, `relay process grew ${grownMiB.toFixed(0)} MiB while flooded (sent ${(sent / 1048576).toFixed(0)} MiB)`);
 });
