@@ -134,13 +134,6 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  unclaim(key: string, port: number): void {
-    const known = this.#known.get(key);
-    if (known === undefined || known.port !== port) return;
-    this.#known.delete(key);
-    this.#s.etcd.revoke(known.lease).catch((err: unknown) => this.#trouble(err));
-  }
-
   async #claimOnce(key: string, port: number): Promise<ClaimAnswer> {
     const { succeeded, kvs } = await this.#assign(key, port);
     if (succeeded) return 'granted';
@@ -175,7 +168,11 @@ export class EtcdLeaseStore implements LeaseStore {
       if (!this.#rangeChecked) await this.#checkRange();
       await this.#heartbeat();
       const kvs = await this.#s.etcd.range(this.#key('nodes/'), true);
-      if (kvs.length > 0) this.#nodes = kvs.map((kv) => kv.value).sort();
+      const nodes = kvs.map((kv) => kv.value).sort();
+      if (nodes.length > 0 && nodes.join() !== this.#nodes.join()) {
+        this.#nodes = nodes;
+        this.#s.log.info({ nodes: nodes.length }, 'fleet: nodes changed');
+      }
       await this.#refreshPorts();
       if (!this.#healthy) this.#recovered();
     } catch (err) {

@@ -29,9 +29,9 @@ export async function claimPort(pool: PortPool, store: LeaseStore, openDoor: Try
         if (answer === 'taken') return false;
         if (answer === 'unreachable') throw new ClaimStop(undefined);
         if (answer !== 'granted') throw new ClaimStop(answer.elsewhere);
-        if (await openDoor(candidate)) return true;
-        store.unclaim?.(key, candidate);
-        return false;
+        // The key keeps this port fleet-wide even if another program holds it here:
+        // the other nodes serve it, and this one can once the port is free.
+        return openDoor(candidate);
       }, target, key);
     } catch (err) {
       if (!(err instanceof ClaimStop)) throw err;

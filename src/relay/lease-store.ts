@@ -36,8 +36,6 @@ export interface LeaseStore {
    * the fleet cannot be asked.
    */
   claim?(key: string, port: number, known: boolean): Promise<ClaimAnswer>;
-  /** Undoes a claim that was granted but could not be used (the port is held by another program here). */
-  unclaim?(key: string, port: number): void;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
 }
