@@ -91,8 +91,16 @@ export class EtcdLeaseStore implements LeaseStore {
     return this.#held;
   }
 
+  /** At most 16 nodes in under 600 characters, so `OK … nodes=` stays within the line limit. */
   nodes(): string[] {
-    return this.#nodes;
+    const listed: string[] = [];
+    let length = 0;
+    for (const node of this.#nodes) {
+      length += node.length + 1;
+      if (listed.length === 16 || length > 600) break;
+      listed.push(node);
+    }
+    return listed;
   }
 
   /** Every assignment in the fleet, each a reservation here with a full grace until its key registers. */

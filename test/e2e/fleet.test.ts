@@ -72,11 +72,18 @@ test('fleet: a service that reaches only one node is served through that node; a
   const nodes = await Promise.all([
     startNode(t, plan, 1, ['--advertise', `127.0.0.1:${await freePort()}`]),
     startNode(t, plan, 2, ['--advertise', `127.0.0.2:${await freePort()}`]),
-    startNode(t, plan, 3),
+    startNode(t, plan, 3, ['--metrics', '127.0.0.3:0']),
   ]);
   await Promise.all(nodes.map((node) => node.waitFor('stderr', /"nodes":3,"msg":"fleet: nodes changed"/, 10_000)));
   const { port } = await service(t, plan, '127.0.0.3');
   await exchange('127.0.0.3', port);
+  const metricsUrl = (await nodes[2]!.waitFor('stderr', /"metrics":"([^"]+)"/))[1]!;
+  const metrics = await (await fetch(metricsUrl)).text();
+  assert.match(metrics, /^relay_fleet_nodes 3$/m);
+  assert.match(metrics, /^relay_fleet_ports_held 1$/m);
+  assert.match(metrics, /^relay_etcd_requests_total [1-9]\d*$/m);
+  assert.match(metrics, /^relay_etcd_errors_total 0$/m);
+  assert.match(metrics, /^relay_etcd_request_seconds_count [1-9]\d*$/m);
 
   // A node whose --ports differs from the fleet's refuses to start, in one line; a fleet needs --ports.
   const relay = path.join(ROOT, 'relay');
