@@ -1,11 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenViaRelay } from '../../src/index.js';
 import { eventually, freePort, within } from '../helpers/net.js';
-import { addressEcho, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode } from '../helpers/fleet.js';
+import { addressEcho, etcdCertificates, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode } from '../helpers/fleet.js';
 import { ROOT } from '../helpers/processes.js';
+import { Peer } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
 
 // A relay fleet of three nodes on 127.0.0.1-3 with the same port numbers, coordinated by
@@ -96,4 +99,20 @@ test('fleet: a service that reaches only one node is served through that node; a
   assert.match(noRange.stderr, /needs an explicit --ports/);
 });
 
+test('fleet: etcd over TLS with client certificates; a node without one cannot reach it and gives no port', async (t) => {
+  if (!requireTools(t, 'etcd', 'openssl')) return;
+  const certs = mkdtempSync(path.join(tmpdir(), 'relay-etcd-certs-'));
+  t.after(() => rmSync(certs, { recursive: true, force: true }));
+  etcdCertificates(certs);
+  const plan = await planFleet(t, 20, certs);
+  const ca = path.join(certs, 'ca.pem');
+  await startNode(t, plan, 1, ['--etcd-ca', ca, '--etcd-cert', path.join(certs, 'client.pem'), '--etcd-key', path.join(certs, 'client-key.pem')]);
+  const { port } = await service(t, plan, '127.0.0.1');
+  await exchange('127.0.0.1', port);
 
+  const bare = await startNode(t, plan, 2, ['--etcd-ca', ca]);
+  await bare.waitFor('stderr', /"msg":"fleet: etcd unreachable; registered services keep working, new keys wait"/);
+  const peer = await Peer.open(t, plan.port, { host: '127.0.0.2' });
+  peer.send('HELLO 1 host=127.0.0.2');
+  assert.match(await peer.nextLine(10_000), /^ERR limit the fleet cannot agree on a port now \(etcd unreachable\)/);
+});

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -14,11 +15,12 @@ export interface Etcd extends Child {
 }
 
 /** A one-member etcd on free loopback ports with a temporary data directory, killed and removed after the test. */
-export async function startEtcd(t: TestContext): Promise<Etcd> {
+export async function startEtcd(t: TestContext, certs?: string): Promise<Etcd> {
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-etcd-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const [client, peer] = [await freePort(), await freePort()];
-  const url = `http://127.0.0.1:${client}`;
+  const url = `${certs === undefined ? 'http' : 'https'}://127.0.0.1:${client}`;
+  const tls = certs === undefined ? [] : ['--cert-file', path.join(certs, 'server.pem'), '--key-file', path.join(certs, 'server-key.pem'), '--client-cert-auth', '--trusted-ca-file', path.join(certs, 'ca.pem')];
   const peerUrl = `http://127.0.0.1:${peer}`;
   const etcd = start(t, 'etcd', [
     '--data-dir', dir,
@@ -27,9 +29,26 @@ export async function startEtcd(t: TestContext): Promise<Etcd> {
     '--listen-peer-urls', peerUrl,
     '--initial-advertise-peer-urls', peerUrl,
     '--initial-cluster', `default=${peerUrl}`,
+    ...tls,
   ]);
   await etcd.waitFor('stderr', /ready to serve client requests/, 15_000);
   return { ...etcd, url };
+}
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in dir. */
+export function etcdCertificates(dir: string): void {
+  const run = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run('req', '-x509', ...key, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=test etcd CA');
+  for (const [name, extensions] of [
+    // etcd's JSON gateway dials etcd itself with the server certificate, so it must allow client use too.
+    ['server', ['subjectAltName=IP:127.0.0.1', 'extendedKeyUsage=serverAuth,clientAuth']],
+    ['client', ['extendedKeyUsage=clientAuth']],
+  ] as const) {
+    writeFileSync(path.join(dir, `${name}.ext`), extensions.map((line) => `${line}\n`).join(''));
+    run('req', ...key, '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+  }
 }
 
 /** Every key under prefix with its value, read through etcd's JSON gateway. */
@@ -51,8 +70,9 @@ export interface FleetPlan {
   range: { first: number; last: number };
 }
 
-export async function planFleet(t: TestContext, size = 150): Promise<FleetPlan> {
-  return { etcd: await startEtcd(t), port: await freePort(), range: await belowEphemeral(size) };
+/** A fresh etcd (over TLS with client certificates when `certs` has etcdCertificates), a control port and a range. */
+export async function planFleet(t: TestContext, size = 150, certs?: string): Promise<FleetPlan> {
+  return { etcd: await startEtcd(t, certs), port: await freePort(), range: await belowEphemeral(size) };
 }
 
 /**
