@@ -81,23 +81,14 @@ export async function joinFleet(plan: FleetPlan, options: RelayOptions, log: Log
 /** The node's fleet figures in Prometheus text format, appended to /metrics. */
 export function fleetMetrics(store: EtcdLeaseStore): string {
   const figures = store.etcd.figures;
-  const lines = [
-    '# HELP relay_fleet_nodes Fleet nodes seen alive in etcd (this one included).',
-    '# TYPE relay_fleet_nodes gauge',
-    `relay_fleet_nodes ${store.nodeCount}`,
-    '# HELP relay_fleet_ports_held Public ports this node holds for a key (registered or reserved).',
-    '# TYPE relay_fleet_ports_held gauge',
-    `relay_fleet_ports_held ${store.portsHeld}`,
-    '# HELP relay_fleet_conflicts_total Port assignments etcd gave to another key while this node held them.',
-    '# TYPE relay_fleet_conflicts_total counter',
-    `relay_fleet_conflicts_total ${store.conflicts}`,
-    '# HELP relay_etcd_requests_total Requests to etcd.',
-    '# TYPE relay_etcd_requests_total counter',
-    `relay_etcd_requests_total ${figures.requests}`,
-    '# HELP relay_etcd_errors_total Requests to etcd that failed (timeout, network, or an error answer).',
-    '# TYPE relay_etcd_errors_total counter',
-    `relay_etcd_errors_total ${figures.errors}`,
+  const samples: [name: string, help: string, type: 'gauge' | 'counter', value: number][] = [
+    ['relay_fleet_nodes', 'Fleet nodes seen alive in etcd (this one included).', 'gauge', store.nodeCount],
+    ['relay_fleet_ports_held', 'Public ports this node holds for a key (registered or reserved).', 'gauge', store.portsHeld],
+    ['relay_fleet_conflicts_total', 'Port assignments etcd gave to another key while this node held them.', 'counter', store.conflicts],
+    ['relay_etcd_requests_total', 'Requests to etcd.', 'counter', figures.requests],
+    ['relay_etcd_errors_total', 'Requests to etcd that failed (timeout, network, or an error answer).', 'counter', figures.errors],
   ];
+  const lines = samples.flatMap(([name, help, type, value]) => [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, `${name} ${value}`]);
   const answered = figures.latencyCounts.reduce((sum, count) => sum + count, 0);
   histogram(lines, 'relay_etcd_request_seconds', 'Latency of answered etcd requests.', figures.latencyBuckets, figures.latencyCounts, answered, figures.latencySumSeconds);
   return lines.join('\n') + '\n';
