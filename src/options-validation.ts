@@ -108,6 +108,7 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
   checkPort('port', options.port, 1);
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
+  if (options.resumeKey !== undefined && !/^[0-9a-f]{32}$/.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
   if (options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
   const backoff = options.backoff ?? {};

@@ -14,6 +14,7 @@ import { argvWithEnv } from './env-options.js';
 import { runStatus } from './relay-status.js';
 import { runMaster } from '../relay/master.js';
 import { MasterLink } from '../relay/worker-link.js';
+import type { FleetArgs, FleetPlan } from '../fleet/fleet.js';
 import { loggerFor, metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 
 function parseRange(text: string): PortRange {
@@ -52,6 +53,13 @@ const parser = withLogOptions(
     .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
     .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
     .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
+    .option('etcd', { type: 'string', describe: 'Join a relay fleet coordinated by etcd at URL[,URL...] (needs --ports and --public-host)' })
+    .option('node', { type: 'string', describe: "This fleet node's name [default: its --advertise]" })
+    .option('advertise', { type: 'string', describe: 'HOST:PORT where services reach this fleet node [default: --bind or host name, and PORT]' })
+    .option('etcd-prefix', { type: 'string', default: '/tcp-relay/', describe: 'Prefix of every key the fleet keeps in etcd' })
+    .option('etcd-ca', { type: 'string', describe: 'PEM CA that signed the etcd server certificate' })
+    .option('etcd-cert', { type: 'string', describe: 'PEM client certificate for etcd' })
+    .option('etcd-key', { type: 'string', describe: 'PEM private key for --etcd-cert' })
     .option('pid-file', { type: 'string', describe: 'Write the pid to signal (SIGUSR2 upgrades, SIGTERM stops) to FILE' })
     .config('config', 'JSON file of options (keys as the long flags)')
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
@@ -72,6 +80,7 @@ async function main(): Promise<void> {
   const args = await parser.parseAsync(argvWithEnv(parser, ['port']));
   let options: RelayOptions;
   let metrics: { host: string; port: number; auth?: BasicCredentials } | undefined;
+  let fleet: { module: typeof import('../fleet/fleet.js'); plan: FleetPlan } | undefined;
   try {
     const port = portArg('PORT', args.port, true);
     options = {
@@ -104,6 +113,11 @@ async function main(): Promise<void> {
     if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
       options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
     }
+    if (args.etcd !== undefined) {
+      if (options.stateFile !== undefined) throw new UsageError('--state and --etcd do not go together: a fleet keeps its leases in etcd');
+      const module = await import('../fleet/fleet.js');
+      fleet = { module, plan: module.planFleet(args as FleetArgs, options) };
+    }
     if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
     if (args.metricsAuth !== undefined) {
       if (metrics === undefined) throw new UsageError('--metrics-auth needs --metrics');
@@ -120,7 +134,10 @@ async function main(): Promise<void> {
     if (options.dataPort === 0) options.dataPort = go.ports.data;
     if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
   }
-  const relay = new Relay(options, log);
+  // Fleet code (and etcd's client) is loaded only in fleet mode.
+  const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, fleetRefused);
+  const relay = new Relay(options, log, store === undefined ? {} : { leaseStore: store });
+  if (fleet !== undefined && store !== undefined) relay.stats.extraMetrics = () => fleet.module.fleetMetrics(store);
   try {
     // start() reads the state file first; a predecessor's leases are added to those.
     await relay.start();
@@ -133,6 +150,11 @@ async function main(): Promise<void> {
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
   master.serve(relay, metricsServer, go.predecessor);
+}
+
+function fleetRefused(message: string): never {
+  process.stderr.write(`relay: ${message}\n`);
+  process.exit(2);
 }
 
 async function startMetrics(relay: Relay, where: { host: string; port: number; auth?: BasicCredentials }): Promise<Server> {

@@ -5,10 +5,11 @@ import { RegistrationRefusedError, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { validateClientOptions } from '../options-validation.js';
 import { readLines, sendMessage } from '../net/lines.js';
-import { computeProof } from '../protocol/auth.js';
+import { computeProof, newToken } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, joinHostPort, type Feature, type RelayMessage } from '../protocol/messages.js';
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
+import { FleetMembers } from './fleet-members.js';
 import { ProbeAnswerer } from './probe.js';
 import { loadResumeKey } from './resume-file.js';
 import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
@@ -17,7 +18,11 @@ import { WarmPool } from './warm-pool.js';
 
 /** Options of {@link listenViaRelay}. */
 export interface RelayClientOptions {
-  /** The relay's host name or address, as this program reaches it. */
+  /**
+   * The relay's host name or address, as this program reaches it. A comma-separated
+   * list names the nodes of a relay fleet: the service registers with every address of
+   * every name, all with the same resume key (see docs/operations.md, fleet).
+   */
   host: string;
   /** The relay's control port (the PORT of `./relay PORT`). */
   port: number;
@@ -35,6 +40,10 @@ export interface RelayClientOptions {
    * clients that arrive while it restarts are held by the relay until it is back.
    */
   resumeFile?: string;
+  /** A resume key (32 hex digits) to register with, instead of one from resumeFile or the relay. */
+  resumeKey?: string;
+  /** Set on the extra registrations of a fleet (internal): they report fleet nodes instead of joining them. */
+  fleetMember?: boolean;
   /** pino logger; silent by default. */
   logger?: Logger;
   /** Reconnect backoff in ms; see docs/integrating.md. */
@@ -61,7 +70,7 @@ export interface CloseOptions {
 }
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
-const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe'];
+const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet'];
 
 /** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
 const LEAVE_LINGER_MS = 2_000;
@@ -105,6 +114,10 @@ export class RelayTunnel extends EventEmitter {
   #closed = false;
   /** Why the relay refused for good, for established() calls that come after. */
   #refusal: Error | undefined;
+  /** The registrations with the other nodes of a relay fleet, once there is one. */
+  #fleet: FleetMembers | undefined;
+  /** The address last announced with `established`, in a fleet. */
+  #announced: string | undefined;
 
   constructor(target: ConnectionTarget, options: RelayClientOptions) {
     super();
@@ -114,12 +127,16 @@ export class RelayTunnel extends EventEmitter {
     this.#log = options.logger ?? silentLogger;
     this.#probes = new ProbeAnswerer(this.#log, options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs);
     if (options.resumeFile !== undefined) this.#resume = loadResumeKey(options.resumeFile);
-    this.#connect();
+    if (options.resumeKey !== undefined) this.#resume = options.resumeKey;
+    const hosts = options.host.split(',');
+    // A fleet given as a list: every address is a member; this object only coordinates them.
+    if (hosts.length > 1) this.#joinFleet(hosts);
+    else this.#connect();
   }
 
   /** The public address from the latest registration, if registered now. */
   get publicAddress(): PublicAddress | undefined {
-    return this.#registration === undefined ? undefined : this.#publicAddress;
+    return this.#registration === undefined ? this.#fleet?.publicAddress : this.#publicAddress;
   }
 
   /** Resolves with the public address at the next registration; rejects if refused for good. */
@@ -156,6 +173,7 @@ export class RelayTunnel extends EventEmitter {
     this.#closed = true;
     this.#timers.cancelAll();
     this.#dropWarmPool();
+    this.#fleet?.close(options.leave);
     const leave = options.leave ?? this.#options.resumeFile === undefined;
     const control = this.#control;
     if (control !== undefined && leave && this.#registration !== undefined && this.#relayFeatures.has('leave')) {
@@ -264,8 +282,35 @@ export class RelayTunnel extends EventEmitter {
     this.#log.info({ publicAddress: this.#publicAddress.address }, 'registered with relay');
     this.#watchHeartbeat(this.#control!, msg.heartbeatMs);
     this.#startWarmPool(msg.dataPort, msg.warmToken);
-    this.emit('established', this.#publicAddress);
+    if (msg.nodes !== undefined) this.#joinFleet(msg.nodes);
+    this.#announce(this.#publicAddress);
     return undefined;
+  }
+
+  #announce(address: PublicAddress): void {
+    // One service on several fleet nodes: the address is news when it changes, not once per node.
+    if (this.#fleet !== undefined && address.address === this.#announced) return;
+    this.#announced = address.address;
+    this.emit('established', address);
+  }
+
+  /** Registers with each fleet node too (a member only reports them to its fleet). */
+  #joinFleet(nodes: string[]): void {
+    if (this.#options.fleetMember === true) {
+      this.emit('nodes', nodes);
+      return;
+    }
+    if (this.#fleet === undefined) {
+      this.#resume ??= newToken();
+      const own = this.#control;
+      this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayTunnel(this.#target, options), this.#log, {
+        established: (address) => this.#announce(address),
+        // Only the coordinator of a host list has no connection of its own to keep going.
+        failed: (err) => own === undefined && this.#fail(err),
+      });
+      if (own?.remoteAddress !== undefined && own.remotePort !== undefined) this.#fleet.markOwn(own.remoteAddress, own.remotePort);
+    }
+    void this.#fleet.add(nodes);
   }
 
   #watchHeartbeat(socket: Socket, intervalMs: number): void {

@@ -36,6 +36,7 @@ export const FEATURES = [
   'leave', // service -> relay LEAVE: this service is gone for good; free its port now
   'superseded', // relay -> service ERR superseded: another process took over this resume key
   'probe', // relay -> service PROBE: dial back with this token to prove the data path works
+  'fleet', // relay -> service OK … nodes=: every node of the relay fleet; register with each
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
@@ -63,7 +64,7 @@ export type RelayMessage =
   /** Asks the service to prove it knows the secret. */
   | { kind: 'AUTH'; nonce: string }
   /** Registration done: the public address, and how to behave from now on. */
-  | { kind: 'OK'; host: string; port: number; dataPort: number; heartbeatMs: number; resume: string; warmToken?: string; features?: Feature[] }
+  | { kind: 'OK'; host: string; port: number; dataPort: number; heartbeatMs: number; resume: string; warmToken?: string; features?: Feature[]; nodes?: string[] }
   /** A public client arrived: dial back with this token. */
   | { kind: 'CONNECT'; token: string; clientAddress: string; clientPort: number }
   /**
@@ -202,7 +203,20 @@ function parseOk(words: string[]): ParseResult {
   const features = parseFeatures(options.get('feat'));
   if (typeof features === 'string') return fail('bad-line', features);
   if (features !== undefined) msg.features = features;
+  const nodes = parseNodes(options.get('nodes'));
+  if (typeof nodes === 'string') return fail('bad-line', nodes);
+  if (nodes !== undefined) msg.nodes = nodes;
   return { ok: true, msg };
+}
+
+/** Most nodes a nodes= list may carry; a fleet is a handful of machines. */
+const MAX_NODES = 16;
+
+function parseNodes(text: string | undefined): string[] | undefined | string {
+  if (text === undefined) return undefined;
+  const nodes = text.split(',');
+  if (nodes.length > MAX_NODES || !nodes.every((node) => splitHostPort(node) !== undefined)) return `nodes= must be up to ${MAX_NODES} comma-separated HOST:PORT`;
+  return nodes;
 }
 
 function parseClientAddress(kind: 'CONNECT' | 'CLIENT', words: string[], at: number): ParseResult | { address: string; port: number } {
@@ -304,7 +318,8 @@ export function formatMessage(msg: Message): string {
     case 'OK': {
       const warm = msg.warmToken === undefined ? '' : ` warm=${msg.warmToken}`;
       const features = msg.features === undefined ? '' : ` feat=${msg.features.join(',')}`;
-      return `OK ${joinHostPort(msg.host, msg.port)} data=${msg.dataPort} heartbeat=${msg.heartbeatMs} resume=${msg.resume}${warm}${features}\n`;
+      const nodes = msg.nodes === undefined ? '' : ` nodes=${msg.nodes.join(',')}`;
+      return `OK ${joinHostPort(msg.host, msg.port)} data=${msg.dataPort} heartbeat=${msg.heartbeatMs} resume=${msg.resume}${warm}${features}${nodes}\n`;
     }
     case 'AUTH':
       return `AUTH ${msg.nonce}\n`;

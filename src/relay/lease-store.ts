@@ -29,7 +29,22 @@ export interface LeaseStore {
   pause(): Promise<void>;
   /** Writing allowed again (the takeover was abandoned); saves the current leases. */
   resume(current: () => LeaseRecord[]): void;
+  /**
+   * A fleet's agreement on ports (absent for a single relay): asks the fleet for
+   * `port` for this key before the relay listens on it. `known` says the port is the
+   * key's own here already (its registration or reservation), which may be kept when
+   * the fleet cannot be asked.
+   */
+  claim?(key: string, port: number, known: boolean): Promise<ClaimAnswer>;
+  /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
+  nodes?(): string[];
 }
+
+/**
+ * The fleet's answer to a claim: the port is the key's; another key has it; the key
+ * has another port fleet-wide; or the fleet could not be asked in time.
+ */
+export type ClaimAnswer = 'granted' | 'taken' | { elsewhere: number } | 'unreachable';
 
 /** The lease key for a resume key: what stores, logs and maps hold instead of the key. */
 export function leaseKey(resume: string): string {

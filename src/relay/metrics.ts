@@ -35,10 +35,10 @@ export function renderMetrics(stats: RelayStats): string {
   const buckets = stats.dialbackBuckets;
   histogram(lines, 'relay_dialback_seconds', "Time from a public client's arrival to its service's data connection.", buckets, stats.dialbackCounts, stats.dialbackCount, stats.dialbackSumSeconds);
   histogram(lines, 'relay_service_probe_seconds', 'Time from PROBE to the dial-back, for end-to-end probes that succeeded (all services).', buckets, stats.probeCounts, stats.probeCount, stats.probeSumSeconds);
-  return lines.join('\n') + '\n';
+  return lines.join('\n') + '\n' + (stats.extraMetrics?.() ?? '');
 }
 
-function histogram(lines: string[], name: string, help: string, bounds: readonly number[], counts: number[], count: number, sum: number): void {
+export function histogram(lines: string[], name: string, help: string, bounds: readonly number[], counts: number[], count: number, sum: number): void {
   lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
   let cumulative = 0;
   bounds.forEach((bound, i) => {

@@ -9,6 +9,7 @@ import { plainAddress } from './client-address.js';
 import type { DialbackRegistry } from './dialbacks.js';
 import type { Overview } from './overview.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from './lease-store.js';
+import { claimPort } from './claim-port.js';
 import { PortPool, type ReservationEnd } from './port-pool.js';
 import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
@@ -167,7 +168,8 @@ export class Registrar implements SessionHost {
     }
     this.#registering++;
     try {
-      const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key);
+      const port = await claimPort(this.#ports, this.#store, (candidate) => this.#openDoor(candidate), hello.port, key);
+      if (port === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
       if (port === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
       // The lease is on disk before the service hears of its port, so no crash after
       // OK can let a stranger take it.
@@ -237,6 +239,7 @@ export class Registrar implements SessionHost {
         ...(identity.warmToken === undefined ? {} : { warmToken: identity.warmToken }),
         // Only to a service that listed features: an older one never sees the option.
         ...(hello.features === undefined ? {} : { features: [...features] }),
+        ...(features.has('fleet') && this.#store.nodes !== undefined ? { nodes: this.#store.nodes() } : {}),
       },
       rest,
     );

@@ -17,6 +17,8 @@ export class RelayStats {
   /** Bytes from public clients (a) and to them (b), open tunnels included; the splices add to it live. */
   readonly bytes: SpliceCounts = { a: 0, b: 0 };
   readonly refusals = new Map<string, number>();
+  /** More /metrics lines from a part loaded only when configured (a fleet node's etcd figures). */
+  extraMetrics: (() => string) | undefined;
   /** Dial-back latency: counts of observations at or below each bound, in seconds. */
   readonly dialbackBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
   readonly dialbackCounts: number[] = new Array<number>(this.dialbackBuckets.length).fill(0);

@@ -60,9 +60,9 @@ export class Peer {
     );
   }
 
-  /** Connects to 127.0.0.1:port; the socket is destroyed by the test's cleanup. */
-  static async open(t: TestContext, port: number, options: { maxLines?: number; autoPong?: boolean } = {}): Promise<Peer> {
-    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  /** Connects to port on options.host (127.0.0.1); the socket is destroyed by the test's cleanup. */
+  static async open(t: TestContext, port: number, options: { maxLines?: number; autoPong?: boolean; host?: string } = {}): Promise<Peer> {
+    const socket = connect({ port, host: options.host ?? '127.0.0.1', allowHalfOpen: true });
     t.after(() => socket.destroy());
     const peer = new Peer(socket, options);
     await within(

@@ -25,6 +25,7 @@ const TOOLS = {
   python3: { apt: 'python3' },
   npm: { apt: 'npm' },
   chromium: { apt: 'chromium' },
+  etcd: { apt: 'etcd-server' },
 } satisfies Record<string, ToolSpec>;
 
 export type Tool = keyof typeof TOOLS;

@@ -26,6 +26,7 @@ export const EXAMPLES: Message[] = [
   { kind: 'PROBED' },
   { kind: 'HELLO', version: 1, features: ['probe'] },
   { kind: 'OK', host: 'relay.example.com', port: 40000, dataPort: 7001, heartbeatMs: 15000, resume: TOKEN, features: ['leave'] },
+  { kind: 'OK', host: 'relay.example.com', port: 40001, dataPort: 7000, heartbeatMs: 5000, resume: TOKEN2, features: ['fleet'], nodes: ['relay1.example.com:7000', '[2001:db8::2]:7000'] },
   { kind: 'PROOF', mac: HEX64 },
   { kind: 'PONG' },
   { kind: 'DATA', token: TOKEN },

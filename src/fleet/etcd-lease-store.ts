@@ -1,0 +1,259 @@
+import type { PortRange } from '../config.js';
+import type { Logger } from '../log.js';
+import { joinHostPort } from '../protocol/messages.js';
+import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../relay/lease-store.js';
+import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
+
+export interface FleetSettings {
+  etcd: EtcdClient;
+  /** Every key this fleet keeps starts with this (ends with '/'). */
+  prefix: string;
+  node: string;
+  /** Where services reach this node, `host:port`. */
+  advertise: { host: string; port: number };
+  range: PortRange;
+  graceMs: number;
+  log: Logger;
+  /** The fleet disagrees with this node's configuration: report in one line and stop. */
+  onFatal: (message: string) => void;
+}
+
+/** A node's liveness key lives this long without a refresh. */
+const NODE_TTL_S = 10;
+/** Interval of the node's refresh, of the node list and of the due port leases. */
+const TICK_MS = 2_000;
+/** A new key waits at most this for the fleet's answer, then is refused (ERR limit). */
+export const CLAIM_WAIT_MS = 5_000;
+const CLAIM_RETRY_MS = 250;
+/** Port leases refreshed at once, so 1000 services do not open 1000 requests. */
+const REFRESH_BATCH = 16;
+
+interface KnownLease {
+  port: number;
+  /** The etcd lease id that keeps the key's assignment alive. */
+  lease: string;
+  refreshedAt: number;
+}
+
+/**
+ * The leases of a relay fleet, in etcd. A port assignment is two keys under one etcd
+ * lease with TTL = the resume grace: `ports/<port>` (the key hash holding it) and
+ * `keys/<hash>` (its port), created together in a transaction that compares both as
+ * absent, so two keys never get one port, even racing on different nodes. Every node
+ * where the key is registered keeps that lease alive; when none does, it expires after
+ * the grace and the port is free fleet-wide. A node's own liveness is `nodes/<name>`
+ * under a short lease of its own. Local memory (the port pool's reservations) still
+ * guards ports across an etcd stall: an assignment etcd dropped is re-created with the
+ * same compare, never handed to another key here within the grace.
+ */
+export class EtcdLeaseStore implements LeaseStore {
+  readonly #s: FleetSettings;
+  readonly #ttlS: number;
+  /** Keys registered on this node now, with their port (from the latest save). */
+  #live = new Map<string, number>();
+  #held = 0;
+  readonly #known = new Map<string, KnownLease>();
+  #nodes: string[];
+  #nodeLease: string | undefined;
+  #rangeChecked = false;
+  #healthy = true;
+  #ticking = false;
+  #timer: NodeJS.Timeout | undefined;
+  conflicts = 0;
+
+  constructor(settings: FleetSettings) {
+    this.#s = settings;
+    this.#ttlS = Math.max(Math.ceil(settings.graceMs / 1000), 5);
+    this.#nodes = [joinHostPort(settings.advertise.host, settings.advertise.port)];
+  }
+
+  get etcd(): EtcdClient {
+    return this.#s.etcd;
+  }
+
+  /** Joins the fleet (range check, node key) and refreshes from then on. etcd being down is not an error here. */
+  async start(): Promise<void> {
+    await this.#tick();
+    this.#timer = setInterval(() => void this.#tick(), TICK_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#s.etcd.close();
+  }
+
+  get nodeCount(): number {
+    return this.#nodes.length;
+  }
+
+  get portsHeld(): number {
+    return this.#held;
+  }
+
+  /** At most 16 nodes in under 600 characters, so `OK … nodes=` stays within the line limit. */
+  nodes(): string[] {
+    const listed: string[] = [];
+    let length = 0;
+    for (const node of this.#nodes) {
+      length += node.length + 1;
+      if (listed.length === 16 || length > 600) break;
+      listed.push(node);
+    }
+    return listed;
+  }
+
+  /** Every assignment in the fleet, each a reservation here with a full grace until its key registers. */
+  async load(): Promise<LeaseRecord[]> {
+    try {
+      const kvs = await this.#s.etcd.range(this.#key('keys/'), true);
+      return kvs.map((kv) => ({ key: kv.key.slice(this.#key('keys/').length), port: Number(kv.value), until: null }));
+    } catch (err) {
+      this.#s.log.warn({ err: String(err) }, 'fleet: cannot read the port assignments from etcd; starting without them');
+      return [];
+    }
+  }
+
+  async save(current: () => LeaseRecord[]): Promise<void> {
+    const records = current();
+    this.#held = records.length;
+    this.#live = new Map(records.filter((record) => record.until === null).map((record) => [record.key, record.port]));
+    for (const key of this.#known.keys()) if (!records.some((record) => record.key === key)) this.#known.delete(key);
+  }
+
+  async pause(): Promise<void> {}
+
+  resume(current: () => LeaseRecord[]): void {
+    void this.save(current);
+  }
+
+  async claim(key: string, port: number, known: boolean): Promise<ClaimAnswer> {
+    const deadline = Date.now() + CLAIM_WAIT_MS;
+    for (;;) {
+      try {
+        return await this.#claimOnce(key, port);
+      } catch (err) {
+        this.#trouble(err);
+        // The key's own port here: etcd's view will be re-created by the refresh.
+        if (known) return 'granted';
+        if (Date.now() + CLAIM_RETRY_MS >= deadline) return 'unreachable';
+        await new Promise((resolve) => setTimeout(resolve, CLAIM_RETRY_MS));
+      }
+    }
+  }
+
+  async #claimOnce(key: string, port: number): Promise<ClaimAnswer> {
+    const { succeeded, kvs } = await this.#assign(key, port);
+    if (succeeded) return 'granted';
+    const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
+    if (mine === undefined) return 'taken';
+    const theirs = Number(mine.value);
+    if (theirs !== port) return { elsewhere: theirs };
+    this.#known.set(key, { port, lease: mine.lease, refreshedAt: 0 });
+    return 'granted';
+  }
+
+  /** The transaction at the heart of the fleet: both keys, only if both are absent. */
+  async #assign(key: string, port: number): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
+    const etcd = this.#s.etcd;
+    const lease = await etcd.grant(this.#ttlS);
+    const byKey = this.#key(`keys/${key}`);
+    const byPort = this.#key(`ports/${port}`);
+    const absent = (name: string): EtcdOp => ({ key: b64(name), target: 'CREATE', create_revision: '0' });
+    const put = (name: string, value: string): EtcdOp => ({ request_put: { key: b64(name), value: b64(value), lease } });
+    const get = (name: string): EtcdOp => ({ request_range: { key: b64(name) } });
+    const answer = await etcd.txn([absent(byKey), absent(byPort)], [put(byKey, String(port)), put(byPort, key)], [get(byKey), get(byPort)]);
+    if (answer.succeeded) this.#known.set(key, { port, lease, refreshedAt: Date.now() });
+    else etcd.revoke(lease).catch(() => {});
+    if (!this.#healthy) this.#recovered();
+    return answer;
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#ticking) return;
+    this.#ticking = true;
+    try {
+      if (!this.#rangeChecked) await this.#checkRange();
+      await this.#heartbeat();
+      const kvs = await this.#s.etcd.range(this.#key('nodes/'), true);
+      const nodes = kvs.map((kv) => kv.value).sort();
+      if (nodes.length > 0 && nodes.join() !== this.#nodes.join()) {
+        this.#nodes = nodes;
+        this.#s.log.info({ nodes: nodes.length }, 'fleet: nodes changed');
+      }
+      await this.#refreshPorts();
+      if (!this.#healthy) this.#recovered();
+    } catch (err) {
+      this.#trouble(err);
+    } finally {
+      this.#ticking = false;
+    }
+  }
+
+  async #checkRange(): Promise<void> {
+    const name = this.#key('range');
+    const mine = `${this.#s.range.first}-${this.#s.range.last}`;
+    const answer = await this.#s.etcd.txn(
+      [{ key: b64(name), target: 'CREATE', create_revision: '0' }],
+      [{ request_put: { key: b64(name), value: b64(mine) } }],
+      [{ request_range: { key: b64(name) } }],
+    );
+    const theirs = answer.kvs[0]?.value;
+    if (!answer.succeeded && theirs !== mine) {
+      return this.#s.onFatal(`--ports ${mine} differs from the fleet's range ${theirs ?? '?'} (etcd key ${name}); every node needs the same range`);
+    }
+    this.#rangeChecked = true;
+  }
+
+  async #heartbeat(): Promise<void> {
+    const etcd = this.#s.etcd;
+    if (this.#nodeLease !== undefined && (await etcd.keepAlive(this.#nodeLease)) > 0) return;
+    this.#nodeLease = await etcd.grant(NODE_TTL_S);
+    await etcd.put(this.#key(`nodes/${this.#s.node}`), joinHostPort(this.#s.advertise.host, this.#s.advertise.port), this.#nodeLease);
+    this.#s.log.info({ node: this.#s.node }, 'fleet: node registered in etcd');
+  }
+
+  /** Keeps alive the assignment of every key registered here; one that etcd dropped is re-created. */
+  async #refreshPorts(): Promise<void> {
+    const due = [...this.#live].filter(([key, port]) => {
+      const known = this.#known.get(key);
+      return known === undefined || known.port !== port || Date.now() - known.refreshedAt > (this.#ttlS * 1000) / 3;
+    });
+    for (let i = 0; i < due.length; i += REFRESH_BATCH) {
+      await Promise.all(due.slice(i, i + REFRESH_BATCH).map(([key, port]) => this.#refresh(key, port)));
+    }
+  }
+
+  async #refresh(key: string, port: number): Promise<void> {
+    const known = this.#known.get(key);
+    if (known !== undefined && known.port === port && (await this.#s.etcd.keepAlive(known.lease)) > 0) {
+      known.refreshedAt = Date.now();
+      return;
+    }
+    const { succeeded, kvs } = await this.#assign(key, port);
+    if (succeeded) return void this.#s.log.info({ publicPort: port }, 'fleet: port assignment re-created in etcd');
+    const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
+    if (mine !== undefined && Number(mine.value) === port) {
+      this.#known.set(key, { port, lease: mine.lease, refreshedAt: 0 });
+      return;
+    }
+    this.conflicts++;
+    this.#known.delete(key);
+    this.#s.log.error({ publicPort: port }, 'fleet: etcd gives this port (or this key) to another assignment; the service keeps it on this node');
+  }
+
+  #trouble(err: unknown): void {
+    if (!this.#healthy) return;
+    this.#healthy = false;
+    this.#s.log.warn({ err: String(err) }, 'fleet: etcd unreachable; registered services keep working, new keys wait');
+  }
+
+  #recovered(): void {
+    this.#healthy = true;
+    this.#s.log.info('fleet: etcd reachable again');
+  }
+
+  #key(name: string): string {
+    return `${this.#s.prefix}${name}`;
+  }
+}

@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { listenViaRelay } from '../../src/index.js';
+import { eventually, freePort, within } from '../helpers/net.js';
+import { addressEcho, etcdCertificates, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode } from '../helpers/fleet.js';
+import { ROOT } from '../helpers/processes.js';
+import { Peer } from '../helpers/protocol.js';
+import { requireTools } from '../helpers/tools.js';
+
+// A relay fleet of three nodes on 127.0.0.1-3 with the same port numbers, coordinated by
+// a real etcd. fleet-faults.test.ts kills a node and stops etcd.
+
+test('fleet: services registered through different nodes are served by every node, on one port each agreed in etcd', async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t);
+  const nodes = await startFleet(t, plan);
+  // One service finds the others through OK nodes=; one is given the whole list.
+  const viaTwo = await service(t, plan, '127.0.0.2');
+  const viaThree = await service(t, plan, '127.0.0.3');
+  const viaList = await service(t, plan, '127.0.0.1,127.0.0.2,127.0.0.3');
+  const ports = [viaTwo.port, viaThree.port, viaList.port];
+  assert.equal(new Set(ports).size, 3, 'three services, three ports');
+  for (const port of ports) {
+    await eventually(async () => {
+      try {
+        await everyNodeServes(nodes, port);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 10_000, `public port ${port} served by every node`);
+  }
+  const keys = await etcdKeys(plan.etcd);
+  for (const port of ports) assert.ok(keys.has(`/tcp-relay/ports/${port}`), `port ${port} is assigned in etcd`);
+  assert.equal([...keys.keys()].filter((key) => key.startsWith('/tcp-relay/nodes/')).length, 3);
+});
+
+test('fleet: 100 services registering at once across three nodes get 100 distinct ports, the same on every node', async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t);
+  const nodes = await startFleet(t, plan);
+  const server = addressEcho(t);
+  const count = 100;
+  const hosts = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+  const started = performance.now();
+  // Each service starts at another node; all register with all three.
+  const tunnels = Array.from({ length: count }, (_, i) => listenViaRelay(server, { host: [...hosts.slice(i % 3), ...hosts.slice(0, i % 3)].join(','), port: plan.port }));
+  t.after(() => tunnels.forEach((tunnel) => tunnel.close({ leave: true })));
+  const ports = await within(Promise.all(tunnels.map(async (tunnel) => (await tunnel.established()).port)), 30_000, '100 registrations');
+  t.diagnostic(`100 services registered in ${(performance.now() - started).toFixed(0)} ms`);
+  assert.equal(new Set(ports).size, count, 'no two services share a port');
+  let missing: number[] = [];
+  await eventually(async () => {
+    const keys = await etcdKeys(plan.etcd);
+    missing = ports.filter((port) => !keys.has(`/tcp-relay/ports/${port}`));
+    return missing.length === 0;
+  }, 10_000, 'every port assigned in etcd').catch((err: Error) => assert.fail(`${err.message}; missing ${missing.join(' ')}`));
+  // Each node holds all 100, as registrations (not reservations) on the same ports.
+  for (const node of nodes) {
+    await eventually(() => node.stderr.filter((line) => line.includes('"msg":"service registered"')).length >= count, 20_000, `${node.address} registered every service`);
+    const seen = new Set(node.stderr.filter((line) => line.includes('"msg":"service registered"')).map((line) => Number(/"publicPort":(\d+)/.exec(line)?.[1])));
+    assert.deepEqual([...seen].sort(), [...ports].sort(), `${node.address} serves the same ports`);
+  }
+  for (const i of [0, 37, 99]) await everyNodeServes(nodes, ports[i]!);
+});
+
+test('fleet: a service that reaches only one node is served through that node; a node with another --ports range refuses to start', async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t);
+  // Nodes 1 and 2 advertise addresses nobody listens on: the service cannot reach them.
+  const nodes = await Promise.all([
+    startNode(t, plan, 1, ['--advertise', `127.0.0.1:${await freePort()}`]),
+    startNode(t, plan, 2, ['--advertise', `127.0.0.2:${await freePort()}`]),
+    startNode(t, plan, 3, ['--metrics', '127.0.0.3:0']),
+  ]);
+  await Promise.all(nodes.map((node) => node.waitFor('stderr', /"nodes":3,"msg":"fleet: nodes changed"/, 10_000)));
+  const { port } = await service(t, plan, '127.0.0.3');
+  await exchange('127.0.0.3', port);
+  const metricsUrl = (await nodes[2]!.waitFor('stderr', /"metrics":"([^"]+)"/))[1]!;
+  const metrics = await (await fetch(metricsUrl)).text();
+  assert.match(metrics, /^relay_fleet_nodes 3$/m);
+  assert.match(metrics, /^relay_fleet_ports_held 1$/m);
+  assert.match(metrics, /^relay_etcd_requests_total [1-9]\d*$/m);
+  assert.match(metrics, /^relay_etcd_errors_total 0$/m);
+  assert.match(metrics, /^relay_etcd_request_seconds_count [1-9]\d*$/m);
+
+  // A node whose --ports differs from the fleet's refuses to start, in one line; a fleet needs --ports.
+  const relay = path.join(ROOT, 'relay');
+  const base = [String(plan.port), '--bind', '127.0.0.4', '--etcd', plan.etcd.url, '--public-host', 'relay.test'];
+  const differs = spawnSync(relay, [...base, '--ports', `${plan.range.first}-${plan.range.last + 1}`], { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(differs.status, 2);
+  assert.match(differs.stderr, /^relay: --ports \S+ differs from the fleet's range \S+ \(etcd key \/tcp-relay\/range\); every node needs the same range$/m);
+  const noRange = spawnSync(relay, base, { encoding: 'utf8', timeout: 20_000 });
+  assert.equal(noRange.status, 2);
+  assert.match(noRange.stderr, /needs an explicit --ports/);
+});
+
+test('fleet: etcd over TLS with client certificates; a node without one cannot reach it and gives no port', async (t) => {
+  if (!requireTools(t, 'etcd', 'openssl')) return;
+  const certs = mkdtempSync(path.join(tmpdir(), 'relay-etcd-certs-'));
+  t.after(() => rmSync(certs, { recursive: true, force: true }));
+  etcdCertificates(certs);
+  const plan = await planFleet(t, 20, certs);
+  const ca = path.join(certs, 'ca.pem');
+  await startNode(t, plan, 1, ['--etcd-ca', ca, '--etcd-cert', path.join(certs, 'client.pem'), '--etcd-key', path.join(certs, 'client-key.pem')]);
+  const { port } = await service(t, plan, '127.0.0.1');
+  await exchange('127.0.0.1', port);
+
+  const bare = await startNode(t, plan, 2, ['--etcd-ca', ca]);
+  await bare.waitFor('stderr', /"msg":"fleet: etcd unreachable; registered services keep working, new keys wait"/);
+  const peer = await Peer.open(t, plan.port, { host: '127.0.0.2' });
+  peer.send('HELLO 1 host=127.0.0.2');
+  assert.match(await peer.nextLine(10_000), /^ERR limit the fleet cannot agree on a port now \(etcd unreachable\)/);
+});
