@@ -28,7 +28,9 @@ interface Step {
   run: (tool: Tool, p: BenchPath) => Promise<Outcome>;
 }
 
-const notPrewarm = (p: BenchPath): boolean => p.name !== 'relay+prewarm';
+/** Paths that differ from `relay` only in how a connection starts: measured only for first echo and conns/s. */
+const CONNECTION_START_PATHS: readonly string[] = ['relay+prewarm', 'relay+fleet'];
+const notPrewarm = (p: BenchPath): boolean => !CONNECTION_START_PATHS.includes(p.name);
 const started = performance.now();
 const progress = (text: string): void => {
   process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`);
@@ -88,7 +90,7 @@ async function warmup(tool: Tool, paths: BenchPath[]): Promise<void> {
 async function startPaths(options: Options, backend: Awaited<ReturnType<typeof startBackend>>, errors: string[]): Promise<BenchPath[]> {
   const paths: BenchPath[] = [];
   for (const name of options.paths) {
-    const usesPath = name !== 'relay+prewarm' || options.figures.some((f) => f === 'first-echo' || f === 'conns');
+    const usesPath = !CONNECTION_START_PATHS.includes(name) || options.figures.some((f) => f === 'first-echo' || f === 'conns');
     if (!usesPath) continue;
     try {
       const result = await startPath(name, { backend, prewarm: options.prewarm });

@@ -4,13 +4,14 @@
  * knows which of its processes are forwarders (their CPU and memory are the cost
  * being compared), which is the relayed service, and which consumes the bytes.
  */
-import { accessSync, constants, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm'] as const;
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm', 'relay+fleet'] as const;
 export type PathName = (typeof PATH_NAMES)[number];
 
 const HOST = '127.0.0.1';
@@ -117,10 +118,10 @@ function haproxyConfig(port: number, backendPort: number): string {
  * relay's figures are its worker's (`workerPid`): the master only holds the listening
  * sockets, and a forwarder with a child looks unsettled to the CPU figures.
  */
-async function startRelayed(service: (relayPort: number) => Proc): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
+async function startRelayed(service: (relayPort: number) => Proc, extraFlags: () => Promise<string[]> = async () => []): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
-    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS]);
+    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...(await extraFlags())]);
     const svc = service(relayPort);
     try {
       const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
@@ -134,6 +135,30 @@ async function startRelayed(service: (relayPort: number) => Proc): Promise<{ rel
       if (attempt >= 3) throw new Error(`relay did not start: ${(err as Error).message}; relay stderr: ${tail(relay)}`);
     }
   }
+}
+
+/**
+ * A one-member etcd on free loopback ports with a throw-away data directory, for the
+ * `relay+fleet` path: a one-node fleet measures what agreeing on ports through etcd and
+ * the fleet code cost on top of the single relay.
+ */
+async function startEtcd(etcd: string): Promise<{ proc: Proc; url: string; dir: string }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bench-etcd-'));
+  const client = await freePort();
+  const peer = await freePort();
+  const url = `http://${HOST}:${client}`;
+  const peerUrl = `http://${HOST}:${peer}`;
+  const proc = startProcess('etcd', etcd, [
+    '--data-dir', dir,
+    '--listen-client-urls', url,
+    '--advertise-client-urls', url,
+    '--listen-peer-urls', peerUrl,
+    '--initial-advertise-peer-urls', peerUrl,
+    '--initial-cluster', `default=${peerUrl}`,
+    '--log-level', 'error',
+  ]);
+  await waitAccepting(client, proc, 15_000);
+  return { proc, url, dir };
 }
 
 const node = (script: string, args: string[]): [string, string[]] => [process.execPath, [path.join(ROOT, 'dist', 'scripts', script), ...args]];
@@ -180,6 +205,28 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
       return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service] };
+    }
+    case 'relay+fleet': {
+      const etcdProgram = findProgram('etcd');
+      if (etcdProgram === undefined) return { skipped: 'etcd is not installed (apt-get install etcd-server)' };
+      const etcd = await startEtcd(etcdProgram);
+      const fleetFlags = async (): Promise<string[]> => {
+        const first = await freePort(100);
+        return ['--etcd', etcd.url, '--ports', `${first}-${first + 99}`, '--public-host', HOST];
+      };
+      try {
+        const { relay, workerPid, service, port } = await startRelayed(
+          (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)])),
+          fleetFlags,
+        );
+        // Removed once the bench is over and etcd stopped (the procs module kills it at exit).
+        process.once('exit', () => rmSync(etcd.dir, { recursive: true, force: true }));
+        return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [etcd.proc, relay, service] };
+      } catch (err) {
+        await stopProcess(etcd.proc);
+        rmSync(etcd.dir, { recursive: true, force: true });
+        throw err;
+      }
     }
     case 'relay+expose': {
       const { relay, workerPid, service, port } = await startRelayed((relayPort) =>

@@ -11,6 +11,7 @@ const COLORS: Record<string, string> = {
   relay: '#d62728',
   'relay+expose': '#ff7f0e',
   'relay+prewarm': '#9467bd',
+  'relay+fleet': '#2ca02c',
 };
 
 const escape = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
