@@ -117,16 +117,16 @@ function haproxyConfig(port: number, backendPort: number): string {
  * relay's figures are its worker's (`workerPid`): the master only holds the listening
  * sockets, and a forwarder with a child looks unsettled to the CPU figures.
  */
-async function startRelayed(service: (relayPort: number) => Proc): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
+export async function startRelayed(service: (relayPort: number) => Proc, flags: string[] = []): Promise<{ relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
-    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS]);
+    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...flags]);
     const svc = service(relayPort);
     try {
       const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
       const [workerPid, ...others] = descendants(relay.pid);
       if (workerPid === undefined || others.length > 0) throw new Error(`the relay master should have one worker, it has ${others.length + (workerPid === undefined ? 0 : 1)}`);
-      return { relay, workerPid, service: svc, port: Number(match[1]) };
+      return { relay, relayPort, workerPid, service: svc, port: Number(match[1]) };
     } catch (err) {
       await stopProcess(svc);
       await stopProcess(relay);
