@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { deadline, eventually, howItEnds, portsFlag, readAtLeast, within } from '../helpers/net.js';
-import { startRelay, startService, type RelayProcess } from '../helpers/processes.js';
+import { ROOT, start, startRelay, startService, type RelayProcess } from '../helpers/processes.js';
+import path from 'node:path';
 
 /** A public client from a chosen loopback address (all of 127/8 is loopback on Linux). */
 async function dialFrom(t: TestContext, port: number, from: string): Promise<Socket> {
@@ -100,4 +101,14 @@ test('--max-connect-rate: the excess from one address is reset at accept, anothe
   await relay.waitFor('stderr', /"reason":"connect-rate".*public client reset/);
 
   assert.equal(await attempt(t, port, '127.0.0.2'), 'served', 'another address has its own bucket');
+});
+
+test('a bad per-address limit is one line on stderr and exit code 2', async (t) => {
+  for (const flags of [['--max-clients-per-ip', '-3'], ['--max-connect-rate', 'fast'], ['--idle-timeout', '99999999']]) {
+    const relay = start(t, path.join(ROOT, 'relay'), ['0', ...portsFlag(), ...flags]);
+    const { code } = await within(relay.exited, 10_000, 'the relay to exit');
+    assert.equal(code, 2, `${flags.join(' ')}: exit code`);
+    assert.equal(relay.stderr.length, 1, `${flags.join(' ')}: one line, got ${relay.stderr.join('\n')}`);
+    assert.match(relay.stderr[0]!, new RegExp(flags[0]!));
+  }
 });
