@@ -5,7 +5,7 @@
  * With HOLD_MS 0 most resets reach the relay before it has even accepted, and it drops
  * those cheaply (no peer address any more); a few milliseconds later the relay has
  * announced the client and its service dials back for nothing, the costly case.
- * Prints one JSON line: {"attempted":…,"connected":…,"failed":…,"seconds":…}.
+ * Prints one JSON line: {"attempted":…,"connected":…,"failed":…,"resetByRelay":…,"seconds":…}.
  *
  * Usage: node dist/scripts/bench/flood-attacker.js PORT RATE SECONDS LOCALADDR HOLD_MS
  */
@@ -17,12 +17,14 @@ const port = Number(portText);
 const rate = Number(rateText);
 const seconds = Number(secondsText);
 /** Connections not yet connected at once; past this the kernel, not the relay, is the limit. */
-const MAX_IN_FLIGHT = 512;
+const MAX_IN_FLIGHT = 2048;
 const TICK_MS = 10;
 
 let attempted = 0;
 let connected = 0;
 let failed = 0;
+/** Connections the relay reset before ours did (the rate limit's refusals). */
+let resetByRelay = 0;
 let inFlight = 0;
 
 function one(): void {
@@ -34,7 +36,10 @@ function one(): void {
     if (holdMs === 0) socket.resetAndDestroy();
     else setTimeout(() => socket.resetAndDestroy(), holdMs);
   });
-  socket.once('error', () => failed++);
+  socket.once('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ECONNRESET') resetByRelay++;
+    else failed++;
+  });
   socket.once('close', () => inFlight--);
 }
 
@@ -43,7 +48,7 @@ const timer = setInterval(() => {
   const elapsed = (performance.now() - started) / 1000;
   if (elapsed >= seconds) {
     clearInterval(timer);
-    process.stdout.write(JSON.stringify({ attempted, connected, failed, seconds: elapsed }) + '\n');
+    process.stdout.write(JSON.stringify({ attempted, connected, failed, resetByRelay, seconds: elapsed }) + '\n');
     return;
   }
   // Catch up to the rate, as far as the in-flight cap allows.
