@@ -80,7 +80,7 @@ export class ClientsPerAddress {
   }
 }
 
-/** Addresses whose connect rate is remembered at once; see ConnectRate. */
+/** Addresses whose connect rate is remembered at once (about 9 MiB when full); see ConnectRate. */
 export const MAX_RATE_ADDRESSES = 65_536;
 
 interface Bucket {
