@@ -28,7 +28,9 @@ export class PublicAdmission {
 
   /**
    * True when the client may go on (and is counted until it closes); false when it was
-   * reset. `maxClientsPerIp` overrides the relay-wide limit for this check (a tenant's).
+   * reset. `maxClientsPerIp` overrides the relay-wide limit for this check; the count
+   * it is held against is still the relay-wide one (all public ports). A limit that
+   * counts only some ports' clients (a tenant's) needs its own ClientsPerAddress.
    */
   admit(client: Socket, publicPort: number, maxClientsPerIp = this.#maxClientsPerIp): boolean {
     const address = client.remoteAddress;
