@@ -40,7 +40,6 @@ export class OpenTunnels {
     const from = clientAddressOf(client);
     const counts = { a: 0, b: 0 };
     this.#idleSweep?.watch(client, counts);
-    // The splice resets the data connection as soon as its client is reset.
     void splice(client, data, { headFromB: head, totals, counts }).then((result) => {
       this.#stats.tunnelClosed();
       this.#idleSweep?.forget(client);
@@ -63,6 +62,7 @@ export class OpenTunnels {
     });
   }
 
+  /** Resets an idle tunnel's client; the splice then resets its data connection too. */
   #timeOut(client: Socket): void {
     this.#timedOut.add(client);
     this.#stats.tunnelsIdleTimedOut++;

@@ -76,8 +76,10 @@ export class PublicDoor {
     const owner = this.#owner;
     if (owner === undefined) return;
     // A held client that reset meanwhile is not announced: its service would dial back for nothing.
-    for (const client of this.#release()) if (peerHasReset(client)) resetSocket(client);
-    else owner.takeClient(client);
+    for (const client of this.#release()) {
+      if (peerHasReset(client)) resetSocket(client);
+      else owner.takeClient(client);
+    }
   }
 
   /**
