@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { measureBulk, measureConns, measureFirstEcho, measureRtt, type Outcome, type Settings } from './bench/figures.js';
+import { formatFlood, measureFlood } from './bench/flood.js';
 import { measureIdle } from './bench/idle.js';
 import { buildBenchtool, conns, firstEcho, startBackend, tput, type Tool } from './bench/native.js';
 import { OptionsError, USAGE, parseOptions, type FigureGroup, type Options } from './bench/options.js';
@@ -89,6 +90,8 @@ async function warmup(tool: Tool, paths: BenchPath[]): Promise<void> {
 /** Starts every selected path; one that fails to start is reported, the others still run. */
 async function startPaths(options: Options, backend: Awaited<ReturnType<typeof startBackend>>, errors: string[]): Promise<BenchPath[]> {
   const paths: BenchPath[] = [];
+  // The flood figure starts its own relays.
+  if (options.figures.every((f) => f === 'flood')) return paths;
   for (const name of options.paths) {
     const usesPath = !CONNECTION_START_PATHS.includes(name) || options.figures.some((f) => f === 'first-echo' || f === 'conns');
     if (!usesPath) continue;
@@ -190,7 +193,14 @@ async function main(): Promise<number> {
     await stopProcess(backend.proc);
   }
   const rows = aggregate(result.samples, pathOrder);
-  process.stdout.write(`${formatTable(rows)}\n`);
+  if (rows.length > 0) process.stdout.write(`${formatTable(rows)}\n`);
+  if (options.figures.includes('flood')) {
+    try {
+      process.stdout.write(`\n${formatFlood(await measureFlood(options.flood, progress), options.flood)}`);
+    } catch (err) {
+      result.errors.push(`flood: ${(err as Error).message}`);
+    }
+  }
   for (const [title, list] of [
     ['failures seen (measured and reported above)', result.problems],
     ['measurements that could not be taken', result.errors],

@@ -42,6 +42,12 @@ export interface RelayOptions {
   holdTimeoutMs: number;
   /** Interval of end-to-end probes of services that listed `probe`; 0 turns them off. */
   probeIntervalMs: number;
+  /** Public clients open at once from one address (an IPv6 /64), over every public port; 0: no limit. */
+  maxClientsPerIp: number;
+  /** New public connections a second from one address (an IPv6 /64), bursts of one second's worth; 0: no limit. */
+  maxConnectRate: number;
+  /** A tunnel that moves no byte either way for this long is reset; 0: never. */
+  idleTimeoutMs: number;
   /** Where leases are kept across restarts (`--state`); none when undefined. */
   stateFile?: string;
 }
@@ -60,6 +66,9 @@ export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   drainTimeoutMs: 10_000,
   holdTimeoutMs: 10_000,
   probeIntervalMs: 30_000,
+  maxClientsPerIp: 0,
+  maxConnectRate: 0,
+  idleTimeoutMs: 0,
 };
 
 /** A peer is declared dead after this many heartbeat intervals of silence. */

@@ -35,6 +35,9 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
   drainTimeoutMs: duration('--drain-timeout', 0),
   holdTimeoutMs: duration('--hold-timeout', 1),
   probeIntervalMs: duration('--probe', 0),
+  maxClientsPerIp: count('--max-clients-per-ip', 0),
+  maxConnectRate: count('--max-connect-rate', 0, 1_000_000),
+  idleTimeoutMs: duration('--idle-timeout', 0),
 };
 
 /** The service programs' own tunables. */

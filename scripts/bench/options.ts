@@ -5,10 +5,11 @@
  */
 import { parseArgs } from 'node:util';
 import type { Settings } from './figures.js';
+import type { FloodSettings } from './flood.js';
 import type { IdleSettings } from './idle.js';
 import { PATH_NAMES, type PathName } from './paths.js';
 
-export const FIGURE_GROUPS = ['throughput', 'cpu', 'rtt', 'first-echo', 'conns', 'idle'] as const;
+export const FIGURE_GROUPS = ['throughput', 'cpu', 'rtt', 'first-echo', 'conns', 'idle', 'flood'] as const;
 export type FigureGroup = (typeof FIGURE_GROUPS)[number];
 
 export interface Options {
@@ -19,6 +20,7 @@ export interface Options {
   figures: FigureGroup[];
   settings: Settings;
   idle: IdleSettings;
+  flood: FloodSettings;
   prewarm: number;
   warmup: boolean;
   json: string | undefined;
@@ -35,6 +37,7 @@ const PRESETS = {
     warmup: false,
     settings: { tputBytes: 8 * MIB, tputBytesX4: 4 * MIB, rttCount: 200, rttWarmup: 20, firstCount: 20, firstWarmup: 5, connsWorkers: 50, connsSeconds: 0.5 },
     idle: { tunnels: 50, batch: 25, holdMs: 200, settleMs: 200 },
+    flood: { seconds: 1, rate: 1000 },
   },
   quick: {
     reps: 3,
@@ -42,6 +45,7 @@ const PRESETS = {
     warmup: true,
     settings: { tputBytes: 256 * MIB, tputBytesX4: 128 * MIB, rttCount: 2000, rttWarmup: 200, firstCount: 200, firstWarmup: 20, connsWorkers: 50, connsSeconds: 1.5 },
     idle: { tunnels: 2000, batch: 250, holdMs: 1000, settleMs: 5000 },
+    flood: { seconds: 3, rate: 4000 },
   },
   full: {
     reps: 5,
@@ -49,6 +53,7 @@ const PRESETS = {
     warmup: true,
     settings: { tputBytes: 1024 * MIB, tputBytesX4: 512 * MIB, rttCount: 10000, rttWarmup: 500, firstCount: 1000, firstWarmup: 50, connsWorkers: 50, connsSeconds: 4 },
     idle: { tunnels: 5000, batch: 250, holdMs: 3000, settleMs: 25_000 },
+    flood: { seconds: 5, rate: 4000 },
   },
 } as const;
 
@@ -122,6 +127,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     figures: figures.length > 0 ? figures : [...FIGURE_GROUPS],
     settings: { ...preset.settings },
     idle: { ...preset.idle, tunnels, batch: Math.min(preset.idle.batch, tunnels) },
+    flood: { ...preset.flood },
     prewarm: whole('--prewarm', values.prewarm, 1, 64) ?? 16,
     warmup: preset.warmup,
     json: values.json,

@@ -118,16 +118,16 @@ function haproxyConfig(port: number, backendPort: number): string {
  * relay's figures are its worker's (`workerPid`): the master only holds the listening
  * sockets, and a forwarder with a child looks unsettled to the CPU figures.
  */
-async function startRelayed(service: (relayPort: number) => Proc, extraFlags: () => Promise<string[]> = async () => []): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
+export async function startRelayed(service: (relayPort: number) => Proc, flags: string[] = []): Promise<{ relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
-    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...(await extraFlags())]);
+    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...flags]);
     const svc = service(relayPort);
     try {
       const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
       const [workerPid, ...others] = descendants(relay.pid);
       if (workerPid === undefined || others.length > 0) throw new Error(`the relay master should have one worker, it has ${others.length + (workerPid === undefined ? 0 : 1)}`);
-      return { relay, workerPid, service: svc, port: Number(match[1]) };
+      return { relay, relayPort, workerPid, service: svc, port: Number(match[1]) };
     } catch (err) {
       await stopProcess(svc);
       await stopProcess(relay);
@@ -210,10 +210,8 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       const etcdProgram = findProgram('etcd');
       if (etcdProgram === undefined) return { skipped: 'etcd is not installed (apt-get install etcd-server)' };
       const etcd = await startEtcd(etcdProgram);
-      const fleetFlags = async (): Promise<string[]> => {
-        const first = await freePort(100);
-        return ['--etcd', etcd.url, '--ports', `${first}-${first + 99}`, '--public-host', HOST];
-      };
+      const first = await freePort(100);
+      const fleetFlags = ['--etcd', etcd.url, '--ports', `${first}-${first + 99}`, '--public-host', HOST];
       try {
         const { relay, workerPid, service, port } = await startRelayed(
           (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)])),

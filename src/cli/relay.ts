@@ -52,6 +52,9 @@ const parser = withLogOptions(
     .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
     .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
     .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
+    .option('max-clients-per-ip', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerIp, describe: 'Open public clients from one address (IPv6: one /64) over all public ports; 0 = no limit' })
+    .option('max-connect-rate', { type: 'number', default: RELAY_DEFAULTS.maxConnectRate, describe: 'New public connections a second from one address (IPv6: one /64); 0 = no limit' })
+    .option('idle-timeout', { type: 'number', default: RELAY_DEFAULTS.idleTimeoutMs / 1000, describe: 'Seconds a tunnel may move no byte either way before it is reset; 0 = never' })
     .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
     .option('etcd', { type: 'string', describe: 'Join a relay fleet coordinated by etcd at URL[,URL...] (needs --ports and --public-host)' })
     .option('node', { type: 'string', describe: "This fleet node's name [default: its --advertise]" })
@@ -101,6 +104,9 @@ async function main(): Promise<void> {
       drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
       holdTimeoutMs: flagValue(RELAY_RULES.holdTimeoutMs, args.holdTimeout),
       probeIntervalMs: flagValue(RELAY_RULES.probeIntervalMs, args.probe),
+      maxClientsPerIp: flagValue(RELAY_RULES.maxClientsPerIp, args.maxClientsPerIp),
+      maxConnectRate: flagValue(RELAY_RULES.maxConnectRate, args.maxConnectRate),
+      idleTimeoutMs: flagValue(RELAY_RULES.idleTimeoutMs, args.idleTimeout),
       ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
     };
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');

@@ -17,6 +17,7 @@ export function renderMetrics(stats: RelayStats): string {
     ['relay_service_probe_failures_total', 'End-to-end probes of services (PROBE, then a dial-back) that got no dial-back in time.', 'counter', stats.probeFailures],
     ['relay_services_probe_failing', 'Services whose latest end-to-end probe failed.', 'gauge', stats.servicesProbeFailing],
     ['relay_state_write_errors_total', 'Failed writes of the --state file.', 'counter', stats.stateWriteErrors],
+    ['relay_tunnels_idle_timeout_total', 'Tunnels reset because no byte moved either way for --idle-timeout.', 'counter', stats.tunnelsIdleTimedOut],
     ['relay_tunnels_opened_total', 'Tunnels opened since start.', 'counter', stats.tunnelsOpened],
     ['relay_client_bytes_received_total', 'Bytes from public clients to services, open tunnels included.', 'counter', stats.bytesFromClients],
     ['relay_client_bytes_sent_total', 'Bytes from services to public clients, open tunnels included.', 'counter', stats.bytesToClients],

@@ -1,8 +1,10 @@
 import type { Socket } from 'node:net';
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
-import { splice } from '../net/splice.js';
+import { resetSocket, splice } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
+import { IdleSweep } from './idle-sweep.js';
 import type { Overview, TunnelOwner } from './overview.js';
 import type { RelayStats } from './stats.js';
 
@@ -20,10 +22,14 @@ export class OpenTunnels {
   readonly #overview: Overview;
   /** Both sockets of every tunnel, until its access-log line is written. */
   readonly #open = new OpenConnections();
+  /** With --idle-timeout: finds the tunnels to cut; those cut so far until their line is written. */
+  readonly #idleSweep: IdleSweep<Socket> | undefined;
+  readonly #timedOut = new Set<Socket>();
 
-  constructor(stats: RelayStats, overview: Overview) {
+  constructor(stats: RelayStats, overview: Overview, idle: { idleTimeoutMs: number; clock: Clock }) {
     this.#stats = stats;
     this.#overview = overview;
+    if (idle.idleTimeoutMs > 0) this.#idleSweep = new IdleSweep(idle.idleTimeoutMs, idle.clock, (client) => this.#timeOut(client));
   }
 
   open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
@@ -32,15 +38,19 @@ export class OpenTunnels {
     this.#stats.tunnelOpened();
     const totals = [this.#stats.bytes, ...this.#overview.tunnelOpened(owner)];
     const from = clientAddressOf(client);
-    void splice(client, data, { headFromB: head, totals }).then((result) => {
+    const counts = { a: 0, b: 0 };
+    this.#idleSweep?.watch(client, counts);
+    void splice(client, data, { headFromB: head, totals, counts }).then((result) => {
       this.#stats.tunnelClosed();
+      this.#idleSweep?.forget(client);
+      const timedOut = this.#timedOut.delete(client);
       const closed = {
         client: from === undefined ? undefined : `${from.address}:${from.port}`,
         bytesFromClient: result.bytesAToB,
         bytesToClient: result.bytesBToA,
         durationMs: result.durationMs,
-        closedBy: result.closedFirst === 'a' ? 'client' : 'service',
-        outcome: result.outcome,
+        closedBy: timedOut ? 'relay' : result.closedFirst === 'a' ? 'client' : 'service',
+        outcome: timedOut ? 'idle-timeout' : result.outcome,
         ...(result.error === undefined ? {} : { error: result.error }),
       } as const;
       this.#overview.tunnelClosed(owner, closed);
@@ -50,6 +60,13 @@ export class OpenTunnels {
       this.#open.delete(client);
       this.#open.delete(data);
     });
+  }
+
+  /** Resets an idle tunnel's client; the splice then resets its data connection too. */
+  #timeOut(client: Socket): void {
+    this.#timedOut.add(client);
+    this.#stats.tunnelsIdleTimedOut++;
+    resetSocket(client);
   }
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */

@@ -23,7 +23,7 @@ export interface ClosedTunnel {
   bytesFromClient: number;
   bytesToClient: number;
   durationMs: number;
-  closedBy: 'client' | 'service';
+  closedBy: 'client' | 'service' | 'relay';
   outcome: string;
   error?: string;
 }

@@ -2,6 +2,7 @@ import type { Server, Socket } from 'node:net';
 import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
+import { peerHasReset } from '../net/peer-reset.js';
 import { resetSocket } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
 
@@ -17,6 +18,8 @@ export interface DoorHost {
   readonly stats: { clientsHeld: number };
   readonly options: { holdTimeoutMs: number; maxPendingPerService: number };
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
+  /** The per-address limits (public-admission.ts): false when the client was refused and reset. */
+  admit(client: Socket, port: number): boolean;
 }
 
 interface HeldClient {
@@ -72,7 +75,11 @@ export class PublicDoor {
   offerHeld(): void {
     const owner = this.#owner;
     if (owner === undefined) return;
-    for (const client of this.#release()) if (!client.destroyed) owner.takeClient(client);
+    // A held client that reset meanwhile is not announced: its service would dial back for nothing.
+    for (const client of this.#release()) {
+      if (peerHasReset(client)) resetSocket(client);
+      else owner.takeClient(client);
+    }
   }
 
   /**
@@ -131,6 +138,7 @@ export class PublicDoor {
 
   #onClient(client: Socket): void {
     client.on('error', ignoreSocketError);
+    if (!this.#host.admit(client, this.port)) return;
     if (this.#owner !== undefined) this.#owner.takeClient(client);
     else this.hold(client);
   }

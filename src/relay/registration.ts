@@ -36,6 +36,8 @@ export interface RegistrarHost {
   listenPublic(port: number): Promise<Server | undefined>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
+  /** Applies the per-address limits to a new public client; `maxClientsPerIp` overrides the relay's. */
+  admitPublic(client: Socket, port: number, maxClientsPerIp?: number): boolean;
 }
 
 /**
@@ -97,6 +99,10 @@ export class Registrar implements SessionHost {
 
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void {
     this.#host.refused(reason, fields, message, log);
+  }
+
+  admit(client: Socket, port: number): boolean {
+    return this.#host.admitPublic(client, port);
   }
 
   sessionByWarmToken(token: string): ServiceSession | undefined {

@@ -14,6 +14,7 @@ import { FileLeaseStore } from './file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { OpenTunnels } from './open-tunnels.js';
 import { ProbeTokens } from './probes.js';
+import { PublicAdmission } from './public-admission.js';
 import { Overview } from './overview.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
@@ -67,6 +68,7 @@ export class Relay implements RegistrarHost {
   readonly #leaseStore: LeaseStore;
   readonly #refusalLog: RefusalLog;
   readonly #tunnels: OpenTunnels;
+  readonly #admission: PublicAdmission;
   readonly #listeners: Server[] = [];
   /** Sockets that have not finished their first line, oldest first. */
   readonly #handshaking = new Set<Socket>();
@@ -81,7 +83,8 @@ export class Relay implements RegistrarHost {
     this.log = log;
     this.clock = parts.clock ?? systemClock;
     this.#refusalLog = new RefusalLog(log);
-    this.#tunnels = new OpenTunnels(this.stats, this.overview);
+    this.#tunnels = new OpenTunnels(this.stats, this.overview, { idleTimeoutMs: this.options.idleTimeoutMs, clock: this.clock });
+    this.#admission = new PublicAdmission(this.options, this.clock, (reason, fields, message) => this.refused(reason, fields, message));
     this.dialbacks = new DialbackRegistry(this.options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), this.clock);
     this.probes = new ProbeTokens(this.clock, this.options.dialbackTimeoutMs);
     const stateFile = this.options.stateFile;
@@ -262,6 +265,10 @@ export class Relay implements RegistrarHost {
     this.#tunnels.open(session.log, session, client, data, head);
   }
 
+  admitPublic(client: Socket, port: number, maxClientsPerIp?: number): boolean {
+    return this.#admission.admit(client, port, maxClientsPerIp);
+  }
+
   /** Counts a refusal for metrics and logs it, within the log's rate limit. */
   refused(reason: string, fields: Record<string, unknown>, message: string, log: Logger = this.log): void {
     this.stats.refused(reason);
@@ -282,6 +289,7 @@ export class Relay implements RegistrarHost {
   /** A client a predecessor was holding for one of our leased ports. */
   adoptHeldClient(port: number, client: Socket): void {
     client.on('error', ignoreSocketError);
+    this.#admission.adopt(client);
     this.#registrar.adoptHeldClient(port, client);
   }
 

@@ -12,6 +12,8 @@ export class RelayStats {
   clientsHeld = 0;
   /** Reservations of departed services ended early so a newcomer could have a port. */
   reservationsEvicted = 0;
+  /** Tunnels reset by --idle-timeout. */
+  tunnelsIdleTimedOut = 0;
   /** Writes of the state file (--state) that failed. */
   stateWriteErrors = 0;
   /** Bytes from public clients (a) and to them (b), open tunnels included; the splices add to it live. */

@@ -20,6 +20,9 @@ const badRelayOptions: [Partial<RelayOptions> & { port: number }, RegExp][] = [
   [{ port: 8080, maxClientsPerService: 1.5 }, /^maxClientsPerService must be a whole number/],
   [{ port: 8080, maxPendingPerService: Number.NaN }, /^maxPendingPerService must be/],
   [{ port: 8080, secret: '' }, /^secret must not be empty/],
+  [{ port: 8080, maxClientsPerIp: -1 }, /^maxClientsPerIp must be a whole number from 0 up, got -1$/],
+  [{ port: 8080, maxConnectRate: 2.5 }, /^maxConnectRate must be a whole number from 0 to 1000000, got 2.5$/],
+  [{ port: 8080, idleTimeoutMs: MAX_TIMER_MS + 1 }, /^idleTimeoutMs must be a number of milliseconds from 0 to 2147483647/],
   [{ port: 8080, tls: { cert: 'not a certificate', key: 'nor a key' } }, /^tls.cert and tls.key are not a usable PEM/],
 ];
 
@@ -61,4 +64,9 @@ test('flag values: seconds become ms within the timer limit; the error names the
   assert.throws(() => flagValue(RELAY_RULES.heartbeatMs, 'soon'), usage(/^--heartbeat must be from 0.01 to 3600 seconds/));
   assert.equal(flagValue(RELAY_RULES.maxServices, '12'), 12);
   assert.throws(() => flagValue(RELAY_RULES.maxServices, '0'), usage(/^--max-services must be a whole number from 1 up, got "0"$/));
+  assert.equal(flagValue(RELAY_RULES.maxClientsPerIp, '0'), 0);
+  assert.throws(() => flagValue(RELAY_RULES.maxClientsPerIp, 'many'), usage(/^--max-clients-per-ip must be a whole number from 0 up, got "many"$/));
+  assert.throws(() => flagValue(RELAY_RULES.maxConnectRate, '2000000'), usage(/^--max-connect-rate must be a whole number from 0 to 1000000/));
+  assert.equal(flagValue(RELAY_RULES.idleTimeoutMs, '300'), 300_000);
+  assert.throws(() => flagValue(RELAY_RULES.idleTimeoutMs, '2147484'), usage(/^--idle-timeout must be from 0 to 2147483 seconds/));
 });

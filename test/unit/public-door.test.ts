@@ -30,7 +30,7 @@ function setUp(options = { holdTimeoutMs: 10_000, maxPendingPerService: 3 }) {
   const clock = new ManualClock();
   const refusals: string[] = [];
   const stats = { clientsHeld: 0 };
-  const host: DoorHost = { clock, stats, options, refused: (reason) => refusals.push(reason) };
+  const host: DoorHost = { clock, stats, options, refused: (reason) => refusals.push(reason), admit: () => true };
   const server = new EventEmitter() as Server & { closed?: boolean };
   server.close = () => {
     server.closed = true;

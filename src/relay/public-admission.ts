@@ -1,0 +1,64 @@
+import type { Socket } from 'node:net';
+import type { Clock } from '../clock.js';
+import type { RelayOptions } from '../config.js';
+import { resetSocket } from '../net/splice.js';
+import { addressGroup, ClientsPerAddress, ConnectRate } from './address-limits.js';
+import { plainAddress } from './client-address.js';
+
+type Refused = (reason: string, fields: Record<string, unknown>, message: string) => void;
+
+/**
+ * The per-address limits on public ports, applied the moment a public client is
+ * accepted, before it is held or announced to a service: `--max-connect-rate` (new
+ * connections per second) and `--max-clients-per-ip` (open at once, over every public
+ * port, held and waiting clients included). A client over either is reset at once,
+ * counted and logged (rate-limited) as a refusal; its service never hears of it.
+ */
+export class PublicAdmission {
+  readonly #maxClientsPerIp: number;
+  readonly #rate: ConnectRate | undefined;
+  readonly #open = new ClientsPerAddress();
+  readonly #refused: Refused;
+
+  constructor(options: Pick<RelayOptions, 'maxClientsPerIp' | 'maxConnectRate'>, clock: Clock, refused: Refused) {
+    this.#maxClientsPerIp = options.maxClientsPerIp;
+    this.#rate = options.maxConnectRate > 0 ? new ConnectRate(options.maxConnectRate, clock) : undefined;
+    this.#refused = refused;
+  }
+
+  /**
+   * True when the client may go on (and is counted until it closes); false when it was
+   * reset. `maxClientsPerIp` overrides the relay-wide limit for this check; the count
+   * it is held against is still the relay-wide one (all public ports). A limit that
+   * counts only some ports' clients (a tenant's) needs its own ClientsPerAddress.
+   */
+  admit(client: Socket, publicPort: number, maxClientsPerIp = this.#maxClientsPerIp): boolean {
+    const address = client.remoteAddress;
+    // No peer address: the client reset before it was accepted; nothing to serve.
+    if (address === undefined) {
+      resetSocket(client);
+      return false;
+    }
+    if (this.#rate === undefined && maxClientsPerIp === 0) return true;
+    const group = addressGroup(address);
+    if (this.#rate !== undefined && !this.#rate.take(group)) {
+      return this.#refuse(client, 'connect-rate', plainAddress(address), publicPort, 'over --max-connect-rate new connections a second from its address');
+    }
+    if (!this.#open.tryAdd(client, group, maxClientsPerIp)) {
+      return this.#refuse(client, 'clients-per-ip', plainAddress(address), publicPort, `over ${maxClientsPerIp} open clients from its address`);
+    }
+    return true;
+  }
+
+  /** Counts a client accepted elsewhere (a predecessor's held client) without refusing it. */
+  adopt(client: Socket): void {
+    const address = client.remoteAddress;
+    if (address !== undefined && this.#maxClientsPerIp > 0) this.#open.tryAdd(client, addressGroup(address), 0);
+  }
+
+  #refuse(client: Socket, reason: string, address: string, publicPort: number, why: string): false {
+    this.#refused(reason, { client: address, publicPort }, `public client reset: ${why}`);
+    resetSocket(client);
+    return false;
+  }
+}
