@@ -19,7 +19,8 @@ export function withServiceOptions<T>(argv: Argv<T>) {
     argv
       .positional('relayhost', { type: 'string', describe: 'Host name or address of the relay' })
       .positional('relayport', { type: 'string', describe: 'Control port of the relay (its PORT)' })
-      .option('secret', { type: 'string', describe: "The relay's secret, if it has one (also RELAY_SECRET)" })
+      .option('secret', { type: 'string', describe: "The relay's secret, if it has one (also RELAY_SECRET); with --tenant, one of that tenant's secrets" })
+      .option('tenant', { type: 'string', describe: 'Register as this tenant, on a relay started with --tenants (also RELAY_TENANT)' })
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
@@ -37,6 +38,7 @@ interface ServiceArgs {
   relayhost?: string | undefined;
   relayport?: string | undefined;
   secret?: string | undefined;
+  tenant?: string | undefined;
   tls: boolean;
   ca?: string | undefined;
   publicPort?: string | undefined;
@@ -75,6 +77,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     port: relayPort,
     logger: log,
     ...(args.secret ? { secret: args.secret } : {}),
+    ...(args.tenant ? { tenant: args.tenant } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
     ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),

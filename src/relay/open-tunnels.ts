@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
-import { splice } from '../net/splice.js';
+import { resetSocket, splice } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
 import type { Overview, TunnelOwner } from './overview.js';
 import type { RelayStats } from './stats.js';
@@ -20,6 +20,8 @@ export class OpenTunnels {
   readonly #overview: Overview;
   /** Both sockets of every tunnel, until its access-log line is written. */
   readonly #open = new OpenConnections();
+  /** Each open tunnel's owner, by its public client, so one owner's tunnels can be cut. */
+  readonly #owners = new Map<Socket, { owner: TunnelOwner; data: Socket }>();
 
   constructor(stats: RelayStats, overview: Overview) {
     this.#stats = stats;
@@ -29,6 +31,7 @@ export class OpenTunnels {
   open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
     this.#open.add(client);
     this.#open.add(data);
+    this.#owners.set(client, { owner, data });
     this.#stats.tunnelOpened();
     const totals = [this.#stats.bytes, ...this.#overview.tunnelOpened(owner)];
     const from = clientAddressOf(client);
@@ -47,9 +50,19 @@ export class OpenTunnels {
       log.info(closed, 'tunnel closed');
       // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
       // find every line written.
+      this.#owners.delete(client);
       this.#open.delete(client);
       this.#open.delete(data);
     });
+  }
+
+  /** Resets both ends of every open tunnel whose owner matches (its tenant was revoked). */
+  cutWhere(matches: (owner: TunnelOwner) => boolean): void {
+    for (const [client, { owner, data }] of [...this.#owners]) {
+      if (!matches(owner)) continue;
+      resetSocket(client);
+      resetSocket(data);
+    }
   }
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */

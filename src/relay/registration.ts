@@ -14,6 +14,7 @@ import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
 import { ServiceSession, type SessionHost } from './service-session.js';
 import type { RelayStats } from './stats.js';
+import { Tenancy, type TenantGrant } from './tenancy.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
@@ -55,6 +56,8 @@ export class Registrar implements SessionHost {
   readonly #byKey = new Map<string, ServiceSession>();
   /** The dashboard entry of each door whose service is away (within its grace), by port. */
   readonly #awayEntries = new Map<number, string>();
+  /** With --tenants: who may register, and within which limits. */
+  readonly #tenancy: Tenancy | undefined;
   #registering = 0;
   #nextServiceId = 1;
 
@@ -63,6 +66,8 @@ export class Registrar implements SessionHost {
     this.#store = store;
     const options = host.options;
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 }, host.clock, (port, _key, why) => this.#reservationEnded(port, why));
+    this.#tenancy = options.tenantsFile === undefined ? undefined : new Tenancy(options.tenantsFile, this.#ports.range, host.log);
+    if (this.#tenancy !== undefined) host.stats.tenantFigures = () => this.#tenancy?.figures(this.#ports) ?? [];
   }
 
   get log(): Logger {
@@ -116,7 +121,9 @@ export class Registrar implements SessionHost {
     const now = this.#host.clock.now();
     for (const record of records) {
       const until = record.until ?? now + this.#host.options.resumeGraceMs;
-      if (until <= now || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until)) continue;
+      // A lease of a tenant no longer in the file is not kept for anyone.
+      const gone = record.tenant !== undefined && this.#tenancy?.has(record.tenant) === false;
+      if (until <= now || gone || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until, record.tenant)) continue;
       const server = await this.#host.listenPublic(record.port);
       if (server === undefined) {
         this.#host.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
@@ -147,13 +154,22 @@ export class Registrar implements SessionHost {
       return this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
     }
     let rest = head;
-    if (this.#host.options.secret !== undefined) {
-      const proven = await this.#authenticate(socket, head);
+    let grant: TenantGrant | undefined;
+    const tenancy = this.#tenancy;
+    const secret = this.#host.options.secret;
+    // With tenants every service is challenged, whatever tenant (or none) it names.
+    if (tenancy !== undefined || secret !== undefined) {
+      const proven = await this.#authenticate(socket, head, (nonce, mac) => {
+        if (tenancy === undefined) return verifyProof(secret ?? '', nonce, mac);
+        grant = tenancy.verify(hello.tenant, nonce, mac);
+        return grant !== undefined;
+      }, hello.tenant);
       if (proven === undefined) return;
       rest = proven;
     }
+    const tenant = grant?.account;
     const resume = hello.resume ?? newToken();
-    const key = leaseKey(resume);
+    const key = leaseKey(resume, tenant?.name);
     // The same service on a new control connection (a reconnect before the relay saw the
     // old one die, or a second process with the same resume file): the newest wins, and
     // takes the old one's slot, so this works even at --max-services.
@@ -161,14 +177,19 @@ export class Registrar implements SessionHost {
     if (this.#services.size + this.#registering - (previous === undefined ? 0 : 1) >= this.#host.options.maxServices) {
       return this.#refuse(socket, 'limit', `relay has its maximum of ${this.#host.options.maxServices} services`, peer);
     }
+    if (tenant !== undefined && !tenancy!.admitService(tenant, this.#ports, key, previous !== undefined || this.#ports.reservedPortOf(key) !== undefined)) {
+      return this.#refuse(socket, 'limit', `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)`, peer);
+    }
     if (previous !== undefined) {
       const farewell = previous.features.has('superseded') ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
       previous.close('superseded by a new control connection', farewell);
     }
     this.#registering++;
+    if (tenant !== undefined) tenant.services++;
+    let started = false;
     try {
-      const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key);
-      if (port === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
+      const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key, tenant?.scope);
+      if (port === undefined) return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
       // The lease is on disk before the service hears of its port, so no crash after
       // OK can let a stranger take it.
       await this.#persist();
@@ -178,9 +199,11 @@ export class Registrar implements SessionHost {
         if (this.#host.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
         return;
       }
-      this.#startSession(socket, hello, { port, key, resume }, rest);
+      this.#startSession(socket, hello, { port, key, resume, grant }, rest);
+      started = true;
     } finally {
       this.#registering--;
+      if (tenant !== undefined && !started) tenant.services--;
     }
   }
 
@@ -204,7 +227,7 @@ export class Registrar implements SessionHost {
     this.#doors.delete(port);
   }
 
-  #startSession(socket: Socket, hello: Hello, claimed: { port: number; key: string; resume: string }, rest: Buffer): void {
+  #startSession(socket: Socket, hello: Hello, claimed: { port: number; key: string; resume: string; grant: TenantGrant | undefined }, rest: Buffer): void {
     const door = this.#doors.get(claimed.port);
     if (door === undefined) throw new Error(`no door for claimed port ${claimed.port}`);
     const offered = new Set<Feature>(FEATURES);
@@ -215,8 +238,10 @@ export class Registrar implements SessionHost {
       key: claimed.key,
       warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
       features,
+      tenant: claimed.grant?.account,
     };
     const session = new ServiceSession(this, identity, socket, door);
+    if (claimed.grant !== undefined) this.#tenancy?.bind(session, claimed.grant);
     this.#services.add(session);
     if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
     this.#byKey.set(identity.key, session);
@@ -225,7 +250,7 @@ export class Registrar implements SessionHost {
     const host = this.#host.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
     this.#forgetAwayEntry(claimed.port);
-    this.#host.overview.serviceRegistered(session, host, claimed.port);
+    this.#host.overview.serviceRegistered(session, host, claimed.port, session.tenant?.name);
     session.start(
       {
         kind: 'OK',
@@ -247,6 +272,7 @@ export class Registrar implements SessionHost {
     if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
     if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
     this.stats.servicesActive--;
+    if (session.tenant !== undefined) session.tenant.services--;
     // Stopping or handing over: the leases stay as they are, for the next process.
     if (this.#host.shuttingDown) {
       this.#host.overview.serviceLeft(session.id);
@@ -278,7 +304,8 @@ export class Registrar implements SessionHost {
       this.#host.log.warn({ publicPort: port }, 'reservation released early: a new service found no free port');
     }
     this.#forgetAwayEntry(port);
-    this.#closeDoor(port, why === 'evicted' ? 'reservation released early for a new service' : 'service not back within its grace');
+    const reason = { evicted: 'reservation released early for a new service', expired: 'service not back within its grace', revoked: 'its tenant was removed' }[why];
+    this.#closeDoor(port, reason);
     void this.#persist();
   }
 
@@ -310,8 +337,28 @@ export class Registrar implements SessionHost {
     return held;
   }
 
+  /**
+   * SIGHUP: reads the tenants file again. Registrations of a removed tenant, or proven
+   * with a secret no longer listed, end at once with ERR auth (their services stop
+   * retrying), a removed tenant's reservations end, and `cut` resets the open tunnels
+   * it is given a test for. Changed limits apply to what comes next.
+   */
+  reloadTenants(cut: (revoked: (owner: object) => boolean) => void): void {
+    const tenancy = this.#tenancy;
+    if (tenancy === undefined) return void this.#host.log.info('SIGHUP: nothing to reload (the relay runs without --tenants)');
+    const removed = tenancy.reload();
+    if (removed === undefined) return;
+    const revoked = (owner: object): boolean => tenancy.revoked(owner);
+    for (const session of [...this.#services]) {
+      if (!revoked(session)) continue;
+      session.close('tenant credentials revoked by a reload', refusalReply('auth', 'authentication failed: tenant credentials revoked'), 'left');
+    }
+    for (const name of removed) this.#ports.revokeTenant(name);
+    cut(revoked);
+  }
+
   /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
-  async #authenticate(socket: Socket, head: Buffer): Promise<Buffer | undefined> {
+  async #authenticate(socket: Socket, head: Buffer, verify: (nonce: string, mac: string) => boolean, tenant?: string): Promise<Buffer | undefined> {
     const nonce = newNonce();
     sendMessage(socket, { kind: 'AUTH', nonce });
     const answer = await this.#host.readHandshakeLine(socket, head);
@@ -320,15 +367,17 @@ export class Registrar implements SessionHost {
       else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
       return undefined;
     }
-    if (answer.msg.kind !== 'PROOF' || !verifyProof(this.#host.options.secret ?? '', nonce, answer.msg.mac)) {
-      this.#refuse(socket, 'auth', 'authentication failed: wrong or missing secret', socket.remoteAddress);
+    if (answer.msg.kind !== 'PROOF' || !verify(nonce, answer.msg.mac)) {
+      // One text for every case, so a refusal never tells whether a tenant name exists.
+      const why = this.#tenancy === undefined ? 'wrong or missing secret' : 'unknown tenant or wrong secret';
+      this.#refuse(socket, 'auth', `authentication failed: ${why}`, socket.remoteAddress, tenant);
       return undefined;
     }
     return answer.rest;
   }
 
-  #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined): void {
-    this.#host.refused(code, { peer }, `connection refused: ${reason}`);
+  #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): void {
+    this.#host.refused(code, tenant === undefined ? { peer } : { peer, tenant }, `connection refused: ${reason}`);
     refuse(socket, refusalReply(code, reason));
   }
 }
