@@ -2,8 +2,8 @@ import type { Server, Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
-import { refuse, refusalReply, sendMessage, type FirstLine } from '../net/lines.js';
-import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
+import { refuse, refusalReply, type FirstLine } from '../net/lines.js';
+import { newToken } from '../protocol/auth.js';
 import { FEATURES, PROTOCOL_VERSION, formatMessage, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import { plainAddress } from './client-address.js';
 import type { DialbackRegistry } from './dialbacks.js';
@@ -14,6 +14,7 @@ import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
 import { ServiceSession, type SessionHost } from './service-session.js';
 import type { RelayStats } from './stats.js';
+import { challenge, challenges } from './service-auth.js';
 import { Tenancy, type TenantGrant } from './tenancy.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
@@ -155,17 +156,14 @@ export class Registrar implements SessionHost {
     }
     let rest = head;
     let grant: TenantGrant | undefined;
-    const tenancy = this.#tenancy;
-    const secret = this.#host.options.secret;
-    // With tenants every service is challenged, whatever tenant (or none) it names.
-    if (tenancy !== undefined || secret !== undefined) {
-      const proven = await this.#authenticate(socket, head, (nonce, mac) => {
-        if (tenancy === undefined) return verifyProof(secret ?? '', nonce, mac);
-        grant = tenancy.verify(hello.tenant, nonce, mac);
-        return grant !== undefined;
-      }, hello.tenant);
-      if (proven === undefined) return;
-      rest = proven;
+    const gate = { secret: this.#host.options.secret, tenancy: this.#tenancy };
+    if (challenges(gate)) {
+      const proven = await challenge(gate, hello.tenant, socket, (s, h) => this.#host.readHandshakeLine(s, h), head);
+      if (!proven.ok) {
+        if (proven.code === 'closed') return void socket.destroy();
+        return this.#refuse(socket, proven.code, proven.reason, peer, hello.tenant);
+      }
+      ({ rest, grant } = proven);
     }
     const tenant = grant?.account;
     const resume = hello.resume ?? newToken();
@@ -177,7 +175,7 @@ export class Registrar implements SessionHost {
     if (this.#services.size + this.#registering - (previous === undefined ? 0 : 1) >= this.#host.options.maxServices) {
       return this.#refuse(socket, 'limit', `relay has its maximum of ${this.#host.options.maxServices} services`, peer);
     }
-    if (tenant !== undefined && !tenancy!.admitService(tenant, this.#ports, key, previous !== undefined || this.#ports.reservedPortOf(key) !== undefined)) {
+    if (tenant !== undefined && !this.#tenancy!.admitService(tenant, this.#ports, key, previous !== undefined || this.#ports.reservedPortOf(key) !== undefined)) {
       return this.#refuse(socket, 'limit', `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)`, peer);
     }
     if (previous !== undefined) {
@@ -355,25 +353,6 @@ export class Registrar implements SessionHost {
     }
     for (const name of removed) this.#ports.revokeTenant(name);
     cut(revoked);
-  }
-
-  /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
-  async #authenticate(socket: Socket, head: Buffer, verify: (nonce: string, mac: string) => boolean, tenant?: string): Promise<Buffer | undefined> {
-    const nonce = newNonce();
-    sendMessage(socket, { kind: 'AUTH', nonce });
-    const answer = await this.#host.readHandshakeLine(socket, head);
-    if (!answer.ok) {
-      if (answer.code === 'closed') socket.destroy();
-      else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
-      return undefined;
-    }
-    if (answer.msg.kind !== 'PROOF' || !verify(nonce, answer.msg.mac)) {
-      // One text for every case, so a refusal never tells whether a tenant name exists.
-      const why = this.#tenancy === undefined ? 'wrong or missing secret' : 'unknown tenant or wrong secret';
-      this.#refuse(socket, 'auth', `authentication failed: ${why}`, socket.remoteAddress, tenant);
-      return undefined;
-    }
-    return answer.rest;
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): void {
