@@ -191,6 +191,13 @@ export class Registrar implements SessionHost {
       // The lease is on disk before the service hears of its port, so no crash after
       // OK can let a stranger take it.
       await this.#persist();
+      // A reload while the port was claimed may have revoked what this service proved.
+      if (grant !== undefined && !Tenancy.valid(grant)) {
+        this.#ports.release(port);
+        this.#closeDoor(port, 'its tenant was revoked during the registration');
+        void this.#persist();
+        return this.#refuse(socket, 'auth', 'authentication failed: tenant credentials revoked', peer, hello.tenant);
+      }
       if (socket.destroyed || this.#host.shuttingDown) {
         this.#ports.release(port, key, this.#host.options.resumeGraceMs);
         void this.#persist();

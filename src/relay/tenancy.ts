@@ -120,8 +120,12 @@ export class Tenancy {
   /** True when a reload took away the tenant or the secret this owner was admitted with. */
   revoked(owner: Granted): boolean {
     const grant = this.#grants.get(owner);
-    if (grant === undefined) return false;
-    return grant.account.removed || !grant.account.spec.secrets.some((secret) => fingerprint(secret) === grant.fingerprint);
+    return grant !== undefined && !Tenancy.valid(grant);
+  }
+
+  /** False once a reload took away the tenant or the secret of this grant. */
+  static valid(grant: TenantGrant): boolean {
+    return !grant.account.removed && grant.account.spec.secrets.some((secret) => fingerprint(secret) === grant.fingerprint);
   }
 
   /**
