@@ -6,7 +6,7 @@ import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
 import { dial, freeBlock, howItEnds, readAtLeast, within } from '../helpers/net.js';
 import { ROOT, start, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
-import { eventually, parseOk, Peer, registerRaw } from '../helpers/protocol.js';
+import { connectionRefused, eventually, parseOk, Peer, registerRaw } from '../helpers/protocol.js';
 
 /** No RELAY_* of the test runner's environment may reach the programs. */
 const CLEAN_ENV = { RELAY_SECRET: '', RELAY_TENANT: '', RELAY_TENANTS: '' };
@@ -165,6 +165,8 @@ test('tenants: maxClients counts open public clients over all the tenant\'s serv
   assert.match(metrics, /relay_tenant_clients\{tenant="alice"\} 2/);
   assert.match(metrics, /relay_tenant_services\{tenant="alice"\} 2/);
   assert.match(metrics, /relay_refusals_total\{reason="tenant-clients"\} 1/);
+  const services = (await (await fetch(metricsUrl.replace(/\/metrics$/, '/api/services'))).json()) as unknown;
+  assert.match(JSON.stringify(services), /"tenant":"alice"/, 'the dashboard shows the tenant');
   first.destroy();
   await eventually(async () => /relay_tenant_clients\{tenant="alice"\} 1/.test(await (await fetch(metricsUrl)).text()), 5000, 'the count to drop');
   await echoes(t, one.publicPort);
@@ -192,6 +194,7 @@ test('SIGHUP: a removed tenant is cut off at once (services exit 1, tunnels rese
   assert.equal(exit.code, 1);
   assert.match(bob.stderr.join('\n'), /echoserver: authentication failed/);
   await relay.waitFor('stderr', /"tenant":"bob".*"msg":"tunnel closed"/);
+  assert.ok(await connectionRefused(bob.publicPort), "bob's public port no longer listens");
 
   aliceTunnel.write('still here');
   assert.equal((await readAtLeast(aliceTunnel, 10, 5000)).toString(), 'still here', "alice's tunnel goes on");
