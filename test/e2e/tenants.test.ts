@@ -232,3 +232,18 @@ test('SIGHUP without --tenants is a logged no-op', async (t) => {
   const { registration } = await registerRaw(t, relay.port);
   assert.ok(registration.publicPort >= block.first, 'registration works as before');
 });
+
+test('upgrade (SIGUSR2): the new worker reads the tenants file itself and each tenant keeps its port', async (t) => {
+  const shared = await sharedRelay(t, (b) => [{ name: 'alice', secrets: ['a'], ports: `${b.first + 5}-${b.first + 9}` }]);
+  const { relay } = shared;
+  const alice = await echoserver(t, relay, 'alice', 'a');
+  const from = relay.stderr.length;
+  relay.signal('SIGUSR2');
+  await relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, from);
+  const again = await alice.waitFor('stdout', /^established relay address: .+:(\d+)$/, 10_000, 1);
+  assert.equal(Number(again[1]), alice.publicPort, 'the same port after the upgrade');
+  await echoes(t, alice.publicPort);
+  // The new worker answers SIGHUP (through the master) with the file it read.
+  const line = await shared.reload([{ name: 'alice', secrets: ['a'], ports: `${shared.block.first + 5}-${shared.block.first + 9}` }]);
+  assert.match(line, /"tenants":1,"removed":\[\]/);
+});
