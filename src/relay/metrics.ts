@@ -44,6 +44,10 @@ export function renderMetrics(stats: RelayStats): string {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
       for (const figures of tenants) lines.push(`${name}{tenant="${figures.name}"} ${pick(figures)}`);
     }
+    lines.push('# HELP relay_tenant_refusals_total What a tenant\'s quotas refused, by quota (services, ports, clients).', '# TYPE relay_tenant_refusals_total counter');
+    for (const figures of tenants) {
+      for (const [quota, count] of figures.refusals) lines.push(`relay_tenant_refusals_total{tenant="${figures.name}",quota="${quota}"} ${count}`);
+    }
   }
 
   const buckets = stats.dialbackBuckets;

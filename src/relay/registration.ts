@@ -187,7 +187,10 @@ export class Registrar implements SessionHost {
     let started = false;
     try {
       const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key, tenant?.scope);
-      if (port === undefined) return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
+      if (port === undefined) {
+        tenant?.refused('ports');
+        return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
+      }
       // The lease is on disk before the service hears of its port, so no crash after
       // OK can let a stranger take it.
       await this.#persist();

@@ -19,6 +19,8 @@ export class TenantAccount {
   clients = 0;
   /** Set once a reload removed it: its registrations and tunnels are being ended. */
   removed = false;
+  /** What its quotas refused, by quota: 'services', 'ports', 'clients'. */
+  readonly refusals = new Map<string, number>();
 
   constructor(spec: TenantSpec) {
     this.name = spec.name;
@@ -42,10 +44,16 @@ export class TenantAccount {
     return { tenant: this.name, ports: this.#spec.ports };
   }
 
-  /** False when one more public client would put it over maxClients. */
+  /** False (and counted) when one more public client would put it over maxClients. */
   admitsClient(): boolean {
     const max = this.#spec.limits.maxClients;
-    return max === undefined || this.clients < max;
+    if (max === undefined || this.clients < max) return true;
+    this.refused('clients');
+    return false;
+  }
+
+  refused(quota: 'services' | 'ports' | 'clients'): void {
+    this.refusals.set(quota, (this.refusals.get(quota) ?? 0) + 1);
   }
 }
 
@@ -60,6 +68,7 @@ export interface TenantFigures {
   services: number;
   reservations: number;
   clients: number;
+  refusals: ReadonlyMap<string, number>;
 }
 
 /** Something a tenant's registration owns: a session, or a tunnel through it. */
@@ -138,7 +147,9 @@ export class Tenancy {
     const max = account.limits.maxServices;
     if (max === undefined || reclaims) return true;
     while (account.services + pool.reservationsOf(account.name) >= max) {
-      if (!pool.evictOldest(key, account.name)) return false;
+      if (pool.evictOldest(key, account.name)) continue;
+      account.refused('services');
+      return false;
     }
     return true;
   }
@@ -169,6 +180,7 @@ export class Tenancy {
       services: account.services,
       reservations: pool.reservationsOf(account.name),
       clients: account.clients,
+      refusals: account.refusals,
     }));
   }
 

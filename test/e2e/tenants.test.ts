@@ -165,6 +165,7 @@ test('tenants: maxClients counts open public clients over all the tenant\'s serv
   assert.match(metrics, /relay_tenant_clients\{tenant="alice"\} 2/);
   assert.match(metrics, /relay_tenant_services\{tenant="alice"\} 2/);
   assert.match(metrics, /relay_refusals_total\{reason="tenant-clients"\} 1/);
+  assert.match(metrics, /relay_tenant_refusals_total\{tenant="alice",quota="clients"\} 1/);
   const services = (await (await fetch(metricsUrl.replace(/\/metrics$/, '/api/services'))).json()) as unknown;
   assert.match(JSON.stringify(services), /"tenant":"alice"/, 'the dashboard shows the tenant');
   first.destroy();
