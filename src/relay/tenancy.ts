@@ -3,7 +3,7 @@ import type { PortRange } from '../config.js';
 import type { Logger } from '../log.js';
 import { verifyProof } from '../protocol/auth.js';
 import type { ClaimScope, PortPool } from './port-pool.js';
-import { loadTenants, type TenantLimits, type TenantSpec } from './tenants-file.js';
+import { loadTenants, MAX_SECRETS, type TenantLimits, type TenantSpec } from './tenants-file.js';
 
 /**
  * A tenant as the running relay sees it: its current entry of the tenants file and
@@ -87,7 +87,7 @@ export class Tenancy {
   readonly #log: Logger;
   #accounts = new Map<string, TenantAccount>();
   readonly #grants = new WeakMap<Granted, TenantGrant>();
-  /** Verified against when the named tenant does not exist, so that case costs the same work. */
+  /** Verified against in place of secrets a tenant does not have, so every check costs the same work. */
   readonly #decoy = randomBytes(32).toString('hex');
 
   /** Reads the file; throws a UsageError naming the problem. */
@@ -113,10 +113,15 @@ export class Tenancy {
    */
   verify(name: string | undefined, nonce: string, mac: string): TenantGrant | undefined {
     const account = name === undefined ? undefined : this.#accounts.get(name);
-    const secrets = account?.spec.secrets ?? [this.#decoy];
+    const secrets = account?.spec.secrets ?? [];
     let proven: string | undefined;
-    // Every secret is tried, so the time taken does not say which one matched.
-    for (const secret of secrets) if (verifyProof(secret, nonce, mac) && proven === undefined) proven = secret;
+    // Always the same number of checks (decoys make up the rest), so the time taken
+    // tells neither whether the tenant exists, nor how many secrets it has, nor which matched.
+    for (let i = 0; i < MAX_SECRETS; i++) {
+      const secret = secrets[i];
+      const ok = verifyProof(secret ?? this.#decoy, nonce, mac);
+      if (ok && secret !== undefined && proven === undefined) proven = secret;
+    }
     if (account === undefined || proven === undefined) return undefined;
     return { account, fingerprint: fingerprint(proven) };
   }

@@ -24,7 +24,8 @@ export interface TenantSpec {
 
 const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp']);
 const LIMIT_KEYS = ['maxServices', 'maxClients', 'maxClientsPerIp'] as const;
-const MAX_SECRETS = 16;
+/** Most secrets one tenant may list: a proof is checked against this many, whoever asks. */
+export const MAX_SECRETS = 16;
 const MAX_SECRET_LENGTH = 1024;
 const MAX_PORT_PARTS = 1024;
 
