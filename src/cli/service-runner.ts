@@ -4,6 +4,7 @@ import { listenViaRelay, type RelayClientOptions, type RelayTunnel } from '../cl
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
+import { TENANT_NAME } from '../protocol/messages.js';
 import { flagValue, SERVICE_RULES } from '../options-validation.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
 
@@ -66,6 +67,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
     flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${args.tenant.slice(0, 70)}"`);
     drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
