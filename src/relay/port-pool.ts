@@ -2,6 +2,8 @@ import { systemClock, type Clock, type Timer } from '../clock.js';
 import type { PortRange } from '../config.js';
 import type { LeaseRecord } from './lease-store.js';
 
+const inScope = (scope: ClaimScope, port: number): boolean => scope.ports.some((range) => port >= range.first && port <= range.last);
+
 /** Tries to listen on a port: true when it is ours, false when something else holds it. */
 export type TryListen = (port: number) => Promise<boolean>;
 
@@ -64,7 +66,12 @@ export class PortPool {
    */
   async acquire(tryListen: TryListen, wanted?: number, key?: string, scope?: ClaimScope): Promise<number | undefined> {
     const holder = { key, tenant: scope?.tenant };
-    const own = key === undefined ? undefined : this.reservedPortOf(key);
+    let own = key === undefined ? undefined : this.reservedPortOf(key);
+    // A reload took this port from the tenant: the key moves, and the reservation must not linger on its quota.
+    if (own !== undefined && scope !== undefined && !inScope(scope, own)) {
+      this.#end(own, 'revoked');
+      own = undefined;
+    }
     for (const port of [own, wanted]) {
       if (port !== undefined && this.#available(port, key, scope) && (await this.#claim(port, holder, tryListen))) return port;
     }
@@ -137,7 +144,7 @@ export class PortPool {
 
   #available(port: number, key: string | undefined, scope: ClaimScope | undefined): boolean {
     if (port < this.#range.first || port > this.#range.last || this.#inUse.has(port)) return false;
-    if (scope !== undefined && !scope.ports.some((range) => port >= range.first && port <= range.last)) return false;
+    if (scope !== undefined && !inScope(scope, port)) return false;
     const reservation = this.#reserved.get(port);
     return reservation === undefined || reservation.key === key;
   }

@@ -312,7 +312,7 @@ export class Registrar implements SessionHost {
       this.#host.log.warn({ publicPort: port }, 'reservation released early: a new service found no free port');
     }
     this.#forgetAwayEntry(port);
-    const reason = { evicted: 'reservation released early for a new service', expired: 'service not back within its grace', revoked: 'its tenant was removed' }[why];
+    const reason = { evicted: 'reservation released early for a new service', expired: 'service not back within its grace', revoked: 'its tenant was removed, or no longer has this port' }[why];
     this.#closeDoor(port, reason);
     void this.#persist();
   }

@@ -286,3 +286,14 @@ test("a full tenant range evicts only that tenant's oldest reservation, never an
   pool.revokeTenant('alice');
   assert.deepEqual(ended.at(-1), [5000, 'revoked']);
 });
+
+test('a key whose reserved port is no longer among its tenant\'s ports gets one that is, and the old reservation ends', async () => {
+  const ended: [number, string][] = [];
+  const pool = new PortPool(RANGE, fakeClock().clock, (port, _key, why) => ended.push([port, why]));
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, undefined, KEY, { tenant: 'alice', ports: [RANGE] }), 5000);
+  pool.release(5000, KEY, GRACE_MS);
+  assert.equal(await pool.acquire(tryListen, undefined, KEY, { tenant: 'alice', ports: [{ first: 5003, last: 5004 }] }), 5003);
+  assert.deepEqual(ended, [[5000, 'revoked']]);
+  assert.equal(pool.reservationsOf('alice'), 0);
+});
