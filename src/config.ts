@@ -50,9 +50,14 @@ export interface RelayOptions {
   idleTimeoutMs: number;
   /** Where leases are kept across restarts (`--state`); none when undefined. */
   stateFile?: string;
+  /**
+   * Named credentials with their own ports and quotas (`--tenants`, docs/operations.md);
+   * read at start and again on reloadTenants(). Every service must then name a tenant.
+   */
+  tenantsFile?: string;
 }
 
-export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile'>;
+export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile' | 'tenantsFile'>;
 
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,

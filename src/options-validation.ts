@@ -7,6 +7,7 @@ import { createSecureContext } from 'node:tls';
 import type { RelayClientOptions } from './client/tunnel.js';
 import type { RelayOptions, RelayTunable } from './config.js';
 import { UsageError } from './errors.js';
+import { TENANT_NAME } from './protocol/messages.js';
 
 /** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -96,6 +97,9 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
   }
   if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
+  if (options.secret !== undefined && options.tenantsFile !== undefined) {
+    throw new UsageError('secret and tenantsFile (--secret and --tenants) do not go together: each tenant has its own secrets');
+  }
   if (options.tls !== undefined) {
     try {
       createSecureContext(options.tls);
@@ -112,6 +116,9 @@ export function validateClientOptions(options: RelayClientOptions): void {
   checkPort('port', options.port, 1);
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
   if (options.resumeKey !== undefined && !/^[0-9a-f]{32}$/.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
+  if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
+    throw new UsageError(`tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${String(options.tenant).slice(0, 70)}"`);
+  }
   if (options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
   const backoff = options.backoff ?? {};

@@ -16,6 +16,7 @@ import { runMaster } from '../relay/master.js';
 import { MasterLink } from '../relay/worker-link.js';
 import type { FleetArgs, FleetPlan } from '../fleet/fleet.js';
 import { loggerFor, metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { checkTenantsFlags } from './tenants-flags.js';
 
 function parseRange(text: string): PortRange {
   const match = /^(\d+)-(\d+)$/.exec(text);
@@ -37,6 +38,7 @@ const parser = withLogOptions(
     .option('public-host', { type: 'string', describe: 'Host name given to services as their public host [default: the name the service dialed]' })
     .option('bind', { type: 'string', describe: 'Interface address to listen on [default: all]' })
     .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
+    .option('tenants', { type: 'string', describe: 'JSON file of tenants (name, secrets, ports, quotas): every service names one; SIGHUP reloads it' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: TLS on the control and data ports (public ports stay plain)' })
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
     .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
@@ -108,7 +110,9 @@ async function main(): Promise<void> {
       maxConnectRate: flagValue(RELAY_RULES.maxConnectRate, args.maxConnectRate),
       idleTimeoutMs: flagValue(RELAY_RULES.idleTimeoutMs, args.idleTimeout),
       ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
+      ...(args.tenants === undefined || args.tenants === '' ? {} : { tenantsFile: path.resolve(args.tenants) }),
     };
+    checkTenantsFlags(options);
     if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
     if (options.ports === undefined && port === 0) throw new UsageError('PORT 0 (any free port) needs --ports A-B for the public ports');
     const host = options.publicHost;

@@ -4,6 +4,7 @@ import { listenViaRelay, type RelayClientOptions, type RelayTunnel } from '../cl
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
+import { TENANT_NAME } from '../protocol/messages.js';
 import { flagValue, SERVICE_RULES } from '../options-validation.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
 
@@ -19,7 +20,8 @@ export function withServiceOptions<T>(argv: Argv<T>) {
     argv
       .positional('relayhost', { type: 'string', describe: 'Host name or address of the relay' })
       .positional('relayport', { type: 'string', describe: 'Control port of the relay (its PORT)' })
-      .option('secret', { type: 'string', describe: "The relay's secret, if it has one (also RELAY_SECRET)" })
+      .option('secret', { type: 'string', describe: "The relay's secret, if it has one (also RELAY_SECRET); with --tenant, one of that tenant's secrets" })
+      .option('tenant', { type: 'string', describe: 'Register as this tenant, on a relay started with --tenants (also RELAY_TENANT)' })
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
@@ -37,6 +39,7 @@ interface ServiceArgs {
   relayhost?: string | undefined;
   relayport?: string | undefined;
   secret?: string | undefined;
+  tenant?: string | undefined;
   tls: boolean;
   ca?: string | undefined;
   publicPort?: string | undefined;
@@ -64,6 +67,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
     flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${args.tenant.slice(0, 70)}"`);
     drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
@@ -75,6 +79,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     port: relayPort,
     logger: log,
     ...(args.secret ? { secret: args.secret } : {}),
+    ...(args.tenant ? { tenant: args.tenant } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
     ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),

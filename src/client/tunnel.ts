@@ -26,8 +26,10 @@ export interface RelayClientOptions {
   host: string;
   /** The relay's control port (the PORT of `./relay PORT`). */
   port: number;
-  /** The relay's shared secret, if it was started with one. */
+  /** The relay's shared secret, if it was started with one; with tenants, one of this tenant's secrets. */
   secret?: string;
+  /** The tenant to register as, on a relay started with `--tenants` (its `secret` goes with it). */
+  tenant?: string;
   /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
   tls?: boolean | RelayTlsOptions;
   /** Ask for this public port (the relay gives another if it is taken). */
@@ -211,6 +213,7 @@ export class RelayTunnel extends EventEmitter {
       ...(this.#resume === undefined ? {} : { resume: this.#resume }),
       ...(this.#options.prewarm ? { warm: this.#options.prewarm } : {}),
       features: FEATURES,
+      ...(this.#options.tenant === undefined ? {} : { tenant: this.#options.tenant }),
     } as const);
     readLines(
       socket,

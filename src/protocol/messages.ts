@@ -47,7 +47,7 @@ const FEATURE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[] }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */
@@ -90,6 +90,9 @@ export type Message = ServiceMessage | RelayMessage;
 export type ParseResult =
   | { ok: true; msg: Message }
   | { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
+
+/** What a tenant may be called: safe in a log field, a metric label and a HELLO option. */
+export const TENANT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 const TOKEN = /^[0-9a-f]{32}$/;
 const MAC = /^[0-9a-f]{64}$/;
@@ -171,6 +174,11 @@ function parseHello(words: string[]): ParseResult {
   const features = parseFeatures(options.get('feat'));
   if (typeof features === 'string') return fail('bad-line', features);
   if (features !== undefined) msg.features = features;
+  const tenant = options.get('tenant');
+  if (tenant !== undefined) {
+    if (!TENANT_NAME.test(tenant)) return fail('bad-line', 'tenant= must be 1-64 of A-Z a-z 0-9 _ . -');
+    msg.tenant = tenant;
+  }
   return { ok: true, msg };
 }
 
@@ -313,6 +321,7 @@ export function formatMessage(msg: Message): string {
       if (msg.resume !== undefined) words.push(`resume=${msg.resume}`);
       if (msg.warm !== undefined) words.push(`warm=${msg.warm}`);
       if (msg.features !== undefined) words.push(`feat=${msg.features.join(',')}`);
+      if (msg.tenant !== undefined) words.push(`tenant=${msg.tenant}`);
       return words.join(' ') + '\n';
     }
     case 'OK': {

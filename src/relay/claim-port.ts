@@ -1,5 +1,5 @@
 import type { LeaseStore } from './lease-store.js';
-import type { PortPool, TryListen } from './port-pool.js';
+import type { ClaimScope, PortPool, TryListen } from './port-pool.js';
 
 /** Why a fleet claim stopped the search for a port. */
 class ClaimStop extends Error {
@@ -17,8 +17,15 @@ class ClaimStop extends Error {
  * already has a port elsewhere in the fleet is sent to that port. Undefined when no
  * port is free, 'unreachable' when the fleet could not be asked in time.
  */
-export async function claimPort(pool: PortPool, store: LeaseStore, openDoor: TryListen, wanted: number | undefined, key: string): Promise<number | undefined | 'unreachable'> {
-  if (store.claim === undefined) return pool.acquire(openDoor, wanted, key);
+export async function claimPort(
+  pool: PortPool,
+  store: LeaseStore,
+  openDoor: TryListen,
+  wanted: number | undefined,
+  key: string,
+  scope?: ClaimScope,
+): Promise<number | undefined | 'unreachable'> {
+  if (store.claim === undefined) return pool.acquire(openDoor, wanted, key, scope);
   const own = pool.reservedPortOf(key);
   let target = wanted;
   // Twice: a key that has a port elsewhere in the fleet asks for exactly that one next.
@@ -32,7 +39,7 @@ export async function claimPort(pool: PortPool, store: LeaseStore, openDoor: Try
         // The key keeps this port fleet-wide even if another program holds it here:
         // the other nodes serve it, and this one can once the port is free.
         return openDoor(candidate);
-      }, target, key);
+      }, target, key, scope);
     } catch (err) {
       if (!(err instanceof ClaimStop)) throw err;
       if (err.elsewhere === undefined) return 'unreachable';

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { LeaseRecord, LeaseStore } from './lease-store.js';
+import { TENANT_NAME } from '../protocol/messages.js';
 
 /** Format version of the state file; a file of another version is read as corrupt. */
 const STATE_VERSION = 1;
@@ -163,14 +164,15 @@ export function parseState(text: string): LeaseRecord[] | undefined {
   const records: LeaseRecord[] = [];
   const ports = new Set<number>();
   for (const item of state.leases as unknown[]) {
-    const { key, port, until } = (item ?? {}) as Record<string, unknown>;
+    const { key, port, until, tenant } = (item ?? {}) as Record<string, unknown>;
     const validUntil = until === null || (typeof until === 'number' && Number.isFinite(until));
-    if (typeof key !== 'string' || !KEY.test(key) || !Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535 || !validUntil) {
+    const validTenant = tenant === undefined || (typeof tenant === 'string' && TENANT_NAME.test(tenant));
+    if (typeof key !== 'string' || !KEY.test(key) || !Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535 || !validUntil || !validTenant) {
       return undefined;
     }
     if (ports.has(port as number)) return undefined;
     ports.add(port as number);
-    records.push({ key, port: port as number, until: until as number | null });
+    records.push({ key, port: port as number, until: until as number | null, ...(tenant === undefined ? {} : { tenant: tenant as string }) });
   }
   return records;
 }

@@ -10,6 +10,8 @@ export interface LeaseRecord {
   key: string;
   port: number;
   until: number | null;
+  /** The tenant whose service holds it, with --tenants: only that tenant's newcomers may evict it. */
+  tenant?: string;
 }
 
 /**
@@ -46,9 +48,13 @@ export interface LeaseStore {
  */
 export type ClaimAnswer = 'granted' | 'taken' | { elsewhere: number } | 'unreachable';
 
-/** The lease key for a resume key: what stores, logs and maps hold instead of the key. */
-export function leaseKey(resume: string): string {
-  return createHash('sha256').update(resume).digest('hex');
+/**
+ * The lease key for a resume key: what stores, logs and maps hold instead of the key.
+ * With a tenant the key is the tenant's own, so another tenant presenting the same
+ * resume key owns another lease: neither the port nor the session.
+ */
+export function leaseKey(resume: string, tenant?: string): string {
+  return createHash('sha256').update(tenant === undefined ? resume : `${tenant}\0${resume}`).digest('hex');
 }
 
 /** A store that keeps nothing: the relay without `--state`. */

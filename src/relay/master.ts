@@ -59,6 +59,11 @@ class Master {
   run(): void {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => this.#stop(signal));
     process.on('SIGUSR2', () => void this.#upgrade());
+    // SIGHUP reloads the tenants file; the worker says whether there is one (never the default exit).
+    process.on('SIGHUP', () => {
+      if (this.#current === undefined) return this.#log.warn('SIGHUP ignored: no worker is serving');
+      send(this.#current.worker, { kind: 'reload' });
+    });
     this.#spawn([], false).then(
       (serving) => {
         this.#current = serving;

@@ -25,6 +25,8 @@ export class OpenTunnels {
   /** With --idle-timeout: finds the tunnels to cut; those cut so far until their line is written. */
   readonly #idleSweep: IdleSweep<Socket> | undefined;
   readonly #timedOut = new Set<Socket>();
+  /** Each open tunnel's owner, by its public client, so one owner's tunnels can be cut. */
+  readonly #owners = new Map<Socket, { owner: TunnelOwner; data: Socket }>();
 
   constructor(stats: RelayStats, overview: Overview, idle: { idleTimeoutMs: number; clock: Clock }) {
     this.#stats = stats;
@@ -35,6 +37,7 @@ export class OpenTunnels {
   open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
     this.#open.add(client);
     this.#open.add(data);
+    this.#owners.set(client, { owner, data });
     this.#stats.tunnelOpened();
     const totals = [this.#stats.bytes, ...this.#overview.tunnelOpened(owner)];
     const from = clientAddressOf(client);
@@ -57,6 +60,7 @@ export class OpenTunnels {
       log.info(closed, 'tunnel closed');
       // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
       // find every line written.
+      this.#owners.delete(client);
       this.#open.delete(client);
       this.#open.delete(data);
     });
@@ -67,6 +71,15 @@ export class OpenTunnels {
     this.#timedOut.add(client);
     this.#stats.tunnelsIdleTimedOut++;
     resetSocket(client);
+  }
+
+  /** Resets both ends of every open tunnel whose owner matches (its tenant was revoked). */
+  cutWhere(matches: (owner: TunnelOwner) => boolean): void {
+    for (const [client, { owner, data }] of [...this.#owners]) {
+      if (!matches(owner)) continue;
+      resetSocket(client);
+      resetSocket(data);
+    }
   }
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */

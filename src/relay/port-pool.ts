@@ -2,16 +2,33 @@ import { systemClock, type Clock, type Timer } from '../clock.js';
 import type { PortRange } from '../config.js';
 import type { LeaseRecord } from './lease-store.js';
 
+const inScope = (scope: ClaimScope, port: number): boolean => scope.ports.some((range) => port >= range.first && port <= range.last);
+
 /** Tries to listen on a port: true when it is ours, false when something else holds it. */
 export type TryListen = (port: number) => Promise<boolean>;
 
 /** Why a reservation ended before its key came back. */
-export type ReservationEnd = 'expired' | 'evicted';
+export type ReservationEnd = 'expired' | 'evicted' | 'revoked';
+
+/**
+ * Where one claim may look, for a tenant: only its own ports, and when the range is
+ * full it may end only its own reservations, never another tenant's.
+ */
+export interface ClaimScope {
+  tenant: string;
+  ports: readonly PortRange[];
+}
 
 interface Reservation {
   key: string;
   until: number;
   timer: Timer;
+  tenant: string | undefined;
+}
+
+interface Holder {
+  key: string | undefined;
+  tenant: string | undefined;
 }
 
 /**
@@ -29,7 +46,7 @@ export class PortPool {
   readonly #clock: Clock;
   readonly #onEnded: (port: number, key: string, why: ReservationEnd) => void;
   /** Ports of live registrations (and claims in flight), with their key if they have one. */
-  readonly #inUse = new Map<number, string | undefined>();
+  readonly #inUse = new Map<number, Holder>();
   readonly #reserved = new Map<number, Reservation>();
 
   constructor(range: PortRange, clock: Clock = systemClock, onEnded: (port: number, key: string, why: ReservationEnd) => void = () => {}) {
@@ -47,16 +64,24 @@ export class PortPool {
    * range and neither held nor reserved for another key; else the lowest port that is.
    * Undefined when the range is exhausted even after evicting every reservation.
    */
-  async acquire(tryListen: TryListen, wanted?: number, key?: string): Promise<number | undefined> {
-    const own = key === undefined ? undefined : this.reservedPortOf(key);
+  async acquire(tryListen: TryListen, wanted?: number, key?: string, scope?: ClaimScope): Promise<number | undefined> {
+    const holder = { key, tenant: scope?.tenant };
+    let own = key === undefined ? undefined : this.reservedPortOf(key);
+    // A reload took this port from the tenant: the key moves, and the reservation must not linger on its quota.
+    if (own !== undefined && scope !== undefined && !inScope(scope, own)) {
+      this.#end(own, 'revoked');
+      own = undefined;
+    }
     for (const port of [own, wanted]) {
-      if (port !== undefined && this.#available(port, key) && (await this.#claim(port, key, tryListen))) return port;
+      if (port !== undefined && this.#available(port, key, scope) && (await this.#claim(port, holder, tryListen))) return port;
     }
     for (;;) {
-      for (let port = this.#range.first; port <= this.#range.last; port++) {
-        if (this.#available(port, key) && (await this.#claim(port, key, tryListen))) return port;
+      for (const range of scope?.ports ?? [this.#range]) {
+        for (let port = range.first; port <= range.last; port++) {
+          if (this.#available(port, key, scope) && (await this.#claim(port, holder, tryListen))) return port;
+        }
       }
-      if (!this.#evictOldest(key)) return undefined;
+      if (!this.evictOldest(key, scope?.tenant)) return undefined;
     }
   }
 
@@ -66,19 +91,37 @@ export class PortPool {
     return undefined;
   }
 
-  /** Gives a live port back; with a key and a grace it stays reserved for that key. */
+  /** The tenant whose key holds a port (live or reserved), if any. */
+  tenantOf(port: number): string | undefined {
+    return this.#inUse.get(port)?.tenant ?? this.#reserved.get(port)?.tenant;
+  }
+
+  /** Gives a live port back; with a key and a grace it stays reserved for that key (and its tenant). */
   release(port: number, key?: string, graceMs = 0): void {
+    const tenant = this.#inUse.get(port)?.tenant;
     this.#inUse.delete(port);
-    if (key !== undefined && graceMs > 0) this.reserve(port, key, this.#clock.now() + graceMs);
+    if (key !== undefined && graceMs > 0) this.reserve(port, key, this.#clock.now() + graceMs, tenant);
   }
 
   /** Records a reservation made elsewhere (a state file, a previous worker); ignored if the port is taken. */
-  reserve(port: number, key: string, until: number): boolean {
+  reserve(port: number, key: string, until: number, tenant?: string): boolean {
     if (this.#inUse.has(port) || port < this.#range.first || port > this.#range.last) return false;
     this.#drop(port);
     const timer = this.#clock.setTimeout(() => this.#end(port, 'expired'), until - this.#clock.now());
-    this.#reserved.set(port, { key, until, timer });
+    this.#reserved.set(port, { key, until, timer, tenant });
     return true;
+  }
+
+  /** Reservations held for a tenant's departed services: they count against its quota. */
+  reservationsOf(tenant: string): number {
+    let count = 0;
+    for (const reservation of this.#reserved.values()) if (reservation.tenant === tenant) count++;
+    return count;
+  }
+
+  /** Ends every reservation of a tenant (it was removed); onEnded is told, with 'revoked'. */
+  revokeTenant(tenant: string): void {
+    for (const [port, reservation] of [...this.#reserved]) if (reservation.tenant === tenant) this.#end(port, 'revoked');
   }
 
   /** Ends a reservation at once, without telling onEnded (its owner said it is gone for good). */
@@ -97,20 +140,23 @@ export class PortPool {
   /** Every port with a key: live ones with `until: null`. What a lease store keeps. */
   snapshot(): LeaseRecord[] {
     const records: LeaseRecord[] = [];
-    for (const [port, key] of this.#inUse) if (key !== undefined) records.push({ key, port, until: null });
-    for (const [port, { key, until }] of this.#reserved) records.push({ key, port, until });
+    const record = (key: string, port: number, until: number | null, tenant: string | undefined): LeaseRecord =>
+      tenant === undefined ? { key, port, until } : { key, port, until, tenant };
+    for (const [port, { key, tenant }] of this.#inUse) if (key !== undefined) records.push(record(key, port, null, tenant));
+    for (const [port, { key, until, tenant }] of this.#reserved) records.push(record(key, port, until, tenant));
     return records;
   }
 
-  #available(port: number, key: string | undefined): boolean {
+  #available(port: number, key: string | undefined, scope: ClaimScope | undefined): boolean {
     if (port < this.#range.first || port > this.#range.last || this.#inUse.has(port)) return false;
+    if (scope !== undefined && !inScope(scope, port)) return false;
     const reservation = this.#reserved.get(port);
     return reservation === undefined || reservation.key === key;
   }
 
-  async #claim(port: number, key: string | undefined, tryListen: TryListen): Promise<boolean> {
+  async #claim(port: number, holder: Holder, tryListen: TryListen): Promise<boolean> {
     // Marked before the await, so two registrations racing never get the same port.
-    this.#inUse.set(port, key);
+    this.#inUse.set(port, holder);
     let listening = false;
     try {
       listening = await tryListen(port);
@@ -121,10 +167,14 @@ export class PortPool {
     return listening;
   }
 
-  /** Ends the reservation that ends soonest (the oldest), unless it is the asker's own. */
-  #evictOldest(key: string | undefined): boolean {
+  /**
+   * Ends the reservation that ends soonest (the oldest), unless it is the asker's own;
+   * with a tenant, only among that tenant's reservations. False when there is none.
+   */
+  evictOldest(key: string | undefined, tenant?: string): boolean {
     let oldest: [number, Reservation] | undefined;
     for (const entry of this.#reserved) {
+      if (tenant !== undefined && entry[1].tenant !== tenant) continue;
       if (entry[1].key !== key && (oldest === undefined || entry[1].until < oldest[1].until)) oldest = entry;
     }
     if (oldest === undefined) return false;

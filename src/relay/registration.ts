@@ -2,8 +2,8 @@ import type { Server, Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
-import { refuse, refusalReply, sendMessage, type FirstLine } from '../net/lines.js';
-import { newNonce, newToken, verifyProof } from '../protocol/auth.js';
+import { refuse, refusalReply, type FirstLine } from '../net/lines.js';
+import { newToken } from '../protocol/auth.js';
 import { FEATURES, PROTOCOL_VERSION, formatMessage, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import { plainAddress } from './client-address.js';
 import type { DialbackRegistry } from './dialbacks.js';
@@ -15,6 +15,8 @@ import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
 import { ServiceSession, type SessionHost } from './service-session.js';
 import type { RelayStats } from './stats.js';
+import { challenge, challenges } from './service-auth.js';
+import { Tenancy, type TenantGrant } from './tenancy.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
@@ -58,6 +60,8 @@ export class Registrar implements SessionHost {
   readonly #byKey = new Map<string, ServiceSession>();
   /** The dashboard entry of each door whose service is away (within its grace), by port. */
   readonly #awayEntries = new Map<number, string>();
+  /** With --tenants: who may register, and within which limits. */
+  readonly #tenancy: Tenancy | undefined;
   #registering = 0;
   #nextServiceId = 1;
 
@@ -66,6 +70,8 @@ export class Registrar implements SessionHost {
     this.#store = store;
     const options = host.options;
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 }, host.clock, (port, _key, why) => this.#reservationEnded(port, why));
+    this.#tenancy = options.tenantsFile === undefined ? undefined : new Tenancy(options.tenantsFile, this.#ports.range, host.log);
+    if (this.#tenancy !== undefined) host.stats.tenantFigures = () => this.#tenancy?.figures(this.#ports) ?? [];
   }
 
   get log(): Logger {
@@ -101,8 +107,11 @@ export class Registrar implements SessionHost {
     this.#host.refused(reason, fields, message, log);
   }
 
+  /** Per-address admission of a public client; a tenant's maxClientsPerIp replaces the relay-wide one on its ports. */
   admit(client: Socket, port: number): boolean {
-    return this.#host.admitPublic(client, port);
+    const tenant = this.#ports.tenantOf(port);
+    const limit = tenant === undefined ? undefined : this.#tenancy?.limitsOf(tenant)?.maxClientsPerIp;
+    return this.#host.admitPublic(client, port, limit);
   }
 
   sessionByWarmToken(token: string): ServiceSession | undefined {
@@ -123,7 +132,9 @@ export class Registrar implements SessionHost {
     const now = this.#host.clock.now();
     for (const record of records) {
       const until = record.until ?? now + this.#host.options.resumeGraceMs;
-      if (until <= now || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until)) continue;
+      // A lease of a tenant no longer in the file is not kept for anyone.
+      const gone = record.tenant !== undefined && this.#tenancy?.has(record.tenant) === false;
+      if (until <= now || gone || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until, record.tenant)) continue;
       const server = await this.#host.listenPublic(record.port);
       if (server === undefined) {
         this.#host.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
@@ -154,13 +165,19 @@ export class Registrar implements SessionHost {
       return this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
     }
     let rest = head;
-    if (this.#host.options.secret !== undefined) {
-      const proven = await this.#authenticate(socket, head);
-      if (proven === undefined) return;
-      rest = proven;
+    let grant: TenantGrant | undefined;
+    const gate = { secret: this.#host.options.secret, tenancy: this.#tenancy };
+    if (challenges(gate)) {
+      const proven = await challenge(gate, hello.tenant, socket, (s, h) => this.#host.readHandshakeLine(s, h), head);
+      if (!proven.ok) {
+        if (proven.code === 'closed') return void socket.destroy();
+        return this.#refuse(socket, proven.code, proven.reason, peer, hello.tenant);
+      }
+      ({ rest, grant } = proven);
     }
+    const tenant = grant?.account;
     const resume = hello.resume ?? newToken();
-    const key = leaseKey(resume);
+    const key = leaseKey(resume, tenant?.name);
     // The same service on a new control connection (a reconnect before the relay saw the
     // old one die, or a second process with the same resume file): the newest wins, and
     // takes the old one's slot, so this works even at --max-services.
@@ -168,27 +185,44 @@ export class Registrar implements SessionHost {
     if (this.#services.size + this.#registering - (previous === undefined ? 0 : 1) >= this.#host.options.maxServices) {
       return this.#refuse(socket, 'limit', `relay has its maximum of ${this.#host.options.maxServices} services`, peer);
     }
+    if (tenant !== undefined && !this.#tenancy!.admitService(tenant, this.#ports, key, previous !== undefined || this.#ports.reservedPortOf(key) !== undefined)) {
+      return this.#refuse(socket, 'limit', `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)`, peer);
+    }
     if (previous !== undefined) {
       const farewell = previous.features.has('superseded') ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
       previous.close('superseded by a new control connection', farewell);
     }
     this.#registering++;
+    if (tenant !== undefined) tenant.services++;
+    let started = false;
     try {
-      const port = await claimPort(this.#ports, this.#store, (candidate) => this.#openDoor(candidate), hello.port, key);
+      const port = await claimPort(this.#ports, this.#store, (candidate) => this.#openDoor(candidate), hello.port, key, tenant?.scope);
       if (port === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
-      if (port === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
+      if (port === undefined) {
+        tenant?.refused('ports');
+        return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
+      }
       // The lease is on disk before the service hears of its port, so no crash after
       // OK can let a stranger take it.
       await this.#persist();
+      // A reload while the port was claimed may have revoked what this service proved.
+      if (grant !== undefined && !Tenancy.valid(grant)) {
+        this.#ports.release(port);
+        this.#closeDoor(port, 'its tenant was revoked during the registration');
+        void this.#persist();
+        return this.#refuse(socket, 'auth', 'authentication failed: tenant credentials revoked', peer, hello.tenant);
+      }
       if (socket.destroyed || this.#host.shuttingDown) {
         this.#ports.release(port, key, this.#host.options.resumeGraceMs);
         void this.#persist();
         if (this.#host.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
         return;
       }
-      this.#startSession(socket, hello, { port, key, resume }, rest);
+      this.#startSession(socket, hello, { port, key, resume, grant }, rest);
+      started = true;
     } finally {
       this.#registering--;
+      if (tenant !== undefined && !started) tenant.services--;
     }
   }
 
@@ -212,7 +246,7 @@ export class Registrar implements SessionHost {
     this.#doors.delete(port);
   }
 
-  #startSession(socket: Socket, hello: Hello, claimed: { port: number; key: string; resume: string }, rest: Buffer): void {
+  #startSession(socket: Socket, hello: Hello, claimed: { port: number; key: string; resume: string; grant: TenantGrant | undefined }, rest: Buffer): void {
     const door = this.#doors.get(claimed.port);
     if (door === undefined) throw new Error(`no door for claimed port ${claimed.port}`);
     const offered = new Set<Feature>(FEATURES);
@@ -223,8 +257,10 @@ export class Registrar implements SessionHost {
       key: claimed.key,
       warmToken: hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined,
       features,
+      tenant: claimed.grant?.account,
     };
     const session = new ServiceSession(this, identity, socket, door);
+    if (claimed.grant !== undefined) this.#tenancy?.bind(session, claimed.grant);
     this.#services.add(session);
     if (identity.warmToken !== undefined) this.#byWarmToken.set(identity.warmToken, session);
     this.#byKey.set(identity.key, session);
@@ -233,7 +269,7 @@ export class Registrar implements SessionHost {
     const host = this.#host.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
     this.#forgetAwayEntry(claimed.port);
-    this.#host.overview.serviceRegistered(session, host, claimed.port);
+    this.#host.overview.serviceRegistered(session, host, claimed.port, session.tenant?.name);
     session.start(
       {
         kind: 'OK',
@@ -256,6 +292,7 @@ export class Registrar implements SessionHost {
     if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
     if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
     this.stats.servicesActive--;
+    if (session.tenant !== undefined) session.tenant.services--;
     // Stopping or handing over: the leases stay as they are, for the next process.
     if (this.#host.shuttingDown) {
       this.#host.overview.serviceLeft(session.id);
@@ -287,7 +324,8 @@ export class Registrar implements SessionHost {
       this.#host.log.warn({ publicPort: port }, 'reservation released early: a new service found no free port');
     }
     this.#forgetAwayEntry(port);
-    this.#closeDoor(port, why === 'evicted' ? 'reservation released early for a new service' : 'service not back within its grace');
+    const reason = { evicted: 'reservation released early for a new service', expired: 'service not back within its grace', revoked: 'its tenant was removed, or no longer has this port' }[why];
+    this.#closeDoor(port, reason);
     void this.#persist();
   }
 
@@ -319,25 +357,28 @@ export class Registrar implements SessionHost {
     return held;
   }
 
-  /** AUTH/PROOF; the bytes after PROOF, or undefined when refused. */
-  async #authenticate(socket: Socket, head: Buffer): Promise<Buffer | undefined> {
-    const nonce = newNonce();
-    sendMessage(socket, { kind: 'AUTH', nonce });
-    const answer = await this.#host.readHandshakeLine(socket, head);
-    if (!answer.ok) {
-      if (answer.code === 'closed') socket.destroy();
-      else this.#refuse(socket, answer.code, answer.reason, socket.remoteAddress);
-      return undefined;
+  /**
+   * SIGHUP: reads the tenants file again. Registrations of a removed tenant, or proven
+   * with a secret no longer listed, end at once with ERR auth (their services stop
+   * retrying), a removed tenant's reservations end, and `cut` resets the open tunnels
+   * it is given a test for. Changed limits apply to what comes next.
+   */
+  reloadTenants(cut: (revoked: (owner: object) => boolean) => void): void {
+    const tenancy = this.#tenancy;
+    if (tenancy === undefined) return void this.#host.log.info('SIGHUP: nothing to reload (the relay runs without --tenants)');
+    const removed = tenancy.reload();
+    if (removed === undefined) return;
+    const revoked = (owner: object): boolean => tenancy.revoked(owner);
+    for (const session of [...this.#services]) {
+      if (!revoked(session)) continue;
+      session.close('tenant credentials revoked by a reload', refusalReply('auth', 'authentication failed: tenant credentials revoked'), 'left');
     }
-    if (answer.msg.kind !== 'PROOF' || !verifyProof(this.#host.options.secret ?? '', nonce, answer.msg.mac)) {
-      this.#refuse(socket, 'auth', 'authentication failed: wrong or missing secret', socket.remoteAddress);
-      return undefined;
-    }
-    return answer.rest;
+    for (const name of removed) this.#ports.revokeTenant(name);
+    cut(revoked);
   }
 
-  #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined): void {
-    this.#host.refused(code, { peer }, `connection refused: ${reason}`);
+  #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): void {
+    this.#host.refused(code, tenant === undefined ? { peer } : { peer, tenant }, `connection refused: ${reason}`);
     refuse(socket, refusalReply(code, reason));
   }
 }

@@ -315,6 +315,11 @@ export class Relay implements RegistrarHost {
     });
   }
 
+  /** SIGHUP: reads the tenants file again (see Registrar.reloadTenants); a no-op without one. */
+  reloadTenants(): void {
+    this.#registrar.reloadTenants((revoked) => this.#tunnels.cutWhere(revoked));
+  }
+
   /** Cuts every open tunnel now (a reset to both ends); resolves once each has its access-log line. */
   cutTunnels(): Promise<void> {
     return this.#tunnels.cutAll();

@@ -10,6 +10,7 @@ import type { DialbackRegistry, PendingClient } from './dialbacks.js';
 import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
 import type { RelayStats } from './stats.js';
+import type { TenantAccount } from './tenancy.js';
 
 /** Bytes of unread control lines a service may leave queued before it is dropped. */
 const CONTROL_BUFFER_LIMIT = 64 * 1024;
@@ -35,6 +36,8 @@ export interface SessionIdentity {
   warmToken: string | undefined;
   /** Optional messages this service said it understands. */
   features: ReadonlySet<Feature>;
+  /** With --tenants: the tenant it registered as. */
+  tenant?: TenantAccount | undefined;
 }
 
 /** How a registration ended, which decides what happens to its port. */
@@ -54,6 +57,8 @@ export class ServiceSession implements DoorOwner {
   readonly key: string;
   readonly warmToken: string | undefined;
   readonly features: ReadonlySet<Feature>;
+  /** With --tenants: its tenant, whose limits (maxClientsPerIp too) apply to its clients. */
+  readonly tenant: TenantAccount | undefined;
   readonly log: Logger;
   readonly #host: SessionHost;
   readonly #control: Socket;
@@ -72,11 +77,12 @@ export class ServiceSession implements DoorOwner {
     this.key = identity.key;
     this.warmToken = identity.warmToken;
     this.features = identity.features;
+    this.tenant = identity.tenant;
     this.#host = host;
     this.#control = control;
     this.#door = door;
     this.#lastHeard = host.clock.now();
-    this.log = host.log.child({ service: this.id, publicPort: this.port });
+    this.log = host.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
   }
 
   get closed(): boolean {
@@ -166,6 +172,9 @@ export class ServiceSession implements DoorOwner {
     if (this.#clients >= limits.maxClientsPerService) {
       return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
     }
+    if (this.tenant?.admitsClient() === false) {
+      return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
+    }
     const line = clientLine(client);
     const idle = line === undefined ? undefined : this.#takeIdle();
     if (idle !== undefined && line !== undefined) {
@@ -186,7 +195,12 @@ export class ServiceSession implements DoorOwner {
 
   #countClient(client: Socket): void {
     this.#clients++;
-    client.once('close', () => this.#clients--);
+    const tenant = this.tenant;
+    if (tenant !== undefined) tenant.clients++;
+    client.once('close', () => {
+      this.#clients--;
+      if (tenant !== undefined) tenant.clients--;
+    });
   }
 
   #refuseClient(client: Socket, reason: string, detail: string): void {

@@ -1,4 +1,5 @@
 import type { SpliceCounts } from '../net/splice.js';
+import type { TenantFigures } from './tenancy.js';
 
 /** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
 export class RelayStats {
@@ -34,6 +35,8 @@ export class RelayStats {
   probeFailures = 0;
   /** Services whose latest probe failed, now. */
   servicesProbeFailing = 0;
+  /** With --tenants: what each tenant uses now (one entry per tenant of the file, so bounded). */
+  tenantFigures: () => readonly TenantFigures[] = () => [];
 
   get bytesFromClients(): number {
     return this.bytes.a;

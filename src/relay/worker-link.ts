@@ -30,6 +30,8 @@ export interface UpgradableRelay {
   shutdown(drainMs?: number): Promise<void>;
   /** Resets every open tunnel; resolves once each has its access-log line. */
   cutTunnels(): Promise<void>;
+  /** SIGHUP: reads the tenants file again; a logged no-op without one. */
+  reloadTenants(): void;
 }
 
 type Start = Extract<ToWorker, { kind: 'start' }>;
@@ -58,6 +60,8 @@ export class MasterLink {
     process.on('SIGINT', () => {});
     process.on('SIGTERM', () => {});
     process.on('SIGUSR2', () => this.#log?.warn('SIGUSR2 ignored: send it to the master process (the pid in --pid-file)'));
+    // A terminal hangup reaches the whole group: the master alone passes SIGHUP on, as 'reload'.
+    process.on('SIGHUP', () => {});
     process.on('message', (msg: ToWorker, handle: unknown) => this.#onMessage(msg, handle as Socket | undefined));
   }
 
@@ -108,6 +112,7 @@ export class MasterLink {
     } else if (msg.kind === 'retire') void this.#retire(relay);
     else if (msg.kind === 'leases') void relay.installLeases(msg.leases);
     else if (msg.kind === 'predecessor-gone') this.#predecessor = false;
+    else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reloadTenants();
   }
 
   async #prepare(relay: UpgradableRelay): Promise<void> {

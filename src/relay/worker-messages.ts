@@ -11,6 +11,8 @@ export interface LeaseRecord {
   port: number;
   /** Epoch ms when the reservation ends; null while the service is registered. */
   until: number | null;
+  /** With --tenants: the tenant whose service holds it. */
+  tenant?: string;
 }
 
 export interface ListeningPorts {
@@ -31,7 +33,9 @@ export type ToWorker =
   | { kind: 'stop'; signal: string }
   | { kind: 'stop-now'; signal: string }
   | { kind: 'held-client'; port: number; head: string }
-  | { kind: 'dial-back'; token: string; head: string };
+  | { kind: 'dial-back'; token: string; head: string }
+  /** SIGHUP reached the master: read the tenants file again. */
+  | { kind: 'reload' };
 
 /** Worker → master. */
 export type FromWorker =

@@ -109,3 +109,13 @@ test('while paused (a successor is taking over) nothing is written; resume write
   await store.save(() => [{ key: KEY_B, port: 9002, until: null }]);
   assert.match(readFileSync(file, 'utf8'), /9002/);
 });
+
+test("a lease keeps its tenant across a restart; a tenant's key differs from the bare resume key's", async (t) => {
+  const { store, clock } = setUp(t);
+  const resume = '0123456789abcdef0123456789abcdef';
+  assert.notEqual(leaseKey(resume, 'alice'), leaseKey(resume));
+  assert.notEqual(leaseKey(resume, 'alice'), leaseKey(resume, 'bob'));
+  const leases: LeaseRecord[] = [{ key: leaseKey(resume, 'alice'), port: 9003, until: clock.now() + 30_000, tenant: 'alice' }];
+  await store.save(() => leases);
+  assert.deepEqual(await store.load(), leases);
+});

@@ -326,3 +326,13 @@ test('an OK carrying an IPv6 public address round-trips with brackets on the wir
   assert.ok(line.startsWith('OK [fd00::2]:40001 '), line);
   assert.deepEqual(parsed(withoutLf(line)), msg);
 });
+
+test('HELLO tenant= names the tenant to register as; a malformed name is a bad line', () => {
+  assert.deepEqual(parsed('HELLO 1 host=svc tenant=alice.example_1-x'), { kind: 'HELLO', version: 1, host: 'svc', tenant: 'alice.example_1-x' });
+  assert.equal(formatMessage({ kind: 'HELLO', version: 1, host: 'svc', tenant: 'alice' }), 'HELLO 1 host=svc tenant=alice\n');
+  for (const bad of ['tenant=', 'tenant=al/ice', `tenant=${'a'.repeat(65)}`]) {
+    const result = parseLine(`HELLO 1 ${bad}`);
+    assert.equal(result.ok, false, bad);
+    assert.equal(result.ok ? '' : result.code, 'bad-line');
+  }
+});

@@ -255,3 +255,45 @@ test('a listen() that throws does not leave its port held forever', async () => 
   );
   assert.equal(await pool.acquire(fakeListen().tryListen), 5000);
 });
+
+test('a tenant gets only its own ports, and a request outside them gets one inside', async () => {
+  const pool = new PortPool(RANGE);
+  const { tryListen } = fakeListen();
+  const scope = { tenant: 'alice', ports: [{ first: 5003, last: 5004 }] };
+  assert.equal(await pool.acquire(tryListen, 5000, KEY, scope), 5003);
+  assert.equal(await pool.acquire(tryListen, undefined, OTHER_KEY, scope), 5004);
+  assert.equal(await pool.acquire(tryListen, undefined, '1'.repeat(32), scope), undefined, 'its ports are all live');
+});
+
+test("a full tenant range evicts only that tenant's oldest reservation, never another tenant's", async () => {
+  const { clock } = fakeClock();
+  const ended: [number, string][] = [];
+  const pool = new PortPool(RANGE, clock, (port, _key, why) => ended.push([port, why]));
+  const { tryListen } = fakeListen();
+  const alice = { tenant: 'alice', ports: [{ first: 5000, last: 5001 }] };
+  const bob = { tenant: 'bob', ports: [{ first: 5000, last: 5001 }] };
+  assert.equal(await pool.acquire(tryListen, undefined, KEY, alice), 5000);
+  pool.release(5000, KEY, GRACE_MS);
+  clock.advance(10);
+  assert.equal(await pool.acquire(tryListen, undefined, OTHER_KEY, bob), 5001);
+  pool.release(5001, OTHER_KEY, GRACE_MS);
+  assert.deepEqual(pool.snapshot().map((r) => r.tenant).sort(), ['alice', 'bob'], 'reservations remember their tenant');
+  assert.equal(pool.reservationsOf('alice'), 1);
+  assert.equal(await pool.acquire(tryListen, undefined, '2'.repeat(32), bob), 5001, "bob's newcomer ends bob's own reservation");
+  assert.deepEqual(ended, [[5001, 'evicted']]);
+  assert.equal(pool.isReserved(5000), true, "alice's reservation is untouched");
+  assert.equal(await pool.acquire(tryListen, undefined, '3'.repeat(32), bob), undefined, "bob never evicts alice's");
+  pool.revokeTenant('alice');
+  assert.deepEqual(ended.at(-1), [5000, 'revoked']);
+});
+
+test('a key whose reserved port is no longer among its tenant\'s ports gets one that is, and the old reservation ends', async () => {
+  const ended: [number, string][] = [];
+  const pool = new PortPool(RANGE, fakeClock().clock, (port, _key, why) => ended.push([port, why]));
+  const { tryListen } = fakeListen();
+  assert.equal(await pool.acquire(tryListen, undefined, KEY, { tenant: 'alice', ports: [RANGE] }), 5000);
+  pool.release(5000, KEY, GRACE_MS);
+  assert.equal(await pool.acquire(tryListen, undefined, KEY, { tenant: 'alice', ports: [{ first: 5003, last: 5004 }] }), 5003);
+  assert.deepEqual(ended, [[5000, 'revoked']]);
+  assert.equal(pool.reservationsOf('alice'), 0);
+});
