@@ -248,3 +248,27 @@ test('upgrade (SIGUSR2): the new worker reads the tenants file itself and each t
   const line = await shared.reload([{ name: 'alice', secrets: ['a'], ports: `${shared.block.first + 5}-${shared.block.first + 9}` }]);
   assert.match(line, /"tenants":1,"removed":\[\]/);
 });
+
+test("tenants: a tenant's maxClientsPerIp replaces the relay-wide limit on that tenant's ports", async (t) => {
+  const shared = await sharedRelay(
+    t,
+    (block) => [
+      { name: 'strict', secrets: ['s-secret'], ports: `${block.first}-${block.first + 4}`, maxClientsPerIp: 2 },
+      { name: 'lenient', secrets: ['l-secret'], ports: `${block.first + 5}-${block.first + 9}` },
+    ],
+    ['--max-clients-per-ip', '10'],
+  );
+  const strict = await echoserver(t, shared.relay, 'strict', 's-secret');
+  const lenient = await echoserver(t, shared.relay, 'lenient', 'l-secret');
+  const echoes = async (port: number): Promise<void> => {
+    const socket = await dial(t, port);
+    socket.write('hi\n');
+    assert.equal((await readAtLeast(socket, 3, 5000)).toString(), 'hi\n');
+  };
+  await echoes(strict.publicPort);
+  await echoes(strict.publicPort);
+  const third = await dial(t, strict.publicPort);
+  assert.equal(await howItEnds(third, 5000), 'reset', "the strict tenant's third client from one address is refused");
+  // Three open already from this address: the relay-wide limit of 10 still lets the lenient tenant's clients in.
+  for (let i = 0; i < 3; i++) await echoes(lenient.publicPort);
+});
