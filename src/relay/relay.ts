@@ -1,6 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { createServer as createTlsServer } from 'node:tls';
 import { systemClock, type Clock } from '../clock.js';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -17,6 +16,7 @@ import { ProbeTokens } from './probes.js';
 import { Overview } from './overview.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
+import { tlsAcceptor } from './tls-accept.js';
 import type { ServiceSession } from './service-session.js';
 import { RelayStats } from './stats.js';
 
@@ -148,21 +148,18 @@ export class Relay implements RegistrarHost {
   }
 
   async #listen(port: number, accepts: { control: boolean; data: boolean }): Promise<Server> {
-    const onConnection = (socket: Socket): void => {
+    const secure = this.options.tls === undefined ? undefined : tlsAcceptor(this.options.tls, (socket, err) => {
+      this.refused('tls', { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
+    });
+    const onConnection = (raw: Socket): void => {
+      const socket = secure?.(raw) ?? raw;
       this.#onConnection(socket, accepts).catch((err: unknown) => {
         // A bug here must cost one connection, never the relay and its other tunnels.
         this.log.error({ err }, 'unexpected error handling a connection');
         socket.destroy();
       });
     };
-    const tls = this.options.tls;
-    const server =
-      tls === undefined
-        ? createServer(SERVER_OPTIONS, onConnection)
-        : createTlsServer({ ...SERVER_OPTIONS, pauseOnConnect: false, ...tls, handshakeTimeout: this.options.handshakeTimeoutMs }, onConnection);
-    server.on('tlsClientError', (err: Error, socket: Socket) => {
-      this.refused('tls', { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
-    });
+    const server = createServer(SERVER_OPTIONS, onConnection);
     this.#listeners.push(server);
     const failed = once(server, 'error');
     server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
