@@ -6,13 +6,11 @@ import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
 import { resetSocket } from '../net/splice.js';
 import type { Feature, Message } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
+import { ControlWriter } from './control-writer.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
 import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
 import type { RelayStats } from './stats.js';
-
-/** Bytes of unread control lines a service may leave queued before it is dropped. */
-const CONTROL_BUFFER_LIMIT = 64 * 1024;
 
 /** What a session needs from the relay that owns it. */
 export interface SessionHost {
@@ -57,6 +55,7 @@ export class ServiceSession implements DoorOwner {
   readonly log: Logger;
   readonly #host: SessionHost;
   readonly #control: Socket;
+  readonly #writer: ControlWriter;
   readonly #door: PublicDoor;
   readonly #pending = new Set<string>();
   readonly #idle = new Set<Socket>();
@@ -74,6 +73,7 @@ export class ServiceSession implements DoorOwner {
     this.features = identity.features;
     this.#host = host;
     this.#control = control;
+    this.#writer = new ControlWriter(control, host.clock);
     this.#door = door;
     this.#lastHeard = host.clock.now();
     this.log = host.log.child({ service: this.id, publicPort: this.port });
@@ -124,21 +124,19 @@ export class ServiceSession implements DoorOwner {
         this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
         return;
       }
+      if (this.#writer.fullForMs() > HEARTBEAT_MISSES * intervalMs) return this.#notReading();
       this.#sendControl({ kind: 'PING' });
       this.#scheduleHeartbeat();
     }, intervalMs);
   }
 
-  /**
-   * Writes to the control connection unless the service has stopped reading it: then
-   * the relay would buffer PONGs and CONNECTs without bound, so the session ends.
-   */
+  /** Writes to the control connection unless the service has stopped reading it (see ControlWriter). */
   #sendControl(msg: Message): void {
-    if (this.#control.writableLength > CONTROL_BUFFER_LIMIT) {
-      this.close('service is not reading its control connection', refusalReply('limit', 'control connection not read'));
-      return;
-    }
-    sendMessage(this.#control, msg);
+    if (!this.#writer.send(msg)) this.#notReading();
+  }
+
+  #notReading(): void {
+    this.close('service is not reading its control connection', refusalReply('limit', 'control connection not read'));
   }
 
   #onControlMessage(msg: Message): void {
@@ -174,6 +172,10 @@ export class ServiceSession implements DoorOwner {
       stats.observeDialback(0);
       this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
       return;
+    }
+    if (this.#writer.full) {
+      this.#host.refused('control-busy', { client: from.address }, 'public client refused: control connection busy (the service is slow to read it)', this.log);
+      return resetSocket(client);
     }
     if (this.#pending.size + this.#door.heldCount >= limits.maxPendingPerService) {
       return this.#refuseClient(client, 'pending', `over ${limits.maxPendingPerService} pending dial-backs`);
