@@ -9,6 +9,7 @@ import { plainAddress } from './client-address.js';
 import type { DialbackRegistry } from './dialbacks.js';
 import type { Overview } from './overview.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from './lease-store.js';
+import { rethrowUnlessOutOfFds } from './out-of-fds.js';
 import { PortPool, type ReservationEnd } from './port-pool.js';
 import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
@@ -31,7 +32,7 @@ export interface RegistrarHost {
   readonly shuttingDown: boolean;
   /** Reads the next line of a connection that is still in its handshake (bounded, evictable). */
   readHandshakeLine(socket: Socket, head: Buffer): Promise<FirstLine>;
-  /** Listens on a public port; undefined when another program holds it. */
+  /** Listens on a public port; undefined when another program holds it; rejects with OutOfFdsError. */
   listenPublic(port: number): Promise<Server | undefined>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
@@ -117,7 +118,11 @@ export class Registrar implements SessionHost {
     for (const record of records) {
       const until = record.until ?? now + this.#host.options.resumeGraceMs;
       if (until <= now || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until)) continue;
-      const server = await this.#host.listenPublic(record.port);
+      const server = await this.#host.listenPublic(record.port).catch(rethrowUnlessOutOfFds);
+      if (server === null) {
+        this.#host.refused('fds', { publicPort: record.port }, 'out of file descriptors: a leased public port could not be opened');
+        continue;
+      }
       if (server === undefined) {
         this.#host.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
         continue;
@@ -167,7 +172,8 @@ export class Registrar implements SessionHost {
     }
     this.#registering++;
     try {
-      const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key);
+      const port = await this.#ports.acquire((candidate) => this.#openDoor(candidate), hello.port, key).catch(rethrowUnlessOutOfFds);
+      if (port === null) return this.#refuseOutOfFds(socket, peer);
       if (port === undefined) return this.#refuse(socket, 'limit', 'no free public port in the relay range', peer);
       // The lease is on disk before the service hears of its port, so no crash after
       // OK can let a stranger take it.
@@ -325,6 +331,11 @@ export class Registrar implements SessionHost {
       return undefined;
     }
     return answer.rest;
+  }
+
+  #refuseOutOfFds(socket: Socket, peer: string | undefined): void {
+    this.#host.refused('fds', { peer }, 'connection refused: out of file descriptors (raise ulimit -n)');
+    refuse(socket, refusalReply('limit', 'out of file descriptors'));
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined): void {

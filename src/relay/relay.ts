@@ -14,6 +14,7 @@ import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.j
 import { OpenTunnels } from './open-tunnels.js';
 import { ProbeTokens } from './probes.js';
 import { Overview } from './overview.js';
+import { acceptFailure, listenOrFail } from './out-of-fds.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
 import { tlsAcceptor } from './tls-accept.js';
@@ -165,7 +166,7 @@ export class Relay implements RegistrarHost {
     server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
     // Accept failures (EMFILE) must not kill the relay; the server keeps listening.
-    server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'accept failed'));
+    server.on('error', (err) => this.#acceptFailed(err));
     return server;
   }
 
@@ -215,16 +216,17 @@ export class Relay implements RegistrarHost {
     refuse(socket, refusalReply(code, reason, spokeHttp));
   }
 
+  /** Listens on a public port; undefined when it is taken, OutOfFdsError when no descriptor is left. */
   async listenPublic(port: number): Promise<Server | undefined> {
     const server = createServer(SERVER_OPTIONS);
-    const result = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.once('listening', () => resolve(true));
-      server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
-    });
-    if (!result) return undefined;
-    server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message, port }, 'accept failed on public port'));
+    if (!(await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) }))) return undefined;
+    server.on('error', (err) => this.#acceptFailed(err, port));
     return server;
+  }
+
+  #acceptFailed(err: NodeJS.ErrnoException, port?: number): void {
+    const { reason, message } = acceptFailure(err);
+    this.refused(reason, { err: err.code ?? err.message, ...(port === undefined ? {} : { port }) }, message);
   }
 
   #dialedBack(socket: Socket, token: string, head: Buffer, mayPass = true): void {

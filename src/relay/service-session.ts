@@ -7,6 +7,7 @@ import { resetSocket } from '../net/splice.js';
 import type { Feature, Message } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import { ControlWriter } from './control-writer.js';
+import { descriptorFree } from './out-of-fds.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
 import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
@@ -219,7 +220,9 @@ export class ServiceSession implements DoorOwner {
       this.#door.hold(entry.client);
       return;
     }
-    this.#host.refused('dialback-timeout', { client: clientAddressOf(entry.client)?.address }, 'service did not dial back in time; client closed', this.log);
+    // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
+    const [reason, why] = descriptorFree() ? ['dialback-timeout', ''] : ['fds', ' (the relay is out of file descriptors: the dial-back may have been dropped)'];
+    this.#host.refused(reason, { client: clientAddressOf(entry.client)?.address }, `service did not dial back in time${why}; client closed`, this.log);
     entry.client.destroy();
   }
 
