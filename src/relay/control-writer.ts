@@ -16,7 +16,7 @@ export const CONTROL_HIGH_WATER = 64 * 1024;
  * high-water mark, so only a service that keeps sending (PINGs) without reading the
  * answers gets here.
  */
-const CONTROL_HARD_LIMIT = 1024 * 1024;
+const CONTROL_HARD_LIMIT = 2 * CONTROL_HIGH_WATER;
 
 /**
  * Writes a session's control lines and tells a service that is slow to read (refuse
