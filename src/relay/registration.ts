@@ -31,7 +31,7 @@ export interface RegistrarHost {
   readonly dataPort: number;
   readonly shuttingDown: boolean;
   /** Reads the next line of a connection that is still in its handshake (bounded, evictable). */
-  readHandshakeLine(socket: Socket, head: Buffer): Promise<FirstLine>;
+  readHandshakeLine(socket: Socket, head: Buffer): Promise<FirstLine<ServiceMessage>>;
   /** Listens on a public port; undefined when another program holds it; rejects with OutOfFdsError. */
   listenPublic(port: number): Promise<Server | undefined>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;

@@ -7,7 +7,7 @@ import { validateRelayOptions } from '../options-validation.js';
 import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
-import type { ErrorCode, ServiceMessage } from '../protocol/messages.js';
+import { parseServiceLine, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
 import { FileLeaseStore } from './file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
@@ -185,7 +185,7 @@ export class Relay implements RegistrarHost {
       if (first.code === 'closed') return void socket.destroy();
       return this.#refuse(socket, first.code, first.reason, peer, first.spokeHttp);
     }
-    const msg = first.msg as ServiceMessage;
+    const msg = first.msg;
     if (msg.kind === 'HELLO' && accepts.control) return this.#registrar.register(socket, msg, first.rest);
     if (msg.kind === 'DATA' && accepts.data) return this.#dialedBack(socket, msg.token, first.rest);
     if (msg.kind === 'IDLE' && accepts.data) return this.#parkIdle(socket, msg.token, first.rest);
@@ -194,10 +194,10 @@ export class Relay implements RegistrarHost {
   }
 
   /** The next line of a connection still in its handshake: counted, bounded in time, evictable. */
-  async readHandshakeLine(socket: Socket, head?: Buffer): Promise<FirstLine> {
+  async readHandshakeLine(socket: Socket, head?: Buffer): Promise<FirstLine<ServiceMessage>> {
     if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
     this.#handshaking.add(socket);
-    const line = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
+    const line = await readFirstLine(socket, parseServiceLine, this.options.handshakeTimeoutMs, head);
     this.#handshaking.delete(socket);
     return line;
   }

@@ -4,7 +4,7 @@ import { HEARTBEAT_MISSES, type RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
 import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
 import { resetSocket } from '../net/splice.js';
-import type { Feature, Message } from '../protocol/messages.js';
+import { parseServiceLine, type Feature, type Message, type ServiceMessage } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import { ControlWriter } from './control-writer.js';
 import { descriptorFree } from './out-of-fds.js';
@@ -109,6 +109,7 @@ export class ServiceSession implements DoorOwner {
     readLines(
       this.#control,
       head,
+      parseServiceLine,
       (msg) => this.#onControlMessage(msg),
       (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
@@ -140,7 +141,7 @@ export class ServiceSession implements DoorOwner {
     this.close('service is not reading its control connection', refusalReply('limit', 'control connection not read'));
   }
 
-  #onControlMessage(msg: Message): void {
+  #onControlMessage(msg: ServiceMessage): void {
     this.#lastHeard = this.#host.clock.now();
     // Clients set aside while the service was silent get their turn now it speaks.
     if (this.#door.heldCount > 0) this.#door.offerHeld();
