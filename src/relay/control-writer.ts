@@ -14,9 +14,9 @@ export const CONTROL_HIGH_WATER = 64 * 1024;
 /**
  * Bytes queued past which the service is dropped at once. CONNECTs stop at the
  * high-water mark, so only a service that keeps sending (PINGs) without reading the
- * answers gets here.
+ * answers gets here; the margin is thousands of PONGs.
  */
-const CONTROL_HARD_LIMIT = 2 * CONTROL_HIGH_WATER;
+const CONTROL_HARD_LIMIT = CONTROL_HIGH_WATER + 16 * 1024;
 
 /**
  * Writes a session's control lines and tells a service that is slow to read (refuse
