@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
 import { ignoreSocketError } from '../net/ignore-error.js';
+import { runsOver } from '../net/splice.js';
 
 /**
  * Turns accepted TCP sockets into server-side TLS sockets. The relay accepts plain TCP
@@ -16,6 +17,7 @@ export function tlsAcceptor(options: SecureContextOptions, onHandshakeError: (so
     raw.on('error', ignoreSocketError);
     // allowHalfOpen is taken from the raw socket, so half-close still works over TLS.
     const socket = new TLSSocket(raw, { isServer: true, secureContext });
+    runsOver(socket, raw);
     let secure = false;
     socket.once('secure', () => (secure = true));
     socket.on('error', (err) => {
