@@ -2,7 +2,7 @@
  * tcp-relay's public API: serve a program through a relay (listenViaRelay), run a
  * relay in-process (Relay), and the errors both can raise.
  */
-export { listenViaRelay, RelayTunnel } from './client/tunnel.js';
+export { listenViaRelay, RelayRegistration, RelayTunnel } from './client/tunnel.js';
 export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/tunnel.js';
 export { relayInfo } from './client/dial-back.js';
 export type { RelayTlsOptions } from './client/transport.js';

@@ -101,7 +101,7 @@ export function onStopSignals(log: Logger, stop: () => Promise<void>, cut: () =>
     stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error({ err: String(err) }, 'error while stopping');
+        log.error({ err }, 'error while stopping');
         process.exit(1);
       },
     );

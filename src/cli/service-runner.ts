@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Argv } from 'yargs';
-import { listenViaRelay, type RelayClientOptions, type RelayTunnel } from '../client/tunnel.js';
+import { listenViaRelay, type RelayClientOptions, type RelayRegistration } from '../client/tunnel.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
@@ -90,7 +90,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     socket.once('close', () => open.delete(socket));
     handle(socket, log);
   };
-  let tunnel: RelayTunnel;
+  let tunnel: RelayRegistration;
   try {
     tunnel = listenViaRelay(deliver, options);
   } catch (err) {

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { readFirstLine, type FirstLine } from '../net/lines.js';
-import { formatMessage, type ServiceMessage } from '../protocol/messages.js';
+import { formatMessage, parseRelayLine, type RelayMessage, type ServiceMessage } from '../protocol/messages.js';
 
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
@@ -30,14 +30,14 @@ export async function presentToken(
   first: ServiceMessage & { kind: 'DATA' | 'IDLE' },
   timeoutMs: number | undefined,
   onSocket?: (socket: Socket) => void,
-): Promise<{ socket: Socket; reply: FirstLine }> {
+): Promise<{ socket: Socket; reply: FirstLine<RelayMessage> }> {
   const socket = dialRelay(relay, true);
   onSocket?.(socket);
   // Stays for the socket's life: a reset must never crash a program that did not
   // attach its own 'error' listener (its own listeners still see every error).
   socket.on('error', ignoreSocketError);
   socket.write(formatMessage(first));
-  return { socket, reply: await readFirstLine(socket, timeoutMs) };
+  return { socket, reply: await readFirstLine(socket, parseRelayLine, timeoutMs) };
 }
 
 /**

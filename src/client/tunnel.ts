@@ -6,7 +6,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { validateClientOptions } from '../options-validation.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof, newToken } from '../protocol/auth.js';
-import { PROTOCOL_VERSION, formatMessage, joinHostPort, type Feature, type RelayMessage } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, formatMessage, joinHostPort, parseRelayLine, type Feature, type RelayMessage } from '../protocol/messages.js';
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
 import { FleetMembers } from './fleet-members.js';
@@ -61,7 +61,7 @@ export interface PublicAddress {
   address: string;
 }
 
-/** Options of {@link RelayTunnel.close}. */
+/** Options of {@link RelayRegistration.close}. */
 export interface CloseOptions {
   /**
    * Tell the relay this service is gone for good: its port is freed and clients are
@@ -95,7 +95,7 @@ interface Registration {
  * the registration for good (wrong secret, other protocol version), after which it
  * stops; `close` after close().
  */
-export class RelayTunnel extends EventEmitter {
+export class RelayRegistration extends EventEmitter {
   readonly #target: ConnectionTarget;
   readonly #options: RelayClientOptions;
   readonly #log: Logger;
@@ -218,9 +218,10 @@ export class RelayTunnel extends EventEmitter {
     readLines(
       socket,
       Buffer.alloc(0),
+      parseRelayLine,
       (msg) => {
         this.#lastHeard = performance.now();
-        const refusal = this.#onMessage(socket, msg as RelayMessage);
+        const refusal = this.#onMessage(socket, msg);
         if (refusal !== undefined) lostReason = refusal;
         if (this.#registration !== undefined) clearTimeout(handshakeTimer);
       },
@@ -245,7 +246,7 @@ export class RelayTunnel extends EventEmitter {
       case 'OK':
         return this.#registered(msg);
       case 'CONNECT':
-        this.#dialBack(msg.token).catch((err: unknown) => this.#log.error({ err: String(err) }, 'delivering a relayed client failed'));
+        this.#dialBack(msg.token).catch((err: unknown) => this.#log.error({ err }, 'delivering a relayed client failed'));
         return undefined;
       case 'PING':
         sendMessage(socket, { kind: 'PONG' });
@@ -417,6 +418,11 @@ export class RelayTunnel extends EventEmitter {
  * `server.listen(port)`. Every public client of the relay arrives at the target as an
  * ordinary socket whose remoteAddress is the client's own.
  */
-export function listenViaRelay(target: ConnectionTarget, options: RelayClientOptions): RelayTunnel {
-  return new RelayTunnel(target, options);
+export function listenViaRelay(target: ConnectionTarget, options: RelayClientOptions): RelayRegistration {
+  return new RelayRegistration(target, options);
 }
+
+/** @deprecated The old name of {@link RelayRegistration} (a tunnel is one spliced client). */
+export const RelayTunnel = RelayRegistration;
+/** @deprecated The old name of {@link RelayRegistration}. */
+export type RelayTunnel = RelayRegistration;

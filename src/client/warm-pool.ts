@@ -39,7 +39,7 @@ export class WarmPool {
 
   fill(): void {
     while (!this.#closed && this.#sockets.size < this.#cap) {
-      this.#openOne().catch((err: unknown) => this.#options.log.error({ err: String(err) }, 'delivering a relayed client failed'));
+      this.#openOne().catch((err: unknown) => this.#options.log.error({ err }, 'delivering a relayed client failed'));
     }
   }
 

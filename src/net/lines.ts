@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
 import { LineReader } from '../protocol/line-reader.js';
-import { formatMessage, parseLine, type ErrorCode, type Message } from '../protocol/messages.js';
+import { formatMessage, type ErrorCode, type LineParser, type Message } from '../protocol/messages.js';
 
 /** Why a line could not be had: a protocol error, or (first line only) the peer left first. */
 export type LineFailure = { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
-export type FirstLine = { ok: true; msg: Message; rest: Buffer } | LineFailure | { ok: false; code: 'closed'; reason: string };
+export type FirstLine<M extends Message = Message> = { ok: true; msg: M; rest: Buffer } | LineFailure | { ok: false; code: 'closed'; reason: string };
 
 /** How long a refused peer has to read our ERR before the connection is destroyed. */
 const REFUSAL_LINGER_MS = 2_000;
@@ -16,10 +16,10 @@ const REFUSAL_LINGER_MS = 2_000;
  * reads it until a 'data' listener is attached or it is resumed. Without a timeout
  * it waits as long as the connection lasts.
  */
-export function readFirstLine(socket: Socket, timeoutMs: number | undefined, head?: Buffer): Promise<FirstLine> {
+export function readFirstLine<M extends Message>(socket: Socket, parse: LineParser<M>, timeoutMs: number | undefined, head?: Buffer): Promise<FirstLine<M>> {
   return new Promise((resolve) => {
     const reader = new LineReader();
-    const finish = (result: FirstLine): void => {
+    const finish = (result: FirstLine<M>): void => {
       clearTimeout(timer);
       socket.pause();
       socket.off('data', onData);
@@ -37,7 +37,7 @@ export function readFirstLine(socket: Socket, timeoutMs: number | undefined, hea
       if (next === undefined) return;
       done = true;
       if (!next.ok) return finish(next);
-      const parsed = parseLine(next.line);
+      const parsed = parse(next.line);
       finish(parsed.ok ? { ok: true, msg: parsed.msg, rest: reader.takeRest() } : parsed);
     };
     const onEnd = (): void => finish({ ok: false, code: 'closed', reason: 'closed before its first line' });
@@ -58,10 +58,11 @@ export function readFirstLine(socket: Socket, timeoutMs: number | undefined, hea
  * the first unreadable or malformed line goes to `onFailure` and ends the reading.
  * `head` holds bytes that arrived with the first line.
  */
-export function readLines(
+export function readLines<M extends Message>(
   socket: Socket,
   head: Buffer,
-  onMessage: (msg: Message) => void,
+  parse: LineParser<M>,
+  onMessage: (msg: M) => void,
   onFailure: (failure: LineFailure) => void,
 ): void {
   const reader = new LineReader();
@@ -73,7 +74,7 @@ export function readLines(
         socket.off('data', onData);
         return onFailure(next);
       }
-      const parsed = parseLine(next.line);
+      const parsed = parse(next.line);
       if (!parsed.ok) {
         failed = true;
         socket.off('data', onData);

@@ -33,14 +33,29 @@ export interface SpliceOptions {
   headFromB?: Buffer;
 }
 
+/** The TCP socket under each TLS socket wrapped around one we accepted (see tlsAcceptor). */
+const tcpUnder = new WeakMap<Socket, Socket>();
+
+/** Records that `tls` runs over `tcp`, so that resetting `tls` resets `tcp`. */
+export function runsOver(tls: Socket, tcp: Socket): void {
+  tcpUnder.set(tls, tcp);
+}
+
 /**
  * Resets a connection (RST, not FIN) so the peer learns it ended abnormally.
- * A TLS socket has no TCP handle to reset; closing it is the best it can do.
+ * A TLS socket cannot reset itself: the TCP socket under it is reset when known,
+ * else closing it is the best it can do.
  */
 export function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;
   try {
-    socket.resetAndDestroy();
+    const tcp = tcpUnder.get(socket);
+    if (tcp === undefined) {
+      socket.resetAndDestroy();
+      return;
+    }
+    tcp.resetAndDestroy();
+    socket.destroy();
   } catch {
     socket.destroy();
   }

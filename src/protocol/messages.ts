@@ -25,6 +25,10 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+export function isErrorCode(code: string | undefined): code is ErrorCode {
+  return (ERROR_CODES as readonly (string | undefined)[]).includes(code);
+}
+
 /**
  * Optional messages a peer may understand. A service lists the ones it understands in
  * `HELLO … feat=`, the relay answers in `OK … feat=` with those it understands too,
@@ -52,6 +56,8 @@ export type ServiceMessage =
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */
   | { kind: 'PONG' }
+  /** Optional liveness probe of its own; the relay answers PONG. */
+  | { kind: 'PING' }
   /** Only with feature `leave`: the service stops for good; its port is freed at once. */
   | { kind: 'LEAVE' }
   /** Opens a data connection for the client that CONNECT announced. */
@@ -74,6 +80,8 @@ export type RelayMessage =
   | { kind: 'CLIENT'; clientAddress: string; clientPort: number; serverAddress: string; serverPort: number }
   /** Liveness probe; the service answers PONG. */
   | { kind: 'PING' }
+  /** Answers a service's PING. */
+  | { kind: 'PONG' }
   /** The relay is going away; reconnect later. */
   | { kind: 'SHUTDOWN' }
   /** Only with feature `rejoin`: register again at once, with the same resume key. */
@@ -87,12 +95,18 @@ export type RelayMessage =
 
 export type Message = ServiceMessage | RelayMessage;
 
-export type ParseResult =
-  | { ok: true; msg: Message }
+export type ParseResult<M extends Message = Message> =
+  | { ok: true; msg: M }
   | { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
 
 /** What a tenant may be called: safe in a log field, a metric label and a HELLO option. */
 export const TENANT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** A parser for one direction of the protocol. */
+export type LineParser<M extends Message> = (line: string) => ParseResult<M>;
+
+const SERVICE_KINDS: ReadonlySet<Message['kind']> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DATA', 'IDLE']);
+const RELAY_KINDS: ReadonlySet<Message['kind']> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'PROBED', 'ERR']);
 
 const TOKEN = /^[0-9a-f]{32}$/;
 const MAC = /^[0-9a-f]{64}$/;
@@ -301,14 +315,29 @@ export function parseLine(line: string): ParseResult {
       return { ok: true, msg: { kind: verb } };
     case 'ERR': {
       const code = words[1];
-      if (code === undefined || !(ERROR_CODES as readonly string[]).includes(code)) {
-        return fail('bad-line', 'ERR needs a known code');
-      }
-      return { ok: true, msg: { kind: 'ERR', code: code as ErrorCode, text: words.slice(2).join(' ') } };
+      if (!isErrorCode(code)) return fail('bad-line', 'ERR needs a known code');
+      return { ok: true, msg: { kind: 'ERR', code, text: words.slice(2).join(' ') } };
     }
     default:
       return fail('bad-line', `unknown message "${truncate(verb ?? '', 20)}"`);
   }
+}
+
+/** Parses a line a service sent (what the relay reads); a relay's message is a bad line here. */
+export function parseServiceLine(line: string): ParseResult<ServiceMessage> {
+  return parseFrom(line, SERVICE_KINDS, 'a service') as ParseResult<ServiceMessage>;
+}
+
+/** Parses a line the relay sent (what a service reads); a service's message is a bad line here. */
+export function parseRelayLine(line: string): ParseResult<RelayMessage> {
+  return parseFrom(line, RELAY_KINDS, 'the relay') as ParseResult<RelayMessage>;
+}
+
+// The one cast is here, checked against the kinds of the direction's union above.
+function parseFrom(line: string, kinds: ReadonlySet<Message['kind']>, sender: string): ParseResult {
+  const parsed = parseLine(line);
+  if (parsed.ok && !kinds.has(parsed.msg.kind)) return fail('bad-line', `${parsed.msg.kind} is not a message ${sender} sends`);
+  return parsed;
 }
 
 /** Formats a message as one line, LF included. */

@@ -10,6 +10,7 @@ import type { DialbackRegistry } from './dialbacks.js';
 import type { Overview } from './overview.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from './lease-store.js';
 import { claimPort } from './claim-port.js';
+import { rethrowUnlessOutOfFds } from './out-of-fds.js';
 import { PortPool, type ReservationEnd } from './port-pool.js';
 import type { ProbeTokens } from './probes.js';
 import { PublicDoor } from './public-door.js';
@@ -33,8 +34,8 @@ export interface RegistrarHost {
   readonly dataPort: number;
   readonly shuttingDown: boolean;
   /** Reads the next line of a connection that is still in its handshake (bounded, evictable). */
-  readHandshakeLine(socket: Socket, head: Buffer): Promise<FirstLine>;
-  /** Listens on a public port; undefined when another program holds it. */
+  readHandshakeLine(socket: Socket, head: Buffer): Promise<FirstLine<ServiceMessage>>;
+  /** Listens on a public port; undefined when another program holds it; rejects with OutOfFdsError. */
   listenPublic(port: number): Promise<Server | undefined>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
@@ -135,7 +136,11 @@ export class Registrar implements SessionHost {
       // A lease of a tenant no longer in the file is not kept for anyone.
       const gone = record.tenant !== undefined && this.#tenancy?.has(record.tenant) === false;
       if (until <= now || gone || this.#doors.has(record.port) || !this.#ports.reserve(record.port, record.key, until, record.tenant)) continue;
-      const server = await this.#host.listenPublic(record.port);
+      const server = await this.#host.listenPublic(record.port).catch(rethrowUnlessOutOfFds);
+      if (server === null) {
+        this.#host.refused('fds', { publicPort: record.port }, 'out of file descriptors: a leased public port could not be opened');
+        continue;
+      }
       if (server === undefined) {
         this.#host.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
         continue;
@@ -196,7 +201,8 @@ export class Registrar implements SessionHost {
     if (tenant !== undefined) tenant.services++;
     let started = false;
     try {
-      const port = await claimPort(this.#ports, this.#store, (candidate) => this.#openDoor(candidate), hello.port, key, tenant?.scope);
+      const port = await claimPort(this.#ports, this.#store, (candidate) => this.#openDoor(candidate), hello.port, key, tenant?.scope).catch(rethrowUnlessOutOfFds);
+      if (port === null) return this.#refuseOutOfFds(socket, peer);
       if (port === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
       if (port === undefined) {
         tenant?.refused('ports');
@@ -375,6 +381,11 @@ export class Registrar implements SessionHost {
     }
     for (const name of removed) this.#ports.revokeTenant(name);
     cut(revoked);
+  }
+
+  #refuseOutOfFds(socket: Socket, peer: string | undefined): void {
+    this.#host.refused('fds', { peer }, 'connection refused: out of file descriptors (raise ulimit -n)');
+    refuse(socket, refusalReply('limit', 'out of file descriptors'));
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): void {

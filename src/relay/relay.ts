@@ -1,6 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { createServer as createTlsServer } from 'node:tls';
 import { systemClock, type Clock } from '../clock.js';
 import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -8,7 +7,7 @@ import { validateRelayOptions } from '../options-validation.js';
 import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
-import type { ErrorCode, ServiceMessage } from '../protocol/messages.js';
+import { parseServiceLine, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
 import { FileLeaseStore } from './file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
@@ -16,8 +15,10 @@ import { OpenTunnels } from './open-tunnels.js';
 import { ProbeTokens } from './probes.js';
 import { PublicAdmission } from './public-admission.js';
 import { Overview } from './overview.js';
+import { acceptFailure, listenOrFail } from './out-of-fds.js';
 import { RefusalLog } from './refusal-log.js';
 import { Registrar, type RegistrarHost } from './registration.js';
+import { tlsAcceptor } from './tls-accept.js';
 import type { ServiceSession } from './service-session.js';
 import { RelayStats } from './stats.js';
 
@@ -151,27 +152,24 @@ export class Relay implements RegistrarHost {
   }
 
   async #listen(port: number, accepts: { control: boolean; data: boolean }): Promise<Server> {
-    const onConnection = (socket: Socket): void => {
+    const secure = this.options.tls === undefined ? undefined : tlsAcceptor(this.options.tls, (socket, err) => {
+      this.refused('tls', { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
+    });
+    const onConnection = (raw: Socket): void => {
+      const socket = secure?.(raw) ?? raw;
       this.#onConnection(socket, accepts).catch((err: unknown) => {
         // A bug here must cost one connection, never the relay and its other tunnels.
         this.log.error({ err }, 'unexpected error handling a connection');
         socket.destroy();
       });
     };
-    const tls = this.options.tls;
-    const server =
-      tls === undefined
-        ? createServer(SERVER_OPTIONS, onConnection)
-        : createTlsServer({ ...SERVER_OPTIONS, pauseOnConnect: false, ...tls, handshakeTimeout: this.options.handshakeTimeoutMs }, onConnection);
-    server.on('tlsClientError', (err: Error, socket: Socket) => {
-      this.refused('tls', { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'connection refused: TLS handshake failed');
-    });
+    const server = createServer(SERVER_OPTIONS, onConnection);
     this.#listeners.push(server);
     const failed = once(server, 'error');
     server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
     // Accept failures (EMFILE) must not kill the relay; the server keeps listening.
-    server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'accept failed'));
+    server.on('error', (err) => this.#acceptFailed(err));
     return server;
   }
 
@@ -190,7 +188,7 @@ export class Relay implements RegistrarHost {
       if (first.code === 'closed') return void socket.destroy();
       return this.#refuse(socket, first.code, first.reason, peer, first.spokeHttp);
     }
-    const msg = first.msg as ServiceMessage;
+    const msg = first.msg;
     if (msg.kind === 'HELLO' && accepts.control) return this.#registrar.register(socket, msg, first.rest);
     if (msg.kind === 'DATA' && accepts.data) return this.#dialedBack(socket, msg.token, first.rest);
     if (msg.kind === 'IDLE' && accepts.data) return this.#parkIdle(socket, msg.token, first.rest);
@@ -199,10 +197,10 @@ export class Relay implements RegistrarHost {
   }
 
   /** The next line of a connection still in its handshake: counted, bounded in time, evictable. */
-  async readHandshakeLine(socket: Socket, head?: Buffer): Promise<FirstLine> {
+  async readHandshakeLine(socket: Socket, head?: Buffer): Promise<FirstLine<ServiceMessage>> {
     if (this.#handshaking.size >= MAX_HANDSHAKES) this.#evictOldestHandshake();
     this.#handshaking.add(socket);
-    const line = await readFirstLine(socket, this.options.handshakeTimeoutMs, head);
+    const line = await readFirstLine(socket, parseServiceLine, this.options.handshakeTimeoutMs, head);
     this.#handshaking.delete(socket);
     return line;
   }
@@ -221,16 +219,17 @@ export class Relay implements RegistrarHost {
     refuse(socket, refusalReply(code, reason, spokeHttp));
   }
 
+  /** Listens on a public port; undefined when it is taken, OutOfFdsError when no descriptor is left. */
   async listenPublic(port: number): Promise<Server | undefined> {
     const server = createServer(SERVER_OPTIONS);
-    const result = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.once('listening', () => resolve(true));
-      server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
-    });
-    if (!result) return undefined;
-    server.on('error', (err) => this.refused('accept', { err: (err as NodeJS.ErrnoException).code ?? err.message, port }, 'accept failed on public port'));
+    if (!(await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) }))) return undefined;
+    server.on('error', (err) => this.#acceptFailed(err, port));
     return server;
+  }
+
+  #acceptFailed(err: NodeJS.ErrnoException, port?: number): void {
+    const { reason, message } = acceptFailure(err);
+    this.refused(reason, { err: err.code ?? err.message, ...(port === undefined ? {} : { port }) }, message);
   }
 
   #dialedBack(socket: Socket, token: string, head: Buffer, mayPass = true): void {

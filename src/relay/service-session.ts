@@ -4,16 +4,15 @@ import { HEARTBEAT_MISSES, type RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
 import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
 import { resetSocket } from '../net/splice.js';
-import type { Feature, Message } from '../protocol/messages.js';
+import { parseServiceLine, type Feature, type Message, type ServiceMessage } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
+import { ControlWriter } from './control-writer.js';
+import { descriptorFree } from './out-of-fds.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
 import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
 import type { RelayStats } from './stats.js';
 import type { TenantAccount } from './tenancy.js';
-
-/** Bytes of unread control lines a service may leave queued before it is dropped. */
-const CONTROL_BUFFER_LIMIT = 64 * 1024;
 
 /** What a session needs from the relay that owns it. */
 export interface SessionHost {
@@ -62,6 +61,7 @@ export class ServiceSession implements DoorOwner {
   readonly log: Logger;
   readonly #host: SessionHost;
   readonly #control: Socket;
+  readonly #writer: ControlWriter;
   readonly #door: PublicDoor;
   readonly #pending = new Set<string>();
   readonly #idle = new Set<Socket>();
@@ -80,6 +80,7 @@ export class ServiceSession implements DoorOwner {
     this.tenant = identity.tenant;
     this.#host = host;
     this.#control = control;
+    this.#writer = new ControlWriter(control, host.clock);
     this.#door = door;
     this.#lastHeard = host.clock.now();
     this.log = host.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
@@ -114,6 +115,7 @@ export class ServiceSession implements DoorOwner {
     readLines(
       this.#control,
       head,
+      parseServiceLine,
       (msg) => this.#onControlMessage(msg),
       (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
@@ -130,24 +132,22 @@ export class ServiceSession implements DoorOwner {
         this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
         return;
       }
+      if (this.#writer.fullForMs() > HEARTBEAT_MISSES * intervalMs) return this.#notReading();
       this.#sendControl({ kind: 'PING' });
       this.#scheduleHeartbeat();
     }, intervalMs);
   }
 
-  /**
-   * Writes to the control connection unless the service has stopped reading it: then
-   * the relay would buffer PONGs and CONNECTs without bound, so the session ends.
-   */
+  /** Writes to the control connection unless the service has stopped reading it (see ControlWriter). */
   #sendControl(msg: Message): void {
-    if (this.#control.writableLength > CONTROL_BUFFER_LIMIT) {
-      this.close('service is not reading its control connection', refusalReply('limit', 'control connection not read'));
-      return;
-    }
-    sendMessage(this.#control, msg);
+    if (!this.#writer.send(msg)) this.#notReading();
   }
 
-  #onControlMessage(msg: Message): void {
+  #notReading(): void {
+    this.close('service is not reading its control connection', refusalReply('limit', 'control connection not read'));
+  }
+
+  #onControlMessage(msg: ServiceMessage): void {
     this.#lastHeard = this.#host.clock.now();
     // Clients set aside while the service was silent get their turn now it speaks.
     if (this.#door.heldCount > 0) this.#door.offerHeld();
@@ -183,6 +183,10 @@ export class ServiceSession implements DoorOwner {
       stats.observeDialback(0);
       this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
       return;
+    }
+    if (this.#writer.full) {
+      this.#host.refused('control-busy', { client: from.address }, 'public client refused: control connection busy (the service is slow to read it)', this.log);
+      return resetSocket(client);
     }
     if (this.#pending.size + this.#door.heldCount >= limits.maxPendingPerService) {
       return this.#refuseClient(client, 'pending', `over ${limits.maxPendingPerService} pending dial-backs`);
@@ -231,7 +235,9 @@ export class ServiceSession implements DoorOwner {
       this.#door.hold(entry.client);
       return;
     }
-    this.#host.refused('dialback-timeout', { client: clientAddressOf(entry.client)?.address }, 'service did not dial back in time; client closed', this.log);
+    // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
+    const [reason, why] = descriptorFree() ? ['dialback-timeout', ''] : ['fds', ' (the relay is out of file descriptors: the dial-back may have been dropped)'];
+    this.#host.refused(reason, { client: clientAddressOf(entry.client)?.address }, `service did not dial back in time${why}; client closed`, this.log);
     entry.client.destroy();
   }
 

@@ -142,7 +142,7 @@ export class MasterLink {
     relay.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
-        this.#log?.error({ err: String(err) }, 'error while stopping');
+        this.#log?.error({ err }, 'error while stopping');
         process.exit(1);
       },
     );

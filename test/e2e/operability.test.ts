@@ -1,28 +1,18 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { dial, echoThrough, freePort, portBlock, portsFlag, readAtLeast, readToEnd } from '../helpers/net.js';
 import { start, startRelay, startService } from '../helpers/processes.js';
 import { connectionRefused } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
-
-const run = promisify(execFile);
+import { selfSignedCert } from '../helpers/tls.js';
 
 async function scratch(t: TestContext): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'relay-ops-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
-  return { cert, key };
 }
 
 for (const version of ['v1', 'v2'] as const) {

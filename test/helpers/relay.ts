@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { TestContext } from 'node:test';
-import { Relay, listenViaRelay, type RelayOptions, type RelayTunnel, type ConnectionTarget, type RelayClientOptions } from '../../src/index.js';
+import { Relay, listenViaRelay, type RelayOptions, type RelayRegistration, type ConnectionTarget, type RelayClientOptions } from '../../src/index.js';
 import { portBlock, within } from './net.js';
 
 /** An in-process relay on a free control port and a fresh public port block, shut down after the test. */
@@ -18,7 +18,7 @@ export async function relayed(
   relay: Relay,
   target: ConnectionTarget,
   options: Partial<RelayClientOptions> = {},
-): Promise<{ tunnel: RelayTunnel; port: number }> {
+): Promise<{ tunnel: RelayRegistration; port: number }> {
   const tunnel = listenViaRelay(target, { host: '127.0.0.1', port: relay.controlPort, ...options });
   t.after(() => tunnel.close());
   const address = await within(tunnel.established(), 5000, 'registration');

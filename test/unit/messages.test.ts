@@ -6,6 +6,8 @@ import {
   formatMessage,
   joinHostPort,
   parseLine,
+  parseRelayLine,
+  parseServiceLine,
   splitHostPort,
   type Message,
 } from '../../src/protocol/messages.js';
@@ -335,4 +337,20 @@ test('HELLO tenant= names the tenant to register as; a malformed name is a bad l
     assert.equal(result.ok, false, bad);
     assert.equal(result.ok ? '' : result.code, 'bad-line');
   }
+});
+
+test('each direction has its own parser: a message of the other side is a bad line', () => {
+  const token = 'a'.repeat(32);
+  assert.deepEqual(parseServiceLine(`DATA ${token}`), { ok: true, msg: { kind: 'DATA', token } });
+  assert.deepEqual(parseRelayLine(`CONNECT ${token} 127.0.0.1 5000`), { ok: true, msg: { kind: 'CONNECT', token, clientAddress: '127.0.0.1', clientPort: 5000 } });
+  for (const both of ['PING', 'PONG']) {
+    assert.equal(parseServiceLine(both).ok, true);
+    assert.equal(parseRelayLine(both).ok, true);
+  }
+  const fromRelay = parseServiceLine(`CONNECT ${token} 127.0.0.1 5000`);
+  assert.deepEqual(fromRelay, { ok: false, code: 'bad-line', reason: 'CONNECT is not a message a service sends' });
+  const fromService = parseRelayLine('HELLO 1');
+  assert.deepEqual(fromService, { ok: false, code: 'bad-line', reason: 'HELLO is not a message the relay sends' });
+  // A line that does not parse at all fails the same way in both directions.
+  assert.deepEqual(parseServiceLine('NOPE'), parseRelayLine('NOPE'));
 });

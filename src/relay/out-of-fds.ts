@@ -1,0 +1,76 @@
+import { closeSync, openSync } from 'node:fs';
+import type { ListenOptions, Server } from 'node:net';
+
+/** A public listen that has not completed in this long is taken as lost for want of a descriptor. */
+const LISTEN_TIMEOUT_MS = 5_000;
+
+/**
+ * Running out of file descriptors (EMFILE for the process, ENFILE for the system) is
+ * the operator's problem, not the peer's, and must be named as such: without this a
+ * public listen that fails for want of a descriptor reads as "no free public port",
+ * and the pool would even release other services' reservations looking for one.
+ */
+export function isOutOfFds(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EMFILE' || code === 'ENFILE';
+}
+
+/** Thrown by a public listen that failed for want of a descriptor: stops the port search. */
+export class OutOfFdsError extends Error {
+  readonly code: string;
+
+  constructor(cause: NodeJS.ErrnoException) {
+    super('out of file descriptors', { cause });
+    this.name = 'OutOfFdsError';
+    this.code = cause.code ?? 'EMFILE';
+  }
+}
+
+/** The refusal reason and message for a failed accept(). */
+export function acceptFailure(err: NodeJS.ErrnoException): { reason: string; message: string } {
+  return isOutOfFds(err)
+    ? { reason: 'fds', message: 'accept failed: out of file descriptors (raise ulimit -n)' }
+    : { reason: 'accept', message: 'accept failed' };
+}
+
+/** For a `.catch()` on a port search: null when it stopped for want of descriptors, else rethrows. */
+export function rethrowUnlessOutOfFds(err: unknown): null {
+  if (err instanceof OutOfFdsError) return null;
+  throw err;
+}
+
+/**
+ * Whether a descriptor is free now. A cluster worker's listen() receives its socket
+ * from the master over IPC, and at EMFILE that socket is silently lost: listen() then
+ * never completes (checked on Node 20). So look before listening.
+ */
+export function descriptorFree(): boolean {
+  try {
+    closeSync(openSync('/dev/null', 'r'));
+    return true;
+  } catch (err) {
+    if (isOutOfFds(err)) return false;
+    return true;
+  }
+}
+
+/** Listens; false when the port is taken, OutOfFdsError when no descriptor is left. */
+export async function listenOrFail(server: Server, options: ListenOptions): Promise<boolean> {
+  if (!descriptorFree()) throw new OutOfFdsError(Object.assign(new Error('no free descriptor'), { code: 'EMFILE' }));
+  const failure = await new Promise<Error | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(Object.assign(new Error(`listen did not complete in ${LISTEN_TIMEOUT_MS} ms`), { code: 'EMFILE' })), LISTEN_TIMEOUT_MS);
+    server.once('error', (err) => {
+      clearTimeout(timer);
+      resolve(err);
+    });
+    server.once('listening', () => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+    server.listen(options);
+  });
+  if (failure === undefined) return true;
+  server.close();
+  if (isOutOfFds(failure)) throw new OutOfFdsError(failure);
+  return false;
+}
