@@ -27,6 +27,7 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
   maxServices: count('--max-services', 1),
   maxClientsPerService: count('--max-clients', 1),
   maxPendingPerService: count('--max-pending', 1),
+  maxTunnels: count('--max-tunnels', 1),
   maxWarmPerService: count('--max-warm', 0),
   handshakeTimeoutMs: duration('--handshake-timeout', 1),
   dialbackTimeoutMs: duration('--dialback-timeout', 1),

@@ -15,7 +15,7 @@ export type PathName = (typeof PATH_NAMES)[number];
 
 const HOST = '127.0.0.1';
 /** Relay limits high enough that the relay's limits are never what is measured. */
-const RELAY_FLAGS = ['--bind', HOST, '--max-clients', '20000', '--max-pending', '20000', '--log-level', 'warn'];
+const RELAY_FLAGS = ['--bind', HOST, '--max-clients', '20000', '--max-pending', '20000', '--max-tunnels', '20000', '--log-level', 'warn'];
 
 export interface BenchPath {
   name: PathName;

@@ -21,7 +21,7 @@ export interface SessionHost {
   readonly clock: Clock;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly probes: ProbeTokens;
-  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs' | 'probeIntervalMs'>;
+  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxTunnels' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs' | 'probeIntervalMs'>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
   sessionClosed(session: ServiceSession): void;
@@ -166,6 +166,7 @@ export class ServiceSession implements DoorOwner {
     if (this.#clients >= limits.maxClientsPerService) {
       return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
     }
+    if (stats.clientsTaken >= limits.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${limits.maxTunnels} tunnels in all`);
     const line = clientLine(client);
     const idle = line === undefined ? undefined : this.#takeIdle();
     if (idle !== undefined && line !== undefined) {
@@ -186,7 +187,11 @@ export class ServiceSession implements DoorOwner {
 
   #countClient(client: Socket): void {
     this.#clients++;
-    client.once('close', () => this.#clients--);
+    this.#host.stats.clientsTaken++;
+    client.once('close', () => {
+      this.#clients--;
+      this.#host.stats.clientsTaken--;
+    });
   }
 
   #refuseClient(client: Socket, reason: string, detail: string): void {

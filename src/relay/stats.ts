@@ -10,6 +10,8 @@ export class RelayStats {
   tunnelsOpened = 0;
   /** Public clients waiting at the door of a service that is away. */
   clientsHeld = 0;
+  /** Public clients taken by a service (tunnel open or dial-back pending), for --max-tunnels. */
+  clientsTaken = 0;
   /** Reservations of departed services ended early so a newcomer could have a port. */
   reservationsEvicted = 0;
   /** Writes of the state file (--state) that failed. */
