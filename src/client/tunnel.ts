@@ -11,7 +11,7 @@ import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
 import { ProbeAnswerer } from './probe.js';
 import { loadResumeKey } from './resume-file.js';
-import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
+import { dialRelay, TlsSessions, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 import { Timers } from './timers.js';
 import { WarmPool } from './warm-pool.js';
 
@@ -101,6 +101,8 @@ export class RelayTunnel extends EventEmitter {
   readonly #timers = new Timers();
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
+  /** Resumed on every dial-back and reconnect with TLS (see TlsSessions). */
+  readonly #tlsSessions = new TlsSessions();
   readonly #probes: ProbeAnswerer;
   #closed = false;
   /** Why the relay refused for good, for established() calls that come after. */
@@ -318,9 +320,9 @@ export class RelayTunnel extends EventEmitter {
     this.emit('close');
   }
 
-  #tls(): RelayTlsOptions | undefined {
+  #tls(): RelayEndpoint['tls'] {
     const tls = this.#options.tls;
-    return tls === true ? {} : tls === false ? undefined : tls;
+    return tls === true ? { sessions: this.#tlsSessions } : tls === false || tls === undefined ? undefined : { ...tls, sessions: this.#tlsSessions };
   }
 
   #dataEndpoint(): RelayEndpoint | undefined {
