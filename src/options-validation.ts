@@ -109,7 +109,7 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
   checkPort('port', options.port, 1);
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
-  if (options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
+  if (options.prewarm !== undefined && options.prewarm !== 'auto') checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
   const backoff = options.backoff ?? {};
   if (backoff.initialMs !== undefined) checkOption('backoff.initialMs', TIMEOUT, backoff.initialMs);

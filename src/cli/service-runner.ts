@@ -23,7 +23,7 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
-      .option('prewarm', { type: 'number', default: 0, describe: 'Idle data connections kept open so new clients start at once' })
+      .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: 'File keeping this service\'s resume key (created on first use): a restart gets the same public port, and clients wait for it' })
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
@@ -40,7 +40,7 @@ interface ServiceArgs {
   tls: boolean;
   ca?: string | undefined;
   publicPort?: string | undefined;
-  prewarm: number;
+  prewarm: string;
   drainTimeout: number;
   resumeFile?: string | undefined;
   leaveOnExit: boolean;
@@ -58,12 +58,13 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   let publicPort: number | undefined;
   let ca: Buffer | undefined;
   let drainTimeoutMs: number;
+  let prewarm: number | 'auto';
   try {
     ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
-    flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    prewarm = args.prewarm === 'auto' ? 'auto' : flagValue(SERVICE_RULES.prewarm, args.prewarm);
     drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
@@ -77,7 +78,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     ...(args.secret ? { secret: args.secret } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
-    ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),
+    ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
   };
   const deliver = (socket: Socket): void => {

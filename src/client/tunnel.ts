@@ -14,6 +14,7 @@ import { loadResumeKey } from './resume-file.js';
 import { dialRelay, TlsSessions, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 import { Timers } from './timers.js';
 import { WarmPool } from './warm-pool.js';
+import { helloWarm, poolSize } from './warm-sizer.js';
 
 /** Options of {@link listenViaRelay}. */
 export interface RelayClientOptions {
@@ -27,8 +28,11 @@ export interface RelayClientOptions {
   tls?: boolean | RelayTlsOptions;
   /** Ask for this public port (the relay gives another if it is taken). */
   publicPort?: number;
-  /** Keep this many idle data connections open so a new client needs no dial-back. */
-  prewarm?: number;
+  /**
+   * Keep this many idle data connections open so a new client needs no dial-back; or
+   * `'auto'`: as many as recent arrivals need, between 2 and the relay's --max-warm.
+   */
+  prewarm?: number | 'auto';
   /**
    * A file holding this service's resume key (created, mode 0600, on first use): a
    * restarted process with the same file gets the same public port back, and public
@@ -193,7 +197,7 @@ export class RelayTunnel extends EventEmitter {
       host,
       ...(this.#publicAddress === undefined && this.#options.publicPort === undefined ? {} : { port: this.#publicAddress?.port ?? this.#options.publicPort }),
       ...(this.#resume === undefined ? {} : { resume: this.#resume }),
-      ...(this.#options.prewarm ? { warm: this.#options.prewarm } : {}),
+      ...(helloWarm(this.#options.prewarm) > 0 ? { warm: helloWarm(this.#options.prewarm) } : {}),
       features: FEATURES,
     } as const);
     readLines(
@@ -334,15 +338,18 @@ export class RelayTunnel extends EventEmitter {
     const endpoint = this.#dataEndpoint();
     if (endpoint === undefined) return;
     const timeoutMs = this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs;
+    const began = performance.now();
+    this.#warmPool?.missed();
     const client = await openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
       this.#log.warn({ reason }, 'dial-back refused'),
     );
+    this.#warmPool?.dialed(performance.now() - began);
     if (client !== undefined) this.#deliver(client);
   }
 
   #startWarmPool(dataPort: number, key: string | undefined): void {
     this.#dropWarmPool();
-    const size = this.#options.prewarm ?? 0;
+    const size = poolSize(this.#options.prewarm);
     if (key === undefined || size === 0) return;
     this.#warmPool = new WarmPool({
       endpoint: { host: this.#options.host, port: dataPort, tls: this.#tls() },
