@@ -107,6 +107,7 @@ export class RelayTunnel extends EventEmitter {
   #warmPool: WarmPool | undefined;
   /** Resumed on every dial-back and reconnect with TLS (see TlsSessions). */
   readonly #tlsSessions = new TlsSessions();
+  readonly #counts = { clients: 0, prewarmed: 0 };
   readonly #probes: ProbeAnswerer;
   #closed = false;
   /** Why the relay refused for good, for established() calls that come after. */
@@ -121,6 +122,11 @@ export class RelayTunnel extends EventEmitter {
     this.#probes = new ProbeAnswerer(this.#log, options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs);
     if (options.resumeFile !== undefined) this.#resume = loadResumeKey(options.resumeFile);
     this.#connect();
+  }
+
+  /** Public clients delivered so far, and how many of them came on a prewarmed connection. */
+  get clientCounts(): { clients: number; prewarmed: number } {
+    return { ...this.#counts };
   }
 
   /** The public address from the latest registration, if registered now. */
@@ -355,13 +361,17 @@ export class RelayTunnel extends EventEmitter {
       endpoint: { host: this.#options.host, port: dataPort, tls: this.#tls() },
       key,
       size,
-      deliver: (socket) => this.#deliver(socket),
+      deliver: (socket) => {
+        this.#counts.prewarmed++;
+        this.#deliver(socket);
+      },
       log: this.#log,
     });
     this.#warmPool.fill();
   }
 
   #deliver(socket: Socket): void {
+    this.#counts.clients++;
     const target = this.#target;
     if (typeof target === 'function') {
       target(socket);

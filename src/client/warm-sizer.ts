@@ -12,9 +12,9 @@ const PEAK_HALF_LIFE_MS = 10_000;
  * Arrivals this close together (or within a few dial times) count as one burst: a burst
  * of clients reaches the service over several event-loop turns, and the refills it
  * causes queue behind it, so the window is generous (measured: 12 clients at once spread
- * over 20-40 ms in one process).
+ * over 20-150 ms in one process under load).
  */
-const MIN_BURST_WINDOW_MS = 100;
+const MIN_BURST_WINDOW_MS = 250;
 const BURST_WINDOW_DIALS = 4;
 /** Kept above the estimated need, for a burst a little larger than the last. */
 const HEADROOM = 1.25;

@@ -19,14 +19,17 @@ const servedWarm = (relay: Relay): number => relay.stats.dialbackCounts[0]!;
 
 test('prewarm auto: parks a small floor when idle and grows to serve a burst from parked connections', async (t) => {
   const relay = await inProcessRelay(t);
-  const { port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto' });
+  const { port, tunnel } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto' });
   await eventually(() => relay.stats.warmIdle === 2, 5000, 'the floor of 2 parked connections');
   await burst(t, port, 12);
-  // The burst taught the pool its size: at least the burst, parked again.
-  await eventually(() => relay.stats.warmIdle >= 12, 5000, `a pool of 12 or more (have ${relay.stats.warmIdle})`);
+  // The burst taught the pool its size: about the burst (a loaded machine may spread it out), parked again.
+  await eventually(() => relay.stats.warmIdle >= 10, 5000, `a pool of 10 or more (have ${relay.stats.warmIdle})`);
   const before = servedWarm(relay);
   await burst(t, port, 12);
-  assert.equal(servedWarm(relay) - before, 12, 'every client of the second burst found a parked connection');
+  assert.ok(servedWarm(relay) - before >= 10, `only ${servedWarm(relay) - before} of the second burst found a parked connection`);
+  assert.equal(tunnel.clientCounts.clients, 24);
+  // The floor, whatever the pool grew into during the first burst, and the second burst.
+  assert.ok(tunnel.clientCounts.prewarmed >= 12, `prewarmed ${tunnel.clientCounts.prewarmed}`);
 });
 
 test("prewarm auto: never parks more than the relay's --max-warm, and stops asking", async (t) => {

@@ -37,11 +37,11 @@ test('prewarm auto: a steady stream needs what arrives while a connection opens,
   const target = sizer.target();
   // 4 dial times (800 ms) of arrivals, 16, with headroom: not 200.
   assert.ok(target >= 16 && target <= 25, `target ${target}`);
-  // The same stream against a relay nearby needs only a couple.
+  // The same stream against a relay nearby needs less.
   const quick = new WarmSizer(clock);
   for (let i = 0; i < 50; i++) quick.dialed(0.5);
   burst(quick, clock, 200, 50);
-  assert.ok(quick.target() <= 4, `target ${quick.target()}`);
+  assert.ok(quick.target() <= 8, `target ${quick.target()}`);
 });
 
 test('prewarm auto: after the clients stop, the pool shrinks back to the floor within a minute', () => {
