@@ -4,13 +4,16 @@
  * knows which of its processes are forwarders (their CPU and memory are the cost
  * being compared), which is the relayed service, and which consumes the bytes.
  */
-import { accessSync, constants, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm'] as const;
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls'] as const;
+/** Paths measured only for the connection figures (first echo, conns/s, bursts). */
+export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls'];
 export type PathName = (typeof PATH_NAMES)[number];
 
 const HOST = '127.0.0.1';
@@ -29,6 +32,8 @@ export interface BenchPath {
   backendPid: number;
   /** Processes owned by this path, stopped in reverse order. */
   procs: Proc[];
+  /** The library-based service (relayed-backend), which reports its client counts on SIGUSR1. */
+  relayedBackend?: Proc;
 }
 
 export interface PathContext {
@@ -117,10 +122,10 @@ function haproxyConfig(port: number, backendPort: number): string {
  * relay's figures are its worker's (`workerPid`): the master only holds the listening
  * sockets, and a forwarder with a child looks unsettled to the CPU figures.
  */
-async function startRelayed(service: (relayPort: number) => Proc): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
+async function startRelayed(service: (relayPort: number) => Proc, relayFlags: string[] = []): Promise<{ relay: Proc; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
-    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS]);
+    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...relayFlags]);
     const svc = service(relayPort);
     try {
       const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
@@ -172,14 +177,23 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], procs: [proc] };
     }
     case 'relay':
-    case 'relay+prewarm': {
-      const prewarm = name === 'relay+prewarm' ? ['--prewarm', String(ctx.prewarm)] : [];
-      const { relay, workerPid, service, port } = await startRelayed((relayPort) =>
-        startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm])),
+    case 'relay+prewarm':
+    case 'relay+auto':
+    case 'relay+tls': {
+      const prewarm = name === 'relay+prewarm' ? ['--prewarm', String(ctx.prewarm)] : name === 'relay+auto' ? ['--prewarm', 'auto'] : [];
+      let tls: { relay: string[]; service: string[] } = { relay: [], service: [] };
+      if (name === 'relay+tls') {
+        const pem = benchCertificate();
+        if (pem === undefined) return { skipped: 'openssl is not installed (apt-get install openssl)' };
+        tls = { relay: ['--tls-cert', pem.cert, '--tls-key', pem.key], service: ['--ca', pem.cert] };
+      }
+      const { relay, workerPid, service, port } = await startRelayed(
+        (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm, ...tls.service])),
+        tls.relay,
       );
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
-      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service] };
+      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service], relayedBackend: service };
     }
     case 'relay+expose': {
       const { relay, workerPid, service, port } = await startRelayed((relayPort) =>
@@ -198,6 +212,32 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       };
     }
   }
+}
+
+/** A self-signed certificate for localhost in bench-results/, made once per run; undefined without openssl. */
+function benchCertificate(): { cert: string; key: string } | undefined {
+  const openssl = findProgram('openssl');
+  if (openssl === undefined) return undefined;
+  const dir = path.join(ROOT, 'bench-results');
+  const pem = { cert: path.join(dir, `tls-${process.pid}.crt`), key: path.join(dir, `tls-${process.pid}.key`) };
+  if (!existsSync(pem.cert)) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pem.key, '-out', pem.cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  }
+  return pem;
+}
+
+/** The relayed service's client counts so far: how many started on a prewarmed connection. */
+export async function clientCounts(p: BenchPath): Promise<{ clients: number; prewarmed: number } | undefined> {
+  const proc = p.relayedBackend;
+  if (proc === undefined) return undefined;
+  const before = proc.stdout.length;
+  process.kill(proc.pid, 'SIGUSR1');
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(10)) {
+    const match = proc.stdout.slice(before).map((line) => /^clients (\d+) prewarmed (\d+)$/.exec(line)).find((m) => m !== null);
+    if (match) return { clients: Number(match[1]), prewarmed: Number(match[2]) };
+  }
+  throw new Error(`${proc.name} did not report its client counts`);
 }
 
 export async function stopPath(p: BenchPath): Promise<void> {
