@@ -349,8 +349,9 @@ export class RelayTunnel extends EventEmitter {
     const client = await openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
       this.#log.warn({ reason }, 'dial-back refused'),
     );
+    if (client === undefined) return;
     this.#warmPool?.dialed(performance.now() - began);
-    if (client !== undefined) this.#deliver(client);
+    this.#deliver(client);
   }
 
   #startWarmPool(dataPort: number, key: string | undefined): void {
