@@ -109,7 +109,8 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
   checkPort('port', options.port, 1);
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
-  if (options.prewarm !== undefined && options.prewarm !== 'auto') checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
+  if (typeof options.prewarm === 'string' && options.prewarm !== 'auto') throw new UsageError(`prewarm must be 'auto' or a whole number from 0 to 1000, got "${options.prewarm}"`);
+  if (typeof options.prewarm !== 'string' && options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
   const backoff = options.backoff ?? {};
   if (backoff.initialMs !== undefined) checkOption('backoff.initialMs', TIMEOUT, backoff.initialMs);

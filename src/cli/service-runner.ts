@@ -33,6 +33,15 @@ export function withServiceOptions<T>(argv: Argv<T>) {
   );
 }
 
+function prewarmArg(text: string): number | 'auto' {
+  if (text === 'auto') return 'auto';
+  try {
+    return flagValue(SERVICE_RULES.prewarm, text);
+  } catch (err) {
+    throw new UsageError(`--prewarm must be 'auto' or a whole number from 0 to ${SERVICE_RULES.prewarm.max}, got "${text}"`, { cause: err });
+  }
+}
+
 interface ServiceArgs {
   relayhost?: string | undefined;
   relayport?: string | undefined;
@@ -64,7 +73,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
-    prewarm = args.prewarm === 'auto' ? 'auto' : flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    prewarm = prewarmArg(args.prewarm);
     drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);
