@@ -345,10 +345,12 @@ export class RelayTunnel extends EventEmitter {
     if (endpoint === undefined) return;
     const timeoutMs = this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs;
     const began = performance.now();
-    this.#warmPool?.missed();
-    const client = await openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
+    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
       this.#log.warn({ reason }, 'dial-back refused'),
     );
+    // After this client's own connect(), so the pool's growth does not delay it.
+    this.#warmPool?.missed();
+    const client = await dialing;
     if (client === undefined) return;
     this.#warmPool?.dialed(performance.now() - began);
     this.#deliver(client);
