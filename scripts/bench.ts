@@ -2,7 +2,8 @@
  * `npm run bench`: measures, in one run on this machine, a client talking straight
  * to a backend (direct), through socat, through haproxy, through the relay alone
  * (relay), through the relay and ./expose (relay+expose), and through the relay with
- * a prewarmed pool (relay+prewarm, connection figures only). Repetitions are
+ * a prewarmed pool (relay+prewarm, relay+auto) and with TLS to the relay (relay+tls),
+ * these three for the connection figures only. Repetitions are
  * interleaved (for rep: for figure: for path, the path order rotating each rep) so
  * machine noise spreads over every path alike. Everything it starts it stops, by
  * process group, however it ends. See docs/benchmarks.md for the method.
@@ -10,12 +11,12 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { measureBulk, measureConns, measureFirstEcho, measureRtt, type Outcome, type Settings } from './bench/figures.js';
+import { measureBulk, measureBurst, measureConns, measureFirstEcho, measureRtt, type Outcome, type Settings } from './bench/figures.js';
 import { formatFlood, measureFlood } from './bench/flood.js';
 import { measureIdle } from './bench/idle.js';
 import { buildBenchtool, conns, firstEcho, startBackend, tput, type Tool } from './bench/native.js';
 import { OptionsError, USAGE, parseOptions, type FigureGroup, type Options } from './bench/options.js';
-import { deadProcess, findProgram, startPath, stopPath, type BenchPath } from './bench/paths.js';
+import { CONNECTION_ONLY, deadProcess, findProgram, startPath, stopPath, type BenchPath } from './bench/paths.js';
 import { ROOT, installCleanup, stopProcess } from './bench/procs.js';
 import { cpuModel } from './bench/proc-stats.js';
 import { aggregate, formatMarkdown, formatTable, type Sample } from './bench/report.js';
@@ -29,9 +30,8 @@ interface Step {
   run: (tool: Tool, p: BenchPath) => Promise<Outcome>;
 }
 
-/** Paths that differ from `relay` only in how a connection starts: measured only for first echo and conns/s. */
-const CONNECTION_START_PATHS: readonly string[] = ['relay+prewarm', 'relay+fleet'];
-const notPrewarm = (p: BenchPath): boolean => !CONNECTION_START_PATHS.includes(p.name);
+/** Paths that take every figure; the others only the connection figures. */
+const notPrewarm = (p: BenchPath): boolean => !CONNECTION_ONLY.includes(p.name);
 const started = performance.now();
 const progress = (text: string): void => {
   process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${text}\n`);
@@ -42,6 +42,7 @@ function groupOf(figure: string): FigureGroup {
   if (figure.startsWith('cpu')) return 'cpu';
   if (figure.startsWith('rtt')) return 'rtt';
   if (figure.startsWith('idle')) return 'idle';
+  if (figure.startsWith('burst')) return 'burst';
   return figure.startsWith('conns') ? 'conns' : 'first-echo';
 }
 
@@ -51,6 +52,7 @@ function steps(settings: Settings): Step[] {
     { name: 'ping-pong', groups: ['rtt'], appliesTo: notPrewarm, run: (tool, p) => measureRtt(tool, p, settings) },
     { name: 'first echo', groups: ['first-echo'], appliesTo: () => true, run: (tool, p) => measureFirstEcho(tool, p, settings) },
     { name: 'conns/s', groups: ['conns'], appliesTo: () => true, run: (tool, p) => measureConns(tool, p, settings) },
+    { name: 'bursts', groups: ['burst'], appliesTo: () => true, run: (_tool, p) => measureBurst(p, settings) },
   ];
 }
 
@@ -93,7 +95,7 @@ async function startPaths(options: Options, backend: Awaited<ReturnType<typeof s
   // The flood figure starts its own relays.
   if (options.figures.every((f) => f === 'flood')) return paths;
   for (const name of options.paths) {
-    const usesPath = !CONNECTION_START_PATHS.includes(name) || options.figures.some((f) => f === 'first-echo' || f === 'conns');
+    const usesPath = !CONNECTION_ONLY.includes(name) || options.figures.some((f) => f === 'first-echo' || f === 'conns' || f === 'burst');
     if (!usesPath) continue;
     try {
       const result = await startPath(name, { backend, prewarm: options.prewarm });

@@ -24,7 +24,7 @@ trap cleanup EXIT INT TERM
 
 BENCHTOOL_ALARM_S=0 "$bt" server > "$out/backend.out" & pids="$pids $!"
 port=$(( 20000 + $$ % 10000 ))
-flags="--bind 127.0.0.1 --max-clients 20000 --max-pending 20000 --log-level warn"
+flags="--bind 127.0.0.1 --max-clients 20000 --max-pending 20000 --max-tunnels 20000 --log-level warn"
 if [ "$tool" = cpu ]; then
   node --cpu-prof --cpu-prof-dir="$out" dist/src/cli/relay.js $port $flags 2> "$out/relay.err" &
 else

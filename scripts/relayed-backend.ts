@@ -9,9 +9,11 @@
  *   'r' + u64 BE   source that many bytes
  * After a sink or a source the connection takes the next command.
  *
- * Usage: node dist/scripts/relayed-backend.js RELAYHOST RELAYPORT [--prewarm N]
- * Prints `established relay address: HOST:PORT` on stdout, like ./echoserver.
+ * Usage: node dist/scripts/relayed-backend.js RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM]
+ * Prints `established relay address: HOST:PORT` on stdout, like ./echoserver, and on
+ * SIGUSR1 `clients N prewarmed M` (tunnel.clientCounts). --ca: TLS to the relay.
  */
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { listenViaRelay } from '../src/index.js';
@@ -107,15 +109,24 @@ function serveBenchProtocol(socket: Socket): void {
 function main(): void {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { prewarm: { type: 'string', default: '0' } },
+    options: { prewarm: { type: 'string', default: '0' }, ca: { type: 'string' } },
   });
   const [host, port] = positionals;
-  const prewarm = Number(values.prewarm);
-  if (host === undefined || port === undefined || !Number.isInteger(prewarm) || prewarm < 0) {
-    process.stderr.write('usage: relayed-backend RELAYHOST RELAYPORT [--prewarm N]\n');
+  const prewarm = values.prewarm === 'auto' ? 'auto' : Number(values.prewarm);
+  if (host === undefined || port === undefined || (prewarm !== 'auto' && (!Number.isInteger(prewarm) || prewarm < 0))) {
+    process.stderr.write('usage: relayed-backend RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM]\n');
     process.exit(2);
   }
-  const tunnel = listenViaRelay(serveBenchProtocol, { host, port: Number(port), ...(prewarm > 0 ? { prewarm } : {}) });
+  const tunnel = listenViaRelay(serveBenchProtocol, {
+    host,
+    port: Number(port),
+    ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
+    ...(values.ca === undefined ? {} : { tls: { ca: readFileSync(values.ca), servername: 'localhost' } }),
+  });
+  process.on('SIGUSR1', () => {
+    const { clients, prewarmed } = tunnel.clientCounts;
+    process.stdout.write(`clients ${clients} prewarmed ${prewarmed}\n`);
+  });
   tunnel.on('established', ({ address }: { address: string }) => process.stdout.write(`established relay address: ${address}\n`));
   tunnel.on('error', (err: Error) => {
     process.stderr.write(`relayed-backend: ${err.message}\n`);

@@ -2,6 +2,7 @@
  * Every tunable of the relay and of the service library, with its default. The
  * command lines, docs/operations.md and the tests all read the defaults from here.
  */
+import { deriveLimits, machineFigures, type DerivedLimits } from './limits.js';
 
 export interface PortRange {
   first: number;
@@ -26,6 +27,8 @@ export interface RelayOptions {
   maxServices: number;
   maxClientsPerService: number;
   maxPendingPerService: number;
+  /** Public clients open or waiting for their dial-back, across all services (each tunnel costs 2 fds). */
+  maxTunnels: number;
   /** Prewarmed idle data connections a service may park on the relay. */
   maxWarmPerService: number;
   /** Time allowed for the first line (and the PROOF) on any connection to a relay port. */
@@ -59,10 +62,14 @@ export interface RelayOptions {
 
 export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile' | 'tenantsFile'>;
 
+/** The client limits this machine can hold (src/limits.ts), read once at start. */
+export const DERIVED_LIMITS: DerivedLimits = deriveLimits(machineFigures());
+
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxServices: 256,
-  maxClientsPerService: 4096,
-  maxPendingPerService: 4096,
+  maxClientsPerService: DERIVED_LIMITS.maxClientsPerService,
+  maxPendingPerService: DERIVED_LIMITS.maxPendingPerService,
+  maxTunnels: DERIVED_LIMITS.maxTunnels,
   maxWarmPerService: 64,
   handshakeTimeoutMs: 5_000,
   dialbackTimeoutMs: 10_000,

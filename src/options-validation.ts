@@ -28,6 +28,7 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
   maxServices: count('--max-services', 1),
   maxClientsPerService: count('--max-clients', 1),
   maxPendingPerService: count('--max-pending', 1),
+  maxTunnels: count('--max-tunnels', 1),
   maxWarmPerService: count('--max-warm', 0),
   handshakeTimeoutMs: duration('--handshake-timeout', 1),
   dialbackTimeoutMs: duration('--dialback-timeout', 1),
@@ -119,7 +120,8 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
     throw new UsageError(`tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${String(options.tenant).slice(0, 70)}"`);
   }
-  if (options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
+  if (typeof options.prewarm === 'string' && options.prewarm !== 'auto') throw new UsageError(`prewarm must be 'auto' or a whole number from 0 to 1000, got "${options.prewarm}"`);
+  if (typeof options.prewarm !== 'string' && options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
   const backoff = options.backoff ?? {};
   if (backoff.initialMs !== undefined) checkOption('backoff.initialMs', TIMEOUT, backoff.initialMs);

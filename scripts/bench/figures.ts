@@ -2,9 +2,10 @@
  * Figures 1 to 5 for one path and one repetition. Each returns its samples and the
  * problems it saw (failures are results too: they are reported, not thrown away).
  */
+import path from 'node:path';
 import { conns, firstEcho, rtt, tput, type Tool } from './native.js';
-import type { BenchPath } from './paths.js';
-import { sleep } from './procs.js';
+import { clientCounts, type BenchPath } from './paths.js';
+import { ROOT, runJson, sleep } from './procs.js';
 import { descendants, treeCpuSeconds } from './proc-stats.js';
 import type { Sample } from './report.js';
 
@@ -17,6 +18,10 @@ export interface Settings {
   firstWarmup: number;
   connsWorkers: number;
   connsSeconds: number;
+  /** Figure 7: this many bursts of burstSize new connections at once, burstGapMs apart. */
+  bursts: number;
+  burstSize: number;
+  burstGapMs: number;
 }
 
 export interface Outcome {
@@ -109,4 +114,23 @@ export async function measureConns(tool: Tool, p: BenchPath, s: Settings): Promi
     ],
     problems,
   };
+}
+
+/**
+ * Figure 7: bursty arrivals (what a prewarm pool is for): first echo over every
+ * connection of every burst, and for a library service the share of its clients that
+ * started on a prewarmed connection.
+ */
+export async function measureBurst(p: BenchPath, s: Settings): Promise<Outcome> {
+  const before = await clientCounts(p);
+  const script = path.join(ROOT, 'dist', 'scripts', 'bench', 'burst-client.js');
+  const args = [script, String(p.port), String(s.bursts), String(s.burstSize), String(s.burstGapMs)];
+  const result = await runJson<{ p50: number; p99: number; ok: number; failed: number; errors: Record<string, number> }>('burst-client', process.execPath, args, 30_000 + s.bursts * (s.burstGapMs + 5000));
+  const after = await clientCounts(p);
+  const samples: Sample[] = [{ path: p.name, figure: 'burst-echo', value: result.p50, p99: result.p99 }];
+  if (before !== undefined && after !== undefined && after.clients > before.clients) {
+    samples.push({ path: p.name, figure: 'burst-warm', value: (100 * (after.prewarmed - before.prewarmed)) / (after.clients - before.clients) });
+  }
+  const problems = result.failed > 0 ? [`burst: ${result.failed} of ${result.ok + result.failed} connections failed (${JSON.stringify(result.errors)})`] : [];
+  return { samples, problems };
 }

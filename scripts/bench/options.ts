@@ -9,7 +9,7 @@ import type { FloodSettings } from './flood.js';
 import type { IdleSettings } from './idle.js';
 import { PATH_NAMES, type PathName } from './paths.js';
 
-export const FIGURE_GROUPS = ['throughput', 'cpu', 'rtt', 'first-echo', 'conns', 'idle', 'flood'] as const;
+export const FIGURE_GROUPS = ['throughput', 'cpu', 'rtt', 'first-echo', 'conns', 'burst', 'idle', 'flood'] as const;
 export type FigureGroup = (typeof FIGURE_GROUPS)[number];
 
 export interface Options {
@@ -35,7 +35,7 @@ const PRESETS = {
     reps: 1,
     idleReps: 1,
     warmup: false,
-    settings: { tputBytes: 8 * MIB, tputBytesX4: 4 * MIB, rttCount: 200, rttWarmup: 20, firstCount: 20, firstWarmup: 5, connsWorkers: 50, connsSeconds: 0.5 },
+    settings: { tputBytes: 8 * MIB, tputBytesX4: 4 * MIB, rttCount: 200, rttWarmup: 20, firstCount: 20, firstWarmup: 5, connsWorkers: 50, connsSeconds: 0.5, bursts: 2, burstSize: 32, burstGapMs: 100 },
     idle: { tunnels: 50, batch: 25, holdMs: 200, settleMs: 200 },
     flood: { seconds: 1, rate: 1000 },
   },
@@ -43,7 +43,7 @@ const PRESETS = {
     reps: 3,
     idleReps: 1,
     warmup: true,
-    settings: { tputBytes: 256 * MIB, tputBytesX4: 128 * MIB, rttCount: 2000, rttWarmup: 200, firstCount: 200, firstWarmup: 20, connsWorkers: 50, connsSeconds: 1.5 },
+    settings: { tputBytes: 256 * MIB, tputBytesX4: 128 * MIB, rttCount: 2000, rttWarmup: 200, firstCount: 200, firstWarmup: 20, connsWorkers: 50, connsSeconds: 1.5, bursts: 10, burstSize: 32, burstGapMs: 300 },
     idle: { tunnels: 2000, batch: 250, holdMs: 1000, settleMs: 5000 },
     flood: { seconds: 3, rate: 4000 },
   },
@@ -51,7 +51,7 @@ const PRESETS = {
     reps: 5,
     idleReps: 2,
     warmup: true,
-    settings: { tputBytes: 1024 * MIB, tputBytesX4: 512 * MIB, rttCount: 10000, rttWarmup: 500, firstCount: 1000, firstWarmup: 50, connsWorkers: 50, connsSeconds: 4 },
+    settings: { tputBytes: 1024 * MIB, tputBytesX4: 512 * MIB, rttCount: 10000, rttWarmup: 500, firstCount: 1000, firstWarmup: 50, connsWorkers: 50, connsSeconds: 4, bursts: 20, burstSize: 32, burstGapMs: 300 },
     idle: { tunnels: 5000, batch: 250, holdMs: 3000, settleMs: 25_000 },
     flood: { seconds: 5, rate: 4000 },
   },
@@ -59,7 +59,8 @@ const PRESETS = {
 
 export const USAGE = `usage: npm run bench -- [options]
 
-Measures direct, socat, haproxy, relay, relay+expose and relay+prewarm on 127.0.0.1,
+Measures direct, socat, haproxy, relay, relay+expose, relay+prewarm (--prewarm N),
+relay+auto (--prewarm auto) and relay+tls (TLS to the relay) on 127.0.0.1,
 repetitions interleaved, and prints medians with ratios to direct and to haproxy.
 
   --smoke             a few seconds, tiny counts (CI): every path and figure once

@@ -4,19 +4,22 @@
  * knows which of its processes are forwarders (their CPU and memory are the cost
  * being compared), which is the relayed service, and which consumes the bytes.
  */
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm', 'relay+fleet'] as const;
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
+/** Paths measured only for the connection figures (first echo, conns/s, bursts). */
+export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'];
 export type PathName = (typeof PATH_NAMES)[number];
 
 const HOST = '127.0.0.1';
 /** Relay limits high enough that the relay's limits are never what is measured. */
-const RELAY_FLAGS = ['--bind', HOST, '--max-clients', '20000', '--max-pending', '20000', '--log-level', 'warn'];
+const RELAY_FLAGS = ['--bind', HOST, '--max-clients', '20000', '--max-pending', '20000', '--max-tunnels', '20000', '--log-level', 'warn'];
 
 export interface BenchPath {
   name: PathName;
@@ -30,6 +33,8 @@ export interface BenchPath {
   backendPid: number;
   /** Processes owned by this path, stopped in reverse order. */
   procs: Proc[];
+  /** The library-based service (relayed-backend), which reports its client counts on SIGUSR1. */
+  relayedBackend?: Proc;
 }
 
 export interface PathContext {
@@ -197,14 +202,23 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], procs: [proc] };
     }
     case 'relay':
-    case 'relay+prewarm': {
-      const prewarm = name === 'relay+prewarm' ? ['--prewarm', String(ctx.prewarm)] : [];
-      const { relay, workerPid, service, port } = await startRelayed((relayPort) =>
-        startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm])),
+    case 'relay+prewarm':
+    case 'relay+auto':
+    case 'relay+tls': {
+      const prewarm = name === 'relay+prewarm' ? ['--prewarm', String(ctx.prewarm)] : name === 'relay+auto' ? ['--prewarm', 'auto'] : [];
+      let tls: { relay: string[]; service: string[] } = { relay: [], service: [] };
+      if (name === 'relay+tls') {
+        const pem = benchCertificate();
+        if (pem === undefined) return { skipped: 'openssl is not installed (apt-get install openssl)' };
+        tls = { relay: ['--tls-cert', pem.cert, '--tls-key', pem.key], service: ['--ca', pem.cert] };
+      }
+      const { relay, workerPid, service, port } = await startRelayed(
+        (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm, ...tls.service])),
+        tls.relay,
       );
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
-      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service] };
+      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service], relayedBackend: service };
     }
     case 'relay+fleet': {
       const etcdProgram = findProgram('etcd');
@@ -243,6 +257,32 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       };
     }
   }
+}
+
+/** A self-signed certificate for localhost in bench-results/, made once per run; undefined without openssl. */
+function benchCertificate(): { cert: string; key: string } | undefined {
+  const openssl = findProgram('openssl');
+  if (openssl === undefined) return undefined;
+  const dir = path.join(ROOT, 'bench-results');
+  const pem = { cert: path.join(dir, `tls-${process.pid}.crt`), key: path.join(dir, `tls-${process.pid}.key`) };
+  if (!existsSync(pem.cert)) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pem.key, '-out', pem.cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  }
+  return pem;
+}
+
+/** The relayed service's client counts so far: how many started on a prewarmed connection. */
+export async function clientCounts(p: BenchPath): Promise<{ clients: number; prewarmed: number } | undefined> {
+  const proc = p.relayedBackend;
+  if (proc === undefined) return undefined;
+  const before = proc.stdout.length;
+  process.kill(proc.pid, 'SIGUSR1');
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(10)) {
+    const match = proc.stdout.slice(before).map((line) => /^clients (\d+) prewarmed (\d+)$/.exec(line)).find((m) => m !== null);
+    if (match) return { clients: Number(match[1]), prewarmed: Number(match[2]) };
+  }
+  throw new Error(`${proc.name} did not report its client counts`);
 }
 
 export async function stopPath(p: BenchPath): Promise<void> {

@@ -20,6 +20,8 @@ export const FIGURES = {
   'conns-cpu': { label: 'forwarder CPU per short connection', unit: 'µs', better: 'lower', combine: 'median' },
   'conns-cpu-service': { label: 'relayed service CPU per short connection', unit: 'µs', better: 'lower', combine: 'median' },
   'conns-failed': { label: 'short connections failed (all reps)', unit: 'count', better: 'lower', combine: 'sum' },
+  'burst-echo': { label: 'connect() to first echoed byte, bursty arrivals', unit: 'µs', better: 'lower', combine: 'median' },
+  'burst-warm': { label: 'bursty arrivals: clients started on a prewarmed connection', unit: '%', better: 'higher', combine: 'median' },
   'idle-open': { label: 'idle tunnels: time to open and echo all', unit: 's', better: 'lower', combine: 'median' },
   'idle-echoing': { label: 'idle tunnels echoing after hold (worst rep)', unit: 'tunnels', better: 'higher', combine: 'min' },
   'idle-mem-forwarders': { label: 'idle tunnels: forwarder memory per tunnel', unit: 'KiB', better: 'lower', combine: 'median' },

@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js';
+import { DERIVED_LIMITS, RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config.js';
 import { UsageError } from '../errors.js';
 import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
@@ -44,8 +44,9 @@ const parser = withLogOptions(
     .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
     .option('metrics-auth', { type: 'string', describe: 'USER:PASS: HTTP basic auth for the whole --metrics listener (also RELAY_METRICS_AUTH)' })
     .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
-    .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: 'Open public clients per service' })
-    .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: 'Clients waiting for a dial-back, per service' })
+    .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: `Open public clients per service (default ${DERIVED_LIMITS.basis})` })
+    .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: `Clients waiting for a dial-back, per service (default ${DERIVED_LIMITS.basis})` })
+    .option('max-tunnels', { type: 'number', default: RELAY_DEFAULTS.maxTunnels, describe: `Public clients across all services, 2 fds each (default ${DERIVED_LIMITS.basis})` })
     .option('max-warm', { type: 'number', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
     .option('handshake-timeout', { type: 'number', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
     .option('dialback-timeout', { type: 'number', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })
@@ -98,6 +99,7 @@ async function main(): Promise<void> {
       maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
       maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
       maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
+      maxTunnels: flagValue(RELAY_RULES.maxTunnels, args.maxTunnels),
       maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
       handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
       dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
@@ -144,6 +146,8 @@ async function main(): Promise<void> {
     if (options.dataPort === 0) options.dataPort = go.ports.data;
     if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
   }
+  const { maxClientsPerService, maxPendingPerService, maxTunnels } = options;
+  log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, defaults: DERIVED_LIMITS.basis }, 'client limits');
   // Fleet code (and etcd's client) is loaded only in fleet mode.
   const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, fleetRefused);
   const relay = new Relay(options, log, store === undefined ? {} : { leaseStore: store });

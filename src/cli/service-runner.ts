@@ -25,7 +25,7 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
-      .option('prewarm', { type: 'number', default: 0, describe: 'Idle data connections kept open so new clients start at once' })
+      .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: 'File keeping this service\'s resume key (created on first use): a restart gets the same public port, and clients wait for it' })
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
@@ -33,6 +33,15 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .help()
       .version(false),
   );
+}
+
+function prewarmArg(text: string): number | 'auto' {
+  if (text === 'auto') return 'auto';
+  try {
+    return flagValue(SERVICE_RULES.prewarm, text);
+  } catch (err) {
+    throw new UsageError(`--prewarm must be 'auto' or a whole number from 0 to ${SERVICE_RULES.prewarm.max}, got "${text}"`, { cause: err });
+  }
 }
 
 interface ServiceArgs {
@@ -43,7 +52,7 @@ interface ServiceArgs {
   tls: boolean;
   ca?: string | undefined;
   publicPort?: string | undefined;
-  prewarm: number;
+  prewarm: string;
   drainTimeout: number;
   resumeFile?: string | undefined;
   leaveOnExit: boolean;
@@ -61,12 +70,13 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   let publicPort: number | undefined;
   let ca: Buffer | undefined;
   let drainTimeoutMs: number;
+  let prewarm: number | 'auto';
   try {
     ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
     if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
-    flagValue(SERVICE_RULES.prewarm, args.prewarm);
+    prewarm = prewarmArg(args.prewarm);
     if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${args.tenant.slice(0, 70)}"`);
     drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
@@ -82,7 +92,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     ...(args.tenant ? { tenant: args.tenant } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
-    ...(args.prewarm > 0 ? { prewarm: args.prewarm } : {}),
+    ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
   };
   const deliver = (socket: Socket): void => {

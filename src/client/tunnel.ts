@@ -12,9 +12,10 @@ import { openDataConnection } from './dial-back.js';
 import { FleetMembers } from './fleet-members.js';
 import { ProbeAnswerer } from './probe.js';
 import { loadResumeKey } from './resume-file.js';
-import { dialRelay, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
+import { dialRelay, TlsSessions, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 import { Timers } from './timers.js';
 import { WarmPool } from './warm-pool.js';
+import { helloWarm, poolSize } from './warm-sizer.js';
 
 /** Options of {@link listenViaRelay}. */
 export interface RelayClientOptions {
@@ -34,8 +35,11 @@ export interface RelayClientOptions {
   tls?: boolean | RelayTlsOptions;
   /** Ask for this public port (the relay gives another if it is taken). */
   publicPort?: number;
-  /** Keep this many idle data connections open so a new client needs no dial-back. */
-  prewarm?: number;
+  /**
+   * Keep this many idle data connections open so a new client needs no dial-back; or
+   * `'auto'`: as many as recent arrivals need, between 2 and the relay's --max-warm.
+   */
+  prewarm?: number | 'auto';
   /**
    * A file holding this service's resume key (created, mode 0600, on first use): a
    * restarted process with the same file gets the same public port back, and public
@@ -112,6 +116,9 @@ export class RelayRegistration extends EventEmitter {
   readonly #timers = new Timers();
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
+  /** Resumed on every dial-back and reconnect with TLS (see TlsSessions). */
+  readonly #tlsSessions = new TlsSessions();
+  readonly #counts = { clients: 0, prewarmed: 0 };
   readonly #probes: ProbeAnswerer;
   #closed = false;
   /** Why the relay refused for good, for established() calls that come after. */
@@ -134,6 +141,11 @@ export class RelayRegistration extends EventEmitter {
     // A fleet given as a list: every address is a member; this object only coordinates them.
     if (hosts.length > 1) this.#joinFleet(hosts);
     else this.#connect();
+  }
+
+  /** Public clients delivered so far, and how many of them came on a prewarmed connection. */
+  get clientCounts(): { clients: number; prewarmed: number } {
+    return { ...this.#counts };
   }
 
   /** The public address from the latest registration, if registered now. */
@@ -211,7 +223,7 @@ export class RelayRegistration extends EventEmitter {
       host,
       ...(this.#publicAddress === undefined && this.#options.publicPort === undefined ? {} : { port: this.#publicAddress?.port ?? this.#options.publicPort }),
       ...(this.#resume === undefined ? {} : { resume: this.#resume }),
-      ...(this.#options.prewarm ? { warm: this.#options.prewarm } : {}),
+      ...(helloWarm(this.#options.prewarm) > 0 ? { warm: helloWarm(this.#options.prewarm) } : {}),
       features: FEATURES,
       ...(this.#options.tenant === undefined ? {} : { tenant: this.#options.tenant }),
     } as const);
@@ -367,9 +379,9 @@ export class RelayRegistration extends EventEmitter {
     this.emit('close');
   }
 
-  #tls(): RelayTlsOptions | undefined {
+  #tls(): RelayEndpoint['tls'] {
     const tls = this.#options.tls;
-    return tls === true ? {} : tls === false ? undefined : tls;
+    return tls === true ? { sessions: this.#tlsSessions } : tls === false || tls === undefined ? undefined : { ...tls, sessions: this.#tlsSessions };
   }
 
   #dataEndpoint(): RelayEndpoint | undefined {
@@ -381,27 +393,37 @@ export class RelayRegistration extends EventEmitter {
     const endpoint = this.#dataEndpoint();
     if (endpoint === undefined) return;
     const timeoutMs = this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs;
-    const client = await openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
+    const began = performance.now();
+    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
       this.#log.warn({ reason }, 'dial-back refused'),
     );
-    if (client !== undefined) this.#deliver(client);
+    // After this client's own connect(), so the pool's growth does not delay it.
+    this.#warmPool?.missed();
+    const client = await dialing;
+    if (client === undefined) return;
+    this.#warmPool?.dialed(performance.now() - began);
+    this.#deliver(client);
   }
 
   #startWarmPool(dataPort: number, key: string | undefined): void {
     this.#dropWarmPool();
-    const size = this.#options.prewarm ?? 0;
+    const size = poolSize(this.#options.prewarm);
     if (key === undefined || size === 0) return;
     this.#warmPool = new WarmPool({
       endpoint: { host: this.#options.host, port: dataPort, tls: this.#tls() },
       key,
       size,
-      deliver: (socket) => this.#deliver(socket),
+      deliver: (socket) => {
+        this.#counts.prewarmed++;
+        this.#deliver(socket);
+      },
       log: this.#log,
     });
     this.#warmPool.fill();
   }
 
   #deliver(socket: Socket): void {
+    this.#counts.clients++;
     const target = this.#target;
     if (typeof target === 'function') {
       target(socket);

@@ -3,20 +3,23 @@ import type { Logger } from '../log.js';
 import { openDataConnection } from './dial-back.js';
 import { Timers } from './timers.js';
 import type { RelayEndpoint } from './transport.js';
+import type { WarmSizer } from './warm-sizer.js';
 
 export interface WarmPoolOptions {
   /** Where data connections go (the relay's data port). */
   endpoint: RelayEndpoint;
   /** The prewarm key from this registration's OK. */
   key: string;
-  /** How many idle connections to keep parked. */
-  size: number;
+  /** How many idle connections to keep parked: a number, or a sizer that follows the arrivals. */
+  size: number | WarmSizer;
   deliver: (socket: Socket) => void;
   log: Logger;
 }
 
 /** Delay before refilling after a parked connection was cut, so a refusing relay is not hammered. */
 const REFILL_AFTER_FAILURE_MS = 1000;
+/** How often a self-sizing pool looks whether it may shrink. */
+const RESIZE_EVERY_MS = 1000;
 
 /**
  * The prewarmed data connections of one registration: keeps `size` IDLE connections
@@ -28,19 +31,57 @@ export class WarmPool {
   readonly #options: WarmPoolOptions;
   readonly #sockets = new Set<Socket>();
   readonly #timers = new Timers();
+  readonly #sizer: WarmSizer | undefined;
   /** Lowered when the relay refuses more idle connections (its --max-warm is below ours). */
   #cap: number;
   #closed = false;
 
   constructor(options: WarmPoolOptions) {
     this.#options = options;
-    this.#cap = options.size;
+    this.#sizer = typeof options.size === 'number' ? undefined : options.size;
+    this.#cap = typeof options.size === 'number' ? options.size : options.size.ceiling;
+    if (this.#sizer !== undefined) this.#resizeLater();
   }
 
   fill(): void {
-    while (!this.#closed && this.#sockets.size < this.#cap) {
+    const want = Math.min(this.#cap, this.#sizer?.target() ?? this.#cap);
+    while (!this.#closed && this.#sockets.size < want) {
       this.#openOne().catch((err: unknown) => this.#options.log.error({ err }, 'delivering a relayed client failed'));
     }
+  }
+
+  /** A client needed a dial-back (the pool was empty): a self-sizing pool counts it and grows. */
+  missed(): void {
+    if (this.#sizer === undefined) return;
+    this.#sizer.arrival();
+    this.fill();
+  }
+
+  /** A data connection took this long to open. */
+  dialed(ms: number): void {
+    this.#sizer?.dialed(ms);
+  }
+
+  /**
+   * Closes parked connections above the target, newest first: the relay hands out the
+   * oldest first, so a client is very unlikely to be given one we are closing.
+   */
+  #shrink(): void {
+    const surplus = this.#sockets.size - (this.#sizer?.target() ?? this.#cap);
+    if (surplus <= 0) return;
+    const newest = [...this.#sockets].slice(-surplus);
+    for (const socket of newest) {
+      this.#sockets.delete(socket);
+      socket.end();
+    }
+    this.#options.log.debug({ closed: surplus, kept: this.#sockets.size }, 'prewarm pool shrank');
+  }
+
+  #resizeLater(): void {
+    this.#timers.later(RESIZE_EVERY_MS, () => {
+      this.#shrink();
+      this.#resizeLater();
+    });
   }
 
   close(): void {
@@ -65,15 +106,21 @@ export class WarmPool {
       (socket) => {
         opened = socket;
         this.#sockets.add(socket);
+        if (this.#sizer !== undefined) this.#timeConnect(socket);
       },
     );
-    if (opened !== undefined) this.#sockets.delete(opened);
-    if (client !== undefined) this.#options.deliver(client);
-    if (this.#closed) return;
+    // Not in the set any more: shrunk by us, or (with a client) no longer idle.
+    const wasParked = opened !== undefined && this.#sockets.delete(opened);
+    if (client !== undefined) {
+      this.#sizer?.arrival();
+      this.#options.deliver(client);
+    }
+    if (this.#closed || !wasParked) return;
     if (refusedForLimit) {
       // Each refusal means one connection more than the relay allows.
-      this.#cap -= 1;
-      log.warn({ asked: this.#options.size, kept: this.#cap }, 'relay allows fewer prewarmed connections than asked');
+      this.#cap = Math.max(0, Math.min(this.#cap - 1, this.#sockets.size));
+      this.#sizer?.lowerCeiling(this.#cap);
+      log.warn({ asked: typeof this.#options.size === 'number' ? this.#options.size : 'auto', kept: this.#cap }, 'relay allows fewer prewarmed connections than asked');
     } else if (client !== undefined) {
       // On a timer, not now: opening the replacement before the client's first bytes
       // are handled put a connect() on the first byte's path (measured: +100 us).
@@ -81,5 +128,11 @@ export class WarmPool {
     } else {
       this.#timers.later(REFILL_AFTER_FAILURE_MS, () => this.fill());
     }
+  }
+
+  #timeConnect(socket: Socket): void {
+    const began = performance.now();
+    const event = this.#options.endpoint.tls === undefined ? 'connect' : 'secureConnect';
+    socket.once(event, () => this.#sizer?.dialed(performance.now() - began));
   }
 }

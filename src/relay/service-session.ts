@@ -21,7 +21,7 @@ export interface SessionHost {
   readonly clock: Clock;
   readonly dialbacks: DialbackRegistry<ServiceSession>;
   readonly probes: ProbeTokens;
-  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs' | 'probeIntervalMs'>;
+  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxTunnels' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs' | 'probeIntervalMs'>;
   openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
   refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
   sessionClosed(session: ServiceSession): void;
@@ -172,6 +172,7 @@ export class ServiceSession implements DoorOwner {
     if (this.#clients >= limits.maxClientsPerService) {
       return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
     }
+    if (stats.clientsTaken >= limits.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${limits.maxTunnels} tunnels in all`);
     if (this.tenant?.admitsClient() === false) {
       return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
     }
@@ -201,8 +202,10 @@ export class ServiceSession implements DoorOwner {
     this.#clients++;
     const tenant = this.tenant;
     if (tenant !== undefined) tenant.clients++;
+    this.#host.stats.clientsTaken++;
     client.once('close', () => {
       this.#clients--;
+      this.#host.stats.clientsTaken--;
       if (tenant !== undefined) tenant.clients--;
     });
   }

@@ -11,6 +11,8 @@ export class RelayStats {
   tunnelsOpened = 0;
   /** Public clients waiting at the door of a service that is away. */
   clientsHeld = 0;
+  /** Public clients taken by a service (tunnel open or dial-back pending), for --max-tunnels. */
+  clientsTaken = 0;
   /** Reservations of departed services ended early so a newcomer could have a port. */
   reservationsEvicted = 0;
   /** Tunnels reset by --idle-timeout. */

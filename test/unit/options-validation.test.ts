@@ -47,6 +47,7 @@ const badClientOptions: [Partial<RelayClientOptions>, RegExp][] = [
   [{ backoff: { initialMs: -5 } }, /^backoff.initialMs must be/],
   [{ backoff: { jitter: 2 } }, /^backoff.jitter must be a fraction from 0 to 1/],
   [{ prewarm: -1 }, /^prewarm must be a whole number from 0 to 1000/],
+  [{ prewarm: 'Auto' as 'auto' }, /^prewarm must be 'auto' or a whole number from 0 to 1000, got "Auto"/],
   [{ publicPort: 65536 }, /^publicPort must be a whole number from 1 to 65535/],
 ];
 

@@ -1,0 +1,46 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { dial, echoThrough, eventually } from '../helpers/net.js';
+import { inProcessRelay, relayed } from '../helpers/relay.js';
+import type { Relay } from '../../src/index.js';
+
+/** `clients` public clients at once, each echoing a few bytes; resolves when all have. */
+async function burst(t: TestContext, port: number, clients: number): Promise<void> {
+  await Promise.all(
+    Array.from({ length: clients }, async (_, i) => {
+      const client = await dial(t, port);
+      assert.equal((await echoThrough(client, Buffer.from(`client ${i}`))).toString(), `client ${i}`);
+    }),
+  );
+}
+
+const servedWarm = (relay: Relay): number => relay.stats.dialbackCounts[0]!;
+
+test('prewarm auto: parks a small floor when idle and grows to serve a burst from parked connections', async (t) => {
+  const relay = await inProcessRelay(t);
+  const { port, tunnel } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto' });
+  await eventually(() => relay.stats.warmIdle === 2, 5000, 'the floor of 2 parked connections');
+  await burst(t, port, 12);
+  // The burst taught the pool its size: about the burst (a loaded machine may spread it out), parked again.
+  await eventually(() => relay.stats.warmIdle >= 10, 5000, `a pool of 10 or more (have ${relay.stats.warmIdle})`);
+  const before = servedWarm(relay);
+  await burst(t, port, 12);
+  assert.ok(servedWarm(relay) - before >= 10, `only ${servedWarm(relay) - before} of the second burst found a parked connection`);
+  assert.equal(tunnel.clientCounts.clients, 24);
+  // The floor, whatever the pool grew into during the first burst, and the second burst.
+  assert.ok(tunnel.clientCounts.prewarmed >= 12, `prewarmed ${tunnel.clientCounts.prewarmed}`);
+});
+
+test("prewarm auto: never parks more than the relay's --max-warm, and stops asking", async (t) => {
+  const relay = await inProcessRelay(t, { maxWarmPerService: 4 });
+  const { port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto' });
+  await burst(t, port, 16);
+  await eventually(() => relay.stats.warmIdle === 4, 5000, '4 parked connections');
+  const refusals = relay.stats.refusals.get('limit') ?? 0;
+  assert.ok(refusals > 0, 'the pool tried to grow past the limit');
+  await burst(t, port, 16);
+  await eventually(() => relay.stats.warmIdle === 4, 5000, '4 parked connections again');
+  assert.equal(relay.stats.refusals.get('limit') ?? 0, refusals, 'the pool asked past the limit again');
+  assert.ok(relay.stats.warmIdle <= 4);
+});

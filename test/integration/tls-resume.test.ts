@@ -1,0 +1,56 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { dial, readAtLeast } from '../helpers/net.js';
+import { inProcessRelay, relayed } from '../helpers/relay.js';
+import { requireTools } from '../helpers/tools.js';
+
+function selfSigned(t: TestContext): { cert: Buffer; key: Buffer } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  return { cert: readFileSync(`${dir}/c.pem`), key: readFileSync(`${dir}/k.pem`) };
+}
+
+/** Relays an echo handler over TLS and reports, per delivered client, whether its data connection resumed a session. */
+async function tlsEcho(t: TestContext, prewarm?: number): Promise<{ port: number; resumed: boolean[] }> {
+  const pem = selfSigned(t);
+  const relay = await inProcessRelay(t, { tls: pem });
+  const resumed: boolean[] = [];
+  const handler = (socket: Socket): void => {
+    resumed.push((socket as TLSSocket).isSessionReused());
+    socket.pipe(socket);
+  };
+  const { port } = await relayed(t, relay, handler, { tls: { ca: pem.cert, servername: 'localhost' }, ...(prewarm === undefined ? {} : { prewarm }) });
+  return { port, resumed };
+}
+
+async function echoOnce(t: TestContext, port: number, text: string): Promise<void> {
+  const client = await dial(t, port);
+  client.write(text);
+  assert.equal((await readAtLeast(client, text.length, 5000)).toString(), text);
+  client.destroy();
+}
+
+test('tls: dial-backs resume the TLS session of the connections before them instead of a full handshake', async (t) => {
+  if (!requireTools(t, 'openssl')) return;
+  const { port, resumed } = await tlsEcho(t);
+  for (let i = 0; i < 4; i++) await echoOnce(t, port, `client ${i}\n`);
+  assert.equal(resumed.length, 4);
+  // The control connection's handshake went to the control port; the data port's first
+  // dial-back may have to do a full one (one cache entry per port), every later one resumes.
+  assert.deepEqual(resumed.slice(1), [true, true, true], `resumed: ${resumed.join(',')}`);
+});
+
+test('tls: prewarmed data connections resume sessions too', async (t) => {
+  if (!requireTools(t, 'openssl')) return;
+  const { port, resumed } = await tlsEcho(t, 2);
+  for (let i = 0; i < 4; i++) await echoOnce(t, port, `client ${i}\n`);
+  assert.equal(resumed.length, 4);
+  assert.ok(resumed.filter(Boolean).length >= 2, `resumed: ${resumed.join(',')}`);
+});

@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { deriveLimits, FALLBACK_LIMITS, parseFdLimit } from '../../src/limits.js';
+
+const GiB = 2 ** 30;
+
+test('limits: ulimit -n 1024 leaves 128 descriptors spare and gives 2 per tunnel', () => {
+  const limits = deriveLimits({ fdLimit: 1024, memoryBytes: 16 * GiB });
+  assert.deepEqual({ ...limits, basis: undefined }, { maxClientsPerService: 448, maxPendingPerService: 448, maxTunnels: 448, basis: undefined });
+  assert.match(limits.basis, /open-file limit 1024/);
+});
+
+test('limits: a container hard limit of a million is bounded by memory, not by descriptors', () => {
+  const limits = deriveLimits({ fdLimit: 1_048_576, memoryBytes: 1 * GiB });
+  // A quarter of 1 GiB at 64 KiB a tunnel.
+  assert.equal(limits.maxTunnels, 4096);
+  assert.match(limits.basis, /memory 1\.0 GiB/);
+  const big = deriveLimits({ fdLimit: 1_048_576, memoryBytes: 64 * GiB });
+  assert.equal(big.maxTunnels, 262_144);
+  // Descriptors still bound a machine with plenty of memory: 1/8 kept back for control and warm connections.
+  assert.equal(deriveLimits({ fdLimit: 1_048_576, memoryBytes: 1024 * GiB }).maxTunnels, (1_048_576 - 131_072) / 2);
+});
+
+test('limits: one service may use the whole global cap, and the cap grows with the limit', () => {
+  let previous = 0;
+  for (const fdLimit of [256, 1024, 4096, 65_536, 1_048_576]) {
+    const limits = deriveLimits({ fdLimit, memoryBytes: 1024 * GiB });
+    assert.equal(limits.maxClientsPerService, limits.maxTunnels);
+    assert.ok(limits.maxTunnels * 2 < fdLimit, `${fdLimit}: ${limits.maxTunnels} tunnels leave no headroom`);
+    assert.ok(limits.maxTunnels > previous);
+    previous = limits.maxTunnels;
+  }
+});
+
+test('limits: a tiny limit still gives a usable floor; an unknown one keeps the old fixed defaults', () => {
+  assert.equal(deriveLimits({ fdLimit: 20, memoryBytes: GiB }).maxTunnels, 16);
+  assert.equal(deriveLimits({ fdLimit: undefined, memoryBytes: GiB }), FALLBACK_LIMITS);
+  assert.equal(FALLBACK_LIMITS.maxClientsPerService, 4096);
+});
+
+test('limits: the soft open-file limit is read from /proc/PID/limits', () => {
+  const text = [
+    'Limit                     Soft Limit           Hard Limit           Units     ',
+    'Max processes             95325                95325                processes ',
+    'Max open files            1024                 524288               files     ',
+  ].join('\n');
+  assert.equal(parseFdLimit(text), 1024);
+  assert.equal(parseFdLimit(text.replace('1024 ', 'unlimited')), undefined);
+  assert.equal(parseFdLimit(''), undefined);
+});
