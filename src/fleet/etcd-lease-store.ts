@@ -50,7 +50,8 @@ export class EtcdLeaseStore implements LeaseStore {
   readonly #s: FleetSettings;
   readonly #ttlS: number;
   /** Keys registered on this node now, with their port (from the latest save). */
-  #live = new Map<string, number>();
+  /** Live registrations here: key -> port and tenant, kept alive in etcd by the refresh. */
+  #live = new Map<string, { port: number; tenant: string | undefined }>();
   #held = 0;
   readonly #known = new Map<string, KnownLease>();
   #nodes: string[];
@@ -117,21 +118,27 @@ export class EtcdLeaseStore implements LeaseStore {
   async save(current: () => LeaseRecord[]): Promise<void> {
     const records = current();
     this.#held = records.length;
-    this.#live = new Map(records.filter((record) => record.until === null).map((record) => [record.key, record.port]));
+    this.#live = new Map(records.filter((record) => record.until === null).map((record) => [record.key, { port: record.port, tenant: record.tenant }]));
     for (const key of this.#known.keys()) if (!records.some((record) => record.key === key)) this.#known.delete(key);
   }
 
   async pause(): Promise<void> {}
 
+  async tenantKeys(tenant: string): Promise<string[]> {
+    const prefix = this.#key(`tenants/${tenant}/`);
+    const kvs = await this.#s.etcd.range(prefix, true);
+    return kvs.map((kv) => kv.key.slice(prefix.length));
+  }
+
   resume(current: () => LeaseRecord[]): void {
     void this.save(current);
   }
 
-  async claim(key: string, port: number, known: boolean): Promise<ClaimAnswer> {
+  async claim(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer> {
     const deadline = Date.now() + CLAIM_WAIT_MS;
     for (;;) {
       try {
-        return await this.#claimOnce(key, port);
+        return await this.#claimOnce(key, port, tenant);
       } catch (err) {
         this.#trouble(err);
         // The key's own port here: etcd's view will be re-created by the refresh.
@@ -142,8 +149,8 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  async #claimOnce(key: string, port: number): Promise<ClaimAnswer> {
-    const { succeeded, kvs } = await this.#assign(key, port);
+  async #claimOnce(key: string, port: number, tenant: string | undefined): Promise<ClaimAnswer> {
+    const { succeeded, kvs } = await this.#assign(key, port, tenant);
     if (succeeded) return 'granted';
     const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
     if (mine === undefined) return 'taken';
@@ -153,8 +160,11 @@ export class EtcdLeaseStore implements LeaseStore {
     return 'granted';
   }
 
-  /** The transaction at the heart of the fleet: both keys, only if both are absent. */
-  async #assign(key: string, port: number): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
+  /**
+   * The transaction at the heart of the fleet: both keys, only if both are absent; a
+   * tenant's key also under `tenants/<name>/`, on the same lease, where its quota is counted.
+   */
+  async #assign(key: string, port: number, tenant: string | undefined): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
     const etcd = this.#s.etcd;
     const lease = await etcd.grant(this.#ttlS);
     const byKey = this.#key(`keys/${key}`);
@@ -162,7 +172,9 @@ export class EtcdLeaseStore implements LeaseStore {
     const absent = (name: string): EtcdOp => ({ key: b64(name), target: 'CREATE', create_revision: '0' });
     const put = (name: string, value: string): EtcdOp => ({ request_put: { key: b64(name), value: b64(value), lease } });
     const get = (name: string): EtcdOp => ({ request_range: { key: b64(name) } });
-    const answer = await etcd.txn([absent(byKey), absent(byPort)], [put(byKey, String(port)), put(byPort, key)], [get(byKey), get(byPort)]);
+    const writes = [put(byKey, String(port)), put(byPort, key)];
+    if (tenant !== undefined) writes.push(put(this.#key(`tenants/${tenant}/${key}`), String(port)));
+    const answer = await etcd.txn([absent(byKey), absent(byPort)], writes, [get(byKey), get(byPort)]);
     if (answer.succeeded) this.#known.set(key, { port, lease, refreshedAt: Date.now() });
     else etcd.revoke(lease).catch(() => {});
     if (!this.#healthy) this.#recovered();
@@ -215,22 +227,22 @@ export class EtcdLeaseStore implements LeaseStore {
 
   /** Keeps alive the assignment of every key registered here; one that etcd dropped is re-created. */
   async #refreshPorts(): Promise<void> {
-    const due = [...this.#live].filter(([key, port]) => {
+    const due = [...this.#live].filter(([key, { port }]) => {
       const known = this.#known.get(key);
       return known === undefined || known.port !== port || Date.now() - known.refreshedAt > (this.#ttlS * 1000) / 3;
     });
     for (let i = 0; i < due.length; i += REFRESH_BATCH) {
-      await Promise.all(due.slice(i, i + REFRESH_BATCH).map(([key, port]) => this.#refresh(key, port)));
+      await Promise.all(due.slice(i, i + REFRESH_BATCH).map(([key, { port, tenant }]) => this.#refresh(key, port, tenant)));
     }
   }
 
-  async #refresh(key: string, port: number): Promise<void> {
+  async #refresh(key: string, port: number, tenant: string | undefined): Promise<void> {
     const known = this.#known.get(key);
     if (known !== undefined && known.port === port && (await this.#s.etcd.keepAlive(known.lease)) > 0) {
       known.refreshedAt = Date.now();
       return;
     }
-    const { succeeded, kvs } = await this.#assign(key, port);
+    const { succeeded, kvs } = await this.#assign(key, port, tenant);
     if (succeeded) return void this.#s.log.info({ publicPort: port }, 'fleet: port assignment re-created in etcd');
     const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
     if (mine !== undefined && Number(mine.value) === port) {

@@ -32,7 +32,7 @@ export async function claimPort(
   for (let round = 0; round < 2; round++) {
     try {
       return await pool.acquire(async (candidate) => {
-        const answer = await store.claim!(key, candidate, candidate === own);
+        const answer = await store.claim!(key, candidate, candidate === own, scope?.tenant);
         if (answer === 'taken') return false;
         if (answer === 'unreachable') throw new ClaimStop(undefined);
         if (answer !== 'granted') throw new ClaimStop(answer.elsewhere);

@@ -37,7 +37,12 @@ export interface LeaseStore {
    * key's own here already (its registration or reservation), which may be kept when
    * the fleet cannot be asked.
    */
-  claim?(key: string, port: number, known: boolean): Promise<ClaimAnswer>;
+  claim?(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer>;
+  /**
+   * The keys a tenant holds anywhere the store reaches (a fleet: every node), so its
+   * maxServices is counted fleet-wide. Rejects when the store cannot be asked.
+   */
+  tenantKeys?(tenant: string): Promise<string[]>;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
 }

@@ -17,7 +17,7 @@ import { PublicDoor } from './public-door.js';
 import { ServiceSession, type SessionHost } from './service-session.js';
 import type { RelayStats } from './stats.js';
 import { challenge, challenges } from './service-auth.js';
-import { Tenancy, type TenantGrant } from './tenancy.js';
+import { Tenancy, type TenantAccount, type TenantGrant } from './tenancy.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
@@ -193,6 +193,9 @@ export class Registrar implements SessionHost {
     if (tenant !== undefined && !this.#tenancy!.admitService(tenant, this.#ports, key, previous !== undefined || this.#ports.reservedPortOf(key) !== undefined)) {
       return this.#refuse(socket, 'limit', `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)`, peer);
     }
+    if (tenant !== undefined && !(await this.#admitFleetWide(tenant, key))) {
+      return this.#refuse(socket, 'limit', `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services across the fleet`, peer);
+    }
     if (previous !== undefined) {
       const farewell = previous.features.has('superseded') ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
       previous.close('superseded by a new control connection', farewell);
@@ -230,6 +233,20 @@ export class Registrar implements SessionHost {
       this.#registering--;
       if (tenant !== undefined && !started) tenant.services--;
     }
+  }
+
+  /**
+   * In a fleet a tenant's services are counted over every node (its keys in etcd, which
+   * outlive a departure for the grace, as reservations do here). When the store cannot
+   * be asked, the node's own count above stands.
+   */
+  async #admitFleetWide(tenant: TenantAccount, key: string): Promise<boolean> {
+    const max = tenant.limits.maxServices;
+    if (max === undefined || this.#store.tenantKeys === undefined) return true;
+    const keys = await this.#store.tenantKeys(tenant.name).catch(() => undefined);
+    if (keys === undefined || keys.filter((other) => other !== key).length < max) return true;
+    tenant.refused('services');
+    return false;
   }
 
   /** The door of a port the pool says we may have: ours already (reserved for this key), or a new listener. */

@@ -1,14 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenViaRelay } from '../../src/index.js';
 import { eventually, freePort, within } from '../helpers/net.js';
 import { addressEcho, etcdCertificates, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode } from '../helpers/fleet.js';
 import { ROOT } from '../helpers/processes.js';
-import { Peer } from '../helpers/protocol.js';
+import { Peer, randomHex } from '../helpers/protocol.js';
+import { computeProof } from '../../src/protocol/auth.js';
 import { requireTools } from '../helpers/tools.js';
 
 // A relay fleet of three nodes on 127.0.0.1-3 with the same port numbers, coordinated by
@@ -115,4 +116,26 @@ test('fleet: etcd over TLS with client certificates; a node without one cannot r
   const peer = await Peer.open(t, plan.port, { host: '127.0.0.2' });
   peer.send('HELLO 1 host=127.0.0.2');
   assert.match(await peer.nextLine(10_000), /^ERR limit the fleet cannot agree on a port now \(etcd unreachable\)/);
+});
+
+test("fleet: a tenant's maxServices is counted over every node, not per node", async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t, 40);
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-fleet-tenants-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tenantsFile = path.join(dir, 'tenants.json');
+  writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['alice-secret'], maxServices: 1 }] }), { mode: 0o600 });
+  const nodes = await Promise.all([1, 2].map((n) => startNode(t, plan, n, ['--tenants', tenantsFile])));
+  // Raw registrations that list no features: each reaches only the node it dialed, so
+  // a per-node count would let alice have one service on each.
+  const register = async (host: string): Promise<string> => {
+    const control = await Peer.open(t, plan.port, { autoPong: true, host });
+    control.send(`HELLO 1 host=relay.test tenant=alice resume=${randomHex(32)}`);
+    const auth = /^AUTH ([0-9a-f]{64})$/.exec(await control.nextLine());
+    assert.ok(auth !== null, 'the relay asks for a proof');
+    control.send(`PROOF ${computeProof('alice-secret', auth[1]!)}`);
+    return control.nextLine();
+  };
+  assert.match(await register(nodes[0]!.address), /^OK /);
+  assert.match(await register(nodes[1]!.address), /^ERR limit tenant alice has its maximum of 1 services across the fleet/);
 });
