@@ -52,6 +52,9 @@ export class EtcdLeaseStore implements LeaseStore {
   /** Keys registered on this node now, with their port (from the latest save). */
   /** Live registrations here: key -> port and tenant, kept alive in etcd by the refresh. */
   #live = new Map<string, { port: number; tenant: string | undefined }>();
+  #localClients: (() => ReadonlyMap<string, number>) | undefined;
+  /** Each tenant's open clients on the other nodes, as of the last tick. */
+  #clientsElsewhere = new Map<string, number>();
   #held = 0;
   readonly #known = new Map<string, KnownLease>();
   #nodes: string[];
@@ -124,6 +127,30 @@ export class EtcdLeaseStore implements LeaseStore {
 
   async pause(): Promise<void> {}
 
+  shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
+    this.#localClients = local;
+    return (tenant) => this.#clientsElsewhere.get(tenant) ?? 0;
+  }
+
+  /**
+   * This node's open clients per tenant under `clients/<tenant>/<node>` (on the node's
+   * lease, so a dead node's counts go with it), and the other nodes' totals read back.
+   */
+  async #shareClients(): Promise<void> {
+    const local = this.#localClients?.();
+    if (local === undefined || this.#nodeLease === undefined) return;
+    const etcd = this.#s.etcd;
+    await Promise.all([...local].map(([tenant, count]) => etcd.put(this.#key(`clients/${tenant}/${this.#s.node}`), String(count), this.#nodeLease)));
+    const prefix = this.#key('clients/');
+    const totals = new Map<string, number>();
+    for (const kv of await etcd.range(prefix, true)) {
+      const [tenant, node] = kv.key.slice(prefix.length).split('/');
+      if (tenant === undefined || node === this.#s.node) continue;
+      totals.set(tenant, (totals.get(tenant) ?? 0) + (Number(kv.value) || 0));
+    }
+    this.#clientsElsewhere = totals;
+  }
+
   async tenantKeys(tenant: string): Promise<string[]> {
     const prefix = this.#key(`tenants/${tenant}/`);
     const kvs = await this.#s.etcd.range(prefix, true);
@@ -194,6 +221,7 @@ export class EtcdLeaseStore implements LeaseStore {
         this.#s.log.info({ nodes: nodes.length }, 'fleet: nodes changed');
       }
       await this.#refreshPorts();
+      await this.#shareClients();
       if (!this.#healthy) this.#recovered();
     } catch (err) {
       this.#trouble(err);

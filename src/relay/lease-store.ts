@@ -43,6 +43,12 @@ export interface LeaseStore {
    * maxServices is counted fleet-wide. Rejects when the store cannot be asked.
    */
   tenantKeys?(tenant: string): Promise<string[]>;
+  /**
+   * Shares each tenant's open public clients between the nodes of a fleet: publishes
+   * `local()` from time to time and returns the other nodes' total for a tenant, as
+   * last seen (a few seconds old at most), so maxClients is counted fleet-wide.
+   */
+  shareTenantClients?(local: () => ReadonlyMap<string, number>): (tenant: string) => number;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
 }

@@ -73,6 +73,7 @@ export class Registrar implements SessionHost {
     this.#ports = new PortPool(options.ports ?? { first: options.port + 1, last: 65535 }, host.clock, (port, _key, why) => this.#reservationEnded(port, why));
     this.#tenancy = options.tenantsFile === undefined ? undefined : new Tenancy(options.tenantsFile, this.#ports.range, host.log);
     if (this.#tenancy !== undefined) host.stats.tenantFigures = () => this.#tenancy?.figures(this.#ports) ?? [];
+    if (this.#tenancy !== undefined && store.shareTenantClients !== undefined) this.#tenancy.shareClients((local) => store.shareTenantClients!(local));
   }
 
   get log(): Logger {

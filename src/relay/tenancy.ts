@@ -19,6 +19,8 @@ export class TenantAccount {
   clients = 0;
   /** Set once a reload removed it: its registrations and tunnels are being ended. */
   removed = false;
+  /** Its open public clients on the other nodes of a fleet (as last seen there); 0 on a single relay. */
+  elsewhere: () => number = () => 0;
   /** What its quotas refused, by quota: 'services', 'ports', 'clients'. */
   readonly refusals = new Map<string, number>();
 
@@ -47,7 +49,7 @@ export class TenantAccount {
   /** False (and counted) when one more public client would put it over maxClients. */
   admitsClient(): boolean {
     const max = this.#spec.limits.maxClients;
-    if (max === undefined || this.clients < max) return true;
+    if (max === undefined || this.clients + this.elsewhere() < max) return true;
     this.refused('clients');
     return false;
   }
@@ -199,8 +201,20 @@ export class Tenancy {
     for (const spec of specs) {
       const account = this.#accounts.get(spec.name) ?? new TenantAccount(spec);
       account.spec = spec;
+      account.elsewhere = () => this.#clientsElsewhere(account.name);
       accounts.set(spec.name, account);
     }
     this.#accounts = accounts;
+  }
+
+  #clientsElsewhere: (tenant: string) => number = () => 0;
+
+  /**
+   * In a fleet: publishes this node's open clients per tenant and counts the other
+   * nodes' in each tenant's maxClients (`share` is the lease store's).
+   */
+  shareClients(share: (local: () => ReadonlyMap<string, number>) => (tenant: string) => number): void {
+    this.#clientsElsewhere = share(() => new Map([...this.#accounts].map(([name, account]) => [name, account.clients])));
+    for (const account of this.#accounts.values()) account.elsewhere = () => this.#clientsElsewhere(account.name);
   }
 }

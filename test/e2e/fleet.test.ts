@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -138,4 +140,38 @@ test("fleet: a tenant's maxServices is counted over every node, not per node", a
   };
   assert.match(await register(nodes[0]!.address), /^OK /);
   assert.match(await register(nodes[1]!.address), /^ERR limit tenant alice has its maximum of 1 services across the fleet/);
+});
+
+test("fleet: a tenant's maxClients counts its open clients on every node", async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t, 40);
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-fleet-tenants-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tenantsFile = path.join(dir, 'tenants.json');
+  writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['alice-secret'], maxClients: 2 }] }), { mode: 0o600 });
+  const nodes = await Promise.all([1, 2].map((n) => startNode(t, plan, n, ['--tenants', tenantsFile])));
+  const tunnel = listenViaRelay(addressEcho(t), { host: '127.0.0.1,127.0.0.2', port: plan.port, tenant: 'alice', secret: 'alice-secret' });
+  t.after(() => tunnel.close({ leave: true }));
+  const { port } = await within(tunnel.established(), 15_000, 'the registration');
+  await everyNodeServes(nodes, port);
+  /** A client that stays open once it got its first echo; false when the relay refused it. */
+  const open = async (address: string): Promise<Socket | undefined> => {
+    const socket = connect({ host: address, port });
+    socket.on('error', () => {});
+    t.after(() => socket.destroy());
+    const answered = await Promise.race([once(socket, 'data').then(() => true), once(socket, 'close').then(() => false)]);
+    return answered ? socket : undefined;
+  };
+  assert.ok(await open(nodes[0]!.address), 'the first client, through node 1');
+  assert.ok(await open(nodes[1]!.address), 'the second client, through node 2');
+  // Node 1 learns of node 2's client within a few of its 2 s ticks; until then it may let one more in.
+  await eventually(
+    async () => {
+      const extra = await open(nodes[0]!.address);
+      extra?.destroy();
+      return extra === undefined;
+    },
+    15_000,
+    "node 1 to count node 2's client in alice's maxClients",
+  );
 });
