@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenViaRelay } from '../../src/index.js';
 import { eventually, freePort, within } from '../helpers/net.js';
-import { addressEcho, etcdCertificates, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode } from '../helpers/fleet.js';
+import { addressEcho, etcdCertificates, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode, type FleetNode, type FleetPlan } from '../helpers/fleet.js';
 import { ROOT } from '../helpers/processes.js';
 import { Peer, randomHex } from '../helpers/protocol.js';
 import { computeProof } from '../../src/protocol/auth.js';
@@ -120,14 +120,19 @@ test('fleet: etcd over TLS with client certificates; a node without one cannot r
   assert.match(await peer.nextLine(10_000), /^ERR limit the fleet cannot agree on a port now \(etcd unreachable\)/);
 });
 
-test("fleet: a tenant's maxServices is counted over every node, not per node", async (t) => {
-  if (!requireTools(t, 'etcd')) return;
+/** Two fleet nodes sharing a tenants file with one tenant, alice (secret alice-secret), and these limits. */
+async function tenantFleet(t: TestContext, limits: { maxServices?: number; maxClients?: number }): Promise<{ plan: FleetPlan; nodes: FleetNode[] }> {
   const plan = await planFleet(t, 40);
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-fleet-tenants-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const tenantsFile = path.join(dir, 'tenants.json');
-  writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['alice-secret'], maxServices: 1 }] }), { mode: 0o600 });
-  const nodes = await Promise.all([1, 2].map((n) => startNode(t, plan, n, ['--tenants', tenantsFile])));
+  writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['alice-secret'], ...limits }] }), { mode: 0o600 });
+  return { plan, nodes: await Promise.all([1, 2].map((n) => startNode(t, plan, n, ['--tenants', tenantsFile]))) };
+}
+
+test("fleet: a tenant's maxServices is counted over every node, not per node", async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const { plan, nodes } = await tenantFleet(t, { maxServices: 1 });
   // Raw registrations that list no features: each reaches only the node it dialed, so
   // a per-node count would let alice have one service on each.
   const register = async (host: string): Promise<string> => {
@@ -144,12 +149,7 @@ test("fleet: a tenant's maxServices is counted over every node, not per node", a
 
 test("fleet: a tenant's maxClients counts its open clients on every node", async (t) => {
   if (!requireTools(t, 'etcd')) return;
-  const plan = await planFleet(t, 40);
-  const dir = mkdtempSync(path.join(tmpdir(), 'relay-fleet-tenants-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const tenantsFile = path.join(dir, 'tenants.json');
-  writeFileSync(tenantsFile, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['alice-secret'], maxClients: 2 }] }), { mode: 0o600 });
-  const nodes = await Promise.all([1, 2].map((n) => startNode(t, plan, n, ['--tenants', tenantsFile])));
+  const { plan, nodes } = await tenantFleet(t, { maxClients: 2 });
   const tunnel = listenViaRelay(addressEcho(t), { host: '127.0.0.1,127.0.0.2', port: plan.port, tenant: 'alice', secret: 'alice-secret' });
   t.after(() => tunnel.close({ leave: true }));
   const { port } = await within(tunnel.established(), 15_000, 'the registration');
