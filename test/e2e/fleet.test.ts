@@ -153,7 +153,8 @@ test("fleet: a tenant's maxClients counts its open clients on every node", async
   const tunnel = listenViaRelay(addressEcho(t), { host: '127.0.0.1,127.0.0.2', port: plan.port, tenant: 'alice', secret: 'alice-secret' });
   t.after(() => tunnel.close({ leave: true }));
   const { port } = await within(tunnel.established(), 15_000, 'the registration');
-  await everyNodeServes(nodes, port);
+  // Established on the first node to answer; the other node's registration follows.
+  await eventually(async () => everyNodeServes(nodes, port).then(() => true, () => false), 10_000, 'both nodes to serve the service');
   /** A client that stays open once it got its first echo; false when the relay refused it. */
   const open = async (address: string): Promise<Socket | undefined> => {
     const socket = connect({ host: address, port });
