@@ -3,20 +3,23 @@ import assert from 'node:assert/strict';
 import type { ServiceView } from '../../src/relay/overview.js';
 import { getJson } from '../helpers/dashboard.js';
 import { dataGate } from '../helpers/data-gate.js';
-import { dial, echoThrough, listenLocal, portsFlag, within } from '../helpers/net.js';
+import { dial, echoThrough, eventually, listenLocal, portsFlag } from '../helpers/net.js';
 import { countLines } from '../helpers/protocol.js';
 import { startRelay, startService } from '../helpers/processes.js';
 
-/** Polls /metrics until `name` satisfies `ok`; the last value. */
+/** Polls /metrics until `name` satisfies `ok` (15 s at most); the last value. */
 async function metricUntil(url: string, name: string, ok: (value: number) => boolean, what: string): Promise<number> {
-  const poll = async (): Promise<number> => {
-    for (;;) {
+  let value = Number.NaN;
+  await eventually(
+    async () => {
       const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(url)).text());
-      if (match !== null && ok(Number(match[1]))) return Number(match[1]);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
-  return within(poll(), 15_000, what);
+      value = match === null ? Number.NaN : Number(match[1]);
+      return match !== null && ok(value);
+    },
+    15_000,
+    what,
+  );
+  return value;
 }
 
 test('probe: ./expose behind a data port that refuses it is reported failing once by ./relay --probe, and ok once when it recovers; its target never sees a probe', async (t) => {
