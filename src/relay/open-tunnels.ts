@@ -39,7 +39,7 @@ export class OpenTunnels {
     this.#open.add(data);
     this.#owners.set(client, { owner, data });
     this.#stats.tunnelOpened();
-    const totals = [this.#stats.bytes, ...this.#overview.tunnelOpened(owner)];
+    const totals = this.#overview.tunnelOpened(owner);
     const from = clientAddressOf(client);
     const counts = { a: 0, b: 0 };
     this.#idleSweep?.watch(client, counts);

@@ -103,6 +103,8 @@ interface ServiceEntry {
   tunnelsOpen: number;
   /** Live byte totals of this service's tunnels; the splices add to it. */
   bytes: SpliceCounts;
+  /** The totals each of its tunnels adds to (the relay's and this service's), shared by all of them. */
+  totals: readonly SpliceCounts[];
   rates: RateHistory;
 }
 
@@ -117,10 +119,15 @@ export class Overview {
   readonly #tunnels = new Ring<TunnelRecord>(RECENT_LIMIT);
   readonly #refusals = new Ring<RefusalRecord>(RECENT_LIMIT);
   readonly #relayRates: RateHistory;
+  readonly #relayBytes: SpliceCounts;
+  /** The totals of a tunnel whose service the overview does not know: the relay's only. */
+  readonly #relayTotals: readonly SpliceCounts[];
   #lastSample = performance.now();
 
   /** `relayBytes`: the relay's own live byte totals, sampled for its rate. */
   constructor(relayBytes: SpliceCounts) {
+    this.#relayBytes = relayBytes;
+    this.#relayTotals = [relayBytes];
     this.#relayRates = new RateHistory(relayBytes);
   }
 
@@ -135,6 +142,7 @@ export class Overview {
       held: false,
       tunnelsOpen: 0,
       bytes,
+      totals: [this.#relayBytes, bytes],
       rates: new RateHistory(bytes),
     });
   }
@@ -149,12 +157,15 @@ export class Overview {
     this.#services.delete(id);
   }
 
-  /** Counts a new tunnel; returns the running totals its splice should add its bytes to. */
-  tunnelOpened(owner: TunnelOwner): SpliceCounts[] {
+  /**
+   * Counts a new tunnel; returns the running totals its splice should add its bytes to
+   * (the relay's and its service's: one array per service, not per tunnel).
+   */
+  tunnelOpened(owner: TunnelOwner): readonly SpliceCounts[] {
     const entry = this.#services.get(owner.id);
-    if (entry === undefined) return [];
+    if (entry === undefined) return this.#relayTotals;
     entry.tunnelsOpen++;
-    return [entry.bytes];
+    return entry.totals;
   }
 
   tunnelClosed(owner: TunnelOwner, closed: ClosedTunnel): void {

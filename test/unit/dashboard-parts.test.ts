@@ -37,19 +37,25 @@ test('overview: per-service tunnels and bytes follow opens and closes, a departe
   // Read from the service at request time, like `waiting`.
   service.probe = { state: 'failing', lastAt: 5, lastSeconds: 0.002, failuresInARow: 2, reason: 'no dial-back within 500 ms' };
   assert.deepEqual(overview.services()[0]!.probe, { state: 'failing', lastAt: 5, latencyMs: 2, failuresInARow: 2, reason: 'no dial-back within 500 ms' });
-  const [totals] = overview.tunnelOpened(service);
-  totals!.a += 10;
-  totals!.b += 20;
+  // What a splice does with the totals it is given: add to each.
+  const totals = overview.tunnelOpened(service);
+  assert.equal(totals[0], relayBytes, "the relay's totals first");
+  for (const counts of totals) {
+    counts.a += 10;
+    counts.b += 20;
+  }
+  assert.equal(overview.tunnelOpened(service), totals, 'one totals array per service, not per tunnel');
+  overview.tunnelClosed(service, { client: '127.0.0.1:6', bytesFromClient: 0, bytesToClient: 0, durationMs: 1, closedBy: 'client', outcome: 'end' });
   let [view] = overview.services();
   assert.deepEqual([view!.publicAddress, view!.tunnelsOpen, view!.waiting, view!.bytesFromClients, view!.bytesToClients], ['[::1]:9001', 1, 2, 10, 20]);
   overview.tunnelClosed(service, { client: '127.0.0.1:5', bytesFromClient: 10, bytesToClient: 20, durationMs: 3, closedBy: 'service', outcome: 'end' });
   [view] = overview.services();
   assert.equal(view!.tunnelsOpen, 0);
-  assert.deepEqual(overview.recentTunnels().map((r) => [r.service, r.publicPort, r.closedBy]), [['s1', 9001, 'service']]);
+  assert.deepEqual(overview.recentTunnels().map((r) => [r.service, r.publicPort, r.closedBy]), [['s1', 9001, 'service'], ['s1', 9001, 'client']]);
 
   overview.serviceLeft('s1');
   assert.deepEqual(overview.services(), []);
-  assert.deepEqual(overview.tunnelOpened(service), [], 'a tunnel of a departed service adds to no service');
+  assert.deepEqual(overview.tunnelOpened(service), [relayBytes], 'a tunnel of a departed service adds to the relay only');
   for (let i = 0; i < RECENT_LIMIT + 10; i++) overview.refused('bad-line', { peer: '::ffff:10.0.0.1' }, `refusal ${i}`);
   const refusals = overview.recentRefusals();
   assert.equal(refusals.length, RECENT_LIMIT);
