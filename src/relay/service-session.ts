@@ -212,7 +212,9 @@ export class ServiceSession implements DoorOwner {
 
   #refuseClient(client: Socket, reason: string, detail: string): void {
     this.#host.refused(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${detail}`, this.log);
-    client.destroy();
+    // A reset, as every other refusal of a public client: a FIN would read as a server
+    // that answered nothing and finished.
+    resetSocket(client);
   }
 
   /** The service dialed back for a client of ours: splice them. */

@@ -21,6 +21,18 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
 }
 
 /** A connected client socket, half-open allowed, closed by the test's cleanup. */
+/**
+ * Connects a client the relay is expected to refuse, and says how it ended. The relay
+ * resets refused clients at accept, so the reset may arrive before the connect completes
+ * (Node then reports it as a connect error): that counts as 'reset' too.
+ */
+export async function refusedHow(t: TestContext, port: number, host = '127.0.0.1'): Promise<'end' | 'reset' | 'close'> {
+  const socket = connect({ port, host, allowHalfOpen: true });
+  socket.on('error', () => {});
+  t.after(() => socket.destroy());
+  return howItEnds(socket);
+}
+
 export async function dial(t: TestContext, port: number, host = '127.0.0.1'): Promise<Socket> {
   const socket = connect({ port, host, allowHalfOpen: true });
   // Resets are expected in some tests; howItEnds() and friends observe them.
