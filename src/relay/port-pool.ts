@@ -124,17 +124,8 @@ export class PortPool {
     for (const [port, reservation] of [...this.#reserved]) if (reservation.tenant === tenant) this.#end(port, 'revoked');
   }
 
-  /** Ends a reservation at once, without telling onEnded (its owner said it is gone for good). */
-  forget(port: number): void {
-    this.#drop(port);
-  }
-
   isReserved(port: number): boolean {
     return this.#reserved.has(port);
-  }
-
-  get reservations(): number {
-    return this.#reserved.size;
   }
 
   /** Every port with a key: live ones with `until: null`. What a lease store keeps. */
