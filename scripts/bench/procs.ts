@@ -129,6 +129,15 @@ export async function runJson<T>(name: string, command: string, args: string[], 
   const timer = setTimeout(() => killGroup(proc.pid, 'SIGKILL'), timeoutMs);
   const { code, signal } = await proc.exited;
   clearTimeout(timer);
+  // 'exit' can come before the last lines of stdout were read: wait for the stream's end
+  // (seen: a run that exited 0 was reported as failed for want of its JSON line).
+  const stdout = proc.child.stdout;
+  if (stdout !== null && !stdout.destroyed && !stdout.readableEnded) {
+    await new Promise((resolve) => {
+      stdout.once('close', resolve);
+      setTimeout(resolve, 2000).unref();
+    });
+  }
   const last = proc.stdout.filter((line) => line.startsWith('{')).at(-1);
   const parsed = last === undefined ? undefined : (JSON.parse(last) as T & { error?: string });
   if (parsed === undefined || parsed.error !== undefined || code !== 0) {
