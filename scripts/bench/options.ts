@@ -59,7 +59,8 @@ const PRESETS = {
 
 export const USAGE = `usage: npm run bench -- [options]
 
-Measures direct, socat, haproxy, relay, relay+expose, relay+prewarm (--prewarm N),
+Measures direct, socat, haproxy (one thread), haproxy-default (one thread per core),
+relay, relay+expose, relay+prewarm (--prewarm N),
 relay+auto (--prewarm auto) and relay+tls (TLS to the relay) on 127.0.0.1,
 repetitions interleaved, and prints medians with ratios to direct and to haproxy.
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'haproxy-default', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
 /** Paths measured only for the connection figures (first echo, conns/s, bursts). */
 export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'];
 export type PathName = (typeof PATH_NAMES)[number];
@@ -97,13 +97,15 @@ async function waitAccepting(port: number, proc: Proc, ms = 5000): Promise<void>
   throw new Error(`${proc.name} does not accept on ${port} after ${ms} ms: ${tail(proc)}`);
 }
 
-function haproxyConfig(port: number, backendPort: number): string {
-  // One thread: the relay is one event loop, and on a 2-core box shared with the
-  // client and the backend more threads only compete. maxconn fits RLIMIT_NOFILE 20000.
+function haproxyConfig(port: number, backendPort: number, threads: 'one' | 'default'): string {
+  // `haproxy` has one thread: the relay is one event loop, and on a 2-core box shared
+  // with the client and the backend more threads only compete. `haproxy-default` leaves
+  // nbthread out, as a default install does (one thread per core). maxconn fits
+  // RLIMIT_NOFILE 20000.
   return [
     'global',
     '    maxconn 9000',
-    '    nbthread 1',
+    ...(threads === 'one' ? ['    nbthread 1'] : []),
     'defaults',
     '    mode tcp',
     '    timeout connect 5s',
@@ -187,12 +189,13 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       await waitAccepting(port, proc);
       return { ...base, port, forwarders: [{ name: 'socat', pid: proc.pid }], procs: [proc] };
     }
-    case 'haproxy': {
+    case 'haproxy':
+    case 'haproxy-default': {
       const haproxy = findProgram('haproxy');
       if (haproxy === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
       const port = await freePort();
-      const config = path.join(ROOT, 'bench-results', `haproxy-${process.pid}.cfg`);
-      writeFileSync(config, haproxyConfig(port, backend.port));
+      const config = path.join(ROOT, 'bench-results', `${name}-${process.pid}.cfg`);
+      writeFileSync(config, haproxyConfig(port, backend.port, name === 'haproxy' ? 'one' : 'default'));
       const proc = startProcess('haproxy', haproxy, ['-db', '-f', config]);
       try {
         await waitAccepting(port, proc);

@@ -126,7 +126,7 @@ const rangeText = (r: Measurement): string => (r.samples.length < 2 ? '-' : `${f
 export function formatTable(rows: Measurement[]): string {
   const out: string[] = [];
   const header = ['path', 'median', 'p99', 'unit', 'vs direct', 'vs haproxy', 'reps', 'min..max'];
-  const widths = [14, 10, 10, 8, 10, 10, 4, 16];
+  const widths = [15, 10, 10, 8, 10, 10, 4, 16];
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' ');
   for (const figure of Object.keys(FIGURES) as FigureId[]) {
     const mine = rows.filter((r) => r.figure === figure);

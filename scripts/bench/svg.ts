@@ -8,6 +8,7 @@ import { FIGURES, type Measurement } from './report.js';
 const COLORS: Record<string, string> = {
   socat: '#7f7f7f',
   haproxy: '#1f77b4',
+  'haproxy-default': '#17becf',
   relay: '#d62728',
   'relay+expose': '#ff7f0e',
   'relay+prewarm': '#9467bd',
