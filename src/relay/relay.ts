@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { validateRelayOptions } from '../options-validation.js';
 import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
+import { setOnListener } from '../net/listener-options.js';
 import { resetSocket } from '../net/splice.js';
 import { parseServiceLine, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
@@ -168,6 +169,7 @@ export class Relay implements RegistrarHost {
     const failed = once(server, 'error');
     server.listen({ port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) });
     await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
+    setOnListener(server);
     // Accept failures (EMFILE) must not kill the relay; the server keeps listening.
     server.on('error', (err) => this.#acceptFailed(err));
     return server;
@@ -223,6 +225,7 @@ export class Relay implements RegistrarHost {
   async listenPublic(port: number): Promise<Server | undefined> {
     const server = createServer(SERVER_OPTIONS);
     if (!(await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...(this.options.bind === undefined ? {} : { host: this.options.bind }) }))) return undefined;
+    setOnListener(server);
     server.on('error', (err) => this.#acceptFailed(err, port));
     return server;
   }
