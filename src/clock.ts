@@ -6,6 +6,11 @@
  */
 export interface Clock {
   now(): number;
+  /**
+   * Milliseconds on a clock that never jumps (performance.now() for the system clock):
+   * for timeouts measured in the process, which a step of the wall clock must not stretch.
+   */
+  monotonic(): number;
   /** Runs fn after ms; the timer never keeps the process alive on its own. */
   setTimeout(fn: () => void, ms: number): Timer;
   clearTimeout(timer: Timer | undefined): void;
@@ -18,6 +23,7 @@ export interface Timer {
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms).unref() as unknown as Timer,
   clearTimeout: (timer) => clearTimeout(timer as unknown as NodeJS.Timeout | undefined),
 };

@@ -39,6 +39,17 @@ export interface SessionIdentity {
   tenant?: TenantAccount | undefined;
 }
 
+const kCountedBy = Symbol('counted by');
+type CountedClient = Socket & { [kCountedBy]: ServiceSession };
+
+/**
+ * One listener shared by every counted client, which finds its session on the socket:
+ * a closure per client would be kept for as long as its tunnel is open.
+ */
+function uncountClient(this: CountedClient): void {
+  this[kCountedBy].clientGone();
+}
+
 /** How a registration ended, which decides what happens to its port. */
 export type Departure = 'gone' | 'left';
 
@@ -200,14 +211,18 @@ export class ServiceSession implements DoorOwner {
 
   #countClient(client: Socket): void {
     this.#clients++;
-    const tenant = this.tenant;
-    if (tenant !== undefined) tenant.clients++;
+    if (this.tenant !== undefined) this.tenant.clients++;
     this.#host.stats.clientsTaken++;
-    client.once('close', () => {
-      this.#clients--;
-      this.#host.stats.clientsTaken--;
-      if (tenant !== undefined) tenant.clients--;
-    });
+    (client as CountedClient)[kCountedBy] = this;
+    // on, not once: 'close' comes once anyway, and once() would wrap the listener in a new closure.
+    client.on('close', uncountClient);
+  }
+
+  /** A counted client closed (see uncountClient). */
+  clientGone(): void {
+    this.#clients--;
+    this.#host.stats.clientsTaken--;
+    if (this.tenant !== undefined) this.tenant.clients--;
   }
 
   #refuseClient(client: Socket, reason: string, detail: string): void {
@@ -227,7 +242,7 @@ export class ServiceSession implements DoorOwner {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
     }
-    this.#host.stats.observeDialback((performance.now() - entry.startedAt) / 1000);
+    this.#host.stats.observeDialback((this.#host.clock.monotonic() - entry.startedAt) / 1000);
     sendMessage(data, line);
     this.#host.openTunnel(this, entry.client, data, head);
   }

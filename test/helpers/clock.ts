@@ -14,6 +14,10 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
+  monotonic(): number {
+    return this.#now;
+  }
+
   setTimeout(fn: () => void, ms: number): Timer {
     const id = this.#nextId++;
     this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
