@@ -170,22 +170,28 @@ function startFlowing(from: Socket, to: Socket, head: Buffer | undefined, tunnel
  * Settles once, after both sockets have closed. Never rejects.
  */
 export function splice(a: Socket, b: Socket, options: SpliceOptions = {}): Promise<SpliceResult> {
-  return new Promise((settle) => {
-    const counts = options.counts ?? { a: 0, b: 0 };
-    if (a.closed || b.closed) {
-      resetSocket(a);
-      resetSocket(b);
-      settle({ bytesAToB: 0, bytesBToA: 0, durationMs: 0, closedFirst: a.closed ? 'a' : 'b', outcome: 'destroyed' });
-      return;
-    }
-    const tunnel: Tunnel = { counts, totals: options.totals ?? [], started: performance.now(), closedFirst: undefined, outcome: 'end', error: undefined, openSides: 2, settle };
-    // Paused explicitly, so attaching 'data' does not start the flow before a head is written.
-    a.pause();
-    b.pause();
-    attach(a, { side: 'a', peer: b, tunnel });
-    attach(b, { side: 'b', peer: a, tunnel });
-    // Either socket may have been paused while its handshake was read.
-    startFlowing(a, b, options.headFromA, tunnel, 'a');
-    startFlowing(b, a, options.headFromB, tunnel, 'b');
-  });
+  return new Promise((settle) => spliceThen(a, b, options, settle));
+}
+
+/**
+ * splice() with a callback instead of a promise, for the relay, which keeps thousands
+ * of tunnels open: a promise and its reaction would be retained by every one of them.
+ */
+export function spliceThen(a: Socket, b: Socket, options: SpliceOptions, settle: (result: SpliceResult) => void): void {
+  const counts = options.counts ?? { a: 0, b: 0 };
+  if (a.closed || b.closed) {
+    resetSocket(a);
+    resetSocket(b);
+    settle({ bytesAToB: 0, bytesBToA: 0, durationMs: 0, closedFirst: a.closed ? 'a' : 'b', outcome: 'destroyed' });
+    return;
+  }
+  const tunnel: Tunnel = { counts, totals: options.totals ?? [], started: performance.now(), closedFirst: undefined, outcome: 'end', error: undefined, openSides: 2, settle };
+  // Paused explicitly, so attaching 'data' does not start the flow before a head is written.
+  a.pause();
+  b.pause();
+  attach(a, { side: 'a', peer: b, tunnel });
+  attach(b, { side: 'b', peer: a, tunnel });
+  // Either socket may have been paused while its handshake was read.
+  startFlowing(a, b, options.headFromA, tunnel, 'a');
+  startFlowing(b, a, options.headFromB, tunnel, 'b');
 }

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
-import { resetSocket, splice } from '../net/splice.js';
+import { resetSocket, spliceThen, type SpliceResult } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
 import { IdleSweep } from './idle-sweep.js';
 import type { Overview, TunnelOwner } from './overview.js';
@@ -10,6 +10,14 @@ import type { RelayStats } from './stats.js';
 
 /** How long cutting the tunnels may take before shutdown goes on without their log lines. */
 const CUT_SETTLE_MS = 2_000;
+
+/** What an open tunnel keeps besides its sockets: little, as thousands may be open. */
+interface Tunnel {
+  owner: TunnelOwner;
+  log: Logger;
+  client: Socket;
+  data: Socket;
+}
 
 /**
  * Every spliced public client and data connection the relay has open: starts each
@@ -25,8 +33,8 @@ export class OpenTunnels {
   /** With --idle-timeout: finds the tunnels to cut; those cut so far until their line is written. */
   readonly #idleSweep: IdleSweep<Socket> | undefined;
   readonly #timedOut = new Set<Socket>();
-  /** Each open tunnel's owner, by its public client, so one owner's tunnels can be cut. */
-  readonly #owners = new Map<Socket, { owner: TunnelOwner; data: Socket }>();
+  /** Every open tunnel by its public client, so one owner's tunnels can be cut. */
+  readonly #tunnels = new Map<Socket, Tunnel>();
 
   constructor(stats: RelayStats, overview: Overview, idle: { idleTimeoutMs: number; clock: Clock }) {
     this.#stats = stats;
@@ -37,33 +45,37 @@ export class OpenTunnels {
   open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
     this.#open.add(client);
     this.#open.add(data);
-    this.#owners.set(client, { owner, data });
+    const tunnel: Tunnel = { owner, log, client, data };
+    this.#tunnels.set(client, tunnel);
     this.#stats.tunnelOpened();
     const totals = this.#overview.tunnelOpened(owner);
-    const from = clientAddressOf(client);
     const counts = { a: 0, b: 0 };
     this.#idleSweep?.watch(client, counts);
-    void splice(client, data, { headFromB: head, totals, counts }).then((result) => {
-      this.#stats.tunnelClosed();
-      this.#idleSweep?.forget(client);
-      const timedOut = this.#timedOut.delete(client);
-      const closed = {
-        client: from === undefined ? undefined : `${from.address}:${from.port}`,
-        bytesFromClient: result.bytesAToB,
-        bytesToClient: result.bytesBToA,
-        durationMs: result.durationMs,
-        closedBy: timedOut ? 'relay' : result.closedFirst === 'a' ? 'client' : 'service',
-        outcome: timedOut ? 'idle-timeout' : result.outcome,
-        ...(result.error === undefined ? {} : { error: result.error }),
-      } as const;
-      this.#overview.tunnelClosed(owner, closed);
-      log.info(closed, 'tunnel closed');
-      // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
-      // find every line written.
-      this.#owners.delete(client);
-      this.#open.delete(client);
-      this.#open.delete(data);
-    });
+    spliceThen(client, data, { headFromB: head, totals, counts }, (result) => this.#closed(tunnel, result));
+  }
+
+  #closed({ owner, log, client, data }: Tunnel, result: SpliceResult): void {
+    this.#stats.tunnelClosed();
+    this.#idleSweep?.forget(client);
+    const timedOut = this.#timedOut.delete(client);
+    // The peer address outlives the socket: it was read (and kept) when the client was admitted.
+    const from = clientAddressOf(client);
+    const closed = {
+      client: from === undefined ? undefined : `${from.address}:${from.port}`,
+      bytesFromClient: result.bytesAToB,
+      bytesToClient: result.bytesBToA,
+      durationMs: result.durationMs,
+      closedBy: timedOut ? 'relay' : result.closedFirst === 'a' ? 'client' : 'service',
+      outcome: timedOut ? 'idle-timeout' : result.outcome,
+      ...(result.error === undefined ? {} : { error: result.error }),
+    } as const;
+    this.#overview.tunnelClosed(owner, closed);
+    log.info(closed, 'tunnel closed');
+    // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
+    // find every line written.
+    this.#tunnels.delete(client);
+    this.#open.delete(client);
+    this.#open.delete(data);
   }
 
   /** Resets an idle tunnel's client; the splice then resets its data connection too. */
@@ -75,7 +87,7 @@ export class OpenTunnels {
 
   /** Resets both ends of every open tunnel whose owner matches (its tenant was revoked). */
   cutWhere(matches: (owner: TunnelOwner) => boolean): void {
-    for (const [client, { owner, data }] of [...this.#owners]) {
+    for (const { owner, client, data } of [...this.#tunnels.values()]) {
       if (!matches(owner)) continue;
       resetSocket(client);
       resetSocket(data);
