@@ -14,14 +14,17 @@ export interface RelayedClientInfo {
   serverPort: number;
 }
 
-const infoBySocket = new WeakMap<Socket, RelayedClientInfo>();
+// Kept on the socket itself: a WeakMap entry per open client would cost every garbage
+// collection an ephemeron to trace.
+const kRelayInfo = Symbol('relayed client');
+type RelayedSocket = Socket & { [kRelayInfo]?: RelayedClientInfo };
 
 /**
  * For a socket the library delivered: the public client's address and the relay
  * address it reached (what a PROXY protocol header carries). Undefined for any other socket.
  */
 export function relayInfo(socket: Socket): RelayedClientInfo | undefined {
-  return infoBySocket.get(socket);
+  return (socket as RelayedSocket)[kRelayInfo];
 }
 
 /** Opens a data connection, presents `first`, and reads the relay's answer to it. */
@@ -62,7 +65,7 @@ export async function openDataConnection(
   }
   if (reply.rest.length > 0) socket.unshift(reply.rest);
   const { clientAddress, clientPort, serverAddress, serverPort } = reply.msg;
-  infoBySocket.set(socket, { clientAddress, clientPort, serverAddress, serverPort });
+  (socket as RelayedSocket)[kRelayInfo] = { clientAddress, clientPort, serverAddress, serverPort };
   // Code written for a directly connected socket asks it who the peer is: answer with
   // the public client, not the relay.
   Object.defineProperties(socket, {

@@ -29,7 +29,10 @@ export class TlsSessions {
 }
 
 export interface RelayEndpoint {
+  /** The relay's name as the user gave it: what TLS verifies. */
   host: string;
+  /** Where to connect, when already resolved; `host` otherwise. */
+  address?: string;
   port: number;
   tls?: (RelayTlsOptions & { sessions?: TlsSessions }) | undefined;
 }
@@ -37,14 +40,15 @@ export interface RelayEndpoint {
 /** A connection to one of the relay's own ports, plain or TLS; writes may start at once. */
 export function dialRelay(endpoint: RelayEndpoint, allowHalfOpen: boolean): Socket {
   const { host, port, tls } = endpoint;
+  const address = endpoint.address ?? host;
   let socket: Socket;
   if (tls === undefined) {
-    socket = connect({ host, port, allowHalfOpen });
+    socket = connect({ host: address, port, allowHalfOpen });
   } else {
     const sessions = tls.sessions;
     const session = sessions?.get(host, port);
     socket = connectTls({
-      host,
+      host: address,
       port,
       // Honoured by tls.connect at run time, though @types/node does not list it.
       ...({ allowHalfOpen } as object),

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Server, Socket } from 'node:net';
+import { isIP, type Server, type Socket } from 'node:net';
 import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config.js';
 import { RegistrationRefusedError, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -87,6 +87,8 @@ export type ConnectionTarget = Server | ((socket: Socket) => void);
 interface Registration {
   dataPort: number;
   heartbeatMs: number;
+  /** Where every data connection of this registration goes (see #dataEndpointFor). */
+  dataEndpoint: RelayEndpoint;
 }
 
 /**
@@ -290,7 +292,7 @@ export class RelayRegistration extends EventEmitter {
   }
 
   #registered(msg: RelayMessage & { kind: 'OK' }): undefined {
-    this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs };
+    this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs, dataEndpoint: this.#dataEndpointFor(msg.dataPort) };
     this.#relayFeatures = new Set(msg.features ?? []);
     this.#resume = msg.resume;
     this.#attempt = 0;
@@ -385,8 +387,21 @@ export class RelayRegistration extends EventEmitter {
   }
 
   #dataEndpoint(): RelayEndpoint | undefined {
-    const registration = this.#registration;
-    return registration === undefined ? undefined : { host: this.#options.host, port: registration.dataPort, tls: this.#tls() };
+    return this.#registration?.dataEndpoint;
+  }
+
+  /**
+   * The data port at the address the control connection reached. A relay named by a
+   * host name is then not looked up again for every client (getaddrinfo on libuv's
+   * thread pool, per dial-back), and a name with several addresses cannot send a
+   * dial-back to another machine than the one that sent the CONNECT. TLS still checks
+   * the certificate against the name.
+   */
+  #dataEndpointFor(dataPort: number): RelayEndpoint {
+    const host = this.#options.host;
+    const reached = this.#control?.remoteAddress;
+    const address = isIP(host) === 0 && reached !== undefined ? { address: reached } : {};
+    return { host, ...address, port: dataPort, tls: this.#tls() };
   }
 
   async #dialBack(token: string): Promise<void> {
@@ -410,7 +425,7 @@ export class RelayRegistration extends EventEmitter {
     const size = poolSize(this.#options.prewarm);
     if (key === undefined || size === 0) return;
     this.#warmPool = new WarmPool({
-      endpoint: { host: this.#options.host, port: dataPort, tls: this.#tls() },
+      endpoint: this.#registration?.dataEndpoint ?? this.#dataEndpointFor(dataPort),
       key,
       size,
       deliver: (socket) => {
