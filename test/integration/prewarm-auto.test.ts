@@ -1,6 +1,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { dial, echoThrough, eventually } from '../helpers/net.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
 import type { Relay } from '../../src/index.js';
@@ -34,10 +36,24 @@ test('prewarm auto: parks a small floor when idle and grows to serve a burst fro
 
 test("prewarm auto: never parks more than the relay's --max-warm, and stops asking", async (t) => {
   const relay = await inProcessRelay(t, { maxWarmPerService: 4 });
-  const { port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto' });
+  // Each refusal the service has taken in (it lowers its ceiling by one and says so).
+  let learned = 0;
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        if (chunk.toString().includes('relay allows fewer prewarmed connections than asked')) learned++;
+        done();
+      },
+    }),
+  );
+  const { port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto', logger });
+  const limitRefusals = (): number => relay.stats.refusals.get('limit') ?? 0;
   await burst(t, port, 16);
-  await eventually(() => relay.stats.warmIdle === 4, 5000, '4 parked connections');
-  const refusals = relay.stats.refusals.get('limit') ?? 0;
+  // Not only 4 parked: every refusal of the first burst's surplus must also have reached
+  // the service, or a late one would be counted as the second burst's.
+  await eventually(() => relay.stats.warmIdle === 4 && limitRefusals() > 0 && learned === limitRefusals(), 5000, '4 parked connections, every refusal taken in');
+  const refusals = limitRefusals();
   assert.ok(refusals > 0, 'the pool tried to grow past the limit');
   await burst(t, port, 16);
   await eventually(() => relay.stats.warmIdle === 4, 5000, '4 parked connections again');
