@@ -2,6 +2,8 @@
 # Profiles the relay process under one bench workload, the way docs/benchmarks.md
 # quotes it: the C backend, ./relay and the relayed backend of the bench's `relay`
 # path, then either a V8 CPU profile (summarised by profile-top) or strace -c counts.
+# With cpu, the relayed backend (the library's side) is profiled too, into
+# $out/service/.
 #
 #   scripts/profile-relay.sh cpu|strace bulk|conns [PREWARM]
 #
@@ -33,7 +35,12 @@ fi
 relay=$!; pids="$relay $pids"
 sleep 0.5
 warm=""; [ "$prewarm" -gt 0 ] && warm="--prewarm $prewarm"
-node dist/scripts/relayed-backend.js 127.0.0.1 $port $warm > "$out/service.out" & pids="$! $pids"
+if [ "$tool" = cpu ]; then
+  node --cpu-prof --cpu-prof-dir="$out/service" dist/scripts/relayed-backend.js 127.0.0.1 $port $warm > "$out/service.out" & service=$!
+else
+  node dist/scripts/relayed-backend.js 127.0.0.1 $port $warm > "$out/service.out" & service=$!
+fi
+pids="$service $pids"
 for _ in 1 2 3 4 5 6 7 8 9 10; do grep -q established "$out/service.out" && break; sleep 0.5; done
 public=$(sed -n 's/^established relay address: .*:\([0-9]*\)$/\1/p' "$out/service.out" | head -1)
 [ -n "$public" ] || { echo "the relayed backend did not register" >&2; exit 1; }
@@ -58,6 +65,9 @@ if [ "$tool" = strace ]; then
   head -20 "$out/strace.txt"
 else
   work
-  kill -TERM $relay; sleep 2   # the relay's SIGTERM exit writes the profile
-  node dist/scripts/profile-top.js "$out"/*.cpuprofile 30
+  kill -TERM $service $relay; sleep 2   # a SIGTERM exit writes the profile
+  # The master and its worker each write one; the worker's, which did the work, is the larger.
+  node dist/scripts/profile-top.js "$(ls -S "$out"/*.cpuprofile | head -1)" 30
+  echo "--- relayed service (the library) ---"
+  node dist/scripts/profile-top.js "$(ls -S "$out"/service/*.cpuprofile | head -1)" 30
 fi
