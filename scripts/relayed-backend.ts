@@ -12,9 +12,14 @@
  * Usage: node dist/scripts/relayed-backend.js RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM]
  * Prints `established relay address: HOST:PORT` on stdout, like ./echoserver, and on
  * SIGUSR1 `clients N prewarmed M` (tunnel.clientCounts). --ca: TLS to the relay.
+ *
+ *        node dist/scripts/relayed-backend.js --listen PORT
+ * serves the same handler on 127.0.0.1:PORT with a plain net.Server, no relay (the
+ * bench's `node` path: what any Node service pays per connection, the library's floor),
+ * and prints `listening on 127.0.0.1:PORT`.
  */
 import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { listenViaRelay } from '../src/index.js';
 
@@ -109,12 +114,20 @@ function serveBenchProtocol(socket: Socket): void {
 function main(): void {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { prewarm: { type: 'string', default: '0' }, ca: { type: 'string' } },
+    options: { prewarm: { type: 'string', default: '0' }, ca: { type: 'string' }, listen: { type: 'string' } },
   });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));
+  if (values.listen !== undefined) {
+    const server = createServer({ allowHalfOpen: true, noDelay: true }, serveBenchProtocol);
+    server.listen({ port: Number(values.listen), host: '127.0.0.1', backlog: 4096 }, () => {
+      process.stdout.write(`listening on 127.0.0.1:${values.listen}\n`);
+    });
+    return;
+  }
   const [host, port] = positionals;
   const prewarm = values.prewarm === 'auto' ? 'auto' : Number(values.prewarm);
   if (host === undefined || port === undefined || (prewarm !== 'auto' && (!Number.isInteger(prewarm) || prewarm < 0))) {
-    process.stderr.write('usage: relayed-backend RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM]\n');
+    process.stderr.write('usage: relayed-backend RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM] | --listen PORT\n');
     process.exit(2);
   }
   const tunnel = listenViaRelay(serveBenchProtocol, {
@@ -132,7 +145,6 @@ function main(): void {
     process.stderr.write(`relayed-backend: ${err.message}\n`);
     process.exit(1);
   });
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));
 }
 
 main();

@@ -60,8 +60,9 @@ const PRESETS = {
 export const USAGE = `usage: npm run bench -- [options]
 
 Measures direct, socat, haproxy (one thread), haproxy-default (one thread per core),
-relay, relay+expose, relay+prewarm (--prewarm N),
-relay+auto (--prewarm auto) and relay+tls (TLS to the relay) on 127.0.0.1,
+node (a plain Node server: the floor of any Node process), relay, relay+expose,
+relay+prewarm (--prewarm N), relay+auto (--prewarm auto), relay+tls (TLS to the
+relay) and relay+fleet (a one-node fleet on etcd) on 127.0.0.1,
 repetitions interleaved, and prints medians with ratios to direct and to haproxy.
 
   --smoke             a few seconds, tiny counts (CI): every path and figure once

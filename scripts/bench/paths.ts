@@ -12,7 +12,7 @@ import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'haproxy-default', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'haproxy-default', 'node', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
 /** Paths measured only for the connection figures (first echo, conns/s, bursts). */
 export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'];
 export type PathName = (typeof PATH_NAMES)[number];
@@ -203,6 +203,14 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
         rmSync(config, { force: true }); // read once at start; no reloads here
       }
       return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], procs: [proc] };
+    }
+    case 'node': {
+      // The relay path's backend handler on a plain net.Server: the same bytes with no
+      // relay and no library, so what one Node socket costs shows beside the relay's two.
+      const port = await freePort();
+      const proc = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(port)]));
+      await proc.waitLine(/^listening on /, 15_000);
+      return { ...base, port, forwarders: [], servicePid: proc.pid, backendPid: proc.pid, procs: [proc] };
     }
     case 'relay':
     case 'relay+prewarm':

@@ -18,7 +18,7 @@ export const FIGURES = {
   'first-echo': { label: 'connect() to first echoed byte', unit: 'µs', better: 'lower', combine: 'median' },
   conns: { label: 'short connections/s, 50 workers', unit: 'conn/s', better: 'higher', combine: 'median' },
   'conns-cpu': { label: 'forwarder CPU per short connection', unit: 'µs', better: 'lower', combine: 'median' },
-  'conns-cpu-service': { label: 'relayed service CPU per short connection', unit: 'µs', better: 'lower', combine: 'median' },
+  'conns-cpu-service': { label: 'Node service CPU per short connection (library; plain net.Server for node)', unit: 'µs', better: 'lower', combine: 'median' },
   'conns-failed': { label: 'short connections failed (all reps)', unit: 'count', better: 'lower', combine: 'sum' },
   'burst-echo': { label: 'connect() to first echoed byte, bursty arrivals', unit: 'µs', better: 'lower', combine: 'median' },
   'burst-warm': { label: 'bursty arrivals: clients started on a prewarmed connection', unit: '%', better: 'higher', combine: 'median' },
@@ -26,7 +26,7 @@ export const FIGURES = {
   'idle-echoing': { label: 'idle tunnels echoing after hold (worst rep)', unit: 'tunnels', better: 'higher', combine: 'min' },
   'idle-mem-forwarders': { label: 'idle tunnels: forwarder memory per tunnel', unit: 'KiB', better: 'lower', combine: 'median' },
   'idle-mem-relay': { label: 'idle tunnels: relay memory per tunnel', unit: 'KiB', better: 'lower', combine: 'median' },
-  'idle-mem-service': { label: 'idle tunnels: service memory per tunnel', unit: 'KiB', better: 'lower', combine: 'median' },
+  'idle-mem-service': { label: 'idle tunnels: Node service memory per tunnel (library; plain net.Server for node)', unit: 'KiB', better: 'lower', combine: 'median' },
   'idle-rss-after': { label: 'forwarder RSS after close (settled) / before open (worst rep)', unit: '%', better: 'lower', combine: 'max' },
   'idle-rss-cycle2': { label: 'forwarder RSS after a 2nd open+close (settled) / before open (worst rep)', unit: '%', better: 'lower', combine: 'max' },
 } as const satisfies Record<string, { label: string; unit: string; better: 'higher' | 'lower'; combine: 'median' | 'sum' | 'min' | 'max' }>;

@@ -9,6 +9,7 @@ const COLORS: Record<string, string> = {
   socat: '#7f7f7f',
   haproxy: '#1f77b4',
   'haproxy-default': '#17becf',
+  node: '#8c564b',
   relay: '#d62728',
   'relay+expose': '#ff7f0e',
   'relay+prewarm': '#9467bd',
