@@ -41,23 +41,24 @@ export interface RelayEndpoint {
 export function dialRelay(endpoint: RelayEndpoint, allowHalfOpen: boolean): Socket {
   const { host, port, tls } = endpoint;
   const address = endpoint.address ?? host;
-  let socket: Socket;
   if (tls === undefined) {
-    socket = connect({ host: address, port, allowHalfOpen });
-  } else {
-    const sessions = tls.sessions;
-    const session = sessions?.get(host, port);
-    socket = connectTls({
-      host: address,
-      port,
-      // Honoured by tls.connect at run time, though @types/node does not list it.
-      ...({ allowHalfOpen } as object),
-      ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-      ...(tls.servername !== undefined ? { servername: tls.servername } : isIP(host) ? {} : { servername: host }),
-      ...(session === undefined ? {} : { session }),
-    });
-    if (sessions !== undefined) socket.on('session', (ticket: Buffer) => sessions.set(host, port, ticket));
+    // As options, not setNoDelay()/setKeepAlive() calls on the connecting socket: those
+    // set the options when the socket is created and Node sets them again once it is
+    // connected, ten system calls where these five do.
+    return connect({ host: address, port, allowHalfOpen, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
   }
+  const sessions = tls.sessions;
+  const session = sessions?.get(host, port);
+  const socket = connectTls({
+    host: address,
+    port,
+    // Honoured by tls.connect at run time, though @types/node does not list it.
+    ...({ allowHalfOpen } as object),
+    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls.servername !== undefined ? { servername: tls.servername } : isIP(host) ? {} : { servername: host }),
+    ...(session === undefined ? {} : { session }),
+  });
+  if (sessions !== undefined) socket.on('session', (ticket: Buffer) => sessions.set(host, port, ticket));
   socket.setNoDelay(true);
   socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
   return socket;

@@ -177,9 +177,9 @@ export class Relay implements RegistrarHost {
 
   async #onConnection(socket: Socket, accepts: { control: boolean; data: boolean }): Promise<void> {
     socket.on('error', ignoreSocketError);
-    const peer = socket.remoteAddress;
+    // The peer's address is asked for (a getpeername call) only when a refusal logs it.
     if (this.#shuttingDown) {
-      this.refused('shutdown', { peer }, 'connection dropped: shutting down');
+      this.refused('shutdown', { peer: socket.remoteAddress }, 'connection dropped: shutting down');
       socket.destroy();
       return;
     }
@@ -188,14 +188,14 @@ export class Relay implements RegistrarHost {
       // A peer that half-closed before its line: our sockets allow half-open, so
       // without this it would sit in CLOSE_WAIT for ever.
       if (first.code === 'closed') return void socket.destroy();
-      return this.#refuse(socket, first.code, first.reason, peer, first.spokeHttp);
+      return this.#refuse(socket, first.code, first.reason, socket.remoteAddress, first.spokeHttp);
     }
     const msg = first.msg;
     if (msg.kind === 'HELLO' && accepts.control) return this.#registrar.register(socket, msg, first.rest);
     if (msg.kind === 'DATA' && accepts.data) return this.#dialedBack(socket, msg.token, first.rest);
     if (msg.kind === 'IDLE' && accepts.data) return this.#parkIdle(socket, msg.token, first.rest);
     const expected = accepts.control ? (accepts.data ? 'HELLO, DATA or IDLE' : 'HELLO') : 'DATA or IDLE';
-    this.#refuse(socket, 'bad-line', `expected ${expected} as the first line`, peer);
+    this.#refuse(socket, 'bad-line', `expected ${expected} as the first line`, socket.remoteAddress);
   }
 
   /** The next line of a connection still in its handshake: counted, bounded in time, evictable. */

@@ -42,7 +42,7 @@ const ESTABLISHED = 1;
 // copies them into every accepted socket (src/net/listener-options.ts). If that copy
 // did not happen, the accepted sockets would have no keepalive timer, or the system's
 // default of two hours instead of the relay's 15 s.
-test('every socket the relay accepts (public client, control, data) has its 15 s keepalive', { skip: process.platform !== 'linux' && 'reads /proc/net/tcp' }, async (t) => {
+test('every socket the relay accepts (public client, control, data) and the service dials has its 15 s keepalive', { skip: process.platform !== 'linux' && 'reads /proc/net/tcp' }, async (t) => {
   const relay = await startRelay(t, portsFlag());
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const client = await dial(t, echo.publicPort);
@@ -52,14 +52,16 @@ test('every socket the relay accepts (public client, control, data) has its 15 s
 
   const acceptedByRelay = (): TcpEntry[] =>
     tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
+  // The library's side (src/client/transport.ts) sets them as connect() options.
+  const dialedByService = (): TcpEntry[] => tcpTable().filter((e) => e.state === ESTABLISHED && e.remotePort === relay.port);
   const limit = (KEEPALIVE_DELAY_MS / 1000) * TICKS_PER_SECOND;
   // Just after bytes moved a socket may still wait for an ACK (a retransmit timer): wait
   // until all of them are idle.
   await eventually(() => {
-    const sockets = acceptedByRelay();
-    return sockets.length >= 3 && sockets.every((e) => e.timer === 2);
-  }, 10_000, 'the public client, control and data connections idle with a keepalive timer');
-  const sockets = acceptedByRelay();
+    const sockets = [...acceptedByRelay(), ...dialedByService()];
+    return sockets.length >= 5 && sockets.every((e) => e.timer === 2);
+  }, 10_000, 'the public client, control and data connections idle with a keepalive timer, at both ends');
+  const sockets = [...acceptedByRelay(), ...dialedByService()];
   assert.ok(sockets.some((e) => e.localPort === echo.publicPort && e.remotePort === client.localPort), 'the public client is among them');
   for (const entry of sockets) assert.ok(entry.ticksLeft <= limit, `keepalive due in ${entry.ticksLeft / TICKS_PER_SECOND} s, not within ${KEEPALIVE_DELAY_MS / 1000} s`);
 });
