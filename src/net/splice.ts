@@ -78,6 +78,8 @@ interface Side {
   side: SpliceSide;
   peer: Socket;
   tunnel: Tunnel;
+  /** Its FIN was sent by closing it, not by end() (see onEnd): a clean finish all the same. */
+  finishedByClose: boolean;
 }
 
 // The handlers below are shared by every splice and find their state through `this`
@@ -105,7 +107,24 @@ function onDrain(this: SplicedSocket): void {
 function onEnd(this: SplicedSocket): void {
   const { side, peer, tunnel } = this[kSide];
   tunnel.closedFirst ??= side;
-  peer.end();
+  if (canFinishByClose(peer)) {
+    (peer as SplicedSocket)[kSide].finishedByClose = true;
+    peer.destroy();
+  } else {
+    peer.end();
+  }
+}
+
+/**
+ * Whether this FIN finishes the tunnel's second direction with nothing left to say: the
+ * peer's own FIN came first (nothing more to read from it) and every byte for it is
+ * already with the kernel. Then closing the peer sends the same FIN, after those bytes,
+ * and saves the shutdown() and the two epoll changes that end() costs: three of the
+ * relay's two dozen system calls per short connection. Not for TLS, whose close_notify
+ * only end() sends.
+ */
+function canFinishByClose(peer: Socket): boolean {
+  return peer.readableEnded && peer.writable && peer.writableLength === 0 && (peer as { encrypted?: boolean }).encrypted !== true;
 }
 
 function onError(this: SplicedSocket, err: Error): void {
@@ -119,11 +138,11 @@ function onError(this: SplicedSocket, err: Error): void {
 }
 
 function onClose(this: SplicedSocket): void {
-  const { side, peer, tunnel } = this[kSide];
+  const { side, peer, tunnel, finishedByClose } = this[kSide];
   tunnel.closedFirst ??= side;
   // Closed cleanly means FIN both ways; anything else (a local destroy, a timeout)
   // must not leave the other side open with nowhere to send.
-  const clean = this.readableEnded && this.writableFinished;
+  const clean = this.readableEnded && (this.writableFinished || finishedByClose);
   if (!clean && !peer.destroyed) {
     if (tunnel.outcome === 'end') tunnel.outcome = 'destroyed';
     resetSocket(peer);
@@ -189,8 +208,8 @@ export function spliceThen(a: Socket, b: Socket, options: SpliceOptions, settle:
   // Paused explicitly, so attaching 'data' does not start the flow before a head is written.
   a.pause();
   b.pause();
-  attach(a, { side: 'a', peer: b, tunnel });
-  attach(b, { side: 'b', peer: a, tunnel });
+  attach(a, { side: 'a', peer: b, tunnel, finishedByClose: false });
+  attach(b, { side: 'b', peer: a, tunnel, finishedByClose: false });
   // Either socket may have been paused while its handshake was read.
   startFlowing(a, b, options.headFromA, tunnel, 'a');
   startFlowing(b, a, options.headFromB, tunnel, 'b');
