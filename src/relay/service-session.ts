@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Clock, Timer } from '../clock.js';
 import { HEARTBEAT_MISSES, type RelayOptions } from '../config.js';
 import type { Logger } from '../log.js';
-import { readLines, refuse, refusalReply, sendMessage } from '../net/lines.js';
+import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
 import { resetSocket } from '../net/splice.js';
 import { parseServiceLine, type Feature, type Message, type ServiceMessage } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
@@ -191,7 +191,7 @@ export class ServiceSession implements DoorOwner {
     const idle = line === undefined ? undefined : this.#takeIdle();
     if (idle !== undefined && line !== undefined) {
       this.#countClient(client);
-      sendMessage(idle, line);
+      sendMessageBeforeData(idle, line);
       stats.observeDialback(0);
       this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
       return;
@@ -243,7 +243,7 @@ export class ServiceSession implements DoorOwner {
       return;
     }
     this.#host.stats.observeDialback((this.#host.clock.monotonic() - entry.startedAt) / 1000);
-    sendMessage(data, line);
+    sendMessageBeforeData(data, line);
     this.#host.openTunnel(this, entry.client, data, head);
   }
 
