@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { measureBulk, measureBurst, measureConns, measureFirstEcho, measureRtt, type Outcome, type Settings } from './bench/figures.js';
 import { formatFlood, measureFlood } from './bench/flood.js';
 import { measureIdle } from './bench/idle.js';
@@ -56,15 +57,15 @@ function steps(settings: Settings): Step[] {
   ];
 }
 
-function readOutput(command: string, args: string[]): string | undefined {
+function readOutput(command: string, args: string[], cwd = ROOT): string | undefined {
   try {
-    return execFileSync(command, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch {
     return undefined;
   }
 }
 
-function describeMachine(): string[] {
+function describeMachine(baseline: string | undefined): string[] {
   const socat = findProgram('socat');
   const haproxy = findProgram('haproxy');
   const commit = readOutput('git', ['rev-parse', '--short', 'HEAD']);
@@ -76,6 +77,7 @@ function describeMachine(): string[] {
     `peers:    ${socat ? (readOutput(socat, ['-V'])?.split('\n').find((l) => l.includes('version')) ?? 'socat') : 'socat missing'}; ` +
       `${haproxy ? (readOutput(haproxy, ['-v'])?.split('\n')[0] ?? 'haproxy') : 'haproxy missing'}`,
     `relay:    commit ${commit ?? 'unknown'}${dirty ? ' + uncommitted changes in src/' : ''}`,
+    ...(baseline === undefined ? [] : [`baseline: commit ${readOutput('git', ['rev-parse', '--short', 'HEAD'], baseline) ?? 'unknown'} (relay@baseline, from ${path.basename(baseline)})`]),
   ];
 }
 
@@ -98,7 +100,7 @@ async function startPaths(options: Options, backend: Awaited<ReturnType<typeof s
     const usesPath = !CONNECTION_ONLY.includes(name) || options.figures.some((f) => f === 'first-echo' || f === 'conns' || f === 'burst');
     if (!usesPath) continue;
     try {
-      const result = await startPath(name, { backend, prewarm: options.prewarm });
+      const result = await startPath(name, { backend, prewarm: options.prewarm, baseline: options.baseline });
       if ('skipped' in result) process.stdout.write(`skipped ${name}: ${result.skipped}\n`);
       else paths.push(result);
     } catch (err) {
@@ -177,7 +179,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const machine = describeMachine();
+  const machine = describeMachine(options.baseline);
   process.stdout.write(`tcp-relay benchmark (${options.mode}, ${options.reps} reps)\n${machine.join('\n')}\n`);
   const tool = { binary: buildBenchtool() };
   const backend = await startBackend(tool);

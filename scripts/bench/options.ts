@@ -3,6 +3,8 @@
  * run fits its budget: --smoke (seconds, CI: every path and figure once), --quick
  * (under two minutes), and the default full run.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Settings } from './figures.js';
 import type { FloodSettings } from './flood.js';
@@ -22,6 +24,8 @@ export interface Options {
   idle: IdleSettings;
   flood: FloodSettings;
   prewarm: number;
+  /** --baseline: another built checkout, measured as the relay@baseline path. */
+  baseline: string | undefined;
   warmup: boolean;
   json: string | undefined;
   svg: string | undefined;
@@ -71,6 +75,9 @@ repetitions interleaved, and prints medians with ratios to direct and to haproxy
   --only LIST         comma list of paths (${PATH_NAMES.join(', ')})
                       and/or figures (${FIGURE_GROUPS.join(', ')})
   --tunnels N         idle tunnels to hold (default 5000; --quick 2000)
+  --baseline DIR      also measure DIR, another built checkout (say, the commit
+                      before a change), as the path relay@baseline: before and
+                      after in one run, interleaved like every other path
   --prewarm N         pool size of the relay+prewarm path (default 16)
   --json FILE         one object per measurement (path, figure, reps, median, p99,
                       unit, ratio_to_direct, ratio_to_haproxy)
@@ -79,6 +86,16 @@ repetitions interleaved, and prints medians with ratios to direct and to haproxy
 `;
 
 export class OptionsError extends Error {}
+
+/** A built checkout to measure as relay@baseline: its launcher and its relayed backend. */
+function baselineCheckout(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  const root = path.resolve(dir);
+  for (const file of ['relay', 'dist/scripts/relayed-backend.js']) {
+    if (!existsSync(path.join(root, file))) throw new OptionsError(`--baseline ${dir}: no ${file} there (check out and build the commit to compare: npm ci && npm run build)`);
+  }
+  return root;
+}
 
 function whole(name: string, text: string | undefined, min: number, max: number): number | undefined {
   if (text === undefined) return undefined;
@@ -102,6 +119,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
         json: { type: 'string' },
         svg: { type: 'string' },
         md: { type: 'string' },
+        baseline: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -126,12 +144,14 @@ export function parseOptions(argv: string[]): Options | 'help' {
     mode,
     reps,
     idleReps: Math.min(reps, preset.idleReps),
-    paths: paths.length > 0 ? paths : [...PATH_NAMES],
+    // relay@baseline is measured only beside another checkout, and then by default.
+    paths: (paths.length > 0 ? paths : [...PATH_NAMES]).filter((p) => p !== 'relay@baseline' || values.baseline !== undefined),
     figures: figures.length > 0 ? figures : [...FIGURE_GROUPS],
     settings: { ...preset.settings },
     idle: { ...preset.idle, tunnels, batch: Math.min(preset.idle.batch, tunnels) },
     flood: { ...preset.flood },
     prewarm: whole('--prewarm', values.prewarm, 1, 64) ?? 16,
+    baseline: baselineCheckout(values.baseline),
     warmup: preset.warmup,
     json: values.json,
     svg: values.svg,

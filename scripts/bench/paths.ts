@@ -12,7 +12,7 @@ import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'haproxy-default', 'node', 'relay', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
+export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'haproxy-default', 'node', 'relay', 'relay@baseline', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
 /** Paths measured only for the connection figures (first echo, conns/s, bursts). */
 export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'];
 export type PathName = (typeof PATH_NAMES)[number];
@@ -40,6 +40,8 @@ export interface BenchPath {
 export interface PathContext {
   backend: { proc: Proc; port: number };
   prewarm: number;
+  /** The checkout relay@baseline runs from. */
+  baseline?: string | undefined;
 }
 
 /** The first executable found among the candidates, or undefined. */
@@ -125,10 +127,10 @@ function haproxyConfig(port: number, backendPort: number, threads: 'one' | 'defa
  * relay's figures are its worker's (`workerPid`): the master only holds the listening
  * sockets, and a forwarder with a child looks unsettled to the CPU figures.
  */
-export async function startRelayed(service: (relayPort: number) => Proc, flags: string[] = []): Promise<{ relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }> {
+export async function startRelayed(service: (relayPort: number) => Proc, flags: string[] = [], root = ROOT): Promise<{ relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
-    const relay = startProcess('relay', path.join(ROOT, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...flags]);
+    const relay = startProcess('relay', path.join(root, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...flags]);
     const svc = service(relayPort);
     try {
       const match = await svc.waitLine(/^established relay address: .+:(\d+)$/, 15_000);
@@ -168,7 +170,7 @@ async function startEtcd(etcd: string): Promise<{ proc: Proc; url: string; dir: 
   return { proc, url, dir };
 }
 
-const node = (script: string, args: string[]): [string, string[]] => [process.execPath, [path.join(ROOT, 'dist', 'scripts', script), ...args]];
+const node = (script: string, args: string[], root = ROOT): [string, string[]] => [process.execPath, [path.join(root, 'dist', 'scripts', script), ...args]];
 
 /** Starts a path, or says why it is skipped (a peer that is not installed). */
 export async function startPath(name: PathName, ctx: PathContext): Promise<BenchPath | { skipped: string }> {
@@ -211,6 +213,13 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       const proc = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(port)]));
       await proc.waitLine(/^listening on /, 15_000);
       return { ...base, port, forwarders: [], servicePid: proc.pid, backendPid: proc.pid, procs: [proc] };
+    }
+    case 'relay@baseline': {
+      // The relay path exactly, from another checkout: relay and relayed backend both.
+      const root = ctx.baseline;
+      if (root === undefined) return { skipped: 'no --baseline checkout given' };
+      const { relay, workerPid, service, port } = await startRelayed((relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)], root)), [], root);
+      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service], relayedBackend: service };
     }
     case 'relay':
     case 'relay+prewarm':

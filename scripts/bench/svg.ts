@@ -11,6 +11,7 @@ const COLORS: Record<string, string> = {
   'haproxy-default': '#17becf',
   node: '#8c564b',
   relay: '#d62728',
+  'relay@baseline': '#e377c2',
   'relay+expose': '#ff7f0e',
   'relay+prewarm': '#9467bd',
   'relay+fleet': '#2ca02c',
