@@ -210,12 +210,17 @@ export class ServiceSession implements DoorOwner {
   }
 
   #countClient(client: Socket): void {
+    const counted = client as Partial<CountedClient>;
+    const before = counted[kCountedBy];
+    // A client counted by a registration that ended (it waited at the door since) moves
+    // here: counted once, by its current session.
+    if (before !== undefined) before.clientGone();
+    // on, not once: 'close' comes once anyway, and once() would wrap the listener in a new closure.
+    else client.on('close', uncountClient);
+    counted[kCountedBy] = this;
     this.#clients++;
     if (this.tenant !== undefined) this.tenant.clients++;
     this.#host.stats.clientsTaken++;
-    (client as CountedClient)[kCountedBy] = this;
-    // on, not once: 'close' comes once anyway, and once() would wrap the listener in a new closure.
-    client.on('close', uncountClient);
   }
 
   /** A counted client closed (see uncountClient). */

@@ -30,4 +30,10 @@ test('a client waiting for the dial-back of a service that fell silent is held p
   assert.equal((await data.peer.readBytes(11, 5000)).toString(), 'still here\n');
   data.peer.socket.write('answered\n');
   assert.equal((await readAtLeast(client, 9, 5000)).toString(), 'answered\n');
+  // Taken by two registrations, counted once: --max-tunnels sees one client, then none.
+  assert.equal(relay.stats.clientsTaken, 1);
+  client.end();
+  data.peer.socket.end();
+  await eventually(() => relay.stats.clientsTaken === 0, 5000, 'the client uncounted once it closed');
+  assert.equal(relay.stats.clientsTaken, 0);
 });
