@@ -109,8 +109,9 @@ export function sendMessage(socket: Socket, msg: Message): boolean {
  * tunnel whose public client spoke first (HTTP, TLS, most protocols), whose bytes are
  * already waiting when the tunnel opens but are read one event-loop turn later. The line
  * is held until the end of that next turn, so line and bytes leave in one write: one
- * system call and one wake-up of the service fewer per client. A client that says
- * nothing first waits one turn for its line, microseconds on an idle relay.
+ * system call and one wake-up of the service fewer per client. For a client that says
+ * nothing first (SSH, SMTP: the server speaks first) the line waits one turn: microseconds
+ * on an idle relay, as long as a turn takes on a busy one.
  */
 export function sendMessageBeforeData(socket: Socket, msg: Message): boolean {
   if (socket.destroyed || !socket.writable) return false;

@@ -19,7 +19,9 @@ interface AcceptOptions {
  * net.Server makes per accepted socket: ten per relayed client, a few percent of the
  * relay's CPU per short connection (see docs/benchmarks.md). Elsewhere, or when the
  * listener refuses an option, the server keeps setting them per socket as before.
- * Call it once the server is listening. Returns whether the options moved.
+ * Call it once the server is listening. Returns whether the options moved. Node then
+ * believes accepted sockets have no TCP_NODELAY, so a later setNoDelay(false) on one
+ * would do nothing; nothing here calls it.
  */
 export function setOnListener(server: Server): boolean {
   if (process.platform !== 'linux') return false;

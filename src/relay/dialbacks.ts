@@ -6,7 +6,7 @@ export interface PendingClient<Owner> {
   token: string;
   owner: Owner;
   client: Socket;
-  /** Clock time the CONNECT went out. */
+  /** Clock time the CONNECT was written (it leaves at the end of that event-loop turn). */
   since: number;
   /** The same moment on the monotonic clock: the timeout and the latency metric count from it. */
   startedAt: number;
@@ -58,6 +58,8 @@ export class DialbackRegistry<Owner> {
     return entry;
   }
 
+  // Node rounds timers down to whole milliseconds from its cached loop time, so this often
+  // wakes a fraction early and arms again for 1 ms: one spare wake-up per expiry.
   #armFor(oldest: PendingClient<Owner>): void {
     const dueIn = Math.max(1, oldest.startedAt + this.#timeoutMs - this.#clock.monotonic());
     this.#timer = this.#clock.setTimeout(() => this.#expireDue(), dueIn);

@@ -30,7 +30,9 @@ const WORKER_SEMI_SPACE_MIB = 4;
  * top, which a relay moving 64 KiB reads does all the time: every trim is paid again in
  * page faults by the next reads. Measured on a 2-core VM: 100 000 to 200 000 faults per
  * GiB relayed and 2 to 5 times the CPU per GiB, against a few hundred faults with this.
- * The price is up to this much free memory kept after a peak. Set
+ * The price is up to this much free memory kept after a peak; and, as any fixed
+ * threshold does, it turns off glibc's adaptive mmap threshold, so allocations of 128 KiB
+ * or more are always mapped afresh (none is on the relay's hot path). Set
  * MALLOC_TRIM_THRESHOLD_ (or GLIBC_TUNABLES) yourself to choose another; other C
  * libraries ignore it.
  */

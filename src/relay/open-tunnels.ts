@@ -58,7 +58,8 @@ export class OpenTunnels {
     this.#stats.tunnelClosed();
     this.#idleSweep?.forget(client);
     const timedOut = this.#timedOut.delete(client);
-    // The peer address outlives the socket: it was read (and kept) when the client was admitted.
+    // net.Socket keeps the peer address it read (admission and takeClient read it), so a
+    // closed socket still has it.
     const from = clientAddressOf(client);
     const closed = {
       client: from === undefined ? undefined : `${from.address}:${from.port}`,

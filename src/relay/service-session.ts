@@ -40,14 +40,23 @@ export interface SessionIdentity {
 }
 
 const kCountedBy = Symbol('counted by');
-type CountedClient = Socket & { [kCountedBy]: ServiceSession };
+/** A public client, with the session that counts it while it is taken (none while it waits at a door). */
+type CountedClient = Socket & { [kCountedBy]?: ServiceSession | undefined };
 
 /**
  * One listener shared by every counted client, which finds its session on the socket:
  * a closure per client would be kept for as long as its tunnel is open.
  */
 function uncountClient(this: CountedClient): void {
-  this[kCountedBy].clientGone();
+  releaseCount(this);
+}
+
+/** The client is no longer taken: by a session that counted it, because it closed or went back to a door. */
+function releaseCount(client: CountedClient): void {
+  const session = client[kCountedBy];
+  if (session === undefined) return;
+  client[kCountedBy] = undefined;
+  session.clientGone();
 }
 
 /** How a registration ended, which decides what happens to its port. */
@@ -178,7 +187,7 @@ export class ServiceSession implements DoorOwner {
   takeClient(client: Socket): void {
     const from = clientAddressOf(client);
     const { stats, options: limits } = this.#host;
-    if (this.closed) return this.#door.hold(client);
+    if (this.closed) return this.#holdAtDoor(client);
     if (from === undefined) return resetSocket(client);
     if (this.#clients >= limits.maxClientsPerService) {
       return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
@@ -210,20 +219,26 @@ export class ServiceSession implements DoorOwner {
   }
 
   #countClient(client: Socket): void {
-    const counted = client as Partial<CountedClient>;
-    const before = counted[kCountedBy];
-    // A client counted by a registration that ended (it waited at the door since) moves
-    // here: counted once, by its current session.
-    if (before !== undefined) before.clientGone();
-    // on, not once: 'close' comes once anyway, and once() would wrap the listener in a new closure.
-    else client.on('close', uncountClient);
+    const counted = client as CountedClient;
+    // on, not once: 'close' comes once anyway, and once() would wrap the listener in a
+    // new closure. A client that was counted before (and waited at a door since) has it.
+    if (!(kCountedBy in counted)) client.on('close', uncountClient);
     counted[kCountedBy] = this;
     this.#clients++;
     if (this.tenant !== undefined) this.tenant.clients++;
     this.#host.stats.clientsTaken++;
   }
 
-  /** A counted client closed (see uncountClient). */
+  /**
+   * Back to the door, to wait for a registration, no longer counted as taken: when it is
+   * offered again, the limits must not count it against itself.
+   */
+  #holdAtDoor(client: Socket): void {
+    releaseCount(client as CountedClient);
+    this.#door.hold(client);
+  }
+
+  /** A client this session counted closed, or went back to the door (see releaseCount). */
   clientGone(): void {
     this.#clients--;
     this.#host.stats.clientsTaken--;
@@ -257,7 +272,7 @@ export class ServiceSession implements DoorOwner {
     // Not a word from the service since the CONNECT: its host may have died silently.
     // The heartbeat decides; meanwhile the client waits at the door, not closed.
     if (this.#lastHeard < entry.since && !this.closed) {
-      this.#door.hold(entry.client);
+      this.#holdAtDoor(entry.client);
       return;
     }
     // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
@@ -314,7 +329,7 @@ export class ServiceSession implements DoorOwner {
       const client = this.#host.dialbacks.take(token)?.client;
       if (client === undefined) continue;
       if (departure === 'left') resetSocket(client);
-      else this.#door.hold(client);
+      else this.#holdAtDoor(client);
     }
     this.#pending.clear();
     for (const socket of this.#idle) {
