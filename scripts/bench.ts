@@ -150,7 +150,7 @@ async function measureAll(tool: Tool, paths: BenchPath[], options: Options, back
       const label = `idle rep ${rep + 1}/${options.idleReps} (${options.idle.tunnels} tunnels)`;
       let fresh;
       try {
-        fresh = await startPath(name, { backend, prewarm: options.prewarm });
+        fresh = await startPath(name, { backend, prewarm: options.prewarm, baseline: options.baseline });
       } catch (err) {
         errors.push(`${name} ${label}: could not start: ${(err as Error).message}`);
         continue;
