@@ -86,7 +86,9 @@ test('tenants: each gets only its own ports; a quota reached costs only that ten
   assert.match(third.line, /^ERR limit tenant alice has its maximum of 2 services/);
 
   const bob = await echoserver(t, relay, 'bob', 'bob-secret', ['--public-port', String(alice1.publicPort)]);
-  assert.equal(bob.publicPort, block.first + 10, "a port outside bob's list gets one inside it");
+  // Any port of the list: another program (a concurrent test's outgoing connection, in
+  // the ephemeral range) may hold the first for a moment.
+  assert.ok([block.first + 10, block.first + 12, block.first + 13].includes(bob.publicPort), `a port outside bob's list gets one inside it, not ${bob.publicPort}`);
   await echoes(t, bob.publicPort);
   await echoes(t, alice1.publicPort);
 

@@ -145,7 +145,9 @@ export async function freePort(): Promise<number> {
 
 /** A block of public ports for one test file, so parallel files never expect the same port. */
 export function portBlock(size = 100): { first: number; last: number } {
-  const first = 20_000 + Math.floor(Math.random() * 400) * 100;
+  // Below Linux's ephemeral range (32768 and up), where the outgoing connections of tests
+  // running beside this one would take a public port for a moment.
+  const first = 10_000 + Math.floor(Math.random() * (22_700 / 100 - Math.ceil(size / 100) + 1)) * 100;
   return { first, last: first + size - 1 };
 }
 
