@@ -277,8 +277,10 @@ export class ServiceSession implements DoorOwner {
     }
     // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
     const [reason, why] = descriptorFree() ? ['dialback-timeout', ''] : ['fds', ' (the relay is out of file descriptors: the dial-back may have been dropped)'];
-    this.#host.refused(reason, { client: clientAddressOf(entry.client)?.address }, `service did not dial back in time${why}; client closed`, this.log);
-    entry.client.destroy();
+    this.#host.refused(reason, { client: clientAddressOf(entry.client)?.address }, `service did not dial back in time${why}; client reset`, this.log);
+    // A reset, as for every public client refused: a FIN would read as a server that
+    // answered nothing and finished.
+    resetSocket(entry.client);
   }
 
   /** Parks a prewarmed data connection; false when the pool is full or we are closing. */

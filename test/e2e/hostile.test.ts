@@ -254,7 +254,7 @@ test('hostile: a token works once; the same token replayed gets "ERR bad-token" 
   await assertUnharmed(t, v, 'a replayed token');
 });
 
-test('hostile: an expired token is refused, and its public client was closed at the dial-back timeout', async (t) => {
+test('hostile: an expired token is refused, and its public client was reset at the dial-back timeout', async (t) => {
   const v = await victim(t);
   const { control, registration } = await registerRaw(t, v.relay.port);
   const client = await dial(t, registration.publicPort);
@@ -263,9 +263,10 @@ test('hostile: an expired token is refused, and its public client was closed at 
   // A service that is heard from after the CONNECT is alive and just not dialing back;
   // one that falls silent keeps its clients held until the heartbeat decides.
   control.send('PING');
-  await endOf(client, 1000 + MARGIN_MS + 500);
+  const ending = await endOf(client, 1000 + MARGIN_MS + 500);
   const elapsed = performance.now() - started;
-  assert.ok(elapsed >= 900 && elapsed <= 1000 + MARGIN_MS + 500, `client closed after ${elapsed} ms, dial-back timeout is 1000 ms`);
+  assert.ok(elapsed >= 900 && elapsed <= 1000 + MARGIN_MS + 500, `client ended after ${elapsed} ms, dial-back timeout is 1000 ms`);
+  assert.equal(ending, 'reset', 'a reset, not a FIN: nothing was served');
   await v.relay.waitFor('stderr', /service did not dial back in time/, 2000);
 
   const late = await dialData(t, registration.dataPort, `DATA ${token}`);
