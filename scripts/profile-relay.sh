@@ -65,7 +65,8 @@ if [ "$tool" = strace ]; then
   head -20 "$out/strace.txt"
 else
   work
-  kill -TERM $service $relay; sleep 2   # a SIGTERM exit writes the profile
+  kill -TERM $service $relay
+  wait $service $relay || true   # a SIGTERM exit writes the profile
   # The master and its worker each write one; the worker's, which did the work, is the larger.
   node dist/scripts/profile-top.js "$(ls -S "$out"/*.cpuprofile | head -1)" 30
   echo "--- relayed service (the library) ---"

@@ -33,7 +33,7 @@ export interface RelayOptions {
   maxWarmPerService: number;
   /** Time allowed for the first line (and the PROOF) on any connection to a relay port. */
   handshakeTimeoutMs: number;
-  /** Time a public client waits for its service to dial back before it is closed. */
+  /** Time a public client waits for its service to dial back before it is reset. */
   dialbackTimeoutMs: number;
   /** Interval of PING on control connections; a peer silent for HEARTBEAT_MISSES intervals is dead. */
   heartbeatMs: number;

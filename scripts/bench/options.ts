@@ -1,7 +1,7 @@
 /**
  * The bench's command line and its three presets. A preset sizes every figure so a
- * run fits its budget: --smoke (seconds, CI: every path and figure once), --quick
- * (under two minutes), and the default full run.
+ * run fits its budget: --smoke (under a minute, CI: every path and figure once), --quick
+ * (a few minutes), and the default full run.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -69,8 +69,8 @@ relay+prewarm (--prewarm N), relay+auto (--prewarm auto), relay+tls (TLS to the
 relay) and relay+fleet (a one-node fleet on etcd) on 127.0.0.1,
 repetitions interleaved, and prints medians with ratios to direct and to haproxy.
 
-  --smoke             a few seconds, tiny counts (CI): every path and figure once
-  --quick             under two minutes, fewer repetitions
+  --smoke             under a minute, tiny counts (CI): every path and figure once
+  --quick             a few minutes, fewer repetitions
   --reps N            repetitions of figures 1-5 (idle tunnels: at most the preset's)
   --only LIST         comma list of paths (${PATH_NAMES.join(', ')})
                       and/or figures (${FIGURE_GROUPS.join(', ')})
@@ -79,8 +79,8 @@ repetitions interleaved, and prints medians with ratios to direct and to haproxy
                       before a change), as the path relay@baseline: before and
                       after in one run, interleaved like every other path
   --prewarm N         pool size of the relay+prewarm path (default 16)
-  --json FILE         one object per measurement (path, figure, reps, median, p99,
-                      unit, ratio_to_direct, ratio_to_haproxy)
+  --json FILE         one object per measurement (path, figure, label, reps, median,
+                      p99, unit, ratio_to_direct, ratio_to_haproxy, samples)
   --svg FILE          bar chart of the ratios to direct
   --md FILE           the results as a markdown table
 `;

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenLocal } from '../helpers/net.js';
 import { ROOT } from '../helpers/processes.js';
+import { requireTools } from '../helpers/tools.js';
 
 interface Outcome {
   code: number;
@@ -87,6 +88,7 @@ test('bad durations from the environment or a config file are refused like bad f
 });
 
 test('bad command line: a --tls-key that is not PEM, or not the key of --tls-cert, is a usage error naming the file', async (t) => {
+  if (!requireTools(t, 'openssl')) return;
   const dir = await mkdtemp(path.join(tmpdir(), 'relay-pem-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const pair = (name: string): { cert: string; key: string } => {

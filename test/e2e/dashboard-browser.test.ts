@@ -4,13 +4,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { requireTools } from '../helpers/tools.js';
+import { requireTools, toolPath } from '../helpers/tools.js';
 import { relayWithDashboard } from '../helpers/dashboard.js';
 import { dial, eventually, readAtLeast, readToEnd } from '../helpers/net.js';
 import { startService } from '../helpers/processes.js';
 import { Peer, registerRaw } from '../helpers/protocol.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const WAIT_MS = 10_000;
 
 
@@ -18,7 +17,8 @@ const WAIT_MS = 10_000;
 async function browser(t: TestContext, viewport = { width: 1200, height: 900 }): Promise<BrowserContext> {
   const profile = await mkdtemp(path.join(tmpdir(), 'relay-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
+    // The chromium requireTools found, wherever on PATH it is.
+    executablePath: toolPath('chromium'),
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport,
     timeout: 30_000,

@@ -63,6 +63,13 @@ function available(tool: Tool): boolean {
   return ok;
 }
 
+/** Where a tool is on PATH (after requireTools said it is there). */
+export function toolPath(tool: Tool): string {
+  const program = onPath(tool);
+  if (program === undefined) throw new Error(`${tool} is not on PATH`);
+  return program;
+}
+
 /**
  * True when every tool is installed. Otherwise marks the test skipped with the
  * install line and returns false (the test should return at once), or, under

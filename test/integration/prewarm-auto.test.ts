@@ -58,5 +58,4 @@ test("prewarm auto: never parks more than the relay's --max-warm, and stops aski
   await burst(t, port, 16);
   await eventually(() => relay.stats.warmIdle === 4, 5000, '4 parked connections again');
   assert.equal(relay.stats.refusals.get('limit') ?? 0, refusals, 'the pool asked past the limit again');
-  assert.ok(relay.stats.warmIdle <= 4);
 });

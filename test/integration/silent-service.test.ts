@@ -36,5 +36,4 @@ test('a client waiting for the dial-back of a service that fell silent is held p
   client.end();
   data.peer.socket.end();
   await eventually(() => relay.stats.clientsTaken === 0, 5000, 'the client uncounted once it closed');
-  assert.equal(relay.stats.clientsTaken, 0);
 });

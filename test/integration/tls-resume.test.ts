@@ -1,6 +1,5 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,18 +7,19 @@ import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { dial, readAtLeast } from '../helpers/net.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
+import { selfSignedCert } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
 
-function selfSigned(t: TestContext): { cert: Buffer; key: Buffer } {
+async function selfSigned(t: TestContext): Promise<{ cert: Buffer; key: Buffer }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-  return { cert: readFileSync(`${dir}/c.pem`), key: readFileSync(`${dir}/k.pem`) };
+  const { cert, key } = await selfSignedCert(dir);
+  return { cert: readFileSync(cert), key: readFileSync(key) };
 }
 
 /** Relays an echo handler over TLS and reports, per delivered client, whether its data connection resumed a session. */
 async function tlsEcho(t: TestContext, prewarm?: number): Promise<{ port: number; resumed: boolean[] }> {
-  const pem = selfSigned(t);
+  const pem = await selfSigned(t);
   const relay = await inProcessRelay(t, { tls: pem });
   const resumed: boolean[] = [];
   const handler = (socket: Socket): void => {
