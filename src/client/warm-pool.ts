@@ -4,6 +4,7 @@ import { openDataConnection } from './dial-back.js';
 import { Timers } from './timers.js';
 import type { RelayEndpoint } from './transport.js';
 import type { WarmSizer } from './warm-sizer.js';
+import { resetSocket } from '../net/splice.js';
 
 export interface WarmPoolOptions {
   /** Where data connections go (the relay's data port). */
@@ -72,7 +73,9 @@ export class WarmPool {
     const newest = [...this.#sockets].slice(-surplus);
     for (const socket of newest) {
       this.#sockets.delete(socket);
-      socket.end();
+      // A reset, not a FIN: should the relay hand this connection a client at this very
+      // moment, the client must see it cut, not served and finished.
+      resetSocket(socket);
     }
     this.#options.log.debug({ closed: surplus, kept: this.#sockets.size }, 'prewarm pool shrank');
   }

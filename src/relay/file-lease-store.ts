@@ -69,7 +69,9 @@ export class FileLeaseStore implements LeaseStore {
     // A lease live at the stop gets the whole grace from now: a reboot longer than the
     // grace must not cost a service its port. Reservations that ran out meanwhile are gone.
     const live = records
-      .map((record) => (record.until === null ? { ...record, until: now + this.#graceMs } : record))
+      // A file edited or written by a clock far ahead could hold a port for ever (and
+      // overflow the reservation's timer): no reservation outlasts one grace from now.
+      .map((record) => ({ ...record, until: record.until === null ? now + this.#graceMs : Math.min(record.until, now + this.#graceMs) }))
       .filter((record) => record.until !== null && record.until > now);
     this.#log.info({ stateFile: this.#file, leases: live.length, dropped: records.length - live.length }, 'leases loaded');
     return live;

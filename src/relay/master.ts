@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
 import { stopKernelReads } from '../net/hand-over.js';
 import { isFromWorker, type FromWorker, type LeaseRecord, type ListeningPorts, type ToWorker } from './worker-messages.js';
+import { resetSocket } from '../net/splice.js';
 
 /** A new worker must be listening within this, or the upgrade is called off. */
 const READY_TIMEOUT_MS = 30_000;
@@ -256,7 +257,8 @@ function send(worker: Worker, msg: ToWorker): void {
 function forward(to: Worker | undefined, msg: ToWorker, socket: Socket | undefined): void {
   if (socket === undefined) return;
   stopKernelReads(socket);
-  if (to === undefined || !to.isConnected()) return void socket.destroy();
+  // A public client (or a dial-back) nobody can take: a reset, never a FIN.
+  if (to === undefined || !to.isConnected()) return void resetSocket(socket);
   to.send(msg, socket);
   socket.destroy(); // the JavaScript object only: its handle is already on its way
 }

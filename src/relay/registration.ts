@@ -18,6 +18,7 @@ import { ServiceSession, type SessionHost } from './service-session.js';
 import type { RelayStats } from './stats.js';
 import { challenge, challenges } from './service-auth.js';
 import { Tenancy, type TenantAccount, type TenantGrant } from './tenancy.js';
+import { resetSocket } from '../net/splice.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
@@ -158,7 +159,7 @@ export class Registrar implements SessionHost {
     const door = this.#doors.get(port);
     if (door === undefined) {
       this.#host.refused('hold-timeout', { publicPort: port }, 'handed-over client reset: its port has no lease here');
-      client.destroy();
+      resetSocket(client);
       return;
     }
     if (door.owner !== undefined) door.owner.takeClient(client);

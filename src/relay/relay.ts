@@ -237,9 +237,11 @@ export class Relay implements RegistrarHost {
 
   #dialedBack(socket: Socket, token: string, head: Buffer, mayPass = true): void {
     const entry = this.dialbacks.take(token);
+    // Our own probe tokens first: during an upgrade every unknown token would otherwise go
+    // to the old worker, which refuses our probes as bad tokens.
+    if (entry === undefined && this.probes.answer(token, socket)) return;
     if (entry === undefined && mayPass && this.passDialBack?.(socket, token, head) === true) return;
     if (entry === undefined) {
-      if (this.probes.answer(token, socket)) return;
       return this.#refuse(socket, 'bad-token', 'unknown, used or expired token', socket.remoteAddress);
     }
     entry.owner.dialedBack(entry, socket, head);

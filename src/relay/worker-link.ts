@@ -4,6 +4,7 @@ import { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
 import type { FromWorker, LeaseRecord, ListeningPorts, ToWorker } from './worker-messages.js';
+import { resetSocket } from '../net/splice.js';
 
 /** What a worker's relay must offer for an upgrade and a stop. */
 export interface UpgradableRelay {
@@ -99,7 +100,7 @@ export class MasterLink {
     if (socket !== undefined && (msg.kind === 'held-client' || msg.kind === 'dial-back')) {
       // Before anything else, in this tick: see adoptHandedOver.
       adoptHandedOver(socket, msg.kind === 'held-client' ? Buffer.from(msg.head, 'base64') : Buffer.alloc(0));
-      if (relay === undefined) return void socket.destroy();
+      if (relay === undefined) return void resetSocket(socket); // a public client or dial-back nobody will serve
       if (msg.kind === 'held-client') relay.adoptHeldClient(msg.port, socket);
       else relay.acceptDialBack(socket, msg.token, Buffer.from(msg.head, 'base64'));
       return;

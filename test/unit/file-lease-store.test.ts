@@ -56,6 +56,13 @@ test('reservations that ran out while the relay was down are dropped at load', a
   assert.deepEqual(await new FileLeaseStore({ file, graceMs: GRACE_MS, log: pino({ enabled: false }), clock }).load(), []);
 });
 
+test('a reservation far in the future (a file from a clock that ran ahead) lasts at most one grace from the load', async (t) => {
+  const { file, store, clock } = setUp(t);
+  await store.save(() => [{ key: KEY_B, port: 9002, until: clock.now() + 100 * 365 * 86_400_000 }]);
+  const loaded = await new FileLeaseStore({ file, graceMs: GRACE_MS, log: pino({ enabled: false }), clock }).load();
+  assert.deepEqual(loaded, [{ key: KEY_B, port: 9002, until: clock.now() + GRACE_MS }]);
+});
+
 test('a missing, empty or corrupt state file means no leases and one warning, never a throw', async (t) => {
   const { file, store, logged } = setUp(t);
   assert.deepEqual(await store.load(), []);
