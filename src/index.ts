@@ -2,15 +2,15 @@
  * tcp-relay's public API: serve a program through a relay (listenViaRelay), run a
  * relay in-process (Relay), and the errors both can raise.
  */
-export { listenViaRelay, RelayRegistration, RelayTunnel } from './client/tunnel.js';
-export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/tunnel.js';
+export { listenViaRelay, RelayRegistration, RelayTunnel } from './client/registration.js';
+export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/registration.js';
 export { relayInfo } from './client/dial-back.js';
 export type { RelayTlsOptions } from './client/transport.js';
 export type { RelayedClientInfo } from './client/dial-back.js';
 export { Relay } from './relay/relay.js';
-export type { RelayOptions, PortRange } from './config.js';
-export { RELAY_DEFAULTS } from './config.js';
+export type { RelayOptions, PortRange } from './config/defaults.js';
+export { RELAY_DEFAULTS } from './config/defaults.js';
 export { RelayError, UsageError, RegistrationRefusedError } from './errors.js';
 export { splice } from './net/splice.js';
 export type { SpliceResult } from './net/splice.js';
-export type { LeaseRecord, LeaseStore } from './relay/lease-store.js';
+export type { LeaseRecord, LeaseStore } from './leases/lease-store.js';

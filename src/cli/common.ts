@@ -5,7 +5,7 @@ import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { splitHostPort } from '../protocol/messages.js';
-import { parseCredentials, type BasicCredentials } from '../relay/basic-auth.js';
+import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
 
 /** A TCP port from the command line, or a UsageError naming the flag. */
 export function portArg(name: string, value: unknown, allowZero = false): number {

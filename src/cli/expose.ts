@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { KEEPALIVE_DELAY_MS } from '../config.js';
+import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resetSocket, splice } from '../net/splice.js';

@@ -1,6 +1,6 @@
 import yargs from 'yargs';
 import { joinHostPort } from '../protocol/messages.js';
-import type { OverviewSnapshot } from '../relay/api.js';
+import type { OverviewSnapshot } from '../monitor/api.js';
 import { metricsAuthArg, parseListen, usageFailure } from './common.js';
 import { renderStatus } from './status-table.js';
 

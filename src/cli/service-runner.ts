@@ -1,11 +1,11 @@
 import type { Socket } from 'node:net';
 import type { Argv } from 'yargs';
-import { listenViaRelay, type RelayClientOptions, type RelayRegistration } from '../client/tunnel.js';
+import { listenViaRelay, type RelayClientOptions, type RelayRegistration } from '../client/registration.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME } from '../protocol/messages.js';
-import { flagValue, SERVICE_RULES } from '../options-validation.js';
+import { flagValue, SERVICE_RULES } from '../config/rules.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** How long resetting the open connections may take before the program exits anyway. */

@@ -1,5 +1,5 @@
-import type { OverviewSnapshot } from '../relay/api.js';
-import type { ProbeView } from '../relay/overview.js';
+import type { OverviewSnapshot } from '../monitor/api.js';
+import type { ProbeView } from '../monitor/overview.js';
 
 /** Rows of each recent list shown in a terminal; the API keeps more. */
 const RECENT_ROWS = 10;

@@ -1,6 +1,6 @@
-import type { RelayOptions } from '../config.js';
+import type { RelayOptions } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
-import { loadTenants } from '../relay/tenants-file.js';
+import { loadTenants } from '../access/tenants-file.js';
 
 /** --tenants at start: a file that does not load stops the relay with one line (exit 2). */
 export function checkTenantsFlags(options: RelayOptions): void {

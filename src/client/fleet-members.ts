@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.js';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
-import type { PublicAddress, RelayClientOptions, RelayTunnel } from './tunnel.js';
+import type { PublicAddress, RelayClientOptions, RelayTunnel } from './registration.js';
 
 /** Makes one more registration of the same service, with another node of the fleet. */
 export type MemberFactory = (options: RelayClientOptions) => RelayTunnel;

@@ -1,6 +1,6 @@
 import { connect, isIP, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { KEEPALIVE_DELAY_MS } from '../config.js';
+import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
 
 /** TLS towards the relay: on when given, with a private CA if the relay's certificate needs one. */
 export interface RelayTlsOptions {

@@ -1,7 +1,7 @@
-import type { PortRange } from '../config.js';
+import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import { joinHostPort } from '../protocol/messages.js';
-import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../relay/lease-store.js';
+import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
 
 export interface FleetSettings {

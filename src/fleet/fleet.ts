@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { fileArg, portArg } from '../cli/common.js';
-import type { RelayOptions } from '../config.js';
+import type { RelayOptions } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { splitHostPort } from '../protocol/messages.js';
-import { histogram } from '../relay/metrics.js';
+import { histogram } from '../monitor/metrics.js';
 import { EtcdClient, type EtcdTls } from './etcd-client.js';
 import { EtcdLeaseStore } from './etcd-lease-store.js';
 

@@ -5,8 +5,8 @@ import { OpenConnections } from '../net/open-connections.js';
 import { resetSocket, spliceThen, type SpliceResult } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
 import { IdleSweep } from './idle-sweep.js';
-import type { Overview, TunnelOwner } from './overview.js';
-import type { RelayStats } from './stats.js';
+import type { Overview, TunnelOwner } from '../monitor/overview.js';
+import type { RelayStats } from '../monitor/stats.js';
 
 /** How long cutting the tunnels may take before shutdown goes on without their log lines. */
 const CUT_SETTLE_MS = 2_000;

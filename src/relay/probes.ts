@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { refuse } from '../net/lines.js';
 import { newToken } from '../protocol/auth.js';
 import { formatMessage, type Feature } from '../protocol/messages.js';
-import type { RelayStats } from './stats.js';
+import type { RelayStats } from '../monitor/stats.js';
 
 /**
  * What the relay knows of one service's data path. `not-probed`: the service did not

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
-import type { RelayOptions } from '../config.js';
+import type { RelayOptions } from '../config/defaults.js';
 import { resetSocket } from '../net/splice.js';
 import { addressGroup, ClientsPerAddress, ConnectRate } from './address-limits.js';
 import { plainAddress } from './client-address.js';

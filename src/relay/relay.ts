@@ -1,27 +1,27 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { systemClock, type Clock } from '../clock.js';
-import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config.js';
+import { KEEPALIVE_DELAY_MS, RELAY_DEFAULTS, type RelayOptions } from '../config/defaults.js';
 import { silentLogger, type Logger } from '../log.js';
-import { validateRelayOptions } from '../options-validation.js';
+import { validateRelayOptions } from '../config/rules.js';
 import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/lines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { setOnListener } from '../net/listener-options.js';
 import { resetSocket } from '../net/splice.js';
 import { parseServiceLine, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
 import { DialbackRegistry } from './dialbacks.js';
-import { FileLeaseStore } from './file-lease-store.js';
-import { noLeaseStore, type LeaseRecord, type LeaseStore } from './lease-store.js';
+import { FileLeaseStore } from '../leases/file-lease-store.js';
+import { noLeaseStore, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
 import { OpenTunnels } from './open-tunnels.js';
 import { ProbeTokens } from './probes.js';
 import { PublicAdmission } from './public-admission.js';
-import { Overview } from './overview.js';
-import { acceptFailure, listenOrFail } from './out-of-fds.js';
-import { RefusalLog } from './refusal-log.js';
-import { Registrar, type RegistrarHost } from './registration.js';
-import { tlsAcceptor } from './tls-accept.js';
+import { Overview } from '../monitor/overview.js';
+import { acceptFailure, listenOrFail } from '../net/out-of-fds.js';
+import { RefusalLog } from '../monitor/refusal-log.js';
+import { Registrar, type RegistrarHost } from './registrar.js';
+import { tlsAcceptor } from '../net/tls-accept.js';
 import type { ServiceSession } from './service-session.js';
-import { RelayStats } from './stats.js';
+import { RelayStats } from '../monitor/stats.js';
 
 /**
  * Connections still in their handshake held at once. Past it the OLDEST is dropped, not

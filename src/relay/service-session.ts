@@ -1,18 +1,18 @@
 import type { Socket } from 'node:net';
 import type { Clock, Timer } from '../clock.js';
-import { HEARTBEAT_MISSES, type RelayOptions } from '../config.js';
+import { HEARTBEAT_MISSES, type RelayOptions } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
 import { resetSocket } from '../net/splice.js';
 import { parseServiceLine, type Feature, type Message, type ServiceMessage } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import { ControlWriter } from './control-writer.js';
-import { descriptorFree } from './out-of-fds.js';
+import { descriptorFree } from '../net/out-of-fds.js';
 import type { DialbackRegistry, PendingClient } from './dialbacks.js';
 import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
-import type { RelayStats } from './stats.js';
-import type { TenantAccount } from './tenancy.js';
+import type { RelayStats } from '../monitor/stats.js';
+import type { TenantAccount } from '../access/tenancy.js';
 
 /** What a session needs from the relay that owns it. */
 export interface SessionHost {

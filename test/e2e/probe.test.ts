@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ServiceView } from '../../src/relay/overview.js';
+import type { ServiceView } from '../../src/monitor/overview.js';
 import { getJson } from '../helpers/dashboard.js';
 import { dataGate } from '../helpers/data-gate.js';
 import { dial, echoThrough, eventually, listenLocal, portsFlag } from '../helpers/net.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { KEEPALIVE_DELAY_MS } from '../../src/config.js';
+import { KEEPALIVE_DELAY_MS } from '../../src/config/defaults.js';
 import { dial, eventually, portsFlag, readAtLeast } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
 import { requireTools } from '../helpers/tools.js';

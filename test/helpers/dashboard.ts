@@ -1,5 +1,5 @@
 import type { TestContext } from 'node:test';
-import type { OverviewSnapshot } from '../../src/relay/api.js';
+import type { OverviewSnapshot } from '../../src/monitor/api.js';
 import { portsFlag } from './net.js';
 import { startRelay, type RelayProcess } from './processes.js';
 

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { boundPort, serveMonitor } from '../../src/relay/monitor-http.js';
-import { Overview } from '../../src/relay/overview.js';
-import { RelayStats } from '../../src/relay/stats.js';
+import { boundPort, serveMonitor } from '../../src/monitor/http.js';
+import { Overview } from '../../src/monitor/overview.js';
+import { RelayStats } from '../../src/monitor/stats.js';
 
 test('metrics listener: an error after it is up (a failed accept) is reported, not thrown, and /metrics keeps answering', async (t) => {
   const reported: Error[] = [];

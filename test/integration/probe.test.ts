@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
-import { renderMetrics } from '../../src/relay/metrics.js';
+import { renderMetrics } from '../../src/monitor/metrics.js';
 import { Relay } from '../../src/index.js';
 import { dataGate } from '../helpers/data-gate.js';
 import { dial, echoThrough, eventually, portBlock } from '../helpers/net.js';

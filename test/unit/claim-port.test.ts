@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { claimPort } from '../../src/relay/claim-port.js';
-import { noLeaseStore, type ClaimAnswer, type LeaseStore } from '../../src/relay/lease-store.js';
-import { PortPool } from '../../src/relay/port-pool.js';
+import { claimPort } from '../../src/leases/claim-port.js';
+import { noLeaseStore, type ClaimAnswer, type LeaseStore } from '../../src/leases/lease-store.js';
+import { PortPool } from '../../src/leases/port-pool.js';
 import { ManualClock } from '../helpers/clock.js';
 
 /** A fleet's agreement kept in a map: what etcd's transaction decides, without etcd. */

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatBytes, formatDuration, probeText, table } from '../../src/cli/status-table.js';
-import { authorized, parseCredentials } from '../../src/relay/basic-auth.js';
-import { Overview, RECENT_LIMIT } from '../../src/relay/overview.js';
+import { authorized, parseCredentials } from '../../src/monitor/basic-auth.js';
+import { Overview, RECENT_LIMIT } from '../../src/monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../../src/relay/probes.js';
-import { Ring } from '../../src/relay/ring.js';
+import { Ring } from '../../src/monitor/ring.js';
 
 const basic = (text: string): string => `Basic ${Buffer.from(text).toString('base64')}`;
 

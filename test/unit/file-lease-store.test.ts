@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { FileLeaseStore } from '../../src/relay/file-lease-store.js';
-import { leaseKey, type LeaseRecord } from '../../src/relay/lease-store.js';
+import { FileLeaseStore } from '../../src/leases/file-lease-store.js';
+import { leaseKey, type LeaseRecord } from '../../src/leases/lease-store.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const KEY_A = leaseKey('0123456789abcdef0123456789abcdef');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deriveLimits, FALLBACK_LIMITS, parseFdLimit } from '../../src/limits.js';
+import { deriveLimits, FALLBACK_LIMITS, parseFdLimit } from '../../src/config/limits.js';
 
 const GiB = 2 ** 30;
 

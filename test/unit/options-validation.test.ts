@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { listenViaRelay, Relay, UsageError, type RelayOptions, type RelayClientOptions } from '../../src/index.js';
-import { flagValue, MAX_TIMER_MS, RELAY_RULES } from '../../src/options-validation.js';
+import { flagValue, MAX_TIMER_MS, RELAY_RULES } from '../../src/config/rules.js';
 
 const usage = (pattern: RegExp) => (err: unknown) => err instanceof UsageError && err.code === 'usage' && pattern.test(err.message);
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
-import { PortPool, type TryListen } from '../../src/relay/port-pool.js';
+import { PortPool, type TryListen } from '../../src/leases/port-pool.js';
 import { mulberry32, randomInt } from './prng.js';
 import { ManualClock } from '../helpers/clock.js';
 

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import type { Logger } from '../../src/log.js';
 import type { Feature } from '../../src/protocol/messages.js';
 import { ProbeTokens, startProber } from '../../src/relay/probes.js';
-import { RelayStats } from '../../src/relay/stats.js';
+import { RelayStats } from '../../src/monitor/stats.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const INTERVAL = 30_000;

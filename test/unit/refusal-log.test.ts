@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
-import { RefusalLog } from '../../src/relay/refusal-log.js';
+import { RefusalLog } from '../../src/monitor/refusal-log.js';
 
 function capture(): { lines: Record<string, unknown>[]; log: Logger } {
   const lines: Record<string, unknown>[] = [];

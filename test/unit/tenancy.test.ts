@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { silentLogger } from '../../src/log.js';
 import { computeProof, newNonce } from '../../src/protocol/auth.js';
-import { PortPool } from '../../src/relay/port-pool.js';
-import { Tenancy } from '../../src/relay/tenancy.js';
+import { PortPool } from '../../src/leases/port-pool.js';
+import { Tenancy } from '../../src/access/tenancy.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const RANGE = { first: 5000, last: 5009 };

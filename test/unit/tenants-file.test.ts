@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseTenants } from '../../src/relay/tenants-file.js';
+import { parseTenants } from '../../src/access/tenants-file.js';
 
 const RANGE = { first: 20000, last: 20999 };
 const file = (tenants: unknown[]): string => JSON.stringify({ tenants });

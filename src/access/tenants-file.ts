@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { PortRange } from '../config.js';
+import type { PortRange } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import { TENANT_NAME } from '../protocol/messages.js';
 

@@ -2,8 +2,8 @@ import type { SpliceCounts } from '../net/splice.js';
 import { joinHostPort } from '../protocol/messages.js';
 import { RateHistory } from './rate-history.js';
 import { Ring } from './ring.js';
-import { plainAddress } from './client-address.js';
-import type { ProbeStatus } from './probes.js';
+import { plainAddress } from '../relay/client-address.js';
+import type { ProbeStatus } from '../relay/probes.js';
 
 /** Closed tunnels and refusals remembered for the dashboard. */
 export const RECENT_LIMIT = 100;

@@ -1,5 +1,5 @@
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import type { PortRange } from '../config.js';
+import type { PortRange } from '../config/defaults.js';
 import type { LeaseRecord } from './lease-store.js';
 
 const inScope = (scope: ClaimScope, port: number): boolean => scope.ports.some((range) => port >= range.first && port <= range.last);

@@ -62,7 +62,7 @@ export interface RelayOptions {
 
 export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile' | 'tenantsFile'>;
 
-/** The client limits this machine can hold (src/limits.ts), read once at start. */
+/** The client limits this machine can hold (src/config/limits.ts), read once at start. */
 export const DERIVED_LIMITS: DerivedLimits = deriveLimits(machineFigures());
 
 export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {

@@ -1,5 +1,5 @@
 import type { SpliceCounts } from '../net/splice.js';
-import type { TenantFigures } from './tenancy.js';
+import type { TenantFigures } from '../access/tenancy.js';
 
 /** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
 export class RelayStats {

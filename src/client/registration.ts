@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { isIP, type Server, type Socket } from 'node:net';
-import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config.js';
+import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config/defaults.js';
 import { RegistrationRefusedError, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { validateClientOptions } from '../options-validation.js';
+import { validateClientOptions } from '../config/rules.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof, newToken } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, joinHostPort, parseRelayLine, type Feature, type RelayMessage } from '../protocol/messages.js';

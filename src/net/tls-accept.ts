@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
-import { ignoreSocketError } from '../net/ignore-error.js';
-import { runsOver } from '../net/splice.js';
+import { ignoreSocketError } from './ignore-error.js';
+import { runsOver } from './splice.js';
 
 /**
  * Turns accepted TCP sockets into server-side TLS sockets. The relay accepts plain TCP

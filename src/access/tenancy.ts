@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { PortRange } from '../config.js';
+import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import { verifyProof } from '../protocol/auth.js';
-import type { ClaimScope, PortPool } from './port-pool.js';
+import type { ClaimScope, PortPool } from '../leases/port-pool.js';
 import { loadTenants, MAX_SECRETS, type TenantLimits, type TenantSpec } from './tenants-file.js';
 
 /**

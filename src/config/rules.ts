@@ -4,10 +4,10 @@
  * honour is refused with one clear line instead of misbehaving later.
  */
 import { createSecureContext } from 'node:tls';
-import type { RelayClientOptions } from './client/tunnel.js';
-import type { RelayOptions, RelayTunable } from './config.js';
-import { UsageError } from './errors.js';
-import { TENANT_NAME } from './protocol/messages.js';
+import type { RelayClientOptions } from '../client/registration.js';
+import type { RelayOptions, RelayTunable } from './defaults.js';
+import { UsageError } from '../errors.js';
+import { TENANT_NAME } from '../protocol/messages.js';
 
 /** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2_147_483_647;
