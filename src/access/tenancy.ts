@@ -92,16 +92,15 @@ export class Tenancy {
   /** Verified against in place of secrets a tenant does not have, so every check costs the same work. */
   readonly #decoy = randomBytes(32).toString('hex');
 
-  /** Reads the file; throws a UsageError naming the problem. */
-  constructor(file: string, range: PortRange, log: Logger) {
+  /**
+   * `specs`: the file's entries, when whoever checked the command line has read it
+   * already; else the file is read now (a UsageError names the problem).
+   */
+  constructor(file: string, range: PortRange, log: Logger, specs: TenantSpec[] = loadTenants(file, range)) {
     this.#file = file;
     this.#range = range;
     this.#log = log;
-    this.#install(loadTenants(file, range));
-  }
-
-  get file(): string {
-    return this.#file;
+    this.#install(specs);
   }
 
   has(name: string): boolean {

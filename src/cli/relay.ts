@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import { joinHostPort, splitHostPort } from '../protocol/messages.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
 import { boundPort, serveMonitor } from '../monitor/http.js';
-import { Relay } from '../relay/relay.js';
+import { Relay, upgradeSide } from '../relay/relay.js';
 import { flagValue, RELAY_RULES } from '../config/rules.js';
 import { argvWithEnv } from './env-options.js';
 import { runStatus } from './relay-status.js';
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
   try {
     // start() reads the state file first; a predecessor's leases are added to those.
     await relay.start();
-    await relay.installLeases(go.leases);
+    await upgradeSide(relay).installLeases(go.leases);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'needs more privileges' : `cannot be opened (${String(err)})`;
@@ -163,7 +163,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
-  master.serve(relay, metricsServer, go.predecessor);
+  master.serve(upgradeSide(relay), metricsServer, go.predecessor);
 }
 
 function fleetRefused(message: string): never {

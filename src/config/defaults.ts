@@ -60,6 +60,11 @@ export interface RelayOptions {
   tenantsFile?: string;
 }
 
+/** The public ports a relay hands out: `ports`, or every port above its control port. */
+export function publicRange(options: Pick<RelayOptions, 'ports' | 'port'>): PortRange {
+  return options.ports ?? { first: options.port + 1, last: 65535 };
+}
+
 export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile' | 'tenantsFile'>;
 
 /** The client limits this machine can hold (src/config/limits.ts), read once at start. */

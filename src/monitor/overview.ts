@@ -3,7 +3,8 @@ import { joinHostPort } from '../protocol/messages.js';
 import { RateHistory } from './rate-history.js';
 import { Ring } from './ring.js';
 import { plainAddress } from '../relay/client-address.js';
-import type { ProbeStatus } from '../relay/probes.js';
+import type { ProbeStatus } from './probe-status.js';
+import type { RefusalReason } from './refusal-reasons.js';
 
 /** Closed tunnels and refusals remembered for the dashboard. */
 export const RECENT_LIMIT = 100;
@@ -42,7 +43,7 @@ export interface TunnelRecord extends ClosedTunnel {
 
 export interface RefusalRecord {
   at: number;
-  reason: string;
+  reason: RefusalReason;
   /** The refused peer's address, when it had one. */
   peer: string | undefined;
   message: string;
@@ -174,7 +175,7 @@ export class Overview {
     this.#tunnels.push({ service: owner.id, publicPort: owner.port, closedAt: Date.now(), ...closed });
   }
 
-  refused(reason: string, fields: Record<string, unknown>, message: string): void {
+  refused(reason: RefusalReason, fields: Record<string, unknown>, message: string): void {
     const address = fields['peer'] ?? fields['client'];
     const peer = typeof address === 'string' ? plainAddress(address) : undefined;
     this.#refusals.push({ at: Date.now(), reason, peer, message });

@@ -1,11 +1,19 @@
 import type { SpliceCounts } from '../net/splice.js';
+import type { RefusalReason } from './refusal-reasons.js';
 import type { TenantFigures } from '../access/tenancy.js';
+
+/** Figures the relay's parts hold themselves, read when asked, never counted twice. */
+export interface LiveFigures {
+  servicesActive(): number;
+  tunnelsOpen(): number;
+}
+
+const NOTHING_LIVE: LiveFigures = { servicesActive: () => 0, tunnelsOpen: () => 0 };
 
 /** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
 export class RelayStats {
-  servicesActive = 0;
+  readonly #live: LiveFigures;
   servicesRegistered = 0;
-  tunnelsOpen = 0;
   /** Prewarmed data connections parked, waiting for a client. */
   warmIdle = 0;
   tunnelsOpened = 0;
@@ -21,7 +29,7 @@ export class RelayStats {
   stateWriteErrors = 0;
   /** Bytes from public clients (a) and to them (b), open tunnels included; the splices add to it live. */
   readonly bytes: SpliceCounts = { a: 0, b: 0 };
-  readonly refusals = new Map<string, number>();
+  readonly refusals = new Map<RefusalReason, number>();
   /** More /metrics lines from a part loaded only when configured (a fleet node's etcd figures). */
   extraMetrics: (() => string) | undefined;
   /** Dial-back latency: counts of observations at or below each bound, in seconds. */
@@ -40,6 +48,20 @@ export class RelayStats {
   /** With --tenants: what each tenant uses now (one entry per tenant of the file, so bounded). */
   tenantFigures: () => readonly TenantFigures[] = () => [];
 
+  constructor(live: LiveFigures = NOTHING_LIVE) {
+    this.#live = live;
+  }
+
+  /** Services registered now. */
+  get servicesActive(): number {
+    return this.#live.servicesActive();
+  }
+
+  /** Tunnels (a public client spliced with a data connection) open now. */
+  get tunnelsOpen(): number {
+    return this.#live.tunnelsOpen();
+  }
+
   get bytesFromClients(): number {
     return this.bytes.a;
   }
@@ -48,16 +70,7 @@ export class RelayStats {
     return this.bytes.b;
   }
 
-  tunnelOpened(): void {
-    this.tunnelsOpen++;
-    this.tunnelsOpened++;
-  }
-
-  tunnelClosed(): void {
-    this.tunnelsOpen--;
-  }
-
-  refused(reason: string): void {
+  refused(reason: RefusalReason): void {
     this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
   }
 

@@ -27,7 +27,7 @@ export class OutOfFdsError extends Error {
 }
 
 /** The refusal reason and message for a failed accept(). */
-export function acceptFailure(err: NodeJS.ErrnoException): { reason: string; message: string } {
+export function acceptFailure(err: NodeJS.ErrnoException): { reason: 'fds' | 'accept'; message: string } {
   return isOutOfFds(err)
     ? { reason: 'fds', message: 'accept failed: out of file descriptors (raise ulimit -n)' }
     : { reason: 'accept', message: 'accept failed' };

@@ -1,12 +1,11 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import { OpenConnections } from '../net/open-connections.js';
+import type { Overview, TunnelOwner } from '../monitor/overview.js';
+import type { RelayStats } from '../monitor/stats.js';
 import { resetSocket, spliceThen, type SpliceResult } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
 import { IdleSweep } from './idle-sweep.js';
-import type { Overview, TunnelOwner } from '../monitor/overview.js';
-import type { RelayStats } from '../monitor/stats.js';
 
 /** How long cutting the tunnels may take before shutdown goes on without their log lines. */
 const CUT_SETTLE_MS = 2_000;
@@ -17,6 +16,8 @@ interface Tunnel {
   log: Logger;
   client: Socket;
   data: Socket;
+  /** Reset by --idle-timeout: the relay, not a peer, ended it. */
+  timedOut: boolean;
 }
 
 /**
@@ -28,36 +29,37 @@ interface Tunnel {
 export class OpenTunnels {
   readonly #stats: RelayStats;
   readonly #overview: Overview;
-  /** Both sockets of every tunnel, until its access-log line is written. */
-  readonly #open = new OpenConnections();
-  /** With --idle-timeout: finds the tunnels to cut; those cut so far until their line is written. */
-  readonly #idleSweep: IdleSweep<Socket> | undefined;
-  readonly #timedOut = new Set<Socket>();
-  /** Every open tunnel by its public client, so one owner's tunnels can be cut. */
+  /** Every open tunnel by its public client, until its access-log line is written. */
   readonly #tunnels = new Map<Socket, Tunnel>();
+  /** With --idle-timeout: finds the tunnels to cut. */
+  readonly #idleSweep: IdleSweep<Tunnel> | undefined;
+  /** Woken when the last tunnel has its line: a drain or a cut waiting for the end. */
+  #whenEmpty: (() => void)[] = [];
 
   constructor(stats: RelayStats, overview: Overview, idle: { idleTimeoutMs: number; clock: Clock }) {
     this.#stats = stats;
     this.#overview = overview;
-    if (idle.idleTimeoutMs > 0) this.#idleSweep = new IdleSweep(idle.idleTimeoutMs, idle.clock, (client) => this.#timeOut(client));
+    if (idle.idleTimeoutMs > 0) this.#idleSweep = new IdleSweep(idle.idleTimeoutMs, idle.clock, (tunnel) => this.#timeOut(tunnel));
   }
 
-  open(log: Logger, owner: TunnelOwner, client: Socket, data: Socket, head: Buffer): void {
-    this.#open.add(client);
-    this.#open.add(data);
-    const tunnel: Tunnel = { owner, log, client, data };
+  /** Tunnels open now. */
+  get size(): number {
+    return this.#tunnels.size;
+  }
+
+  open(owner: TunnelOwner & { readonly log: Logger }, client: Socket, data: Socket, head: Buffer): void {
+    const tunnel: Tunnel = { owner, log: owner.log, client, data, timedOut: false };
     this.#tunnels.set(client, tunnel);
-    this.#stats.tunnelOpened();
+    this.#stats.tunnelsOpened++;
     const totals = this.#overview.tunnelOpened(owner);
     const counts = { a: 0, b: 0 };
-    this.#idleSweep?.watch(client, counts);
+    this.#idleSweep?.watch(tunnel, counts);
     spliceThen(client, data, { headFromB: head, totals, counts }, (result) => this.#closed(tunnel, result));
   }
 
-  #closed({ owner, log, client, data }: Tunnel, result: SpliceResult): void {
-    this.#stats.tunnelClosed();
-    this.#idleSweep?.forget(client);
-    const timedOut = this.#timedOut.delete(client);
+  #closed(tunnel: Tunnel, result: SpliceResult): void {
+    const { owner, log, client, timedOut } = tunnel;
+    this.#idleSweep?.forget(tunnel);
     // net.Socket keeps the peer address it read (admission and takeClient read it), so a
     // closed socket still has it.
     const from = clientAddressOf(client);
@@ -75,15 +77,14 @@ export class OpenTunnels {
     // Only now: whoever waits for the tunnels to end (a shutdown about to exit) must
     // find every line written.
     this.#tunnels.delete(client);
-    this.#open.delete(client);
-    this.#open.delete(data);
+    if (this.#tunnels.size === 0) for (const wake of this.#whenEmpty.splice(0)) wake();
   }
 
   /** Resets an idle tunnel's client; the splice then resets its data connection too. */
-  #timeOut(client: Socket): void {
-    this.#timedOut.add(client);
+  #timeOut(tunnel: Tunnel): void {
+    tunnel.timedOut = true;
     this.#stats.tunnelsIdleTimedOut++;
-    resetSocket(client);
+    resetSocket(tunnel.client);
   }
 
   /** Resets both ends of every open tunnel whose owner matches (its tenant was revoked). */
@@ -97,11 +98,26 @@ export class OpenTunnels {
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */
   drain(drainMs: number): Promise<boolean> {
-    return this.#open.whenEmpty(drainMs);
+    if (this.#tunnels.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), drainMs).unref();
+      this.#whenEmpty.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
-  /** Resets every open tunnel (both ends) and resolves once each has its access-log line. */
+  /**
+   * Resets every open tunnel (both ends: a reset, never a FIN, since a peer that saw a
+   * clean end after part of a transfer would take it for the whole) and resolves once
+   * each has its access-log line, or after a bound.
+   */
   async cutAll(): Promise<void> {
-    await this.#open.resetAll(CUT_SETTLE_MS);
+    for (const { client, data } of [...this.#tunnels.values()]) {
+      resetSocket(client);
+      resetSocket(data);
+    }
+    await this.drain(CUT_SETTLE_MS);
   }
 }

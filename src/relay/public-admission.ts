@@ -4,8 +4,8 @@ import type { RelayOptions } from '../config/defaults.js';
 import { resetSocket } from '../net/splice.js';
 import { addressGroup, ClientsPerAddress, ConnectRate } from './address-limits.js';
 import { plainAddress } from './client-address.js';
+import type { Refusals } from './refusals.js';
 
-type Refused = (reason: string, fields: Record<string, unknown>, message: string) => void;
 
 /**
  * The per-address limits on public ports, applied the moment a public client is
@@ -18,12 +18,12 @@ export class PublicAdmission {
   readonly #maxClientsPerIp: number;
   readonly #rate: ConnectRate | undefined;
   readonly #open = new ClientsPerAddress();
-  readonly #refused: Refused;
+  readonly #refusals: Refusals;
 
-  constructor(options: Pick<RelayOptions, 'maxClientsPerIp' | 'maxConnectRate'>, clock: Clock, refused: Refused) {
+  constructor(options: Pick<RelayOptions, 'maxClientsPerIp' | 'maxConnectRate'>, clock: Clock, refusals: Refusals) {
     this.#maxClientsPerIp = options.maxClientsPerIp;
     this.#rate = options.maxConnectRate > 0 ? new ConnectRate(options.maxConnectRate, clock) : undefined;
-    this.#refused = refused;
+    this.#refusals = refusals;
   }
 
   /**
@@ -32,7 +32,8 @@ export class PublicAdmission {
    * it is held against is still the relay-wide one (all public ports). A limit that
    * counts only some ports' clients (a tenant's) needs its own ClientsPerAddress.
    */
-  admit(client: Socket, publicPort: number, maxClientsPerIp = this.#maxClientsPerIp): boolean {
+  admit(client: Socket, publicPort: number, maxClientsPerIp: number | undefined): boolean {
+    maxClientsPerIp ??= this.#maxClientsPerIp;
     const address = client.remoteAddress;
     // No peer address: the client reset before it was accepted; nothing to serve.
     if (address === undefined) {
@@ -56,8 +57,8 @@ export class PublicAdmission {
     if (address !== undefined && this.#maxClientsPerIp > 0) this.#open.tryAdd(client, addressGroup(address), 0);
   }
 
-  #refuse(client: Socket, reason: string, address: string, publicPort: number, why: string): false {
-    this.#refused(reason, { client: address, publicPort }, `public client reset: ${why}`);
+  #refuse(client: Socket, reason: 'connect-rate' | 'clients-per-ip', address: string, publicPort: number, why: string): false {
+    this.#refusals.count(reason, { client: address, publicPort }, `public client reset: ${why}`);
     resetSocket(client);
     return false;
   }

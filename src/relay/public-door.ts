@@ -1,25 +1,17 @@
 import type { Server, Socket } from 'node:net';
-import type { Clock, Timer } from '../clock.js';
+import type { Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { peerHasReset } from '../net/peer-reset.js';
 import { resetSocket } from '../net/splice.js';
 import { clientAddressOf } from './client-address.js';
+import type { RelayContext } from './context.js';
 
 /** What a door hands its clients to: the registration that owns the port now. */
 export interface DoorOwner {
   readonly log: Logger;
   /** Takes a public client, fresh or one that waited at the door. */
   takeClient(client: Socket): void;
-}
-
-export interface DoorHost {
-  readonly clock: Clock;
-  readonly stats: { clientsHeld: number };
-  readonly options: { holdTimeoutMs: number; maxPendingPerService: number };
-  refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
-  /** The per-address limits (public-admission.ts): false when the client was refused and reset. */
-  admit(client: Socket, port: number): boolean;
 }
 
 interface HeldClient {
@@ -38,17 +30,20 @@ interface HeldClient {
 export class PublicDoor {
   readonly port: number;
   readonly #server: Server;
-  readonly #host: DoorHost;
+  readonly #ctx: RelayContext;
   readonly #log: Logger;
+  /** A tenant's own limit on its ports, where it has one; else the relay-wide one applies. */
+  readonly #maxClientsPerIp: () => number | undefined;
   #owner: DoorOwner | undefined;
   readonly #held: HeldClient[] = [];
   #closed = false;
 
-  constructor(host: DoorHost, port: number, server: Server, log: Logger) {
+  constructor(ctx: RelayContext, port: number, server: Server, maxClientsPerIp: () => number | undefined) {
     this.port = port;
     this.#server = server;
-    this.#host = host;
-    this.#log = log;
+    this.#ctx = ctx;
+    this.#log = ctx.log.child({ publicPort: port });
+    this.#maxClientsPerIp = maxClientsPerIp;
     server.on('connection', (client: Socket) => this.#onClient(client));
   }
 
@@ -87,24 +82,24 @@ export class PublicDoor {
    * away, or one whose registration ended (or went silent) before its dial-back.
    */
   hold(client: Socket): void {
-    const { maxPendingPerService, holdTimeoutMs } = this.#host.options;
+    const { maxPendingPerService, holdTimeoutMs } = this.#ctx.options;
     if (this.#closed || this.#held.length >= maxPendingPerService) {
       const why = this.#closed ? 'the port is closing' : `over ${maxPendingPerService} clients waiting`;
-      this.#host.refused('pending', { client: clientAddressOf(client)?.address, publicPort: this.port }, `public client refused: ${why}`, this.#log);
+      this.#ctx.refusals.count('pending', { client: clientAddressOf(client)?.address, publicPort: this.port }, `public client refused: ${why}`, this.#log);
       resetSocket(client);
       return;
     }
     const held: HeldClient = {
       client,
-      timer: this.#host.clock.setTimeout(() => {
+      timer: this.#ctx.clock.setTimeout(() => {
         const index = this.#held.indexOf(held);
         if (index >= 0) this.#held.splice(index, 1);
-        this.#host.stats.clientsHeld--;
+        this.#ctx.stats.clientsHeld--;
         this.#holdEnded(client, `service not back within ${holdTimeoutMs} ms`);
       }, holdTimeoutMs),
     };
     this.#held.push(held);
-    this.#host.stats.clientsHeld++;
+    this.#ctx.stats.clientsHeld++;
   }
 
   /** Stops accepting and gives up the clients held so far (a worker hands them to its successor). */
@@ -116,9 +111,9 @@ export class PublicDoor {
   /** Every held client, oldest first, no longer held. */
   #release(): Socket[] {
     const released = this.#held.splice(0);
-    this.#host.stats.clientsHeld -= released.length;
+    this.#ctx.stats.clientsHeld -= released.length;
     return released.map(({ client, timer }) => {
-      this.#host.clock.clearTimeout(timer);
+      this.#ctx.clock.clearTimeout(timer);
       return client;
     });
   }
@@ -132,13 +127,13 @@ export class PublicDoor {
   }
 
   #holdEnded(client: Socket, reason: string): void {
-    this.#host.refused('hold-timeout', { client: clientAddressOf(client)?.address, publicPort: this.port }, `held client reset: ${reason}`, this.#log);
+    this.#ctx.refusals.count('hold-timeout', { client: clientAddressOf(client)?.address, publicPort: this.port }, `held client reset: ${reason}`, this.#log);
     resetSocket(client);
   }
 
   #onClient(client: Socket): void {
     client.on('error', ignoreSocketError);
-    if (!this.#host.admit(client, this.port)) return;
+    if (!this.#ctx.admission.admit(client, this.port, this.#maxClientsPerIp())) return;
     if (this.#owner !== undefined) this.#owner.takeClient(client);
     else this.hold(client);
   }

@@ -1,31 +1,22 @@
 import type { Socket } from 'node:net';
-import type { Clock, Timer } from '../clock.js';
-import { HEARTBEAT_MISSES, type RelayOptions } from '../config/defaults.js';
+import type { Timer } from '../clock.js';
+import { HEARTBEAT_MISSES } from '../config/defaults.js';
 import type { Logger } from '../log.js';
+import type { TenantAccount } from '../access/tenancy.js';
+import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
+import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
+import { descriptorFree } from '../net/out-of-fds.js';
 import { resetSocket } from '../net/splice.js';
 import { parseServiceLine, type Feature, type Message, type ServiceMessage } from '../protocol/messages.js';
 import { clientAddressOf, clientLine } from './client-address.js';
+import { countClient, releaseCount } from './client-count.js';
+import type { RelayContext } from './context.js';
 import { ControlWriter } from './control-writer.js';
-import { descriptorFree } from '../net/out-of-fds.js';
-import type { DialbackRegistry, PendingClient } from './dialbacks.js';
-import { NOT_PROBED, startProber, type ProbeStatus, type ProbeTokens, type ServiceProber } from './probes.js';
+import { startProber, type ServiceProber } from './prober.js';
 import type { DoorOwner, PublicDoor } from './public-door.js';
-import type { RelayStats } from '../monitor/stats.js';
-import type { TenantAccount } from '../access/tenancy.js';
-
-/** What a session needs from the relay that owns it. */
-export interface SessionHost {
-  readonly log: Logger;
-  readonly stats: RelayStats;
-  readonly clock: Clock;
-  readonly dialbacks: DialbackRegistry<ServiceSession>;
-  readonly probes: ProbeTokens;
-  readonly options: Pick<RelayOptions, 'maxClientsPerService' | 'maxTunnels' | 'maxPendingPerService' | 'maxWarmPerService' | 'heartbeatMs' | 'probeIntervalMs'>;
-  openTunnel(session: ServiceSession, client: Socket, data: Socket, head: Buffer): void;
-  refused(reason: string, fields: Record<string, unknown>, message: string, log?: Logger): void;
-  sessionClosed(session: ServiceSession): void;
-}
+import type { ClientOwner, PendingClient } from './tokens.js';
+import { WarmConnections } from './warm-connections.js';
 
 export interface SessionIdentity {
   id: string;
@@ -39,26 +30,6 @@ export interface SessionIdentity {
   tenant?: TenantAccount | undefined;
 }
 
-const kCountedBy = Symbol('counted by');
-/** A public client, with the session that counts it while it is taken (none while it waits at a door). */
-type CountedClient = Socket & { [kCountedBy]?: ServiceSession | undefined };
-
-/**
- * One listener shared by every counted client, which finds its session on the socket:
- * a closure per client would be kept for as long as its tunnel is open.
- */
-function uncountClient(this: CountedClient): void {
-  releaseCount(this);
-}
-
-/** The client is no longer taken: by a session that counted it, because it closed or went back to a door. */
-function releaseCount(client: CountedClient): void {
-  const session = client[kCountedBy];
-  if (session === undefined) return;
-  client[kCountedBy] = undefined;
-  session.clientGone();
-}
-
 /** How a registration ended, which decides what happens to its port. */
 export type Departure = 'gone' | 'left';
 
@@ -70,7 +41,7 @@ export type Departure = 'gone' | 'left';
  * tunnels are not the session's either, so a control reconnect never cuts a client
  * already talking to the service.
  */
-export class ServiceSession implements DoorOwner {
+export class ServiceSession implements DoorOwner, ClientOwner {
   readonly id: string;
   readonly port: number;
   readonly key: string;
@@ -79,31 +50,34 @@ export class ServiceSession implements DoorOwner {
   /** With --tenants: its tenant, whose limits (maxClientsPerIp too) apply to its clients. */
   readonly tenant: TenantAccount | undefined;
   readonly log: Logger;
-  readonly #host: SessionHost;
+  readonly #ctx: RelayContext;
   readonly #control: Socket;
   readonly #writer: ControlWriter;
   readonly #door: PublicDoor;
-  readonly #pending = new Set<string>();
-  readonly #idle = new Set<Socket>();
+  readonly #warm: WarmConnections;
+  readonly #onClosed: (session: ServiceSession) => void;
+  /** Public clients taken (spliced or waiting for their dial-back), for --max-clients. */
   #clients = 0;
   #lastHeard: number;
   #heartbeat: Timer | undefined;
   #departure: Departure | undefined;
   #prober: ServiceProber | undefined;
 
-  constructor(host: SessionHost, identity: SessionIdentity, control: Socket, door: PublicDoor) {
+  constructor(ctx: RelayContext, identity: SessionIdentity, control: Socket, door: PublicDoor, onClosed: (session: ServiceSession) => void) {
     this.id = identity.id;
     this.port = identity.port;
     this.key = identity.key;
     this.warmToken = identity.warmToken;
     this.features = identity.features;
     this.tenant = identity.tenant;
-    this.#host = host;
+    this.#ctx = ctx;
     this.#control = control;
-    this.#writer = new ControlWriter(control, host.clock);
+    this.#writer = new ControlWriter(control, ctx.clock);
     this.#door = door;
-    this.#lastHeard = host.clock.now();
-    this.log = host.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
+    this.#warm = new WarmConnections(ctx.stats, ctx.options.maxWarmPerService);
+    this.#onClosed = onClosed;
+    this.#lastHeard = ctx.clock.now();
+    this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
   }
 
   get closed(): boolean {
@@ -117,7 +91,7 @@ export class ServiceSession implements DoorOwner {
 
   /** Public clients waiting for this service to dial back. */
   get waiting(): number {
-    return this.#pending.size;
+    return this.#ctx.tokens.clientsOf(this);
   }
 
   /** What the end-to-end probes say of this service's data path (docs/protocol.md, probes). */
@@ -140,22 +114,20 @@ export class ServiceSession implements DoorOwner {
       (failure) => this.close(`bad control line: ${failure.reason}`, refusalReply(failure.code, failure.reason)),
     );
     this.#scheduleHeartbeat();
-    this.#prober = startProber(this.#host, this.features, this.log, (token) => this.#sendControl({ kind: 'PROBE', token }));
+    this.#prober = startProber(this.#ctx, this.features, this.log, (token) => this.#sendControl({ kind: 'PROBE', token }));
     this.#door.open(this);
   }
 
   #scheduleHeartbeat(): void {
-    const intervalMs = this.#host.options.heartbeatMs;
-    this.#heartbeat = this.#host.clock.setTimeout(() => {
+    const { clock, options } = this.#ctx;
+    const silentMs = HEARTBEAT_MISSES * options.heartbeatMs;
+    this.#heartbeat = clock.setTimeout(() => {
       if (this.closed) return;
-      if (this.#host.clock.now() - this.#lastHeard > HEARTBEAT_MISSES * intervalMs) {
-        this.close(`no heartbeat for ${HEARTBEAT_MISSES * intervalMs} ms`);
-        return;
-      }
-      if (this.#writer.fullForMs() > HEARTBEAT_MISSES * intervalMs) return this.#notReading();
+      if (clock.now() - this.#lastHeard > silentMs) return this.close(`no heartbeat for ${silentMs} ms`);
+      if (this.#writer.fullForMs() > silentMs) return this.#notReading();
       this.#sendControl({ kind: 'PING' });
       this.#scheduleHeartbeat();
-    }, intervalMs);
+    }, options.heartbeatMs);
   }
 
   /** Writes to the control connection unless the service has stopped reading it (see ControlWriter). */
@@ -168,65 +140,60 @@ export class ServiceSession implements DoorOwner {
   }
 
   #onControlMessage(msg: ServiceMessage): void {
-    this.#lastHeard = this.#host.clock.now();
+    this.#lastHeard = this.#ctx.clock.now();
     // Clients set aside while the service was silent get their turn now it speaks.
     if (this.#door.heldCount > 0) this.#door.offerHeld();
     if (msg.kind === 'PONG') return;
-    if (msg.kind === 'PING') {
-      this.#sendControl({ kind: 'PONG' });
-      return;
-    }
-    if (msg.kind === 'LEAVE') {
-      this.close('service left for good', undefined, 'left');
-      return;
-    }
+    if (msg.kind === 'PING') return this.#sendControl({ kind: 'PONG' });
+    if (msg.kind === 'LEAVE') return this.close('service left for good', undefined, 'left');
     this.close(`unexpected ${msg.kind} on control connection`, refusalReply('bad-line', `${msg.kind} is not valid here`));
   }
 
   /** A public client for this service, fresh from the door or held there until now. */
   takeClient(client: Socket): void {
-    const from = clientAddressOf(client);
-    const { stats, options: limits } = this.#host;
     if (this.closed) return this.#holdAtDoor(client);
+    const from = clientAddressOf(client);
     if (from === undefined) return resetSocket(client);
-    if (this.#clients >= limits.maxClientsPerService) {
-      return this.#refuseClient(client, 'clients', `over ${limits.maxClientsPerService} clients`);
-    }
-    if (stats.clientsTaken >= limits.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${limits.maxTunnels} tunnels in all`);
-    if (this.tenant?.admitsClient() === false) {
-      return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
-    }
+    if (!this.#withinLimits(client)) return;
     const line = clientLine(client);
-    const idle = line === undefined ? undefined : this.#takeIdle();
+    const idle = line === undefined ? undefined : this.#warm.take();
     if (idle !== undefined && line !== undefined) {
-      this.#countClient(client);
+      this.#count(client);
       sendMessageBeforeData(idle, line);
-      stats.observeDialback(0);
-      this.#host.openTunnel(this, client, idle, Buffer.alloc(0));
+      this.#ctx.stats.observeDialback(0);
+      this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0));
       return;
     }
     if (this.#writer.full) {
-      this.#host.refused('control-busy', { client: from.address }, 'public client refused: control connection busy (the service is slow to read it)', this.log);
+      this.#ctx.refusals.count('control-busy', { client: from.address }, 'public client refused: control connection busy (the service is slow to read it)', this.log);
       return resetSocket(client);
     }
-    if (this.#pending.size + this.#door.heldCount >= limits.maxPendingPerService) {
-      return this.#refuseClient(client, 'pending', `over ${limits.maxPendingPerService} pending dial-backs`);
+    const { maxPendingPerService } = this.#ctx.options;
+    if (this.waiting + this.#door.heldCount >= maxPendingPerService) {
+      this.#refuseClient(client, 'pending', `over ${maxPendingPerService} pending dial-backs`);
+      return;
     }
-    this.#countClient(client);
-    const entry = this.#host.dialbacks.add(this, client);
-    this.#pending.add(entry.token);
+    this.#count(client);
+    const entry = this.#ctx.tokens.addClient(this, client);
     this.#sendControl({ kind: 'CONNECT', token: entry.token, clientAddress: from.address, clientPort: from.port });
   }
 
-  #countClient(client: Socket): void {
-    const counted = client as CountedClient;
-    // on, not once: 'close' comes once anyway, and once() would wrap the listener in a
-    // new closure. A client that was counted before (and waited at a door since) has it.
-    if (!(kCountedBy in counted)) client.on('close', uncountClient);
-    counted[kCountedBy] = this;
+  /** The limits on taken clients: this service's, the relay's, its tenant's. False when the client was reset. */
+  #withinLimits(client: Socket): boolean {
+    const { stats, options } = this.#ctx;
+    if (this.#clients >= options.maxClientsPerService) return this.#refuseClient(client, 'clients', `over ${options.maxClientsPerService} clients`);
+    if (stats.clientsTaken >= options.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
+    if (this.tenant?.admitsClient() === false) {
+      return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
+    }
+    return true;
+  }
+
+  #count(client: Socket): void {
+    countClient(client, this);
     this.#clients++;
     if (this.tenant !== undefined) this.tenant.clients++;
-    this.#host.stats.clientsTaken++;
+    this.#ctx.stats.clientsTaken++;
   }
 
   /**
@@ -234,27 +201,27 @@ export class ServiceSession implements DoorOwner {
    * offered again, the limits must not count it against itself.
    */
   #holdAtDoor(client: Socket): void {
-    releaseCount(client as CountedClient);
+    releaseCount(client);
     this.#door.hold(client);
   }
 
-  /** A client this session counted closed, or went back to the door (see releaseCount). */
+  /** A client this session counted closed, or went back to the door (see client-count.ts). */
   clientGone(): void {
     this.#clients--;
-    this.#host.stats.clientsTaken--;
+    this.#ctx.stats.clientsTaken--;
     if (this.tenant !== undefined) this.tenant.clients--;
   }
 
-  #refuseClient(client: Socket, reason: string, detail: string): void {
-    this.#host.refused(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${detail}`, this.log);
+  #refuseClient(client: Socket, reason: RefusalReason, detail: string): false {
+    this.#ctx.refusals.count(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${detail}`, this.log);
     // A reset, as every other refusal of a public client: a FIN would read as a server
     // that answered nothing and finished.
     resetSocket(client);
+    return false;
   }
 
   /** The service dialed back for a client of ours: splice them. */
-  dialedBack(entry: PendingClient<ServiceSession>, data: Socket, head: Buffer): void {
-    this.#pending.delete(entry.token);
+  dialedBack(entry: PendingClient<ClientOwner>, data: Socket, head: Buffer): void {
     const line = clientLine(entry.client);
     // Defensive: a waiting client is not read, so its leaving is normally only noticed
     // once spliced (the service then sees the reset); this catches a client already gone.
@@ -262,22 +229,20 @@ export class ServiceSession implements DoorOwner {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
     }
-    this.#host.stats.observeDialback((this.#host.clock.monotonic() - entry.startedAt) / 1000);
+    this.#ctx.stats.observeDialback(this.#ctx.tokens.secondsWaited(entry));
     sendMessageBeforeData(data, line);
-    this.#host.openTunnel(this, entry.client, data, head);
+    this.#ctx.tunnels.open(this, entry.client, data, head);
   }
 
-  dialbackExpired(entry: PendingClient<ServiceSession>): void {
-    this.#pending.delete(entry.token);
+  dialbackExpired(entry: PendingClient<ClientOwner>): void {
     // Not a word from the service since the CONNECT: its host may have died silently.
     // The heartbeat decides; meanwhile the client waits at the door, not closed.
-    if (this.#lastHeard < entry.since && !this.closed) {
-      this.#holdAtDoor(entry.client);
-      return;
-    }
+    if (this.#lastHeard < entry.since && !this.closed) return this.#holdAtDoor(entry.client);
     // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
-    const [reason, why] = descriptorFree() ? ['dialback-timeout', ''] : ['fds', ' (the relay is out of file descriptors: the dial-back may have been dropped)'];
-    this.#host.refused(reason, { client: clientAddressOf(entry.client)?.address }, `service did not dial back in time${why}; client reset`, this.log);
+    const outOfFds = !descriptorFree();
+    const why = outOfFds ? ' (the relay is out of file descriptors: the dial-back may have been dropped)' : '';
+    const fields = { client: clientAddressOf(entry.client)?.address };
+    this.#ctx.refusals.count(outOfFds ? 'fds' : 'dialback-timeout', fields, `service did not dial back in time${why}; client reset`, this.log);
     // A reset, as for every public client refused: a FIN would read as a server that
     // answered nothing and finished.
     resetSocket(entry.client);
@@ -285,35 +250,7 @@ export class ServiceSession implements DoorOwner {
 
   /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
   addIdle(socket: Socket): boolean {
-    if (this.closed || this.#idle.size >= this.#host.options.maxWarmPerService) return false;
-    this.#idle.add(socket);
-    this.#host.stats.warmIdle++;
-    // A parked connection must stay silent; reading it is how its close is noticed.
-    const onData = (): void => {
-      this.#forgetIdle(socket);
-      refuse(socket, refusalReply('bad-line', 'an idle data connection must wait for CLIENT'));
-    };
-    socket.on('data', onData);
-    socket.once('end', () => socket.destroy());
-    socket.once('close', () => this.#forgetIdle(socket));
-    socket.resume();
-    return true;
-  }
-
-  #forgetIdle(socket: Socket): void {
-    if (this.#idle.delete(socket)) this.#host.stats.warmIdle--;
-  }
-
-  #takeIdle(): Socket | undefined {
-    for (const socket of this.#idle) {
-      this.#forgetIdle(socket);
-      if (socket.destroyed || !socket.writable) continue;
-      socket.pause();
-      socket.removeAllListeners('data');
-      socket.removeAllListeners('end');
-      return socket;
-    }
-    return undefined;
+    return !this.closed && this.#warm.park(socket);
   }
 
   /**
@@ -324,23 +261,17 @@ export class ServiceSession implements DoorOwner {
   close(reason: string, farewell?: string, departure: Departure = 'gone'): void {
     if (this.closed) return;
     this.#departure = departure;
-    this.#host.clock.clearTimeout(this.#heartbeat);
+    this.#ctx.clock.clearTimeout(this.#heartbeat);
     this.#prober?.stop();
     this.#door.vacate(this);
-    for (const token of this.#pending) {
-      const client = this.#host.dialbacks.take(token)?.client;
-      if (client === undefined) continue;
+    for (const { client } of this.#ctx.tokens.takeClientsOf(this)) {
       if (departure === 'left') resetSocket(client);
       else this.#holdAtDoor(client);
     }
-    this.#pending.clear();
-    for (const socket of this.#idle) {
-      this.#forgetIdle(socket);
-      socket.destroy();
-    }
+    this.#warm.closeAll();
     if (farewell !== undefined) refuse(this.#control, farewell);
     else this.#control.destroy();
     this.log.info({ reason }, 'service left');
-    this.#host.sessionClosed(this);
+    this.#onClosed(this);
   }
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { formatBytes, formatDuration, probeText, table } from '../../src/cli/status-table.js';
 import { authorized, parseCredentials } from '../../src/monitor/basic-auth.js';
 import { Overview, RECENT_LIMIT } from '../../src/monitor/overview.js';
-import { NOT_PROBED, type ProbeStatus } from '../../src/relay/probes.js';
+import { NOT_PROBED, type ProbeStatus } from '../../src/monitor/probe-status.js';
 import { Ring } from '../../src/monitor/ring.js';
 
 const basic = (text: string): string => `Basic ${Buffer.from(text).toString('base64')}`;

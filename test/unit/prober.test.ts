@@ -1,12 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Socket } from 'node:net';
-import { PassThrough } from 'node:stream';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import type { Logger } from '../../src/log.js';
 import type { Feature } from '../../src/protocol/messages.js';
-import { ProbeTokens, startProber } from '../../src/relay/probes.js';
+import { startProber } from '../../src/relay/prober.js';
+import { TokenTable } from '../../src/relay/tokens.js';
 import { RelayStats } from '../../src/monitor/stats.js';
 import { ManualClock } from '../helpers/clock.js';
 
@@ -16,14 +15,19 @@ const TIMEOUT = 10_000;
 function setUp(features: Feature[] = ['probe'], probeIntervalMs = INTERVAL) {
   const clock = new ManualClock();
   const stats = new RelayStats();
-  const probes = new ProbeTokens(clock, TIMEOUT);
+  const tokens = new TokenTable<never>(TIMEOUT, () => {}, clock);
   const messages: string[] = [];
   const log = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _e, done) => (messages.push(String(JSON.parse(chunk.toString()).msg)), done()) })) as Logger;
   const sent: string[] = [];
-  const prober = startProber({ clock, stats, probes, options: { probeIntervalMs } }, new Set(features), log, (token) => sent.push(token));
-  /** The service dials back with the latest token. */
-  const answer = (): boolean => probes.answer(sent.at(-1)!, new PassThrough() as unknown as Socket);
-  return { clock, stats, probes, messages, sent, prober, answer };
+  const prober = startProber({ clock, stats, tokens, options: { probeIntervalMs } }, new Set(features), log, (token) => sent.push(token));
+  /** The service dials back with `token` (the latest by default), as the data port would see it. */
+  const answer = (token = sent.at(-1)!): boolean => {
+    const entry = tokens.take(token);
+    if (entry?.kind !== 'probe') return false;
+    entry.settle({ ok: true, seconds: tokens.secondsWaited(entry) });
+    return true;
+  };
+  return { clock, stats, tokens, messages, sent, prober, answer };
 }
 
 test('prober: not probed without the feature or with probes off', () => {
@@ -66,7 +70,7 @@ test('prober: failures are counted every time but logged once per change of stat
 });
 
 test('prober: a probe token is single use and dies at the timeout; stop() forgets the outstanding probe', () => {
-  const { clock, stats, probes, sent, prober, answer } = setUp();
+  const { clock, stats, sent, prober, answer } = setUp();
   clock.advance(INTERVAL);
   assert.ok(answer());
   assert.equal(answer(), false, 'used');
@@ -75,7 +79,7 @@ test('prober: a probe token is single use and dies at the timeout; stop() forget
   clock.advance(INTERVAL - TIMEOUT); // the third goes out
   assert.equal(sent.length, 3);
   prober?.stop();
-  assert.equal(probes.answer(sent.at(-1)!, new PassThrough() as unknown as Socket), false, 'forgotten on stop');
+  assert.equal(answer(sent.at(-1)!), false, 'forgotten on stop');
   clock.advance(10 * INTERVAL);
   assert.equal(stats.probeFailures, 1, 'only the expired one failed; nothing after stop');
   assert.equal(stats.servicesProbeFailing, 0, 'a stopped failing service no longer counts as failing');

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { Server, Socket } from 'node:net';
 import { silentLogger } from '../../src/log.js';
-import { PublicDoor, type DoorHost, type DoorOwner } from '../../src/relay/public-door.js';
-import { ManualClock } from '../helpers/clock.js';
+import { PublicDoor, type DoorOwner } from '../../src/relay/public-door.js';
+import { testContext } from '../helpers/relay-context.js';
 
 /** A socket stand-in that records how it ended: held clients are never read, only passed on or reset. */
 function fakeClient(name: string): Socket & { name: string; ended?: string } {
@@ -27,16 +27,14 @@ function fakeClient(name: string): Socket & { name: string; ended?: string } {
 }
 
 function setUp(options = { holdTimeoutMs: 10_000, maxPendingPerService: 3 }) {
-  const clock = new ManualClock();
-  const refusals: string[] = [];
-  const stats = { clientsHeld: 0 };
-  const host: DoorHost = { clock, stats, options, refused: (reason) => refusals.push(reason), admit: () => true };
+  const { ctx, clock, refusals } = testContext(options);
+  const stats = ctx.stats;
   const server = new EventEmitter() as Server & { closed?: boolean };
   server.close = () => {
     server.closed = true;
     return server;
   };
-  const door = new PublicDoor(host, 5000, server, silentLogger);
+  const door = new PublicDoor(ctx, 5000, server, () => undefined);
   const taken: string[] = [];
   const owner: DoorOwner = { log: silentLogger, takeClient: (client) => taken.push((client as unknown as { name: string }).name) };
   return { clock, refusals, stats, server, door, taken, owner };
@@ -64,7 +62,7 @@ test('a client held past the hold timeout is reset (not closed with a FIN) and c
   clock.advance(6000);
   assert.equal(early.ended, 'reset');
   assert.equal(late.ended, undefined, 'each client has its own timeout');
-  assert.deepEqual(refusals, ['hold-timeout']);
+  assert.deepEqual(refusals(), ['hold-timeout']);
   assert.equal(door.heldCount, 1);
   assert.equal(stats.clientsHeld, 1);
   clock.advance(4000);
@@ -78,7 +76,7 @@ test('held clients count against the pending limit: the next one is reset at onc
   const extra = fakeClient('extra');
   server.emit('connection', extra);
   assert.equal(extra.ended, 'reset');
-  assert.deepEqual(refusals, ['pending']);
+  assert.deepEqual(refusals(), ['pending']);
   assert.equal(door.heldCount, 3);
 });
 
@@ -89,7 +87,7 @@ test('closing the door (grace over, or the service left) stops listening and res
   door.close('service left');
   assert.equal(server.closed, true);
   assert.deepEqual(clients.map((client) => client.ended), ['reset', 'reset']);
-  assert.deepEqual(refusals, ['hold-timeout', 'hold-timeout']);
+  assert.deepEqual(refusals(), ['hold-timeout', 'hold-timeout']);
   assert.equal(stats.clientsHeld, 0);
   assert.equal(clock.pendingTimers, 0, 'no hold timer left behind');
 });

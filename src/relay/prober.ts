@@ -1,82 +1,16 @@
-import type { Socket } from 'node:net';
 import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
-import { refuse } from '../net/lines.js';
-import { newToken } from '../protocol/auth.js';
-import { formatMessage, type Feature } from '../protocol/messages.js';
+import type { ProbeStatus } from '../monitor/probe-status.js';
 import type { RelayStats } from '../monitor/stats.js';
-
-/**
- * What the relay knows of one service's data path. `not-probed`: the service did not
- * list `probe` (or probes are off), so nothing is known, and nothing is wrong either.
- * `pending`: probed, no result yet. Then `ok` or `failing` after each probe.
- */
-export interface ProbeStatus {
-  readonly state: 'not-probed' | 'pending' | 'ok' | 'failing';
-  /** Clock time (ms since the epoch) of the latest result. */
-  readonly lastAt?: number;
-  /** Seconds from PROBE to the dial-back, for the latest probe that succeeded. */
-  readonly lastSeconds?: number;
-  /** Probes failed in a row; 0 once one succeeds. */
-  readonly failuresInARow: number;
-  /** Why the latest probe failed, while failing. */
-  readonly reason?: string;
-}
-
-export const NOT_PROBED: ProbeStatus = { state: 'not-probed', failuresInARow: 0 };
-
-type Outcome = { ok: true; seconds: number } | { ok: false; reason: string };
-
-/**
- * Probe tokens of every service, apart from the clients' dial-back tokens so that
- * neither can ever stand for the other: a probe token gets PROBED and never a client,
- * a client's token never gets PROBED. Like those, 128 random bits, sent only to the
- * service probed, single use, and dead after the timeout.
- */
-export class ProbeTokens {
-  readonly #pending = new Map<string, { timer: Timer; startedAt: number; done: (outcome: Outcome) => void }>();
-  readonly #clock: Clock;
-  readonly #timeoutMs: number;
-
-  constructor(clock: Clock, timeoutMs: number) {
-    this.#clock = clock;
-    this.#timeoutMs = timeoutMs;
-  }
-
-  /** A new token; `done` is called exactly once, unless the probe is cancelled first. */
-  issue(done: (outcome: Outcome) => void): { token: string; cancel: () => void } {
-    const token = newToken();
-    const timer = this.#clock.setTimeout(() => {
-      this.#pending.delete(token);
-      done({ ok: false, reason: `no dial-back within ${this.#timeoutMs} ms` });
-    }, this.#timeoutMs);
-    this.#pending.set(token, { timer, startedAt: performance.now(), done });
-    return { token, cancel: () => this.#take(token) };
-  }
-
-  /** A data connection presented `token`: if it is a live probe token, answers PROBED and closes. */
-  answer(token: string, data: Socket): boolean {
-    const probe = this.#take(token);
-    if (probe === undefined) return false;
-    refuse(data, formatMessage({ kind: 'PROBED' }));
-    probe.done({ ok: true, seconds: (performance.now() - probe.startedAt) / 1000 });
-    return true;
-  }
-
-  #take(token: string): { startedAt: number; done: (outcome: Outcome) => void } | undefined {
-    const probe = this.#pending.get(token);
-    if (probe === undefined) return undefined;
-    this.#clock.clearTimeout(probe.timer);
-    this.#pending.delete(token);
-    return probe;
-  }
-}
+import type { Feature } from '../protocol/messages.js';
+import type { PendingProbe, ProbeOutcome } from './tokens.js';
 
 /** What a prober needs from the relay around its session. */
 export interface ProberHost {
   readonly clock: Clock;
   readonly stats: RelayStats;
-  readonly probes: ProbeTokens;
+  /** The relay's token table (tokens.ts): where a probe waits for its dial-back. */
+  readonly tokens: { addProbe(settle: (outcome: ProbeOutcome) => void): PendingProbe; take(token: string): unknown };
   readonly options: { readonly probeIntervalMs: number };
 }
 
@@ -93,7 +27,8 @@ export class ServiceProber {
   readonly #send: (token: string) => void;
   #status: ProbeStatus = { state: 'pending', failuresInARow: 0 };
   #timer: Timer | undefined;
-  #inFlight: { cancel: () => void } | undefined;
+  /** The token of the probe awaiting its dial-back. */
+  #inFlight: string | undefined;
   #stopped = false;
 
   constructor(host: ProberHost, log: Logger, send: (token: string) => void) {
@@ -112,7 +47,7 @@ export class ServiceProber {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#host.clock.clearTimeout(this.#timer);
-    this.#inFlight?.cancel();
+    if (this.#inFlight !== undefined) this.#host.tokens.take(this.#inFlight);
     if (this.#status.state === 'failing') this.#host.stats.servicesProbeFailing--;
   }
 
@@ -123,17 +58,17 @@ export class ServiceProber {
   #probe(): void {
     if (this.#stopped) return;
     const sentAt = this.#host.clock.now();
-    const probe = this.#host.probes.issue((outcome) => {
+    const probe = this.#host.tokens.addProbe((outcome) => {
       this.#inFlight = undefined;
       if (this.#stopped) return;
       this.#record(outcome);
       this.#schedule(sentAt + this.#host.options.probeIntervalMs - this.#host.clock.now());
     });
-    this.#inFlight = probe;
+    this.#inFlight = probe.token;
     this.#send(probe.token);
   }
 
-  #record(outcome: Outcome): void {
+  #record(outcome: ProbeOutcome): void {
     const { stats, clock } = this.#host;
     const was = this.#status.state;
     const lastAt = clock.now();

@@ -1,0 +1,30 @@
+import type { ErrorCode } from '../protocol/messages.js';
+
+/**
+ * Why the relay refused, dropped or reset a connection, besides the protocol's error
+ * codes (which name the refusals that send `ERR <code>` to a peer).
+ */
+export const OTHER_REFUSAL_REASONS = [
+  // Connections dropped before a line could be read.
+  'tls', // the TLS handshake on a control or data port failed
+  'handshakes', // the oldest of too many connections still in their handshake
+  'fds', // out of file descriptors
+  'accept', // accept() failed for another reason
+  'metrics', // the --metrics listener's accept failed
+  // Public clients reset before or instead of a tunnel.
+  'connect-rate',
+  'clients-per-ip',
+  'clients',
+  'tunnels',
+  'tenant-clients',
+  'pending',
+  'control-busy',
+  'dialback-timeout',
+  'hold-timeout',
+] as const;
+
+/**
+ * The label of `relay_refusals_total{reason}`, and the `reason` field of a refusal's
+ * log line and of `/api/refusals`. docs/operations.md lists them (a unit test checks).
+ */
+export type RefusalReason = ErrorCode | (typeof OTHER_REFUSAL_REASONS)[number];

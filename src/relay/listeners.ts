@@ -1,0 +1,69 @@
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
+import { setOnListener } from '../net/listener-options.js';
+import { acceptFailure, listenOrFail } from '../net/out-of-fds.js';
+import { tlsAcceptor } from '../net/tls-accept.js';
+import type { RelayContext } from './context.js';
+
+/** Listen backlog: bursts of thousands of clients must queue, not be reset by the kernel. */
+const LISTEN_BACKLOG = 4096;
+
+const SERVER_OPTIONS = {
+  allowHalfOpen: true,
+  pauseOnConnect: true,
+  noDelay: true,
+  keepAlive: true,
+  keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
+} as const;
+
+type Accepted = (socket: Socket) => void;
+
+/**
+ * Listens on a control or data port (TLS when the relay has a certificate) and hands
+ * every accepted connection, already wrapped in TLS, to `accepted`. Rejects if the port
+ * cannot be had.
+ */
+export async function listenForServices(ctx: RelayContext, port: number, accepted: Accepted): Promise<Server> {
+  const { options, refusals } = ctx;
+  const secure =
+    options.tls === undefined
+      ? undefined
+      : tlsAcceptor(options.tls, (socket, err) => {
+          const fields = { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message };
+          refusals.count('tls', fields, 'connection refused: TLS handshake failed');
+        });
+  const server = createServer(SERVER_OPTIONS, (raw) => accepted(secure?.(raw) ?? raw));
+  const failed = once(server, 'error');
+  server.listen({ port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) });
+  try {
+    await Promise.race([once(server, 'listening'), failed.then(([err]) => Promise.reject(err as Error))]);
+  } catch (err) {
+    server.close();
+    throw err;
+  }
+  setOnListener(server);
+  keepAcceptingAfterErrors(ctx, server);
+  return server;
+}
+
+/** Listens on a public port; undefined when it is taken, OutOfFdsError when no descriptor is left. */
+export async function listenPublic(ctx: RelayContext, port: number): Promise<Server | undefined> {
+  const server = createServer(SERVER_OPTIONS);
+  if (!(await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) }))) return undefined;
+  setOnListener(server);
+  keepAcceptingAfterErrors(ctx, server, port);
+  return server;
+}
+
+function bindOf(ctx: RelayContext): { host?: string } {
+  return ctx.options.bind === undefined ? {} : { host: ctx.options.bind };
+}
+
+/** Accept failures (EMFILE) must not kill the relay: counted, and the server keeps listening. */
+function keepAcceptingAfterErrors(ctx: RelayContext, server: Server, port?: number): void {
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    const { reason, message } = acceptFailure(err);
+    ctx.refusals.count(reason, { err: err.code ?? err.message, ...(port === undefined ? {} : { port }) }, message);
+  });
+}
