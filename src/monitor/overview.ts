@@ -1,5 +1,5 @@
 import type { SpliceCounts } from '../net/splice.js';
-import { joinHostPort } from '../protocol/messages.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import { RateHistory } from './rate-history.js';
 import { Ring } from './ring.js';
 import { plainAddress } from '../relay/client-address.js';

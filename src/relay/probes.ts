@@ -3,7 +3,8 @@ import type { Clock, Timer } from '../clock.js';
 import type { Logger } from '../log.js';
 import { refuse } from '../net/lines.js';
 import { newToken } from '../protocol/auth.js';
-import { formatMessage, type Feature } from '../protocol/messages.js';
+import { formatMessage } from '../protocol/format.js';
+import type { Feature } from '../protocol/messages.js';
 import type { RelayStats } from '../monitor/stats.js';
 
 /**

@@ -8,7 +8,8 @@ import { readFirstLine, refuse, refusalReply, type FirstLine } from '../net/line
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { setOnListener } from '../net/listener-options.js';
 import { resetSocket } from '../net/splice.js';
-import { parseServiceLine, type ErrorCode, type ServiceMessage } from '../protocol/messages.js';
+import type { ErrorCode, ServiceMessage } from '../protocol/messages.js';
+import { parseServiceLine } from '../protocol/parse.js';
 import { DialbackRegistry } from './dialbacks.js';
 import { FileLeaseStore } from '../leases/file-lease-store.js';
 import { noLeaseStore, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
