@@ -1,8 +1,7 @@
 import type { SpliceCounts } from '../net/splice.js';
-import { joinHostPort } from '../protocol/addresses.js';
+import { joinHostPort, plainAddress } from '../protocol/addresses.js';
 import { RateHistory } from './rate-history.js';
 import { Ring } from './ring.js';
-import { plainAddress } from '../relay/client-address.js';
 import type { ProbeStatus } from '../relay/probes.js';
 
 /** Closed tunnels and refusals remembered for the dashboard. */
