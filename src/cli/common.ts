@@ -4,7 +4,7 @@ import { createSecureContext } from 'node:tls';
 import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
-import { splitHostPort } from '../protocol/messages.js';
+import { splitHostPort } from '../protocol/addresses.js';
 import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
 
 /** A TCP port from the command line, or a UsageError naming the flag. */

@@ -5,7 +5,7 @@ import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resetSocket, splice } from '../net/splice.js';
-import { splitHostPort } from '../protocol/messages.js';
+import { splitHostPort } from '../protocol/addresses.js';
 import { proxyHeader } from '../protocol/proxy-header.js';
 import { relayInfo } from '../client/dial-back.js';
 import { portArg, usageFailure } from './common.js';

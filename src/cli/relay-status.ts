@@ -1,5 +1,5 @@
 import yargs from 'yargs';
-import { joinHostPort } from '../protocol/messages.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import type { OverviewSnapshot } from '../monitor/api.js';
 import { metricsAuthArg, parseListen, usageFailure } from './common.js';
 import { renderStatus } from './status-table.js';

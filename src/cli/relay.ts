@@ -5,7 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { DERIVED_LIMITS, RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import type { Server } from 'node:http';
-import { joinHostPort, splitHostPort } from '../protocol/messages.js';
+import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
 import { boundPort, serveMonitor } from '../monitor/http.js';
 import { Relay, upgradeSide } from '../relay/relay.js';

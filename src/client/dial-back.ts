@@ -1,7 +1,9 @@
 import type { Socket } from 'node:net';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { readFirstLine, type FirstLine } from '../net/lines.js';
-import { formatMessage, parseRelayLine, type RelayMessage, type ServiceMessage } from '../protocol/messages.js';
+import { formatMessage } from '../protocol/format.js';
+import type { RelayMessage, ServiceMessage } from '../protocol/messages.js';
+import { parseRelayLine } from '../protocol/parse.js';
 
 import { dialRelay, type RelayEndpoint } from './transport.js';
 

@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.js';
-import { joinHostPort, splitHostPort } from '../protocol/messages.js';
+import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
 import type { PublicAddress, RelayClientOptions, RelayTunnel } from './registration.js';
 
 /** Makes one more registration of the same service, with another node of the fleet. */

@@ -1,6 +1,6 @@
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
-import { joinHostPort } from '../protocol/messages.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
 

@@ -3,7 +3,7 @@ import { fileArg, portArg } from '../cli/common.js';
 import type { RelayOptions } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { splitHostPort } from '../protocol/messages.js';
+import { splitHostPort } from '../protocol/addresses.js';
 import { histogram } from '../monitor/metrics.js';
 import { EtcdClient, type EtcdTls } from './etcd-client.js';
 import { EtcdLeaseStore } from './etcd-lease-store.js';

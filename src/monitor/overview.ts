@@ -1,8 +1,7 @@
 import type { SpliceCounts } from '../net/splice.js';
-import { joinHostPort } from '../protocol/messages.js';
+import { joinHostPort, plainAddress } from '../protocol/addresses.js';
 import { RateHistory } from './rate-history.js';
 import { Ring } from './ring.js';
-import { plainAddress } from '../relay/client-address.js';
 import type { ProbeStatus } from './probe-status.js';
 import type { RefusalReason } from './refusal-reasons.js';
 

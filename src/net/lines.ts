@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { LineReader } from '../protocol/line-reader.js';
-import { formatMessage, type ErrorCode, type LineParser, type Message } from '../protocol/messages.js';
+import { formatMessage } from '../protocol/format.js';
+import type { ErrorCode, LineParser, Message } from '../protocol/messages.js';
 
 /** Why a line could not be had: a protocol error, or (first line only) the peer left first. */
 export type LineFailure = { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };

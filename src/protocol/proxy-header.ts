@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { ipv6Groups } from './addresses.js';
 
 /**
  * PROXY protocol headers (HAProxy's specification, versions 1 and 2), so that a server
@@ -63,19 +64,12 @@ function ipv4Bytes(address: string): Buffer {
   return Buffer.from(address.split('.').map(Number));
 }
 
-/** 16 bytes of an IPv6 literal, with `::` expanded and a trailing dotted IPv4 allowed. */
+/** 16 bytes of an IPv6 literal in any spelling ipv6Groups reads; a `%zone` is dropped. */
 export function ipv6Bytes(address: string): Buffer {
-  let text = address.split('%')[0]!;
+  const groups = ipv6Groups(address);
+  // familyOf let only IPv6 literals this far.
+  if (groups === undefined) throw new RangeError(`not an IPv6 address: ${address}`);
   const bytes = Buffer.alloc(16);
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (dotted) {
-    const v4 = ipv4Bytes(dotted[1]!);
-    text = `${text.slice(0, dotted.index)}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
-  }
-  const [headText, tailText] = text.includes('::') ? text.split('::') : [text, undefined];
-  const head = headText ? headText.split(':') : [];
-  const tail = tailText ? tailText.split(':') : [];
-  const groups = [...head, ...new Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
-  groups.forEach((group, i) => bytes.writeUInt16BE(parseInt(group, 16), i * 2));
+  groups.forEach((group, i) => bytes.writeUInt16BE(group, i * 2));
   return bytes;
 }

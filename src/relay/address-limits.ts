@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import { ipv6Groups } from '../protocol/addresses.js';
 
 /**
  * Limits kept per client address: how many public clients one address has open, and how
@@ -11,34 +12,13 @@ import type { Clock } from '../clock.js';
  * whole /64, so limiting single IPv6 addresses would let it rotate through 2^64 of them.
  */
 export function addressGroup(address: string): string {
-  const hextets = ipv6Hextets(address);
-  if (hextets === undefined) return address;
-  const [a, b, c, d, e, f, g, h] = hextets as [number, number, number, number, number, number, number, number];
+  const groups = ipv6Groups(address);
+  if (groups === undefined) return address;
+  const [a, b, c, d, e, f, g, h] = groups as [number, number, number, number, number, number, number, number];
   if (a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff) {
     return `${g >> 8}.${g & 0xff}.${h >> 8}.${h & 0xff}`;
   }
   return `${[a, b, c, d].map((n) => n.toString(16)).join(':')}::/64`;
-}
-
-/** The eight 16-bit groups of an IPv6 address in any spelling; undefined for anything else. */
-function ipv6Hextets(address: string): number[] | undefined {
-  if (!address.includes(':')) return undefined;
-  let text = address.split('%')[0] ?? '';
-  // A dotted IPv4 tail (::ffff:192.0.2.1) is two groups.
-  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (dotted !== null) {
-    const [o1, o2, o3, o4] = dotted.slice(2).map(Number) as [number, number, number, number];
-    text = `${dotted[1]}${((o1 << 8) | o2).toString(16)}:${((o3 << 8) | o4).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const parse = (part: string | undefined): number[] => (part === undefined || part === '' ? [] : part.split(':').map((h) => parseInt(h, 16)));
-  const head = parse(halves[0]);
-  const tail = parse(halves[1]);
-  const missing = 8 - head.length - tail.length;
-  if (missing < 0 || (halves.length === 1 && missing !== 0)) return undefined;
-  const groups = [...head, ...new Array<number>(missing).fill(0), ...tail];
-  return groups.every((n) => Number.isInteger(n) && n >= 0 && n <= 0xffff) ? groups : undefined;
 }
 
 /** Something that says once when it has closed: a socket, in practice. */

@@ -1,10 +1,6 @@
 import type { Socket } from 'node:net';
+import { plainAddress } from '../protocol/addresses.js';
 import type { Message } from '../protocol/messages.js';
-
-/** An address as the service should see it: IPv4 without the v6-mapped prefix. */
-export function plainAddress(address: string): string {
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
 
 export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
   const address = socket.remoteAddress;

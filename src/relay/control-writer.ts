@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
-import { formatMessage, type Message } from '../protocol/messages.js';
+import { formatMessage } from '../protocol/format.js';
+import type { Message } from '../protocol/messages.js';
 
 /**
  * Bytes queued on a control connection (beyond what the kernel holds) above which new

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { refuse } from '../net/lines.js';
-import { formatMessage } from '../protocol/messages.js';
+import { formatMessage } from '../protocol/format.js';
 import type { RelayContext } from './context.js';
 import type { Registrar } from './registrar.js';
 

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { readFirstLine, type FirstLine } from '../net/lines.js';
-import { parseServiceLine, type ServiceMessage } from '../protocol/messages.js';
+import type { ServiceMessage } from '../protocol/messages.js';
+import { parseServiceLine } from '../protocol/parse.js';
 import type { Refusals } from './refusals.js';
 
 /**

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config/defaults.js';
 import { resetSocket } from '../net/splice.js';
 import { addressGroup, ClientsPerAddress, ConnectRate } from './address-limits.js';
-import { plainAddress } from './client-address.js';
+import { plainAddress } from '../protocol/addresses.js';
 import type { Refusals } from './refusals.js';
 
 

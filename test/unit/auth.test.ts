@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { computeProof, newNonce, newToken, verifyProof } from '../../src/protocol/auth.js';
-import { parseLine } from '../../src/protocol/messages.js';
+import { parseLine } from '../../src/protocol/parse.js';
 
 const SECRET = 'correct horse battery staple';
 const NONCE = 'a'.repeat(64);

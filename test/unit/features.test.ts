@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatMessage, parseLine } from '../../src/protocol/messages.js';
+import { formatMessage } from '../../src/protocol/format.js';
+import { parseLine } from '../../src/protocol/parse.js';
 
 const KEY = '0123456789abcdef0123456789abcdef';
 

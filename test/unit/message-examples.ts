@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { ERROR_CODES, PROTOCOL_VERSION, parseLine, type Message } from '../../src/protocol/messages.js';
+import { ERROR_CODES, PROTOCOL_VERSION, type Message } from '../../src/protocol/messages.js';
+import { parseLine } from '../../src/protocol/parse.js';
 
 // Shared by the message tests and the parser fuzz test.
 

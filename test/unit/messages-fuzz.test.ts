@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ERROR_CODES, MAX_LINE_BYTES, PROTOCOL_VERSION, formatMessage, parseLine } from '../../src/protocol/messages.js';
+import { formatMessage } from '../../src/protocol/format.js';
+import { ERROR_CODES, MAX_LINE_BYTES, PROTOCOL_VERSION } from '../../src/protocol/messages.js';
+import { parseLine } from '../../src/protocol/parse.js';
 import { EXAMPLES, HEX64, PRINTABLE, TOKEN, withoutLf } from './message-examples.js';
 import { mulberry32, randomInt } from './prng.js';
 

@@ -1,16 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  ERROR_CODES,
-  MAX_LINE_BYTES,
-  formatMessage,
-  joinHostPort,
-  parseLine,
-  parseRelayLine,
-  parseServiceLine,
-  splitHostPort,
-  type Message,
-} from '../../src/protocol/messages.js';
+import { joinHostPort, splitHostPort } from '../../src/protocol/addresses.js';
+import { formatMessage } from '../../src/protocol/format.js';
+import { ERROR_CODES, MAX_LINE_BYTES, type Message } from '../../src/protocol/messages.js';
+import { parseLine, parseRelayLine, parseServiceLine } from '../../src/protocol/parse.js';
 import { LineReader } from '../../src/protocol/line-reader.js';
 import { EXAMPLES, HEX64, PRINTABLE, TOKEN, TOKEN2, parsed, withoutLf } from './message-examples.js';
 

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_LINE_BYTES, formatMessage, parseLine } from '../../src/protocol/messages.js';
+import { formatMessage } from '../../src/protocol/format.js';
+import { MAX_LINE_BYTES } from '../../src/protocol/messages.js';
+import { parseLine } from '../../src/protocol/parse.js';
 
 const TOKEN = '0123456789abcdef0123456789abcdef';
 
