@@ -4,7 +4,7 @@ import { joinHostPort } from '../protocol/messages.js';
 import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
 
-export interface FleetSettings {
+interface FleetSettings {
   etcd: EtcdClient;
   /** Every key this fleet keeps starts with this (ends with '/'). */
   prefix: string;
@@ -23,7 +23,7 @@ const NODE_TTL_S = 10;
 /** Interval of the node's refresh, of the node list and of the due port leases. */
 const TICK_MS = 2_000;
 /** A new key waits at most this for the fleet's answer, then is refused (ERR limit). */
-export const CLAIM_WAIT_MS = 5_000;
+const CLAIM_WAIT_MS = 5_000;
 const CLAIM_RETRY_MS = 250;
 /** Port leases refreshed at once, so 1000 services do not open 1000 requests. */
 const REFRESH_BATCH = 16;

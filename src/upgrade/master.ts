@@ -3,7 +3,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
 import { stopKernelReads } from '../net/hand-over.js';
-import { isFromWorker, type FromWorker, type LeaseRecord, type ListeningPorts, type ToWorker } from './messages.js';
+import type { LeaseRecord } from '../leases/lease-store.js';
+import { isFromWorker, type FromWorker, type ListeningPorts, type ToWorker } from './messages.js';
 import { resetSocket } from '../net/splice.js';
 
 /** A new worker must be listening within this, or the upgrade is called off. */
