@@ -14,7 +14,8 @@ import { argvWithEnv } from './env-options.js';
 import { runStatus } from './relay-status.js';
 import { runMaster } from '../upgrade/master.js';
 import { MasterLink } from '../upgrade/worker-link.js';
-import type { FleetArgs, FleetPlan } from '../fleet/fleet.js';
+import type { FleetPlan } from '../fleet/fleet.js';
+import { planFleet, type FleetArgs } from './fleet-flags.js';
 import { loggerFor, metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 import { checkTenantsFlags } from './tenants-flags.js';
 
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
     if (args.etcd !== undefined) {
       if (options.stateFile !== undefined) throw new UsageError('--state and --etcd do not go together: a fleet keeps its leases in etcd');
       const module = await import('../fleet/fleet.js');
-      fleet = { module, plan: module.planFleet(args as FleetArgs, options) };
+      fleet = { module, plan: planFleet(args as FleetArgs, options) };
     }
     if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
     if (args.metricsAuth !== undefined) {

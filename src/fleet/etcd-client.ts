@@ -26,7 +26,7 @@ const REQUEST_TIMEOUT_MS = 2_000;
 const MAX_BODY_BYTES = 16 << 20;
 
 /** Figures for metrics: requests, errors, and the summed latency of those answered. */
-export class EtcdFigures {
+class EtcdFigures {
   requests = 0;
   errors = 0;
   latencySumSeconds = 0;
@@ -44,7 +44,7 @@ export const b64 = (text: string): string => Buffer.from(text).toString('base64'
 const unb64 = (text: string | undefined): string => Buffer.from(text ?? '', 'base64').toString();
 
 /** The key just past every key that starts with prefix: the `range_end` of a prefix range. */
-export function prefixEnd(prefix: string): string {
+function prefixEnd(prefix: string): string {
   const bytes = Buffer.from(prefix);
   bytes[bytes.length - 1]!++;
   return bytes.toString('base64');

@@ -1,10 +1,11 @@
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
-import { joinHostPort } from '../protocol/addresses.js';
 import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
+import { NodeRegistry } from './node-registry.js';
+import { TenantClients } from './tenant-clients.js';
 
-export interface FleetSettings {
+interface FleetSettings {
   etcd: EtcdClient;
   /** Every key this fleet keeps starts with this (ends with '/'). */
   prefix: string;
@@ -18,12 +19,10 @@ export interface FleetSettings {
   onFatal: (message: string) => void;
 }
 
-/** A node's liveness key lives this long without a refresh. */
-const NODE_TTL_S = 10;
 /** Interval of the node's refresh, of the node list and of the due port leases. */
 const TICK_MS = 2_000;
 /** A new key waits at most this for the fleet's answer, then is refused (ERR limit). */
-export const CLAIM_WAIT_MS = 5_000;
+const CLAIM_WAIT_MS = 5_000;
 const CLAIM_RETRY_MS = 250;
 /** Port leases refreshed at once, so 1000 services do not open 1000 requests. */
 const REFRESH_BATCH = 16;
@@ -49,16 +48,12 @@ interface KnownLease {
 export class EtcdLeaseStore implements LeaseStore {
   readonly #s: FleetSettings;
   readonly #ttlS: number;
-  /** Keys registered on this node now, with their port (from the latest save). */
   /** Live registrations here: key -> port and tenant, kept alive in etcd by the refresh. */
   #live = new Map<string, { port: number; tenant: string | undefined }>();
-  #localClients: (() => ReadonlyMap<string, number>) | undefined;
-  /** Each tenant's open clients on the other nodes, as of the last tick. */
-  #clientsElsewhere = new Map<string, number>();
   #held = 0;
   readonly #known = new Map<string, KnownLease>();
-  #nodes: string[];
-  #nodeLease: string | undefined;
+  readonly #nodes: NodeRegistry;
+  readonly #clients: TenantClients;
   #rangeChecked = false;
   #healthy = true;
   #ticking = false;
@@ -68,7 +63,8 @@ export class EtcdLeaseStore implements LeaseStore {
   constructor(settings: FleetSettings) {
     this.#s = settings;
     this.#ttlS = Math.max(Math.ceil(settings.graceMs / 1000), 5);
-    this.#nodes = [joinHostPort(settings.advertise.host, settings.advertise.port)];
+    this.#nodes = new NodeRegistry(settings.etcd, settings.prefix, settings.node, settings.advertise, settings.log);
+    this.#clients = new TenantClients(settings.etcd, settings.prefix, settings.node);
   }
 
   get etcd(): EtcdClient {
@@ -88,23 +84,15 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   get nodeCount(): number {
-    return this.#nodes.length;
+    return this.#nodes.count;
   }
 
   get portsHeld(): number {
     return this.#held;
   }
 
-  /** At most 16 nodes in under 600 characters, so `OK … nodes=` stays within the line limit. */
   nodes(): string[] {
-    const listed: string[] = [];
-    let length = 0;
-    for (const node of this.#nodes) {
-      length += node.length + 1;
-      if (listed.length === 16 || length > 600) break;
-      listed.push(node);
-    }
-    return listed;
+    return this.#nodes.list();
   }
 
   /** Every assignment in the fleet, each a reservation here with a full grace until its key registers. */
@@ -128,27 +116,7 @@ export class EtcdLeaseStore implements LeaseStore {
   async pause(): Promise<void> {}
 
   shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
-    this.#localClients = local;
-    return (tenant) => this.#clientsElsewhere.get(tenant) ?? 0;
-  }
-
-  /**
-   * This node's open clients per tenant under `clients/<tenant>/<node>` (on the node's
-   * lease, so a dead node's counts go with it), and the other nodes' totals read back.
-   */
-  async #shareClients(): Promise<void> {
-    const local = this.#localClients?.();
-    if (local === undefined || this.#nodeLease === undefined) return;
-    const etcd = this.#s.etcd;
-    await Promise.all([...local].map(([tenant, count]) => etcd.put(this.#key(`clients/${tenant}/${this.#s.node}`), String(count), this.#nodeLease)));
-    const prefix = this.#key('clients/');
-    const totals = new Map<string, number>();
-    for (const kv of await etcd.range(prefix, true)) {
-      const [tenant, node] = kv.key.slice(prefix.length).split('/');
-      if (tenant === undefined || node === this.#s.node) continue;
-      totals.set(tenant, (totals.get(tenant) ?? 0) + (Number(kv.value) || 0));
-    }
-    this.#clientsElsewhere = totals;
+    return this.#clients.share(local);
   }
 
   async tenantKeys(tenant: string): Promise<string[]> {
@@ -213,15 +181,10 @@ export class EtcdLeaseStore implements LeaseStore {
     this.#ticking = true;
     try {
       if (!this.#rangeChecked) await this.#checkRange();
-      await this.#heartbeat();
-      const kvs = await this.#s.etcd.range(this.#key('nodes/'), true);
-      const nodes = kvs.map((kv) => kv.value).sort();
-      if (nodes.length > 0 && nodes.join() !== this.#nodes.join()) {
-        this.#nodes = nodes;
-        this.#s.log.info({ nodes: nodes.length }, 'fleet: nodes changed');
-      }
+      await this.#nodes.heartbeat();
+      await this.#nodes.refresh();
       await this.#refreshPorts();
-      await this.#shareClients();
+      await this.#clients.publish(this.#nodes.lease);
       if (!this.#healthy) this.#recovered();
     } catch (err) {
       this.#trouble(err);
@@ -243,14 +206,6 @@ export class EtcdLeaseStore implements LeaseStore {
       return this.#s.onFatal(`--ports ${mine} differs from the fleet's range ${theirs ?? '?'} (etcd key ${name}); every node needs the same range`);
     }
     this.#rangeChecked = true;
-  }
-
-  async #heartbeat(): Promise<void> {
-    const etcd = this.#s.etcd;
-    if (this.#nodeLease !== undefined && (await etcd.keepAlive(this.#nodeLease)) > 0) return;
-    this.#nodeLease = await etcd.grant(NODE_TTL_S);
-    await etcd.put(this.#key(`nodes/${this.#s.node}`), joinHostPort(this.#s.advertise.host, this.#s.advertise.port), this.#nodeLease);
-    this.#s.log.info({ node: this.#s.node }, 'fleet: node registered in etcd');
   }
 
   /** Keeps alive the assignment of every key registered here; one that etcd dropped is re-created. */

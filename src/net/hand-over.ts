@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { ignoreSocketError } from './ignore-error.js';
+import { resetSocket } from './splice.js';
 
 /*
  * A connected socket crosses between processes as its file descriptor (IPC handle).
@@ -29,12 +30,28 @@ export function sendSocket(socket: Socket, send: (head: Buffer, socket: Socket) 
   if (socket.readableLength > 0) {
     for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) chunks.push(chunk);
   }
+  letGo(socket, (handle) => send(Buffer.concat(chunks), handle));
+}
+
+/**
+ * Passes on a socket received from another process, in the tick it arrived and without
+ * reading a byte of it (what its sender had read travels in the message). With nobody
+ * to take it (`send` undefined) it is reset, never closed: its peer would read a FIN
+ * as an answer.
+ */
+export function passSocketOn(socket: Socket, send: ((socket: Socket) => void) | undefined): void {
+  if (send !== undefined) return letGo(socket, send);
+  stopKernelReads(socket);
+  resetSocket(socket);
+}
+
+function letGo(socket: Socket, send: (socket: Socket) => void): void {
   stopKernelReads(socket);
   // Node follows a socket sent away from its net.Server, so that server.close() waits
   // until the receiver reports it closed; a receiver that passes it on and keeps its
   // copy open never does (seen: a worker's shutdown hung). This process forgets it.
   (socket as unknown as { server: unknown }).server = null;
-  send(Buffer.concat(chunks), socket);
+  send(socket);
   socket.destroy(); // the JavaScript object only: its handle is already on its way
 }
 

@@ -2,9 +2,10 @@ import cluster, { type Worker } from 'node:cluster';
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
-import { stopKernelReads } from '../net/hand-over.js';
-import { isFromWorker, type FromWorker, type LeaseRecord, type ListeningPorts, type ToWorker } from './messages.js';
-import { resetSocket } from '../net/splice.js';
+import type { LeaseRecord } from '../leases/lease-store.js';
+import { expect, forward, send, type WorkerFailure } from './master-ipc.js';
+import { isFromWorker, type FromWorker, type ListeningPorts } from './messages.js';
+import { workerEnv, workerExecArgv } from './worker-tuning.js';
 
 /** A new worker must be listening within this, or the upgrade is called off. */
 const READY_TIMEOUT_MS = 30_000;
@@ -16,41 +17,6 @@ const RESTART_DELAY_MS = 1_000;
 const MAX_RESTARTS = 3;
 const RESTART_WINDOW_MS = 60_000;
 
-/**
- * The worker's young generation (V8's semi-space), in MiB. By default V8 grows it to
- * 16 MiB a semi-space when most new objects survive, which is exactly what accepting
- * thousands of long-lived connections looks like; at 5000 idle tunnels that growth was
- * about half of the relay's memory per tunnel. 4 MiB keeps it small, at no CPU cost we
- * could measure (docs/benchmarks.md, "Memory per idle tunnel"). A --max-semi-space-size
- * in NODE_OPTIONS or on node's command line wins.
- */
-const WORKER_SEMI_SPACE_MIB = 4;
-
-/**
- * glibc gives memory back to the system (trims the heap) whenever 128 KiB lie free at its
- * top, which a relay moving 64 KiB reads does all the time: every trim is paid again in
- * page faults by the next reads. Measured on a 2-core VM: 100 000 to 200 000 faults per
- * GiB relayed and 2 to 5 times the CPU per GiB, against a few hundred faults with this.
- * The price is up to this much free memory kept after a peak; and, as any fixed
- * threshold does, it turns off glibc's adaptive mmap threshold, so allocations of 128 KiB
- * or more are always mapped afresh (none is on the relay's hot path). Set
- * MALLOC_TRIM_THRESHOLD_ (or GLIBC_TUNABLES) yourself to choose another; other C
- * libraries ignore it.
- */
-const WORKER_MALLOC_TRIM_THRESHOLD = String(128 * 1024 * 1024);
-
-function workerExecArgv(): string[] {
-  const given = `${process.execArgv.join(' ')} ${process.env['NODE_OPTIONS'] ?? ''}`;
-  if (/--max[-_]semi[-_]space[-_]size/.test(given)) return process.execArgv;
-  return [`--max-semi-space-size=${WORKER_SEMI_SPACE_MIB}`, ...process.execArgv];
-}
-
-/** What the worker's environment adds to the master's. */
-function workerEnv(): Record<string, string> {
-  const chosen = process.env['MALLOC_TRIM_THRESHOLD_'] !== undefined || /malloc\.trim_threshold/.test(process.env['GLIBC_TUNABLES'] ?? '');
-  return chosen ? {} : { MALLOC_TRIM_THRESHOLD_: WORKER_MALLOC_TRIM_THRESHOLD };
-}
-
 interface Serving {
   worker: Worker;
   ports: ListeningPorts;
@@ -60,15 +26,6 @@ interface Serving {
    * port asked for, not the port bound).
    */
   pinned: ListeningPorts | undefined;
-}
-
-class WorkerFailure extends Error {
-  readonly exitCode: number;
-
-  constructor(message: string, exitCode: number) {
-    super(message);
-    this.exitCode = exitCode;
-  }
 }
 
 /**
@@ -247,48 +204,6 @@ class Master {
     if (this.#pidFile !== undefined) rmSync(this.#pidFile, { force: true });
     process.exit(code);
   }
-}
-
-function send(worker: Worker, msg: ToWorker): void {
-  if (worker.isConnected()) worker.send(msg);
-}
-
-/** Passes a socket on without reading a byte of it; closes it if nobody can take it. */
-function forward(to: Worker | undefined, msg: ToWorker, socket: Socket | undefined): void {
-  if (socket === undefined) return;
-  stopKernelReads(socket);
-  // A public client (or a dial-back) nobody can take: a reset, never a FIN.
-  if (to === undefined || !to.isConnected()) return void resetSocket(socket);
-  to.send(msg, socket);
-  socket.destroy(); // the JavaScript object only: its handle is already on its way
-}
-
-/** The next message of that kind from the worker; rejects if it exits or takes longer than ms. */
-function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms: number, killOnTimeout = true): Promise<Extract<FromWorker, { kind: K }>> {
-  const stage = kind === 'prepared' ? 'prepared for the upgrade' : 'ready';
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: unknown): void => {
-      if (!isFromWorker(msg) || msg.kind !== kind) return;
-      settle();
-      resolve(msg as Extract<FromWorker, { kind: K }>);
-    };
-    const onExit = (code: number | null, signal: string | null): void => {
-      settle();
-      reject(new WorkerFailure(`worker ${worker.process.pid} exited (${code ?? signal}) before it was ${stage}`, code ?? 1));
-    };
-    const timer = setTimeout(() => {
-      settle();
-      if (killOnTimeout) worker.process.kill('SIGKILL');
-      reject(new WorkerFailure(`worker ${worker.process.pid} was not ${stage} within ${ms / 1000} s`, 1));
-    }, ms);
-    const settle = (): void => {
-      clearTimeout(timer);
-      worker.off('message', onMessage);
-      worker.off('exit', onExit);
-    };
-    worker.on('message', onMessage);
-    worker.once('exit', onExit);
-  });
 }
 
 /** Runs the master; the workers are forks of the same program (see src/cli/relay.ts). */

@@ -4,16 +4,7 @@
  * only ever reads `kind` and passes the rest along.
  */
 
-/** One port a service owns, as the relay hands it to its successor. */
-export interface LeaseRecord {
-  /** sha256 hex of the resume key: the key itself never leaves the worker. */
-  key: string;
-  port: number;
-  /** Epoch ms when the reservation ends; null while the service is registered. */
-  until: number | null;
-  /** With --tenants: the tenant whose service holds it. */
-  tenant?: string;
-}
+import type { LeaseRecord } from '../leases/lease-store.js';
 
 export interface ListeningPorts {
   control: number;
@@ -45,9 +36,6 @@ export type FromWorker =
   | { kind: 'leases'; leases: LeaseRecord[] }
   | { kind: 'held-client'; port: number; head: string }
   | { kind: 'dial-back'; token: string; head: string };
-
-/** Messages that carry a socket: the master forwards them with it, never reads from it. */
-export const CARRIES_SOCKET: ReadonlySet<string> = new Set(['held-client', 'dial-back']);
 
 export function isFromWorker(value: unknown): value is FromWorker {
   return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';

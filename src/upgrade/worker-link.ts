@@ -3,7 +3,8 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
-import type { FromWorker, LeaseRecord, ListeningPorts, ToWorker } from './messages.js';
+import type { LeaseRecord } from '../leases/lease-store.js';
+import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
 import { resetSocket } from '../net/splice.js';
 
 /** What a worker's relay must offer for an upgrade and a stop. */

@@ -1,0 +1,61 @@
+import type { Worker } from 'node:cluster';
+import type { Socket } from 'node:net';
+import { passSocketOn } from '../net/hand-over.js';
+import { isFromWorker, type FromWorker, type ToWorker } from './messages.js';
+
+/*
+ * The master's side of its IPC channel to one worker. The master passes messages and
+ * sockets along and waits for a worker's next step; it reads nothing else.
+ */
+
+/** A worker that exited or was too slow; the master exits with `exitCode` when it gives up. */
+export class WorkerFailure extends Error {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+/** Dropped when the worker is gone: its 'exit' tells the master the rest. */
+export function send(worker: Worker, msg: ToWorker): void {
+  if (worker.isConnected()) worker.send(msg);
+}
+
+/**
+ * Passes a public client or dial-back on to `to` without reading a byte of it; one that
+ * nobody can take is reset, never closed with a FIN.
+ */
+export function forward(to: Worker | undefined, msg: ToWorker, socket: Socket | undefined): void {
+  if (socket === undefined) return;
+  passSocketOn(socket, to === undefined || !to.isConnected() ? undefined : (handle) => to.send(msg, handle));
+}
+
+/** The next message of that kind from the worker; rejects if it exits or takes longer than ms. */
+export function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms: number, killOnTimeout = true): Promise<Extract<FromWorker, { kind: K }>> {
+  const stage = kind === 'prepared' ? 'prepared for the upgrade' : 'ready';
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: unknown): void => {
+      if (!isFromWorker(msg) || msg.kind !== kind) return;
+      settle();
+      resolve(msg as Extract<FromWorker, { kind: K }>);
+    };
+    const onExit = (code: number | null, signal: string | null): void => {
+      settle();
+      reject(new WorkerFailure(`worker ${worker.process.pid} exited (${code ?? signal}) before it was ${stage}`, code ?? 1));
+    };
+    const timer = setTimeout(() => {
+      settle();
+      if (killOnTimeout) worker.process.kill('SIGKILL');
+      reject(new WorkerFailure(`worker ${worker.process.pid} was not ${stage} within ${ms / 1000} s`, 1));
+    }, ms);
+    const settle = (): void => {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.once('exit', onExit);
+  });
+}
