@@ -1,144 +1,27 @@
 import cluster from 'node:cluster';
-import path from 'node:path';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { DERIVED_LIMITS, RELAY_DEFAULTS, type PortRange, type RelayOptions } from '../config/defaults.js';
-import { UsageError } from '../errors.js';
 import type { Server } from 'node:http';
-import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
-import type { BasicCredentials } from '../monitor/basic-auth.js';
+import path from 'node:path';
+import { DERIVED_LIMITS } from '../config/defaults.js';
 import { boundPort, serveMonitor } from '../monitor/http.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import { Relay, upgradeSide } from '../relay/relay.js';
-import { flagValue, RELAY_RULES } from '../config/rules.js';
-import { argvWithEnv } from './env-options.js';
-import { runStatus } from './relay-status.js';
 import { runMaster } from '../upgrade/master.js';
 import { MasterLink } from '../upgrade/worker-link.js';
-import type { FleetPlan } from '../fleet/fleet.js';
-import { planFleet, type FleetArgs } from './fleet-flags.js';
-import { loggerFor, metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
-import { checkTenantsFlags } from './tenants-flags.js';
-
-function parseRange(text: string): PortRange {
-  const match = /^(\d+)-(\d+)$/.exec(text);
-  if (match === null) throw new UsageError(`--ports must look like A-B (for example 9000-9099), got "${text}"`);
-  const first = portArg('--ports start', match[1]);
-  const last = portArg('--ports end', match[2]);
-  if (first > last) throw new UsageError(`--ports start ${first} is above its end ${last}`);
-  return { first, last };
-}
-
-const parser = withLogOptions(
-  yargs(hideBin(process.argv))
-    .scriptName('relay')
-    .usage('$0 PORT [options]\n\nA reverse TCP relay: services behind a firewall register on PORT and get a public port each.')
-    .command('$0 <port>', false)
-    .positional('port', { type: 'string', describe: 'Port where services connect (control, and data unless --data-port)' })
-    .option('data-port', { type: 'string', describe: 'Separate port for data (dial-back) connections' })
-    .option('ports', { type: 'string', describe: 'Public port range A-B [default: PORT+1-65535]' })
-    .option('public-host', { type: 'string', describe: 'Host name given to services as their public host [default: the name the service dialed]' })
-    .option('bind', { type: 'string', describe: 'Interface address to listen on [default: all]' })
-    .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
-    .option('tenants', { type: 'string', describe: 'JSON file of tenants (name, secrets, ports, quotas): every service names one; SIGHUP reloads it' })
-    .option('tls-cert', { type: 'string', describe: 'PEM certificate: TLS on the control and data ports (public ports stay plain)' })
-    .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
-    .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
-    .option('metrics-auth', { type: 'string', describe: 'USER:PASS: HTTP basic auth for the whole --metrics listener (also RELAY_METRICS_AUTH)' })
-    .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
-    .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: `Open public clients per service (default ${DERIVED_LIMITS.basis})` })
-    .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: `Clients waiting for a dial-back, per service (default ${DERIVED_LIMITS.basis})` })
-    .option('max-tunnels', { type: 'number', default: RELAY_DEFAULTS.maxTunnels, describe: `Public clients across all services, 2 fds each (default ${DERIVED_LIMITS.basis})` })
-    .option('max-warm', { type: 'number', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
-    .option('handshake-timeout', { type: 'number', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
-    .option('dialback-timeout', { type: 'number', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })
-    .option('heartbeat', { type: 'number', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
-    .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
-    .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
-    .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
-    .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
-    .option('max-clients-per-ip', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerIp, describe: 'Open public clients from one address (IPv6: one /64) over all public ports; 0 = no limit' })
-    .option('max-connect-rate', { type: 'number', default: RELAY_DEFAULTS.maxConnectRate, describe: 'New public connections a second from one address (IPv6: one /64); 0 = no limit' })
-    .option('idle-timeout', { type: 'number', default: RELAY_DEFAULTS.idleTimeoutMs / 1000, describe: 'Seconds a tunnel may move no byte either way before it is reset; 0 = never' })
-    .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
-    .option('etcd', { type: 'string', describe: 'Join a relay fleet coordinated by etcd at URL[,URL...] (needs --ports and --public-host)' })
-    .option('node', { type: 'string', describe: "This fleet node's name [default: its --advertise]" })
-    .option('advertise', { type: 'string', describe: 'HOST:PORT where services reach this fleet node [default: --bind or host name, and PORT]' })
-    .option('etcd-prefix', { type: 'string', default: '/tcp-relay/', describe: 'Prefix of every key the fleet keeps in etcd' })
-    .option('etcd-ca', { type: 'string', describe: 'PEM CA that signed the etcd server certificate' })
-    .option('etcd-cert', { type: 'string', describe: 'PEM client certificate for etcd' })
-    .option('etcd-key', { type: 'string', describe: 'PEM private key for --etcd-cert' })
-    .option('pid-file', { type: 'string', describe: 'Write the pid to signal (SIGUSR2 upgrades, SIGTERM stops) to FILE' })
-    .config('config', 'JSON file of options (keys as the long flags)')
-    .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
-    .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
-    .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
-    .example('$0 8080 --state /var/lib/relay/leases.json', 'services get their ports back after a restart of the relay')
-    .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; dashboard and metrics on 9100')
-    .example('$0 status --metrics 127.0.0.1:9100', "a running relay's services, tunnels and refusals as a table")
-    .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
-    .strict()
-    .help()
-    .version(false)
-    .fail(usageFailure('relay', 'PORT')),
-);
+import { loggerFor, usageFailure } from './common.js';
+import { argvWithEnv } from './env-options.js';
+import { parser, planRelay, type MetricsListen, type RelayPlan } from './relay-flags.js';
+import { runStatus } from './relay-status.js';
 
 async function main(): Promise<void> {
   const master = new MasterLink();
   const args = await parser.parseAsync(argvWithEnv(parser, ['port']));
-  let options: RelayOptions;
-  let metrics: { host: string; port: number; auth?: BasicCredentials } | undefined;
-  let fleet: { module: typeof import('../fleet/fleet.js'); plan: FleetPlan } | undefined;
+  let plan: RelayPlan;
   try {
-    const port = portArg('PORT', args.port, true);
-    options = {
-      port,
-      ...(args.dataPort === undefined ? {} : { dataPort: portArg('--data-port', args.dataPort) }),
-      ...(args.ports === undefined ? {} : { ports: parseRange(args.ports) }),
-      ...(args.publicHost === undefined ? {} : { publicHost: args.publicHost }),
-      ...(args.bind === undefined ? {} : { bind: args.bind }),
-      ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
-      maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
-      maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
-      maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
-      maxTunnels: flagValue(RELAY_RULES.maxTunnels, args.maxTunnels),
-      maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
-      handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
-      dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
-      heartbeatMs: flagValue(RELAY_RULES.heartbeatMs, args.heartbeat),
-      resumeGraceMs: flagValue(RELAY_RULES.resumeGraceMs, args.resumeGrace),
-      drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
-      holdTimeoutMs: flagValue(RELAY_RULES.holdTimeoutMs, args.holdTimeout),
-      probeIntervalMs: flagValue(RELAY_RULES.probeIntervalMs, args.probe),
-      maxClientsPerIp: flagValue(RELAY_RULES.maxClientsPerIp, args.maxClientsPerIp),
-      maxConnectRate: flagValue(RELAY_RULES.maxConnectRate, args.maxConnectRate),
-      idleTimeoutMs: flagValue(RELAY_RULES.idleTimeoutMs, args.idleTimeout),
-      ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
-      ...(args.tenants === undefined || args.tenants === '' ? {} : { tenantsFile: path.resolve(args.tenants) }),
-    };
-    checkTenantsFlags(options);
-    if (options.ports === undefined && port === 65535) throw new UsageError('PORT 65535 leaves no public ports; give --ports');
-    if (options.ports === undefined && port === 0) throw new UsageError('PORT 0 (any free port) needs --ports A-B for the public ports');
-    const host = options.publicHost;
-    if (host !== undefined && splitHostPort(`${host}:1`) === undefined && splitHostPort(`[${host}]:1`) === undefined) {
-      throw new UsageError(`--public-host must be a host name or address, got "${options.publicHost}"`);
-    }
-    if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-    if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
-      options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
-    }
-    if (args.etcd !== undefined) {
-      if (options.stateFile !== undefined) throw new UsageError('--state and --etcd do not go together: a fleet keeps its leases in etcd');
-      const module = await import('../fleet/fleet.js');
-      fleet = { module, plan: planFleet(args as FleetArgs, options) };
-    }
-    if (args.metrics !== undefined) metrics = parseListen('--metrics', args.metrics);
-    if (args.metricsAuth !== undefined) {
-      if (metrics === undefined) throw new UsageError('--metrics-auth needs --metrics');
-      metrics.auth = metricsAuthArg(args.metricsAuth);
-    }
+    plan = await planRelay(args);
   } catch (err) {
     return usageFailure('relay', 'PORT')(undefined, err as Error);
   }
+  const { options, metrics, fleet, tenants } = plan;
   const log = loggerFor('relay', args);
   const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat);
   if (go.ports !== undefined) {
@@ -151,7 +34,7 @@ async function main(): Promise<void> {
   log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, defaults: DERIVED_LIMITS.basis }, 'client limits');
   // Fleet code (and etcd's client) is loaded only in fleet mode.
   const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, fleetRefused);
-  const relay = new Relay(options, log, store === undefined ? {} : { leaseStore: store });
+  const relay = new Relay(options, log, { ...(store === undefined ? {} : { leaseStore: store }), ...(tenants === undefined ? {} : { tenants }) });
   if (fleet !== undefined && store !== undefined) relay.stats.extraMetrics = () => fleet.module.fleetMetrics(store);
   try {
     // start() reads the state file first; a predecessor's leases are added to those.
@@ -172,7 +55,7 @@ function fleetRefused(message: string): never {
   process.exit(2);
 }
 
-async function startMetrics(relay: Relay, where: { host: string; port: number; auth?: BasicCredentials }): Promise<Server> {
+async function startMetrics(relay: Relay, where: MetricsListen): Promise<Server> {
   try {
     const server = await serveMonitor(relay, where.host, where.port, {
       ...(where.auth === undefined ? {} : { auth: where.auth }),

@@ -83,24 +83,50 @@ function checkPort(name: string, value: unknown, min: number): void {
   checkOption(name, count(name, min, 65535), value);
 }
 
+/** A rule over two options at once, phrased for the command line (`flags`) and for library callers (`keys`). */
+interface CombinedRule {
+  broken: (options: Pick<RelayOptions, 'port' | 'ports' | 'secret' | 'tenantsFile'>) => boolean;
+  flags: string;
+  keys: string;
+}
+
+const COMBINED_RULES: readonly CombinedRule[] = [
+  {
+    broken: (o) => o.ports === undefined && o.port === 0,
+    flags: 'PORT 0 (any free port) needs --ports A-B for the public ports',
+    keys: 'ports is required with port 0: the public ports cannot follow a port not yet chosen',
+  },
+  {
+    broken: (o) => o.ports === undefined && o.port === 65535,
+    flags: 'PORT 65535 leaves no public ports; give --ports',
+    keys: 'ports is required with port 65535: no port follows it',
+  },
+  {
+    broken: (o) => o.secret !== undefined && o.tenantsFile !== undefined,
+    flags: '--secret (or RELAY_SECRET) and --tenants do not go together: each tenant has its own secrets',
+    keys: 'secret and tenantsFile (--secret and --tenants) do not go together: each tenant has its own secrets',
+  },
+];
+
+/** Throws a UsageError for the first combination of options that cannot work, named as `naming` says. */
+export function checkCombinations(options: Pick<RelayOptions, 'port' | 'ports' | 'secret' | 'tenantsFile'>, naming: 'flags' | 'keys'): void {
+  const broken = COMBINED_RULES.find((rule) => rule.broken(options));
+  if (broken !== undefined) throw new UsageError(broken[naming]);
+}
+
 /** Checks a relay's options (defaults already applied); throws a UsageError naming the first bad one. */
 export function validateRelayOptions(options: RelayOptions): RelayOptions {
   checkPort('port', options.port, 0);
   if (options.dataPort !== undefined) checkPort('dataPort', options.dataPort, 0);
   for (const [key, rule] of Object.entries(RELAY_RULES) as [RelayTunable, Rule][]) checkOption(key, rule, options[key]);
+  checkCombinations(options, 'keys');
   const { ports } = options;
-  if (ports === undefined) {
-    if (options.port === 0) throw new UsageError('ports is required with port 0: the public ports cannot follow a port not yet chosen');
-    if (options.port === 65535) throw new UsageError('ports is required with port 65535: no port follows it');
-  } else {
+  if (ports !== undefined) {
     checkPort('ports.first', ports.first, 1);
     checkPort('ports.last', ports.last, 1);
     if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
   }
   if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
-  if (options.secret !== undefined && options.tenantsFile !== undefined) {
-    throw new UsageError('secret and tenantsFile (--secret and --tenants) do not go together: each tenant has its own secrets');
-  }
   if (options.tls !== undefined) {
     try {
       createSecureContext(options.tls);
