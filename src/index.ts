@@ -3,7 +3,7 @@
  * relay in-process (Relay), and the errors both can raise.
  */
 export { listenViaRelay, RelayRegistration, RelayTunnel } from './client/registration.js';
-export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/registration.js';
+export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/options.js';
 export { relayInfo } from './client/dial-back.js';
 export type { RelayTlsOptions } from './client/transport.js';
 export type { RelayedClientInfo } from './client/dial-back.js';

@@ -3,86 +3,25 @@ import { isIP, type Server, type Socket } from 'node:net';
 import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config/defaults.js';
 import { RegistrationRefusedError, RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { validateClientOptions } from '../config/rules.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof, newToken } from '../protocol/auth.js';
 import { PROTOCOL_VERSION, formatMessage, joinHostPort, parseRelayLine, type Feature, type RelayMessage } from '../protocol/messages.js';
 import { backoffDelay } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
 import { FleetMembers } from './fleet-members.js';
+import { validateClientOptions, type CloseOptions, type ConnectionTarget, type PublicAddress, type RelayClientOptions } from './options.js';
 import { ProbeAnswerer } from './probe.js';
 import { loadResumeKey } from './resume-file.js';
-import { dialRelay, TlsSessions, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
+import { dialRelay, TlsSessions, type RelayEndpoint } from './transport.js';
 import { Timers } from './timers.js';
 import { WarmPool } from './warm-pool.js';
 import { helloWarm, poolSize } from './warm-sizer.js';
-
-/** Options of {@link listenViaRelay}. */
-export interface RelayClientOptions {
-  /**
-   * The relay's host name or address, as this program reaches it. A comma-separated
-   * list names the nodes of a relay fleet: the service registers with every address of
-   * every name, all with the same resume key (see docs/operations.md, fleet).
-   */
-  host: string;
-  /** The relay's control port (the PORT of `./relay PORT`). */
-  port: number;
-  /** The relay's shared secret, if it was started with one; with tenants, one of this tenant's secrets. */
-  secret?: string;
-  /** The tenant to register as, on a relay started with `--tenants` (its `secret` goes with it). */
-  tenant?: string;
-  /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
-  tls?: boolean | RelayTlsOptions;
-  /** Ask for this public port (the relay gives another if it is taken). */
-  publicPort?: number;
-  /**
-   * Keep this many idle data connections open so a new client needs no dial-back; or
-   * `'auto'`: as many as recent arrivals need, between 2 and the relay's --max-warm.
-   */
-  prewarm?: number | 'auto';
-  /**
-   * A file holding this service's resume key (created, mode 0600, on first use): a
-   * restarted process with the same file gets the same public port back, and public
-   * clients that arrive while it restarts are held by the relay until it is back.
-   */
-  resumeFile?: string;
-  /** A resume key (32 hex digits) to register with, instead of one from resumeFile or the relay. */
-  resumeKey?: string;
-  /** Set on the extra registrations of a fleet (internal): they report fleet nodes instead of joining them. */
-  fleetMember?: boolean;
-  /** pino logger; silent by default. */
-  logger?: Logger;
-  /** Reconnect backoff in ms; see docs/integrating.md. */
-  backoff?: { initialMs?: number; maxMs?: number; jitter?: number };
-  handshakeTimeoutMs?: number;
-}
-
-/** The public address a relay gave this program. */
-export interface PublicAddress {
-  host: string;
-  port: number;
-  /** `host:port`, as people type it. */
-  address: string;
-}
-
-/** Options of {@link RelayRegistration.close}. */
-export interface CloseOptions {
-  /**
-   * Tell the relay this service is gone for good: its port is freed and clients are
-   * refused at once, instead of being held for a restart. Default: true without a
-   * resume file (such a service can never come back for its port), false with one.
-   */
-  leave?: boolean;
-}
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
 const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet'];
 
 /** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
 const LEAVE_LINGER_MS = 2_000;
-
-/** Where relayed clients go: a server of any kind, or a plain connection callback. */
-export type ConnectionTarget = Server | ((socket: Socket) => void);
 
 interface Registration {
   dataPort: number;
@@ -321,7 +260,7 @@ export class RelayRegistration extends EventEmitter {
     if (this.#fleet === undefined) {
       this.#resume ??= newToken();
       const own = this.#control;
-      this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayTunnel(this.#target, options), this.#log, {
+      this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayRegistration(this.#target, options), this.#log, {
         established: (address) => this.#announce(address),
         // Only the coordinator of a host list has no connection of its own to keep going.
         failed: (err) => own === undefined && this.#fail(err),
