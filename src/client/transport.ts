@@ -37,6 +37,12 @@ export interface RelayEndpoint {
   tls?: (RelayTlsOptions & { sessions?: TlsSessions }) | undefined;
 }
 
+/** The `tls` of an endpoint for the `tls` option, sharing the registration's session cache. */
+export function endpointTls(tls: boolean | RelayTlsOptions | undefined, sessions: TlsSessions): RelayEndpoint['tls'] {
+  if (tls === true) return { sessions };
+  return tls === false || tls === undefined ? undefined : { ...tls, sessions };
+}
+
 /** A connection to one of the relay's own ports, plain or TLS; writes may start at once. */
 export function dialRelay(endpoint: RelayEndpoint, allowHalfOpen: boolean): Socket {
   const { host, port, tls } = endpoint;
