@@ -2,7 +2,6 @@ import type { Socket } from 'node:net';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { readFirstLine, type FirstLine } from '../net/lines.js';
 import { formatMessage, parseRelayLine, type RelayMessage, type ServiceMessage } from '../protocol/messages.js';
-
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
 /** Where a relayed client came from, and which public address of the relay it reached. */
@@ -25,6 +24,12 @@ type RelayedSocket = Socket & { [kRelayInfo]?: RelayedClientInfo };
  */
 export function relayInfo(socket: Socket): RelayedClientInfo | undefined {
   return (socket as RelayedSocket)[kRelayInfo];
+}
+
+/** Why the relay's answer on a data connection is not the one hoped for, for the log. */
+export function refusalReason(reply: FirstLine<RelayMessage>): string {
+  if (!reply.ok) return reply.reason;
+  return reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
 }
 
 /** Opens a data connection, presents `first`, and reads the relay's answer to it. */
@@ -58,9 +63,8 @@ export async function openDataConnection(
 ): Promise<Socket | undefined> {
   const { socket, reply } = await presentToken(relay, first, timeoutMs, onSocket);
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {
-    const reason = !reply.ok ? reply.reason : reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
     socket.destroy();
-    onRefused(reason);
+    onRefused(refusalReason(reply));
     return undefined;
   }
   if (reply.rest.length > 0) socket.unshift(reply.rest);

@@ -5,6 +5,7 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TENANT_NAME } from '../protocol/messages.js';
 import type { BackoffPolicy } from './backoff.js';
+import { RESUME_KEY } from './resume-file.js';
 import type { RelayTlsOptions } from './transport.js';
 
 /** Options of {@link listenViaRelay}. */
@@ -73,7 +74,7 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
   checkPort('port', options.port, 1);
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
-  if (options.resumeKey !== undefined && !/^[0-9a-f]{32}$/.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
+  if (options.resumeKey !== undefined && !RESUME_KEY.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
     throw new UsageError(`tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${String(options.tenant).slice(0, 70)}"`);
   }

@@ -13,7 +13,7 @@ export interface RelayTlsOptions {
 /**
  * The latest TLS session (ticket) per relay port, so each dial-back resumes instead of
  * doing a full handshake (half the relay's CPU per client with TLS). One cache per
- * tunnel, never shared: a resumed session skips certificate checks, so it must only be
+ * registration, never shared: a resumed session skips certificate checks, so it must only be
  * offered under the same `ca` and `servername` that verified it.
  */
 export class TlsSessions {
