@@ -2,8 +2,10 @@
  * tcp-relay's public API: serve a program through a relay (listenViaRelay), run a
  * relay in-process (Relay), and the errors both can raise.
  */
-export { listenViaRelay, RelayRegistration, RelayTunnel } from './client/registration.js';
-export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/registration.js';
+import { RelayRegistration } from './client/registration.js';
+
+export { listenViaRelay, RelayRegistration } from './client/registration.js';
+export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/options.js';
 export { relayInfo } from './client/dial-back.js';
 export type { RelayTlsOptions } from './client/transport.js';
 export type { RelayedClientInfo } from './client/dial-back.js';
@@ -14,3 +16,8 @@ export { RelayError, UsageError, RegistrationRefusedError } from './errors.js';
 export { splice } from './net/splice.js';
 export type { SpliceResult } from './net/splice.js';
 export type { LeaseRecord, LeaseStore } from './leases/lease-store.js';
+
+/** @deprecated The old name of {@link RelayRegistration} (a tunnel is one spliced client). */
+export const RelayTunnel = RelayRegistration;
+/** @deprecated The old name of {@link RelayRegistration}. */
+export type RelayTunnel = RelayRegistration;

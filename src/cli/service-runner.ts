@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Argv } from 'yargs';
-import { listenViaRelay, type RelayClientOptions, type RelayRegistration } from '../client/registration.js';
+import type { RelayClientOptions } from '../client/options.js';
+import { listenViaRelay, type RelayRegistration } from '../client/registration.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';

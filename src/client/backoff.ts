@@ -1,12 +1,11 @@
+import { MAX_TIMER_MS } from '../config/rules.js';
+
 export interface BackoffPolicy {
   initialMs: number;
   maxMs: number;
   /** Fraction of the delay that is randomised, so many services do not reconnect in step. */
   jitter: number;
 }
-
-/** setTimeout fires at once for anything longer than this. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Delay before reconnect attempt `attempt` (0-based): doubling, jittered, never above maxMs. */
 export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number = Math.random): number {

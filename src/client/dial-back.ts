@@ -29,6 +29,12 @@ export function relayInfo(socket: Socket): RelayedClientInfo | undefined {
   return (socket as RelayedSocket)[kRelayInfo];
 }
 
+/** Why the relay's answer on a data connection is not the one hoped for, for the log. */
+export function refusalReason(reply: FirstLine<RelayMessage>): string {
+  if (!reply.ok) return reply.reason;
+  return reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
+}
+
 /** Opens a data connection, presents `first`, and reads the relay's answer to it. */
 export async function presentToken(
   relay: RelayEndpoint,
@@ -60,9 +66,8 @@ export async function openDataConnection(
 ): Promise<Socket | undefined> {
   const { socket, reply } = await presentToken(relay, first, timeoutMs, onSocket);
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {
-    const reason = !reply.ok ? reply.reason : reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
     socket.destroy();
-    onRefused(reason);
+    onRefused(refusalReason(reply));
     return undefined;
   }
   if (reply.rest.length > 0) socket.unshift(reply.rest);

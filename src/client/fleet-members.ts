@@ -1,17 +1,27 @@
 import { lookup } from 'node:dns/promises';
+import type { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.js';
 import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
-import type { PublicAddress, RelayClientOptions, RelayTunnel } from './registration.js';
+import type { CloseOptions, PublicAddress, RelayClientOptions } from './options.js';
+
+/**
+ * What the fleet needs of a member: a RelayRegistration, described here by shape so
+ * that this file does not import the class that imports it.
+ */
+export interface FleetMember extends EventEmitter {
+  readonly publicAddress: PublicAddress | undefined;
+  close(options?: CloseOptions): void;
+}
 
 /** Makes one more registration of the same service, with another node of the fleet. */
-export type MemberFactory = (options: RelayClientOptions) => RelayTunnel;
+export type MemberFactory = (options: RelayClientOptions) => FleetMember;
 
 /** Most connections one service keeps to a fleet; nodes= is bounded the same way. */
 const MAX_MEMBERS = 16;
 
 /**
- * A service's registrations with the nodes of a relay fleet: one RelayTunnel per node
+ * A service's registrations with the nodes of a relay fleet: one RelayRegistration per node
  * address, all with the same resume key, so every node gives the same public port and
  * can deliver public clients. Addresses come from the host list the program was given
  * (each name resolved to all its addresses) and from every node's `OK … nodes=`; the
@@ -25,7 +35,7 @@ export class FleetMembers {
   readonly #onEstablished: (address: PublicAddress) => void;
   readonly #onFailed: (err: Error) => void;
   /** By resolved `ip:port`: the registrations made, and the one the owner itself keeps (undefined). */
-  readonly #members = new Map<string, RelayTunnel | undefined>();
+  readonly #members = new Map<string, FleetMember | undefined>();
   #closed = false;
 
   constructor(
@@ -43,6 +53,7 @@ export class FleetMembers {
 
   /** The address the owner's own connection reached: no member is made for it. */
   markOwn(address: string, port: number): void {
+    // TODO(lead): plainAddress
     const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
     this.#members.set(joinHostPort(ip, port), undefined);
   }

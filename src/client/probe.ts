@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js';
-import { presentToken } from './dial-back.js';
+import { presentToken, refusalReason } from './dial-back.js';
 import type { RelayEndpoint } from './transport.js';
 
 /**
@@ -24,9 +24,7 @@ export class ProbeAnswerer {
       ({ socket, reply }) => {
         // Whatever came back, this connection carries no client: it ends here.
         socket.destroy();
-        if (reply.ok && reply.msg.kind === 'PROBED') return this.#result(undefined);
-        const reason = !reply.ok ? reply.reason : reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
-        this.#result(reason);
+        this.#result(reply.ok && reply.msg.kind === 'PROBED' ? undefined : refusalReason(reply));
       },
       (err: unknown) => this.#result(String(err)),
     );

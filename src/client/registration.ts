@@ -1,98 +1,24 @@
 import { EventEmitter } from 'node:events';
-import { isIP, type Server, type Socket } from 'node:net';
-import { CLIENT_DEFAULTS, HEARTBEAT_MISSES } from '../config/defaults.js';
-import { RegistrationRefusedError, RelayError } from '../errors.js';
+import { RelayError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { validateClientOptions } from '../config/rules.js';
-import { readLines, sendMessage } from '../net/lines.js';
-import { computeProof, newToken } from '../protocol/auth.js';
-import { joinHostPort } from '../protocol/addresses.js';
-import { formatMessage } from '../protocol/format.js';
-import { PROTOCOL_VERSION, type Feature, type RelayMessage } from '../protocol/messages.js';
-import { parseRelayLine } from '../protocol/parse.js';
+import { newToken } from '../protocol/auth.js';
 import { backoffDelay } from './backoff.js';
-import { openDataConnection } from './dial-back.js';
+import { ControlConnection } from './control.js';
+import { DataPath, dataEndpointFor } from './data-path.js';
 import { FleetMembers } from './fleet-members.js';
-import { ProbeAnswerer } from './probe.js';
+import { helloFor, publicAddressOf, type Registered } from './handshake.js';
+import {
+  backoffPolicyOf,
+  handshakeTimeoutOf,
+  validateClientOptions,
+  type CloseOptions,
+  type ConnectionTarget,
+  type PublicAddress,
+  type RelayClientOptions,
+} from './options.js';
 import { loadResumeKey } from './resume-file.js';
-import { dialRelay, TlsSessions, type RelayEndpoint, type RelayTlsOptions } from './transport.js';
 import { Timers } from './timers.js';
-import { WarmPool } from './warm-pool.js';
-import { helloWarm, poolSize } from './warm-sizer.js';
-
-/** Options of {@link listenViaRelay}. */
-export interface RelayClientOptions {
-  /**
-   * The relay's host name or address, as this program reaches it. A comma-separated
-   * list names the nodes of a relay fleet: the service registers with every address of
-   * every name, all with the same resume key (see docs/operations.md, fleet).
-   */
-  host: string;
-  /** The relay's control port (the PORT of `./relay PORT`). */
-  port: number;
-  /** The relay's shared secret, if it was started with one; with tenants, one of this tenant's secrets. */
-  secret?: string;
-  /** The tenant to register as, on a relay started with `--tenants` (its `secret` goes with it). */
-  tenant?: string;
-  /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
-  tls?: boolean | RelayTlsOptions;
-  /** Ask for this public port (the relay gives another if it is taken). */
-  publicPort?: number;
-  /**
-   * Keep this many idle data connections open so a new client needs no dial-back; or
-   * `'auto'`: as many as recent arrivals need, between 2 and the relay's --max-warm.
-   */
-  prewarm?: number | 'auto';
-  /**
-   * A file holding this service's resume key (created, mode 0600, on first use): a
-   * restarted process with the same file gets the same public port back, and public
-   * clients that arrive while it restarts are held by the relay until it is back.
-   */
-  resumeFile?: string;
-  /** A resume key (32 hex digits) to register with, instead of one from resumeFile or the relay. */
-  resumeKey?: string;
-  /** Set on the extra registrations of a fleet (internal): they report fleet nodes instead of joining them. */
-  fleetMember?: boolean;
-  /** pino logger; silent by default. */
-  logger?: Logger;
-  /** Reconnect backoff in ms; see docs/integrating.md. */
-  backoff?: { initialMs?: number; maxMs?: number; jitter?: number };
-  handshakeTimeoutMs?: number;
-}
-
-/** The public address a relay gave this program. */
-export interface PublicAddress {
-  host: string;
-  port: number;
-  /** `host:port`, as people type it. */
-  address: string;
-}
-
-/** Options of {@link RelayRegistration.close}. */
-export interface CloseOptions {
-  /**
-   * Tell the relay this service is gone for good: its port is freed and clients are
-   * refused at once, instead of being held for a restart. Default: true without a
-   * resume file (such a service can never come back for its port), false with one.
-   */
-  leave?: boolean;
-}
-
-/** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
-const FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet'];
-
-/** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
-const LEAVE_LINGER_MS = 2_000;
-
-/** Where relayed clients go: a server of any kind, or a plain connection callback. */
-export type ConnectionTarget = Server | ((socket: Socket) => void);
-
-interface Registration {
-  dataPort: number;
-  heartbeatMs: number;
-  /** Where every data connection of this registration goes (see #dataEndpointFor). */
-  dataEndpoint: RelayEndpoint;
-}
+import { endpointTls, TlsSessions, type RelayEndpoint } from './transport.js';
 
 /**
  * A program's presence on a relay. Keeps the control connection up (reconnecting with
@@ -108,23 +34,17 @@ export class RelayRegistration extends EventEmitter {
   readonly #target: ConnectionTarget;
   readonly #options: RelayClientOptions;
   readonly #log: Logger;
-  #control: Socket | undefined;
-  #registration: Registration | undefined;
-  /** Optional messages the relay said it understands, for the current registration. */
-  #relayFeatures = new Set<Feature>();
-  /** The relay asked for a new registration at once (an upgrade), not after a backoff. */
-  #rejoinNow = false;
+  readonly #data: DataPath;
+  readonly #timers = new Timers();
+  /** Resumed on every dial-back and reconnect with TLS (see TlsSessions). */
+  readonly #tlsSessions = new TlsSessions();
+  #control: ControlConnection | undefined;
+  /** Registered now, over #control. */
+  #registered = false;
+  /** From the latest registration, kept while reconnecting to ask for the same port. */
   #publicAddress: PublicAddress | undefined;
   #resume: string | undefined;
   #attempt = 0;
-  #lastHeard = 0;
-  readonly #timers = new Timers();
-  /** The prewarmed connections of the current registration, if it asked for any. */
-  #warmPool: WarmPool | undefined;
-  /** Resumed on every dial-back and reconnect with TLS (see TlsSessions). */
-  readonly #tlsSessions = new TlsSessions();
-  readonly #counts = { clients: 0, prewarmed: 0 };
-  readonly #probes: ProbeAnswerer;
   #closed = false;
   /** Why the relay refused for good, for established() calls that come after. */
   #refusal: Error | undefined;
@@ -139,7 +59,7 @@ export class RelayRegistration extends EventEmitter {
     this.#target = target;
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
-    this.#probes = new ProbeAnswerer(this.#log, options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs);
+    this.#data = new DataPath({ target, prewarm: options.prewarm, handshakeTimeoutMs: handshakeTimeoutOf(options), log: this.#log });
     if (options.resumeFile !== undefined) this.#resume = loadResumeKey(options.resumeFile);
     if (options.resumeKey !== undefined) this.#resume = options.resumeKey;
     const hosts = options.host.split(',');
@@ -150,12 +70,12 @@ export class RelayRegistration extends EventEmitter {
 
   /** Public clients delivered so far, and how many of them came on a prewarmed connection. */
   get clientCounts(): { clients: number; prewarmed: number } {
-    return { ...this.#counts };
+    return this.#data.counts;
   }
 
   /** The public address from the latest registration, if registered now. */
   get publicAddress(): PublicAddress | undefined {
-    return this.#registration === undefined ? this.#fleet?.publicAddress : this.#publicAddress;
+    return this.#registered ? this.#publicAddress : this.#fleet?.publicAddress;
   }
 
   /** Resolves with the public address at the next registration; rejects if refused for good. */
@@ -191,121 +111,44 @@ export class RelayRegistration extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     this.#timers.cancelAll();
-    this.#dropWarmPool();
+    this.#data.stopPrewarm();
     this.#fleet?.close(options.leave);
-    const leave = options.leave ?? this.#options.resumeFile === undefined;
-    const control = this.#control;
-    if (control !== undefined && leave && this.#registration !== undefined && this.#relayFeatures.has('leave')) {
-      control.end(formatMessage({ kind: 'LEAVE' }));
-      setTimeout(() => control.destroy(), LEAVE_LINGER_MS).unref();
-    } else {
-      control?.destroy();
-    }
+    this.#control?.close(options.leave ?? this.#options.resumeFile === undefined);
     this.emit('close');
-  }
-
-  #dropWarmPool(): void {
-    this.#warmPool?.close();
-    this.#warmPool = undefined;
   }
 
   #connect(): void {
     if (this.#closed) return;
-    const { host, port } = this.#options;
-    const socket = dialRelay({ host, port, tls: this.#tls() }, false);
-    this.#control = socket;
-    let lostReason = 'connection closed';
-    socket.on('error', (err) => (lostReason = (err as NodeJS.ErrnoException).code ?? err.message));
-    socket.once('close', () => this.#lost(socket, lostReason));
-    const handshakeTimer = setTimeout(() => {
-      lostReason = 'registration timed out';
-      socket.destroy();
-    }, this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs);
-    socket.once('close', () => clearTimeout(handshakeTimer));
-    sendMessage(socket, {
-      kind: 'HELLO',
-      version: PROTOCOL_VERSION,
-      host,
-      ...(this.#publicAddress === undefined && this.#options.publicPort === undefined ? {} : { port: this.#publicAddress?.port ?? this.#options.publicPort }),
-      ...(this.#resume === undefined ? {} : { resume: this.#resume }),
-      ...(helloWarm(this.#options.prewarm) > 0 ? { warm: helloWarm(this.#options.prewarm) } : {}),
-      features: FEATURES,
-      ...(this.#options.tenant === undefined ? {} : { tenant: this.#options.tenant }),
-    } as const);
-    readLines(
-      socket,
-      Buffer.alloc(0),
-      parseRelayLine,
-      (msg) => {
-        this.#lastHeard = performance.now();
-        const refusal = this.#onMessage(socket, msg);
-        if (refusal !== undefined) lostReason = refusal;
-        if (this.#registration !== undefined) clearTimeout(handshakeTimer);
+    const { host, port, secret } = this.#options;
+    const control: ControlConnection = new ControlConnection(
+      {
+        relay: { host, port, tls: this.#tls() },
+        hello: helloFor(this.#options, this.#publicAddress?.port, this.#resume),
+        secret,
+        handshakeTimeoutMs: handshakeTimeoutOf(this.#options),
+        log: this.#log,
       },
-      (failure) => {
-        lostReason = `relay sent a bad line: ${failure.reason}`;
-        socket.destroy();
+      {
+        registered: (msg) => this.#onRegistered(control, msg),
+        connect: (token) => this.#data.dialBack(token),
+        probe: (token) => this.#data.probe(token),
+        refused: (err) => this.#fail(err),
+        lost: (reason, rejoin) => this.#lost(control, reason, rejoin),
       },
     );
+    this.#control = control;
   }
 
-  /** Handles one line from the relay; returns a reason when the connection must end. */
-  #onMessage(socket: Socket, msg: RelayMessage): string | undefined {
-    switch (msg.kind) {
-      case 'AUTH':
-        if (this.#options.secret === undefined) {
-          this.#fail(new RegistrationRefusedError('auth', 'authentication failed: the relay requires a secret (--secret or RELAY_SECRET)'));
-          socket.destroy();
-          return 'no secret';
-        }
-        sendMessage(socket, { kind: 'PROOF', mac: computeProof(this.#options.secret, msg.nonce) });
-        return undefined;
-      case 'OK':
-        return this.#registered(msg);
-      case 'CONNECT':
-        this.#dialBack(msg.token).catch((err: unknown) => this.#log.error({ err }, 'delivering a relayed client failed'));
-        return undefined;
-      case 'PING':
-        sendMessage(socket, { kind: 'PONG' });
-        return undefined;
-      case 'PROBE':
-        this.#probes.answer(this.#dataEndpoint(), msg.token);
-        return undefined;
-      case 'SHUTDOWN':
-        socket.destroy();
-        return 'relay shut down';
-      case 'REJOIN':
-        this.#rejoinNow = true;
-        socket.destroy();
-        return 'relay asked to register again';
-      case 'ERR':
-        if (msg.code === 'superseded') {
-          this.#fail(new RegistrationRefusedError('superseded', 'superseded: another process registered with the same resume key'));
-        } else if (msg.code === 'auth' || msg.code === 'version') {
-          // The relay's own text for auth already says "authentication failed".
-          const text = msg.code === 'auth' ? (/authentication failed/.test(msg.text) ? msg.text : `authentication failed: ${msg.text}`) : `protocol version mismatch: ${msg.text}`;
-          this.#fail(new RegistrationRefusedError(msg.code, text));
-        }
-        socket.destroy();
-        return `relay refused: ${msg.code} ${msg.text}`;
-      default:
-        socket.destroy();
-        return `unexpected ${msg.kind} from relay`;
-    }
-  }
-
-  #registered(msg: RelayMessage & { kind: 'OK' }): undefined {
-    this.#registration = { dataPort: msg.dataPort, heartbeatMs: msg.heartbeatMs, dataEndpoint: this.#dataEndpointFor(msg.dataPort) };
-    this.#relayFeatures = new Set(msg.features ?? []);
+  #onRegistered(control: ControlConnection, msg: Registered): void {
+    const address = publicAddressOf(msg);
+    this.#registered = true;
     this.#resume = msg.resume;
     this.#attempt = 0;
-    this.#publicAddress = { host: msg.host, port: msg.port, address: joinHostPort(msg.host, msg.port) };
-    this.#log.info({ publicAddress: this.#publicAddress.address }, 'registered with relay');
-    this.#watchHeartbeat(this.#control!, msg.heartbeatMs);
-    this.#startWarmPool(msg.dataPort, msg.warmToken);
+    this.#publicAddress = address;
+    this.#log.info({ publicAddress: address.address }, 'registered with relay');
+    this.#data.open(dataEndpointFor(this.#options.host, control.remoteAddress, msg.dataPort, this.#tls()), msg.warmToken);
     if (msg.nodes !== undefined) this.#joinFleet(msg.nodes);
-    this.#announce(this.#publicAddress);
-    return undefined;
+    this.#announce(address);
   }
 
   #announce(address: PublicAddress): void {
@@ -324,7 +167,7 @@ export class RelayRegistration extends EventEmitter {
     if (this.#fleet === undefined) {
       this.#resume ??= newToken();
       const own = this.#control;
-      this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayTunnel(this.#target, options), this.#log, {
+      this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayRegistration(this.#target, options), this.#log, {
         established: (address) => this.#announce(address),
         // Only the coordinator of a host list has no connection of its own to keep going.
         failed: (err) => own === undefined && this.#fail(err),
@@ -334,42 +177,22 @@ export class RelayRegistration extends EventEmitter {
     void this.#fleet.add(nodes);
   }
 
-  #watchHeartbeat(socket: Socket, intervalMs: number): void {
-    const limitMs = HEARTBEAT_MISSES * intervalMs;
-    const check = (): void => {
-      if (socket.destroyed || this.#control !== socket) return;
-      if (performance.now() - this.#lastHeard > limitMs) {
-        this.#log.warn({ silentMs: limitMs }, 'relay silent; reconnecting');
-        socket.destroy();
-        return;
-      }
-      this.#timers.later(intervalMs, check);
-    };
-    this.#timers.later(intervalMs, check);
-  }
-
-  #lost(socket: Socket, reason: string): void {
-    if (this.#control !== socket) return;
-    const wasRegistered = this.#registration !== undefined;
-    this.#registration = undefined;
-    // Parked on a relay that may be gone or unreachable; the next registration brings its own.
-    this.#dropWarmPool();
+  #lost(control: ControlConnection, reason: string, rejoin: boolean): void {
+    if (this.#control !== control) return;
+    const wasRegistered = this.#registered;
+    this.#registered = false;
     this.#control = undefined;
+    this.#data.lost();
     if (wasRegistered) this.emit('disconnected', reason);
     if (this.#closed) return;
-    if (this.#rejoinNow) {
+    if (rejoin) {
       // An upgrade: the relay holds our clients for the moment it takes to come back.
-      this.#rejoinNow = false;
       this.#attempt = 0;
       this.#log.info({ reason }, 'registering again');
       this.#connect();
       return;
     }
-    const delay = backoffDelay(this.#attempt++, {
-      initialMs: this.#options.backoff?.initialMs ?? CLIENT_DEFAULTS.backoffInitialMs,
-      maxMs: this.#options.backoff?.maxMs ?? CLIENT_DEFAULTS.backoffMaxMs,
-      jitter: this.#options.backoff?.jitter ?? CLIENT_DEFAULTS.backoffJitter,
-    });
+    const delay = backoffDelay(this.#attempt++, backoffPolicyOf(this.#options));
     this.#log.warn({ reason, retryInMs: delay }, 'lost the relay; reconnecting');
     this.#timers.later(delay, () => this.#connect());
   }
@@ -379,77 +202,13 @@ export class RelayRegistration extends EventEmitter {
     this.#refusal = err;
     this.#log.error({ err: err.message }, 'relay refused this service');
     this.#timers.cancelAll();
-    this.#dropWarmPool();
+    this.#data.stopPrewarm();
     if (this.listenerCount('error') > 0) this.emit('error', err);
     this.emit('close');
   }
 
   #tls(): RelayEndpoint['tls'] {
-    const tls = this.#options.tls;
-    return tls === true ? { sessions: this.#tlsSessions } : tls === false || tls === undefined ? undefined : { ...tls, sessions: this.#tlsSessions };
-  }
-
-  #dataEndpoint(): RelayEndpoint | undefined {
-    return this.#registration?.dataEndpoint;
-  }
-
-  /**
-   * The data port at the address the control connection reached. A relay named by a
-   * host name is then not looked up again for every client (getaddrinfo on libuv's
-   * thread pool, per dial-back), and a name with several addresses cannot send a
-   * dial-back to another machine than the one that sent the CONNECT. TLS still checks
-   * the certificate against the name.
-   */
-  #dataEndpointFor(dataPort: number): RelayEndpoint {
-    const host = this.#options.host;
-    const reached = this.#control?.remoteAddress;
-    const address = isIP(host) === 0 && reached !== undefined ? { address: reached } : {};
-    return { host, ...address, port: dataPort, tls: this.#tls() };
-  }
-
-  async #dialBack(token: string): Promise<void> {
-    const endpoint = this.#dataEndpoint();
-    if (endpoint === undefined) return;
-    const timeoutMs = this.#options.handshakeTimeoutMs ?? CLIENT_DEFAULTS.handshakeTimeoutMs;
-    const began = performance.now();
-    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, timeoutMs, (reason) =>
-      this.#log.warn({ reason }, 'dial-back refused'),
-    );
-    // After this client's own connect(), so the pool's growth does not delay it.
-    this.#warmPool?.missed();
-    const client = await dialing;
-    if (client === undefined) return;
-    this.#warmPool?.dialed(performance.now() - began);
-    this.#deliver(client);
-  }
-
-  #startWarmPool(dataPort: number, key: string | undefined): void {
-    this.#dropWarmPool();
-    const size = poolSize(this.#options.prewarm);
-    if (key === undefined || size === 0) return;
-    this.#warmPool = new WarmPool({
-      endpoint: this.#registration?.dataEndpoint ?? this.#dataEndpointFor(dataPort),
-      key,
-      size,
-      deliver: (socket) => {
-        this.#counts.prewarmed++;
-        this.#deliver(socket);
-      },
-      log: this.#log,
-    });
-    this.#warmPool.fill();
-  }
-
-  #deliver(socket: Socket): void {
-    this.#counts.clients++;
-    const target = this.#target;
-    if (typeof target === 'function') {
-      target(socket);
-      return;
-    }
-    // Behave as if the server had accepted the socket itself, half-close setting included.
-    socket.allowHalfOpen = (target as Server & { allowHalfOpen?: boolean }).allowHalfOpen ?? true;
-    target.emit('connection', socket);
+    return endpointTls(this.#options.tls, this.#tlsSessions);
   }
 }
 
@@ -461,8 +220,3 @@ export class RelayRegistration extends EventEmitter {
 export function listenViaRelay(target: ConnectionTarget, options: RelayClientOptions): RelayRegistration {
   return new RelayRegistration(target, options);
 }
-
-/** @deprecated The old name of {@link RelayRegistration} (a tunnel is one spliced client). */
-export const RelayTunnel = RelayRegistration;
-/** @deprecated The old name of {@link RelayRegistration}. */
-export type RelayTunnel = RelayRegistration;

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 
-const KEY = /^[0-9a-f]{32}$/;
+/** What a resume key looks like: 128 bits in lowercase hex. */
+export const RESUME_KEY = /^[0-9a-f]{32}$/;
 
 /**
  * The service's resume key from FILE, created on first use (a fresh 128-bit key,
@@ -12,7 +13,7 @@ const KEY = /^[0-9a-f]{32}$/;
 export function loadResumeKey(file: string): string {
   try {
     const text = readFileSync(file, 'utf8').trim();
-    if (!KEY.test(text)) throw new UsageError(`resume file ${file} does not hold a resume key (32 hex digits); remove it to start afresh`);
+    if (!RESUME_KEY.test(text)) throw new UsageError(`resume file ${file} does not hold a resume key (32 hex digits); remove it to start afresh`);
     return text;
   } catch (err) {
     if (err instanceof UsageError) throw err;

@@ -1,5 +1,5 @@
 /**
- * Timers that can all be cancelled at once: what a tunnel or a prewarm pool has
+ * Timers that can all be cancelled at once: what a registration or a prewarm pool has
  * scheduled must not fire after it was closed.
  */
 export class Timers {

@@ -13,7 +13,7 @@ export interface RelayTlsOptions {
 /**
  * The latest TLS session (ticket) per relay port, so each dial-back resumes instead of
  * doing a full handshake (half the relay's CPU per client with TLS). One cache per
- * tunnel, never shared: a resumed session skips certificate checks, so it must only be
+ * registration, never shared: a resumed session skips certificate checks, so it must only be
  * offered under the same `ca` and `servername` that verified it.
  */
 export class TlsSessions {
@@ -35,6 +35,12 @@ export interface RelayEndpoint {
   address?: string;
   port: number;
   tls?: (RelayTlsOptions & { sessions?: TlsSessions }) | undefined;
+}
+
+/** The `tls` of an endpoint for the `tls` option, sharing the registration's session cache. */
+export function endpointTls(tls: boolean | RelayTlsOptions | undefined, sessions: TlsSessions): RelayEndpoint['tls'] {
+  if (tls === true) return { sessions };
+  return tls === false || tls === undefined ? undefined : { ...tls, sessions };
 }
 
 /** A connection to one of the relay's own ports, plain or TLS; writes may start at once. */

@@ -95,7 +95,7 @@ export class WarmSizer {
   }
 }
 
-/** What a tunnel's `prewarm` option asks of its pool: a fixed size, or a fresh sizer. */
+/** What a registration's `prewarm` option asks of its pool: a fixed size, or a fresh sizer. */
 export function poolSize(prewarm: number | 'auto' | undefined): number | WarmSizer {
   return prewarm === 'auto' ? new WarmSizer(systemClock) : (prewarm ?? 0);
 }

@@ -4,10 +4,8 @@
  * honour is refused with one clear line instead of misbehaving later.
  */
 import { createSecureContext } from 'node:tls';
-import type { RelayClientOptions } from '../client/registration.js';
 import type { RelayOptions, RelayTunable } from './defaults.js';
 import { UsageError } from '../errors.js';
-import { TENANT_NAME } from '../protocol/messages.js';
 
 /** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -49,7 +47,7 @@ export const SERVICE_RULES = {
 } as const;
 
 /** Library-only timeouts, named by the option that holds them. */
-const TIMEOUT = duration('', 1);
+export const LIBRARY_TIMEOUT = duration('', 1);
 
 const seconds = (ms: number): string => String(ms >= 1000 ? Math.floor(ms / 1000) : ms / 1000);
 const upTo = (max: number): string => (max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`);
@@ -79,7 +77,8 @@ export function checkOption(name: string, rule: Rule, value: unknown): void {
   }
 }
 
-function checkPort(name: string, value: unknown, min: number): void {
+/** Throws a UsageError naming the option unless it is a port number from `min` to 65535. */
+export function checkPort(name: string, value: unknown, min: number): void {
   checkOption(name, count(name, min, 65535), value);
 }
 
@@ -135,24 +134,4 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     }
   }
   return options;
-}
-
-/** Checks listenViaRelay's options; throws a UsageError naming the first bad one. */
-export function validateClientOptions(options: RelayClientOptions): void {
-  if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
-  checkPort('port', options.port, 1);
-  if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
-  if (options.resumeKey !== undefined && !/^[0-9a-f]{32}$/.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
-  if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
-    throw new UsageError(`tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${String(options.tenant).slice(0, 70)}"`);
-  }
-  if (typeof options.prewarm === 'string' && options.prewarm !== 'auto') throw new UsageError(`prewarm must be 'auto' or a whole number from 0 to 1000, got "${options.prewarm}"`);
-  if (typeof options.prewarm !== 'string' && options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
-  if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', TIMEOUT, options.handshakeTimeoutMs);
-  const backoff = options.backoff ?? {};
-  if (backoff.initialMs !== undefined) checkOption('backoff.initialMs', TIMEOUT, backoff.initialMs);
-  if (backoff.maxMs !== undefined) checkOption('backoff.maxMs', TIMEOUT, backoff.maxMs);
-  if (backoff.jitter !== undefined && !(backoff.jitter >= 0 && backoff.jitter <= 1)) {
-    throw new UsageError(`backoff.jitter must be a fraction from 0 to 1, got ${String(backoff.jitter)}`);
-  }
 }

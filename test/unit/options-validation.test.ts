@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { listenViaRelay, Relay, UsageError, type RelayOptions, type RelayClientOptions } from '../../src/index.js';
+import { Relay, UsageError, type RelayOptions } from '../../src/index.js';
 import { flagValue, MAX_TIMER_MS, RELAY_RULES } from '../../src/config/rules.js';
 
 const usage = (pattern: RegExp) => (err: unknown) => err instanceof UsageError && err.code === 'usage' && pattern.test(err.message);
@@ -37,25 +37,6 @@ test('library: new Relay with sound options, and the longest timeouts a timer ca
   assert.equal(relay.options.dialbackTimeoutMs, MAX_TIMER_MS);
   assert.equal(new Relay({ port: 0, ports: { first: 9000, last: 9099 } }).options.port, 0);
 });
-
-const badClientOptions: [Partial<RelayClientOptions>, RegExp][] = [
-  [{ port: 0 }, /^port must be a whole number from 1 to 65535, got 0$/],
-  [{ host: '' }, /^host must be/],
-  [{ handshakeTimeoutMs: 3_000_000_000 }, /^handshakeTimeoutMs must be a number of milliseconds from 1 to 2147483647/],
-  [{ handshakeTimeoutMs: 0 }, /^handshakeTimeoutMs must be/],
-  [{ backoff: { maxMs: 1e12 } }, /^backoff.maxMs must be/],
-  [{ backoff: { initialMs: -5 } }, /^backoff.initialMs must be/],
-  [{ backoff: { jitter: 2 } }, /^backoff.jitter must be a fraction from 0 to 1/],
-  [{ prewarm: -1 }, /^prewarm must be a whole number from 0 to 1000/],
-  [{ prewarm: 'Auto' as 'auto' }, /^prewarm must be 'auto' or a whole number from 0 to 1000, got "Auto"/],
-  [{ publicPort: 65536 }, /^publicPort must be a whole number from 1 to 65535/],
-];
-
-for (const [options, expected] of badClientOptions) {
-  test(`library: listenViaRelay with ${JSON.stringify(options)} is refused with a UsageError naming the option`, () => {
-    assert.throws(() => listenViaRelay(() => {}, { host: '127.0.0.1', port: 8080, ...options }), usage(expected));
-  });
-}
 
 test('flag values: seconds become ms within the timer limit; the error names the flag, its range and the value given', () => {
   assert.equal(flagValue(RELAY_RULES.dialbackTimeoutMs, '2.5'), 2500);

@@ -1,0 +1,164 @@
+import type { Socket } from 'node:net';
+import { systemClock, type Clock, type Timer } from '../clock.js';
+import type { Logger } from '../log.js';
+import { readLines, sendMessage } from '../net/lines.js';
+import { computeProof } from '../protocol/auth.js';
+import { formatMessage } from '../protocol/format.js';
+import type { Feature, RelayMessage } from '../protocol/messages.js';
+import { parseRelayLine } from '../protocol/parse.js';
+import { missingSecretError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
+import { HeartbeatWatch } from './heartbeat.js';
+import { dialRelay, type RelayEndpoint } from './transport.js';
+
+/** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
+const LEAVE_LINGER_MS = 2_000;
+
+/** What a control connection reports to the registration that opened it. */
+export interface ControlEvents {
+  /** The relay took the HELLO (its OK). */
+  registered(msg: Registered): void;
+  /** A public client waits for a dial-back with this token. */
+  connect(token: string): void;
+  /** The relay asks for a dial-back with this token that proves the data path works. */
+  probe(token: string): void;
+  /** The relay refused this service for good; the connection is closing. */
+  refused(err: Error): void;
+  /** The connection closed; `rejoin`: the relay asked for a new registration at once (an upgrade). */
+  lost(reason: string, rejoin: boolean): void;
+}
+
+export interface ControlSettings {
+  relay: RelayEndpoint;
+  hello: Hello;
+  secret: string | undefined;
+  handshakeTimeoutMs: number;
+  log: Logger;
+  /** Times the handshake and the heartbeat. */
+  clock?: Clock;
+}
+
+/**
+ * One control connection, from HELLO to close: answers AUTH and PING itself, watches
+ * the heartbeat once registered, and passes the rest to its registration. Reports
+ * `lost` once, when the socket has closed, with the latest reason it knew of.
+ */
+export class ControlConnection {
+  readonly #socket: Socket;
+  readonly #settings: ControlSettings;
+  readonly #events: ControlEvents;
+  readonly #clock: Clock;
+  readonly #handshakeTimer: Timer;
+  #reason = 'connection closed';
+  #rejoin = false;
+  #registered = false;
+  /** Optional messages the relay said it understands, in its OK. */
+  #features = new Set<Feature>();
+  #heartbeat: HeartbeatWatch | undefined;
+
+  constructor(settings: ControlSettings, events: ControlEvents) {
+    this.#settings = settings;
+    this.#events = events;
+    this.#clock = settings.clock ?? systemClock;
+    const socket = dialRelay(settings.relay, false);
+    this.#socket = socket;
+    socket.on('error', (err) => (this.#reason = (err as NodeJS.ErrnoException).code ?? err.message));
+    socket.once('close', () => this.#closed());
+    this.#handshakeTimer = this.#clock.setTimeout(() => this.#end('registration timed out'), settings.handshakeTimeoutMs);
+    sendMessage(socket, settings.hello);
+    readLines(
+      socket,
+      Buffer.alloc(0),
+      parseRelayLine,
+      (msg) => this.#onLine(msg),
+      (failure) => this.#end(`relay sent a bad line: ${failure.reason}`),
+    );
+  }
+
+  /** The address this connection reached, once connected. */
+  get remoteAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.#socket.remotePort;
+  }
+
+  /** Ends the connection; with `leave`, a registered relay that understands LEAVE is told first. */
+  close(leave: boolean): void {
+    this.#heartbeat?.stop();
+    const socket = this.#socket;
+    if (leave && this.#registered && this.#features.has('leave')) {
+      socket.end(formatMessage({ kind: 'LEAVE' }));
+      setTimeout(() => socket.destroy(), LEAVE_LINGER_MS).unref();
+    } else {
+      socket.destroy();
+    }
+  }
+
+  #onLine(msg: RelayMessage): void {
+    this.#heartbeat?.heard();
+    switch (msg.kind) {
+      case 'AUTH':
+        return this.#authenticate(msg.nonce);
+      case 'OK':
+        return this.#onRegistered(msg);
+      case 'CONNECT':
+        return this.#events.connect(msg.token);
+      case 'PING':
+        sendMessage(this.#socket, { kind: 'PONG' });
+        return;
+      case 'PROBE':
+        return this.#events.probe(msg.token);
+      case 'SHUTDOWN':
+        return this.#end('relay shut down');
+      case 'REJOIN':
+        this.#rejoin = true;
+        return this.#end('relay asked to register again');
+      case 'ERR':
+        return this.#onRefusal(msg);
+      default:
+        return this.#end(`unexpected ${msg.kind} from relay`);
+    }
+  }
+
+  #authenticate(nonce: string): void {
+    const secret = this.#settings.secret;
+    if (secret === undefined) {
+      this.#events.refused(missingSecretError());
+      return this.#end('no secret');
+    }
+    sendMessage(this.#socket, { kind: 'PROOF', mac: computeProof(secret, nonce) });
+  }
+
+  #onRegistered(msg: Registered): void {
+    this.#clock.clearTimeout(this.#handshakeTimer);
+    this.#registered = true;
+    this.#features = new Set(msg.features ?? []);
+    this.#heartbeat?.stop();
+    this.#heartbeat = new HeartbeatWatch(this.#clock, msg.heartbeatMs, (silentMs) => this.#silent(silentMs));
+    this.#events.registered(msg);
+  }
+
+  #onRefusal(msg: Refusal): void {
+    const err = refusalError(msg);
+    if (err !== undefined) this.#events.refused(err);
+    this.#end(`relay refused: ${msg.code} ${msg.text}`);
+  }
+
+  #silent(silentMs: number): void {
+    if (this.#socket.destroyed) return;
+    this.#settings.log.warn({ silentMs }, 'relay silent; reconnecting');
+    this.#socket.destroy();
+  }
+
+  #end(reason: string): void {
+    this.#reason = reason;
+    this.#socket.destroy();
+  }
+
+  #closed(): void {
+    this.#clock.clearTimeout(this.#handshakeTimer);
+    this.#heartbeat?.stop();
+    this.#events.lost(this.#reason, this.#rejoin);
+  }
+}

@@ -1,0 +1,123 @@
+import { isIP, type Server, type Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import { openDataConnection } from './dial-back.js';
+import type { ConnectionTarget } from './options.js';
+import { ProbeAnswerer } from './probe.js';
+import type { RelayEndpoint } from './transport.js';
+import { WarmPool } from './warm-pool.js';
+import { poolSize } from './warm-sizer.js';
+
+/**
+ * The data port at the address the control connection reached. A relay named by a
+ * host name is then not looked up again for every client (getaddrinfo on libuv's
+ * thread pool, per dial-back), and a name with several addresses cannot send a
+ * dial-back to another machine than the one that sent the CONNECT. TLS still checks
+ * the certificate against the name.
+ */
+export function dataEndpointFor(host: string, reached: string | undefined, dataPort: number, tls: RelayEndpoint['tls']): RelayEndpoint {
+  const address = isIP(host) === 0 && reached !== undefined ? { address: reached } : {};
+  return { host, ...address, port: dataPort, tls };
+}
+
+export interface DataPathSettings {
+  target: ConnectionTarget;
+  prewarm: number | 'auto' | undefined;
+  handshakeTimeoutMs: number;
+  log: Logger;
+}
+
+/**
+ * How public clients reach the target: a dial-back for each CONNECT, or a parked
+ * connection of the warm pool; each client is handed over as if the target had
+ * accepted it itself. Between registrations there is nowhere to dial back to.
+ */
+export class DataPath {
+  readonly #settings: DataPathSettings;
+  readonly #probes: ProbeAnswerer;
+  readonly #counts = { clients: 0, prewarmed: 0 };
+  /** Where the current registration's data connections go. */
+  #endpoint: RelayEndpoint | undefined;
+  /** The prewarmed connections of the current registration, if it asked for any. */
+  #warmPool: WarmPool | undefined;
+
+  constructor(settings: DataPathSettings) {
+    this.#settings = settings;
+    this.#probes = new ProbeAnswerer(settings.log, settings.handshakeTimeoutMs);
+  }
+
+  /** Public clients delivered so far, and how many of them came on a prewarmed connection. */
+  get counts(): { clients: number; prewarmed: number } {
+    return { ...this.#counts };
+  }
+
+  /** A registration began: its data connections go to `endpoint`; a prewarm key from its OK opens a pool. */
+  open(endpoint: RelayEndpoint, warmKey: string | undefined): void {
+    this.#endpoint = endpoint;
+    this.#startWarmPool(endpoint, warmKey);
+  }
+
+  /** The registration ended; its parked connections sit on a relay that may be gone. */
+  lost(): void {
+    this.#endpoint = undefined;
+    this.stopPrewarm();
+  }
+
+  stopPrewarm(): void {
+    this.#warmPool?.close();
+    this.#warmPool = undefined;
+  }
+
+  /** Answers a CONNECT: dials back with its token and delivers the client. */
+  dialBack(token: string): void {
+    this.#dialBack(token).catch((err: unknown) => this.#settings.log.error({ err }, 'delivering a relayed client failed'));
+  }
+
+  /** Answers a PROBE the same way, though no client comes of it. */
+  probe(token: string): void {
+    this.#probes.answer(this.#endpoint, token);
+  }
+
+  async #dialBack(token: string): Promise<void> {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    const began = performance.now();
+    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, this.#settings.handshakeTimeoutMs, (reason) =>
+      this.#settings.log.warn({ reason }, 'dial-back refused'),
+    );
+    // After this client's own connect(), so the pool's growth does not delay it.
+    this.#warmPool?.missed();
+    const client = await dialing;
+    if (client === undefined) return;
+    this.#warmPool?.dialed(performance.now() - began);
+    this.#deliver(client);
+  }
+
+  #startWarmPool(endpoint: RelayEndpoint, key: string | undefined): void {
+    this.stopPrewarm();
+    const size = poolSize(this.#settings.prewarm);
+    if (key === undefined || size === 0) return;
+    this.#warmPool = new WarmPool({
+      endpoint,
+      key,
+      size,
+      deliver: (socket) => {
+        this.#counts.prewarmed++;
+        this.#deliver(socket);
+      },
+      log: this.#settings.log,
+    });
+    this.#warmPool.fill();
+  }
+
+  #deliver(socket: Socket): void {
+    this.#counts.clients++;
+    const target = this.#settings.target;
+    if (typeof target === 'function') {
+      target(socket);
+      return;
+    }
+    // Behave as if the server had accepted the socket itself, half-close setting included.
+    socket.allowHalfOpen = (target as Server & { allowHalfOpen?: boolean }).allowHalfOpen ?? true;
+    target.emit('connection', socket);
+  }
+}

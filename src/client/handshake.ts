@@ -1,0 +1,60 @@
+import { RegistrationRefusedError } from '../errors.js';
+import { joinHostPort } from '../protocol/addresses.js';
+import { PROTOCOL_VERSION, type Feature, type RelayMessage, type ServiceMessage } from '../protocol/messages.js';
+import type { PublicAddress, RelayClientOptions } from './options.js';
+import { helloWarm } from './warm-sizer.js';
+
+/** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
+const LIBRARY_FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet'];
+
+export type Hello = ServiceMessage & { kind: 'HELLO' };
+export type Registered = RelayMessage & { kind: 'OK' };
+export type Refusal = RelayMessage & { kind: 'ERR' };
+
+/**
+ * The HELLO that opens a control connection. Once registered, a service asks for the
+ * port it had (over `publicPort`), and presents the resume key it was given, so a
+ * reconnect keeps its address.
+ */
+export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined): Hello {
+  const port = previousPort ?? options.publicPort;
+  const warm = helloWarm(options.prewarm);
+  return {
+    kind: 'HELLO',
+    version: PROTOCOL_VERSION,
+    host: options.host,
+    ...(port === undefined ? {} : { port }),
+    ...(resume === undefined ? {} : { resume }),
+    ...(warm > 0 ? { warm } : {}),
+    features: LIBRARY_FEATURES,
+    ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+  };
+}
+
+/** The relay asked for proof of a secret this program was not given. */
+export function missingSecretError(): RegistrationRefusedError {
+  return new RegistrationRefusedError('auth', 'authentication failed: the relay requires a secret (--secret or RELAY_SECRET)');
+}
+
+/**
+ * What an ERR on the control connection means for good, or undefined for a refusal a
+ * later attempt may get past (a full relay, say): then the library reconnects.
+ */
+export function refusalError(msg: Refusal): RegistrationRefusedError | undefined {
+  switch (msg.code) {
+    case 'superseded':
+      return new RegistrationRefusedError('superseded', 'superseded: another process registered with the same resume key');
+    case 'auth':
+      // The relay's own text for auth already says "authentication failed".
+      return new RegistrationRefusedError('auth', /authentication failed/.test(msg.text) ? msg.text : `authentication failed: ${msg.text}`);
+    case 'version':
+      return new RegistrationRefusedError('version', `protocol version mismatch: ${msg.text}`);
+    default:
+      return undefined;
+  }
+}
+
+/** The public address an OK gives. */
+export function publicAddressOf(msg: Registered): PublicAddress {
+  return { host: msg.host, port: msg.port, address: joinHostPort(msg.host, msg.port) };
+}
