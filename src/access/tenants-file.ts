@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { PortRange } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
-import { TENANT_NAME } from '../protocol/messages.js';
+import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 
 /** Limits of one tenant; a limit left out is only bounded by the relay-wide one. */
 export interface TenantLimits {
@@ -75,7 +75,7 @@ function parseTenant(entry: unknown, index: number, relayRange: PortRange): Tena
   if (!isObject(entry)) throw new UsageError(`tenant #${index + 1} must be an object`);
   const name = entry['name'];
   if (typeof name !== 'string' || !TENANT_NAME.test(name)) {
-    throw new UsageError(`tenant #${index + 1}: "name" must be 1-64 of A-Z a-z 0-9 _ . -`);
+    throw new UsageError(`tenant #${index + 1}: "name" must be ${TENANT_NAME_RULE}`);
   }
   const where = `tenant "${name}"`;
   for (const key of Object.keys(entry)) if (!TENANT_KEYS.has(key)) throw new UsageError(`${where}: unknown key "${printable(key)}"`);

@@ -5,7 +5,7 @@ import { listenViaRelay, type RelayRegistration } from '../client/registration.j
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
-import { TENANT_NAME } from '../protocol/messages.js';
+import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { flagValue, SERVICE_RULES } from '../config/rules.js';
 import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
 
@@ -78,7 +78,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     relayPort = portArg('RELAYPORT', args.relayport);
     publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
     prewarm = prewarmArg(args.prewarm);
-    if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${args.tenant.slice(0, 70)}"`);
+    if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be ${TENANT_NAME_RULE}, got "${args.tenant.slice(0, 70)}"`);
     drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
   } catch (err) {
     return usageFailure(program)(undefined, err as Error);

@@ -3,7 +3,7 @@ import { CLIENT_DEFAULTS } from '../config/defaults.js';
 import { checkOption, checkPort, LIBRARY_TIMEOUT, SERVICE_RULES } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { TENANT_NAME } from '../protocol/messages.js';
+import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import type { BackoffPolicy } from './backoff.js';
 import { RESUME_KEY } from './resume-file.js';
 import type { RelayTlsOptions } from './transport.js';
@@ -76,7 +76,7 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
   if (options.resumeKey !== undefined && !RESUME_KEY.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
-    throw new UsageError(`tenant must be 1-64 of A-Z a-z 0-9 _ . -, got "${String(options.tenant).slice(0, 70)}"`);
+    throw new UsageError(`tenant must be ${TENANT_NAME_RULE}, got "${String(options.tenant).slice(0, 70)}"`);
   }
   if (typeof options.prewarm === 'string' && options.prewarm !== 'auto') throw new UsageError(`prewarm must be 'auto' or a whole number from 0 to 1000, got "${options.prewarm}"`);
   if (typeof options.prewarm !== 'string' && options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
