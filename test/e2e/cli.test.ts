@@ -5,7 +5,7 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenLocal } from '../helpers/net.js';
-import { ROOT } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT } from '../helpers/processes.js';
 import { requireTools } from '../helpers/tools.js';
 
 interface Outcome {
@@ -16,7 +16,7 @@ interface Outcome {
 
 function runProgram(program: string, args: string[], env: Record<string, string> = {}): Promise<Outcome> {
   return new Promise((resolve) => {
-    execFile(path.join(ROOT, program), args, { timeout: 10_000, env: { ...process.env, RELAY_SECRET: '', ...env } }, (err, stdout, stderr) => {
+    execFile(path.join(ROOT, program), args, { timeout: 10_000, env: { ...process.env, ...NO_ENV_SECRET, ...env } }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });

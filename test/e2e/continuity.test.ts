@@ -6,10 +6,8 @@ import path from 'node:path';
 import type { Socket } from 'node:net';
 import { assertEchoes } from '../helpers/echo.js';
 import { dial, freeBlock, howItEnds, portsFlag, readAtLeast, within } from '../helpers/net.js';
-import { ROOT, start, startRelay, startService, type Child, type ServiceProcess } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child, type ServiceProcess } from '../helpers/processes.js';
 import { connectionRefused, eventually, isRunning, registerRaw } from '../helpers/protocol.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-continuity-'));

@@ -6,10 +6,8 @@ import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
 import { deferred, deadline, dial, refusedHow, echoThrough, freePort, portsFlag, randomData, readAtLeast, readToEnd, sha256, within } from '../helpers/net.js';
 import { assertEchoes } from '../helpers/echo.js';
-import { ROOT, start, startRelay, startService, type Child } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child } from '../helpers/processes.js';
 import { Peer, countLines, endOf, dialData, eventually, isRunning, logLine, nextConnect, refusedWithin, registerRaw } from '../helpers/protocol.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
 
 function startEcho(t: TestContext, relayPort: number, args: string[] = [], env: Record<string, string> = NO_ENV_SECRET): Child {
   return start(t, path.join(ROOT, 'echoserver'), ['127.0.0.1', String(relayPort), ...args], env);

@@ -3,9 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { assertEchoes } from '../helpers/echo.js';
 import { dial, portsFlag, refusedHow } from '../helpers/net.js';
-import { ROOT, start, startService } from '../helpers/processes.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
+import { NO_ENV_SECRET, ROOT, start, startService } from '../helpers/processes.js';
 
 /** ./relay 0 under `ulimit -n`, which sets the hard limit too, so Node cannot raise it. */
 function relayUnderUlimit(t: Parameters<typeof start>[0], fds: number, args: string[]) {

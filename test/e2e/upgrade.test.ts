@@ -7,10 +7,8 @@ import path from 'node:path';
 import { assertNewClientEchoes } from '../helpers/echo.js';
 import { dial, portsFlag, readToEnd, within } from '../helpers/net.js';
 import { longTunnel, refusalProbe, shortConnections } from '../helpers/load.js';
-import { ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
 import { countLines, dialData, eventually, isRunning, nextConnect, registerRaw } from '../helpers/protocol.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
 
 interface Setup {
   relay: RelayProcess;
