@@ -7,7 +7,7 @@ import { dial, echoThrough, freePort, portBlock, portsFlag, readAtLeast, readToE
 import { start, startRelay, startService } from '../helpers/processes.js';
 import { connectionRefused } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { certFiles } from '../helpers/tls.js';
 
 async function scratch(t: TestContext): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'relay-ops-'));
@@ -100,8 +100,7 @@ test('access log: one JSON line per tunnel with port, client, service, bytes eac
 
 test('TLS: a relay with --tls-cert serves echoserver --ca over TLS, and plaintext to its control port gets no protocol reply', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = await scratch(t);
-  const { cert, key } = await selfSignedCert(dir);
+  const { cert, key } = await certFiles(t);
   const relay = await startRelay(t, [...portsFlag(), '--tls-cert', cert, '--tls-key', key]);
   const echo = await startService(t, 'echoserver', ['localhost', String(relay.port), '--ca', cert]);
   const client = await dial(t, echo.publicPort);

@@ -1,25 +1,15 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { assertNewClientEchoes } from '../helpers/echo.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { certPem } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
-
-async function selfSigned(t: TestContext): Promise<{ cert: Buffer; key: Buffer }> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = await selfSignedCert(dir);
-  return { cert: readFileSync(cert), key: readFileSync(key) };
-}
 
 /** Relays an echo handler over TLS and reports, per delivered client, whether its data connection resumed a session. */
 async function tlsEcho(t: TestContext, prewarm?: number): Promise<{ port: number; resumed: boolean[] }> {
-  const pem = await selfSigned(t);
+  const pem = await certPem(t);
   const relay = await inProcessRelay(t, { tls: pem });
   const resumed: boolean[] = [];
   const handler = (socket: Socket): void => {
