@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
 import { deferred, deadline, dial, refusedHow, echoThrough, freePort, portsFlag, randomData, readAtLeast, readToEnd, sha256, within } from '../helpers/net.js';
+import { getJson, relayWithDashboard } from '../helpers/dashboard.js';
 import { assertEchoes } from '../helpers/echo.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child } from '../helpers/processes.js';
 import { Peer, countLines, endOf, dialData, eventually, isRunning, logLine, nextConnect, refusedWithin, registerRaw } from '../helpers/protocol.js';
@@ -23,12 +24,8 @@ function warningSummary(lines: string[]): Record<string, number> {
   return counts;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 test('kill -9 of ./echoserver: its public port stops accepting at once, its clients are closed, and the port is given out again', async (t) => {
-  const relay = await startRelay(t, [...portsFlag(), '--heartbeat', '0.5', '--resume-grace', '0.5']);
+  const relay = await relayWithDashboard(t, ['--heartbeat', '0.5', '--resume-grace', '0.5']);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const client = await dial(t, echo.publicPort);
   await assertEchoes(client, 'hello\n');
@@ -40,9 +37,11 @@ test('kill -9 of ./echoserver: its public port stops accepting at once, its clie
   await relay.waitFor('stderr', /"msg":"service left"/, 2000, from);
   await endOf(client, 2000);
 
-  // The port stays reserved for the dead service's resume key for --resume-grace (a
-  // timer, not an event); after it a service that asks for nothing gets it again.
-  await sleep(1000);
+  // The port stays reserved for the dead service's resume key for --resume-grace; the
+  // relay logs nothing when that ends, but its dashboard lists the service (as away)
+  // until then. After it a service that asks for nothing gets the port again.
+  const listed = async (): Promise<boolean> => (await getJson(relay.base)).services.some((s) => s.publicPort === echo.publicPort);
+  await eventually(async () => !(await listed()), 5000, 'the reservation to end after --resume-grace');
   const next = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
   assert.equal(next.publicPort, echo.publicPort);
   await assertEchoes(await dial(t, next.publicPort), 'same port, new service\n');
