@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 
 /** Lines per reason per window; beyond that only a count is kept. */
@@ -12,16 +13,17 @@ const WINDOW_MS = 1000;
  */
 export class RefusalLog {
   readonly #log: Logger;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #windows = new Map<string, { start: number; lines: number; suppressed: number }>();
 
-  constructor(log: Logger, now: () => number = Date.now) {
+  constructor(log: Logger, clock: Clock = systemClock) {
     this.#log = log;
-    this.#now = now;
+    this.#clock = clock;
   }
 
   warn(reason: string, fields: Record<string, unknown>, message: string, log: Logger = this.#log): void {
-    const now = this.#now();
+    // A step of the wall clock must neither stretch nor cut short a window.
+    const now = this.#clock.monotonic();
     let window = this.#windows.get(reason);
     if (window === undefined || now - window.start >= WINDOW_MS) {
       window = { start: now, lines: 0, suppressed: 0 };
@@ -34,7 +36,7 @@ export class RefusalLog {
     }
     if (window.suppressed++ === 0) {
       const current = window;
-      setTimeout(() => this.#summarise(reason, current), WINDOW_MS - (now - window.start)).unref();
+      this.#clock.setTimeout(() => this.#summarise(reason, current), WINDOW_MS - (now - window.start));
     }
   }
 

@@ -93,6 +93,7 @@ test('backpressure: a backend writing 512 MiB to a client that stops reading for
   const samples: { relay: number; expose: number }[] = [];
   const pauseEnds = Date.now() + PAUSE_MS;
   while (Date.now() < pauseEnds) {
+    // A fixed interval to sample memory at, over a pause of fixed length: nothing to wait for.
     await new Promise((resolve) => setTimeout(resolve, SAMPLE_MS));
     assert.ok(isRunning(relay.workerPid) && isRunning(expose.pid), 'relay or expose died during the pause');
     samples.push({ relay: rssKiB(relay.workerPid), expose: rssKiB(expose.pid) });

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { listenLocal } from '../helpers/net.js';
-import { ROOT } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT } from '../helpers/processes.js';
+import { certDir, selfSignedCert } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
 
 interface Outcome {
@@ -16,7 +17,7 @@ interface Outcome {
 
 function runProgram(program: string, args: string[], env: Record<string, string> = {}): Promise<Outcome> {
   return new Promise((resolve) => {
-    execFile(path.join(ROOT, program), args, { timeout: 10_000, env: { ...process.env, RELAY_SECRET: '', ...env } }, (err, stdout, stderr) => {
+    execFile(path.join(ROOT, program), args, { timeout: 10_000, env: { ...process.env, ...NO_ENV_SECRET, ...env } }, (err, stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });
@@ -89,19 +90,12 @@ test('bad durations from the environment or a config file are refused like bad f
 
 test('bad command line: a --tls-key that is not PEM, or not the key of --tls-cert, is a usage error naming the file', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = await mkdtemp(path.join(tmpdir(), 'relay-pem-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const pair = (name: string): { cert: string; key: string } => {
-    const cert = path.join(dir, `${name}.crt`);
-    const key = path.join(dir, `${name}.key`);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-    return { cert, key };
-  };
-  const a = pair('a');
-  const b = pair('b');
+  const dir = await certDir(t);
+  const a = await selfSignedCert(dir, 'a-');
+  const b = await selfSignedCert(dir, 'b-');
   for (const [key, expected] of [
     [NOT_PEM, /--tls-key \S+package\.json is not an unencrypted PEM private key/],
-    [b.key, /--tls-key \S+b\.key does not go with --tls-cert \S+a\.crt/],
+    [b.key, /--tls-key \S+b-key\.pem does not go with --tls-cert \S+a-cert\.pem/],
   ] as const) {
     const outcome = await runProgram('relay', ['8080', '--tls-cert', a.cert, '--tls-key', key]);
     assert.equal(outcome.code, 2, outcome.stderr);

@@ -4,11 +4,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Socket } from 'node:net';
+import { assertEchoes } from '../helpers/echo.js';
 import { dial, freeBlock, howItEnds, portsFlag, readAtLeast, within } from '../helpers/net.js';
-import { ROOT, start, startRelay, startService, type Child, type ServiceProcess } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child, type ServiceProcess } from '../helpers/processes.js';
 import { connectionRefused, eventually, isRunning, registerRaw } from '../helpers/protocol.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-continuity-'));
@@ -113,9 +112,7 @@ test('two processes sharing one resume file: the second wins, the first exits 1 
   assert.equal(code, 1);
   assert.match(first.stderr.join('\n'), /superseded/);
   assert.ok(isRunning(second.pid));
-  const client = await dial(t, second.publicPort);
-  client.write('to the winner\n');
-  assert.equal((await readAtLeast(client, 14, 5000)).toString(), 'to the winner\n');
+  await assertEchoes(await dial(t, second.publicPort), 'to the winner\n');
 });
 
 test('./expose with --resume-file keeps its port across a restart', async (t) => {
@@ -189,9 +186,7 @@ test('relay crash with --state: after kill -9 and a restart, five services come 
   await Promise.all(services.map((service) => service.waitFor('stdout', /^established relay address: /, 20_000, 1)));
   for (const service of services) {
     assert.equal(service.stdout[1], service.stdout[0], 'the same address after the relay restart');
-    const client = await dial(t, service.publicPort);
-    client.write('after the crash\n');
-    assert.equal((await readAtLeast(client, 16, 5000)).toString(), 'after the crash\n');
+    await assertEchoes(await dial(t, service.publicPort), 'after the crash\n');
   }
 });
 
@@ -210,9 +205,7 @@ test('a missing, empty, corrupt or unwritable state file: the relay starts clean
     const relay = await startRelay(t, [...portsFlag(), '--state', state], NO_ENV_SECRET);
     assert.match(relay.stderr.join('\n'), warning);
     const service = await echoserver(t, relay.port);
-    const client = await dial(t, service.publicPort);
-    client.write('served\n');
-    assert.equal((await readAtLeast(client, 7, 5000)).toString(), 'served\n');
+    await assertEchoes(await dial(t, service.publicPort), 'served\n');
     if (state.includes(`file${path.sep}`)) await relay.waitFor('stderr', /cannot write the state file/, 5000);
     relay.signal('SIGKILL');
     service.signal('SIGKILL');

@@ -2,12 +2,11 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { dial, howItEnds, listenLocal, portsFlag, readAtLeast, within } from '../helpers/net.js';
-import { startRelay, startService, type Child } from '../helpers/processes.js';
+import { NO_ENV_SECRET, startRelay, startService, type Child } from '../helpers/processes.js';
 
 // A tunnel cut by anyone must end in a reset: a FIN after part of a download would look
 // to the client like the whole of it.
 
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
 const MiB = 1024 * 1024;
 
 /** A backend that sends 1 MiB at once and then holds the connection open, never finishing. */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { dial, echoThrough, freeBlock, freePort, listenLocal, portsFlag, readToEnd, within } from '../helpers/net.js';
-import { ROOT, start, startRelay, startService } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, start, startRelay, startService } from '../helpers/processes.js';
 
 // Each program reads RELAY_<FLAG> for exactly the flags it has; a relay and its services
 // can then share one environment (one container, one unit file) without stopping each
@@ -40,7 +40,7 @@ test('environment: relay, echoserver and expose share one environment; each take
 });
 
 test('environment: a variable is read as its flag, checked like one, by the program that has the flag only', async (t) => {
-  const env = { RELAY_SECRET: '', RELAY_PROXY_PROTOCOL: 'v9' };
+  const env = { ...NO_ENV_SECRET, RELAY_PROXY_PROTOCOL: 'v9' };
   const relay = await startRelay(t, portsFlag(), env);
   await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], env);
   const expose = start(t, path.join(ROOT, 'expose'), ['127.0.0.1', String(relay.port), '80'], env);
@@ -50,6 +50,6 @@ test('environment: a variable is read as its flag, checked like one, by the prog
 
 test('environment: the command line wins over a RELAY_* variable', async (t) => {
   const [fromEnv, fromFlag] = [await freePort(), await freePort()];
-  const relay = await startRelay(t, [...portsFlag(), `--data-port=${fromFlag}`], { RELAY_SECRET: '', RELAY_DATA_PORT: String(fromEnv) });
+  const relay = await startRelay(t, [...portsFlag(), `--data-port=${fromFlag}`], { ...NO_ENV_SECRET, RELAY_DATA_PORT: String(fromEnv) });
   assert.equal(relay.dataPort, fromFlag);
 });

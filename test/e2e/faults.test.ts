@@ -5,15 +5,10 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
 import { deferred, deadline, dial, refusedHow, echoThrough, freePort, portsFlag, randomData, readAtLeast, readToEnd, sha256, within } from '../helpers/net.js';
-import { ROOT, start, startRelay, startService, type Child } from '../helpers/processes.js';
+import { getJson, relayWithDashboard } from '../helpers/dashboard.js';
+import { assertEchoes } from '../helpers/echo.js';
+import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child } from '../helpers/processes.js';
 import { Peer, countLines, endOf, dialData, eventually, isRunning, logLine, nextConnect, refusedWithin, registerRaw } from '../helpers/protocol.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
-
-async function echoOnce(socket: Socket, text: string, ms = 5000): Promise<void> {
-  socket.write(text);
-  assert.equal((await readAtLeast(socket, Buffer.byteLength(text), ms)).toString(), text);
-}
 
 function startEcho(t: TestContext, relayPort: number, args: string[] = [], env: Record<string, string> = NO_ENV_SECRET): Child {
   return start(t, path.join(ROOT, 'echoserver'), ['127.0.0.1', String(relayPort), ...args], env);
@@ -29,15 +24,11 @@ function warningSummary(lines: string[]): Record<string, number> {
   return counts;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 test('kill -9 of ./echoserver: its public port stops accepting at once, its clients are closed, and the port is given out again', async (t) => {
-  const relay = await startRelay(t, [...portsFlag(), '--heartbeat', '0.5', '--resume-grace', '0.5']);
+  const relay = await relayWithDashboard(t, ['--heartbeat', '0.5', '--resume-grace', '0.5']);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const client = await dial(t, echo.publicPort);
-  await echoOnce(client, 'hello\n');
+  await assertEchoes(client, 'hello\n');
 
   const from = relay.stderr.length;
   echo.signal('SIGKILL');
@@ -46,12 +37,14 @@ test('kill -9 of ./echoserver: its public port stops accepting at once, its clie
   await relay.waitFor('stderr', /"msg":"service left"/, 2000, from);
   await endOf(client, 2000);
 
-  // The port stays reserved for the dead service's resume key for --resume-grace (a
-  // timer, not an event); after it a service that asks for nothing gets it again.
-  await sleep(1000);
+  // The port stays reserved for the dead service's resume key for --resume-grace; the
+  // relay logs nothing when that ends, but its dashboard lists the service (as away)
+  // until then. After it a service that asks for nothing gets the port again.
+  const listed = async (): Promise<boolean> => (await getJson(relay.base)).services.some((s) => s.publicPort === echo.publicPort);
+  await eventually(async () => !(await listed()), 5000, 'the reservation to end after --resume-grace');
   const next = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
   assert.equal(next.publicPort, echo.publicPort);
-  await echoOnce(await dial(t, next.publicPort), 'same port, new service\n');
+  await assertEchoes(await dial(t, next.publicPort), 'same port, new service\n');
 });
 
 test('kill -9 and restart of ./relay on the same port: ./echoserver registers again with the same address and echoes', async (t) => {
@@ -61,7 +54,7 @@ test('kill -9 and restart of ./relay on the same port: ./echoserver registers ag
   await first.waitFor('stderr', /"msg":"relay listening"/);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(port)], NO_ENV_SECRET);
   const before = await dial(t, echo.publicPort);
-  await echoOnce(before, 'before the crash\n');
+  await assertEchoes(before, 'before the crash\n');
 
   first.signal('SIGKILL');
   await within(first.exited, 3000, 'the relay to die');
@@ -81,7 +74,7 @@ test('SIGSTOP of ./echoserver: the relay declares it dead within 4 heartbeats an
   const HEARTBEAT_MS = 500;
   const relay = await startRelay(t, [...portsFlag(), '--heartbeat', '0.5', '--resume-grace', '10']);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
-  await echoOnce(await dial(t, echo.publicPort), 'alive\n');
+  await assertEchoes(await dial(t, echo.publicPort), 'alive\n');
 
   const from = relay.stderr.length;
   const stoppedAt = Date.now();
@@ -99,13 +92,13 @@ test('SIGSTOP of ./echoserver: the relay declares it dead within 4 heartbeats an
   const again = await echo.waitFor('stdout', /^established relay address: /, 10_000, 1);
   assert.equal(again.input, echo.stdout[0], 'its resume key gets it the same address back');
   assert.equal((await readAtLeast(held, 32, 5000)).toString(), 'sent while the service was away\n');
-  await echoOnce(await dial(t, echo.publicPort), 'back again\n');
+  await assertEchoes(await dial(t, echo.publicPort), 'back again\n');
 });
 
 test('authentication: the right secret registers; a wrong or missing secret exits non-zero with "authentication failed" and does not retry', async (t) => {
   const relay = await startRelay(t, [...portsFlag(), '--secret', 's3cret'], NO_ENV_SECRET);
   const good = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port), '--secret', 's3cret'], NO_ENV_SECRET);
-  await echoOnce(await dial(t, good.publicPort), 'authenticated\n');
+  await assertEchoes(await dial(t, good.publicPort), 'authenticated\n');
 
   for (const args of [['--secret', 'wrong'], []]) {
     const from = relay.stderr.length;
@@ -123,7 +116,7 @@ test('authentication: the right secret registers; a wrong or missing secret exit
 test('authentication: RELAY_SECRET in the environment works for the relay and for ./echoserver', async (t) => {
   const relay = await startRelay(t, portsFlag(), { RELAY_SECRET: 's3cret' });
   const good = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], { RELAY_SECRET: 's3cret' });
-  await echoOnce(await dial(t, good.publicPort), 'secret from the environment\n');
+  await assertEchoes(await dial(t, good.publicPort), 'secret from the environment\n');
   for (const env of [{ RELAY_SECRET: 'wrong' }, NO_ENV_SECRET]) {
     const bad = startEcho(t, relay.port, [], env);
     const { code } = await within(bad.exited, 5000, `echoserver with RELAY_SECRET=${env.RELAY_SECRET} to exit`);
@@ -165,12 +158,12 @@ test('limits: --max-services 2 refuses a third with "ERR limit"; the refused ./e
   await eventually(() => countLines(relay.stderr.slice(from), refusal) >= 2, 5000, 'the relay to refuse the third echoserver twice');
   assert.ok(isRunning(c.pid), 'a service refused for a limit keeps trying');
   assert.deepEqual(c.stdout, []);
-  await echoOnce(await dial(t, a.publicPort), 'first\n');
-  await echoOnce(await dial(t, b.publicPort), 'second\n');
+  await assertEchoes(await dial(t, a.publicPort), 'first\n');
+  await assertEchoes(await dial(t, b.publicPort), 'second\n');
 
   a.signal('SIGKILL');
   const registered = await c.waitFor('stdout', /^established relay address: .+:(\d+)$/, 15_000);
-  await echoOnce(await dial(t, Number(registered[1])), 'third, at last\n');
+  await assertEchoes(await dial(t, Number(registered[1])), 'third, at last\n');
 });
 
 test('limits: --max-clients 3 closes the fourth public client while the first three keep echoing; a freed place is reused', async (t) => {
@@ -179,19 +172,19 @@ test('limits: --max-clients 3 closes the fourth public client while the first th
   const clients: Socket[] = [];
   for (let i = 0; i < 3; i++) {
     const client = await dial(t, echo.publicPort);
-    await echoOnce(client, `client ${i}\n`);
+    await assertEchoes(client, `client ${i}\n`);
     clients.push(client);
   }
   assert.equal(await refusedHow(t, echo.publicPort), 'reset', 'the fourth client is reset unanswered');
   await relay.waitFor('stderr', /public client refused/, 2000);
-  for (const [i, client] of clients.entries()) await echoOnce(client, `client ${i} again\n`);
+  for (const [i, client] of clients.entries()) await assertEchoes(client, `client ${i} again\n`);
 
   const closedBefore = countLines(relay.stderr, /"msg":"tunnel closed"/);
   clients[0]!.end();
   clients[0]!.resume();
   await readToEnd(clients[0]!, 3000);
   await eventually(() => countLines(relay.stderr, /"msg":"tunnel closed"/) > closedBefore, 3000, 'the first tunnel to close');
-  await echoOnce(await dial(t, echo.publicPort), 'a new client in the freed place\n');
+  await assertEchoes(await dial(t, echo.publicPort), 'a new client in the freed place\n');
 });
 
 test('limits: --max-pending 2 with a service that never dials back: the third client is closed and the service never hears of it', async (t) => {
@@ -282,7 +275,7 @@ test('graceful shutdown: a tunnel still open at --drain-timeout is cut and the r
   const relay = await startRelay(t, [...portsFlag(), '--drain-timeout', '1'], NO_ENV_SECRET);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
   const client = await dial(t, echo.publicPort);
-  await echoOnce(client, 'idle after this\n');
+  await assertEchoes(client, 'idle after this\n');
   const started = performance.now();
   relay.signal('SIGTERM');
   const cut = endOf(client, 5000);
@@ -297,7 +290,7 @@ test('graceful shutdown: a second SIGTERM makes the relay exit at once, cutting 
   const relay = await startRelay(t, [...portsFlag(), '--drain-timeout', '30'], NO_ENV_SECRET);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
   const client = await dial(t, echo.publicPort);
-  await echoOnce(client, 'keep me open\n');
+  await assertEchoes(client, 'keep me open\n');
   relay.signal('SIGTERM');
   await relay.waitFor('stderr', /"msg":"shutting down"/, 3000);
   const started = performance.now();
@@ -312,13 +305,13 @@ test('graceful shutdown: SIGTERM to ./echoserver leaves the relay, lets the open
   const relay = await startRelay(t, portsFlag(), NO_ENV_SECRET);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
   const client = await dial(t, echo.publicPort);
-  await echoOnce(client, 'before SIGTERM\n');
+  await assertEchoes(client, 'before SIGTERM\n');
 
   const from = relay.stderr.length;
   echo.signal('SIGTERM');
   await relay.waitFor('stderr', /"msg":"service left"/, 3000, from);
   await refusedWithin(echo.publicPort, 2000);
-  await echoOnce(client, 'after SIGTERM, still echoed\n');
+  await assertEchoes(client, 'after SIGTERM, still echoed\n');
   assert.ok(isRunning(echo.pid), 'the echoserver exited with a client still open');
   client.end('last words\n');
   client.resume();

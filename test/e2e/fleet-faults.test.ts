@@ -65,6 +65,8 @@ test('fleet: etcd stopped (SIGSTOP, 10 s): open tunnels and registrations keep w
   const stoppedAt = performance.now();
   const late = listenViaRelay(addressEcho(t), { host: '127.0.0.1,127.0.0.2,127.0.0.3', port: plan.port, backoff: { initialMs: 250, maxMs: 1000 } });
   t.after(() => late.close({ leave: true }));
+  // The stop lasts a fixed 10 s (past the etcd leases' TTL); every 500 ms the fleet is
+  // checked again. That interval paces the checks, it waits for no event.
   while (performance.now() - stoppedAt < 10_000) {
     await everyNodeServes(nodes, first.port);
     open.write('ping\n');

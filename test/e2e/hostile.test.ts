@@ -5,6 +5,7 @@ import { connect as connectTls } from 'node:tls';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { promisify } from 'node:util';
+import { assertEchoes } from '../helpers/echo.js';
 import { deferred, dial, echoThrough, listenLocal, portsFlag, randomData, readAtLeast, sha256, within } from '../helpers/net.js';
 import { startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
 import { Peer, dialData, endOf, eventually, isRunning, nextConnect, openFiles, randomHex, refusalsLogged, registerRaw, rssKiB } from '../helpers/protocol.js';
@@ -25,24 +26,19 @@ interface Victim {
   client: Socket;
 }
 
-async function echoOnce(socket: Socket, text: string, ms = 5000): Promise<void> {
-  socket.write(text);
-  assert.equal((await readAtLeast(socket, Buffer.byteLength(text), ms)).toString(), text);
-}
-
 /** A relay with an echo tunnel and a client already talking through it. */
 async function victim(t: TestContext, flags = RELAY_FLAGS): Promise<Victim> {
   const relay = await startRelay(t, [...portsFlag(), ...flags]);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const client = await dial(t, echo.publicPort);
-  await echoOnce(client, 'before the attack\n');
+  await assertEchoes(client, 'before the attack\n');
   return { relay, echo, client };
 }
 
 /** The relay still runs, the tunnel opened before the attack still echoes, and a new service still registers. */
 async function assertUnharmed(t: TestContext, v: Victim, attack: string): Promise<void> {
   assert.ok(isRunning(v.relay.workerPid) && v.relay.process.exitCode === null, `the relay died after ${attack}`);
-  await echoOnce(v.client, `still echoing after ${attack}\n`);
+  await assertEchoes(v.client, `still echoing after ${attack}\n`);
   const fresh = await startService(t, 'echoserver', ['127.0.0.1', String(v.relay.port)]);
   const socket = await dial(t, fresh.publicPort);
   const data = randomData(64 * 1024);
@@ -322,7 +318,7 @@ test('hostile: 1000 connections at once that send nothing or garbage are all clo
   );
   // While the flood is held open, the existing tunnel answers promptly.
   const echoStarted = performance.now();
-  await echoOnce(v.client, 'during the flood\n', 2000);
+  await assertEchoes(v.client, 'during the flood\n', 2000);
   const echoMs = performance.now() - echoStarted;
 
   const peers = opened.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
@@ -352,7 +348,7 @@ test("hostile: a flood past the relay's handshake cap (4500 silent connections) 
   t.diagnostic(`${flood.length} of 4500 flood connections accepted by the kernel`);
   const started = performance.now();
   const fresh = await dial(t, v.echo.publicPort);
-  await echoOnce(fresh, 'a new client during the flood\n', 2500);
+  await assertEchoes(fresh, 'a new client during the flood\n', 2500);
   t.diagnostic(`new client echoed after ${Math.round(performance.now() - started)} ms`);
   assert.ok(v.relay.stderr.some((line) => line.includes('handshakes in progress')), 'the flood reached the handshake cap');
   for (const peer of flood) peer.socket.destroy();
@@ -387,5 +383,5 @@ test('hostile: a secret-protected relay gives nothing to a connection that skips
   await quitter.endsWithin(HANDSHAKE_MS + MARGIN_MS);
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port), '--secret', 's3cret']);
   const socket = await dial(t, echo.publicPort);
-  await echoOnce(socket, 'the right secret still works\n');
+  await assertEchoes(socket, 'the right secret still works\n');
 });

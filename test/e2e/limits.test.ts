@@ -1,11 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import type { Socket } from 'node:net';
-import { dial, portsFlag, readAtLeast, refusedHow } from '../helpers/net.js';
-import { ROOT, start, startService } from '../helpers/processes.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
+import { assertEchoes } from '../helpers/echo.js';
+import { dial, portsFlag, refusedHow } from '../helpers/net.js';
+import { NO_ENV_SECRET, ROOT, start, startService } from '../helpers/processes.js';
 
 /** ./relay 0 under `ulimit -n`, which sets the hard limit too, so Node cannot raise it. */
 function relayUnderUlimit(t: Parameters<typeof start>[0], fds: number, args: string[]) {
@@ -28,25 +26,20 @@ test('limits: --help shows the defaults derived for this process', async () => {
   assert.match(help, /--max-tunnels[^[]*open-file limit 2048\)\s*\[number\] \[default: 896\]/);
 });
 
-async function echoOnce(socket: Socket, text: string): Promise<void> {
-  socket.write(text);
-  assert.equal((await readAtLeast(socket, text.length, 5000)).toString(), text);
-}
-
 test('limits: --max-tunnels 2 is one cap across services: a third client of another service is closed', async (t) => {
   const relay = relayUnderUlimit(t, 4096, [...portsFlag(), '--max-tunnels', '2']);
   const port = Number((await relay.waitFor('stderr', /"controlPort":(\d+)/))[1]);
   const first = await startService(t, 'echoserver', ['127.0.0.1', String(port)], NO_ENV_SECRET);
   const second = await startService(t, 'echoserver', ['127.0.0.1', String(port)], NO_ENV_SECRET);
   const a = await dial(t, first.publicPort);
-  await echoOnce(a, 'a\n');
+  await assertEchoes(a, 'a\n');
   const b = await dial(t, second.publicPort);
-  await echoOnce(b, 'b\n');
+  await assertEchoes(b, 'b\n');
   assert.equal(await refusedHow(t, second.publicPort), 'reset', 'the third client is reset at once');
   await relay.waitFor('stderr', /over 2 tunnels in all/, 3000);
-  await echoOnce(a, 'a again\n');
+  await assertEchoes(a, 'a again\n');
   a.destroy();
   await relay.waitFor('stderr', /"msg":"tunnel closed"/, 3000);
   // The freed place is usable again.
-  await echoOnce(await dial(t, second.publicPort), 'd\n');
+  await assertEchoes(await dial(t, second.publicPort), 'd\n');
 });

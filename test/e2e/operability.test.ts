@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { dial, echoThrough, freePort, portBlock, portsFlag, readAtLeast, readToEnd } from '../helpers/net.js';
 import { start, startRelay, startService } from '../helpers/processes.js';
-import { connectionRefused } from '../helpers/protocol.js';
+import { connectionRefused, eventually } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { certFiles } from '../helpers/tls.js';
 
 async function scratch(t: TestContext): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'relay-ops-'));
@@ -28,7 +28,7 @@ for (const version of ['v1', 'v2'] as const) {
     );
     const nginx = start(t, 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
     // nginx prints nothing when ready: wait until its port accepts.
-    for (let i = 0; i < 100 && (await connectionRefused(nginxPort)); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    await eventually(async () => !(await connectionRefused(nginxPort)), 5000, 'nginx to accept connections');
     void nginx;
     const relay = await startRelay(t, portsFlag());
     const expose = await startService(t, 'expose', ['127.0.0.1', String(relay.port), `127.0.0.1:${nginxPort}`, '--proxy-protocol', version]);
@@ -100,8 +100,7 @@ test('access log: one JSON line per tunnel with port, client, service, bytes eac
 
 test('TLS: a relay with --tls-cert serves echoserver --ca over TLS, and plaintext to its control port gets no protocol reply', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = await scratch(t);
-  const { cert, key } = await selfSignedCert(dir);
+  const { cert, key } = await certFiles(t);
   const relay = await startRelay(t, [...portsFlag(), '--tls-cert', cert, '--tls-key', key]);
   const echo = await startService(t, 'echoserver', ['localhost', String(relay.port), '--ca', cert]);
   const client = await dial(t, echo.publicPort);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, portsFlag, randomData, sha256 } from '../helpers/net.js';
 import { start, startRelay, startService } from '../helpers/processes.js';
+import { certFiles } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
 
 const run = promisify(execFile);
@@ -36,10 +37,7 @@ test('real clients: curl through ./expose fetches a file from python3 -m http.se
 
 test('real clients: openssl s_client through ./expose completes a TLS handshake with openssl s_server', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = await scratchDir(t);
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
+  const { cert, key } = await certFiles(t);
   const tlsPort = await freePort();
   const server = start(t, 'openssl', ['s_server', '-accept', String(tlsPort), '-cert', cert, '-key', key, '-www', '-naccept', '1']);
   await server.waitFor('stdout', /ACCEPT/);

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { KEEPALIVE_DELAY_MS } from '../../src/config/defaults.js';
-import { dial, eventually, portsFlag, readAtLeast } from '../helpers/net.js';
+import { assertEchoes } from '../helpers/echo.js';
+import { dial, eventually, portsFlag } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
 import { requireTools } from '../helpers/tools.js';
 
@@ -51,8 +52,7 @@ test('every socket the relay accepts (public client, control, data) and the serv
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const client = await dial(t, echo.publicPort);
   // The tunnel stays open (no FIN), so all three sockets are there to look at.
-  client.write('keepalive?\n');
-  assert.equal((await readAtLeast(client, 11)).toString(), 'keepalive?\n');
+  await assertEchoes(client, 'keepalive?\n', 10_000);
 
   const acceptedByRelay = (): TcpEntry[] =>
     tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
@@ -103,8 +103,7 @@ test('every socket the relay accepts has TCP_NODELAY and its keepalive options, 
   const relay = await startRelay(t, portsFlag());
   const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
   const client = await dial(t, echo.publicPort);
-  client.write('options?\n');
-  assert.equal((await readAtLeast(client, 9)).toString(), 'options?\n');
+  await assertEchoes(client, 'options?\n', 10_000);
   const accepted = tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
   assert.ok(accepted.length >= 3, 'the public client, control and data connections');
   const run = spawnSync('python3', ['-c', READ_OPTIONS, String(relay.workerPid), accepted.map((e) => e.inode).join(',')], { encoding: 'utf8', timeout: 10_000 });

@@ -4,12 +4,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
+import { assertEchoes, assertNewClientEchoes } from '../helpers/echo.js';
 import { dial, freeBlock, howItEnds, readAtLeast, refusedHow, within } from '../helpers/net.js';
-import { ROOT, start, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
 import { connectionRefused, eventually, parseOk, Peer, registerRaw } from '../helpers/protocol.js';
 
 /** No RELAY_* of the test runner's environment may reach the programs. */
-const CLEAN_ENV = { RELAY_SECRET: '', RELAY_TENANT: '', RELAY_TENANTS: '' };
+const CLEAN_ENV = { ...NO_ENV_SECRET, RELAY_TENANT: '', RELAY_TENANTS: '' };
 
 interface TenantEntry {
   name: string;
@@ -66,13 +67,6 @@ async function tryRegister(t: TestContext, port: number, options: string, secret
   return { control, line: await control.nextLine() };
 }
 
-async function echoes(t: TestContext, port: number): Promise<void> {
-  const client = await dial(t, port);
-  client.write('ping\n');
-  assert.equal((await readAtLeast(client, 5, 5000)).toString(), 'ping\n');
-  client.destroy();
-}
-
 test('tenants: each gets only its own ports; a quota reached costs only that tenant, and is recovered', async (t) => {
   const { relay, block } = await sharedRelay(t, (b) => [
     { name: 'alice', secrets: ['alice-secret'], ports: `${b.first}-${b.first + 4}`, maxServices: 2 },
@@ -89,8 +83,8 @@ test('tenants: each gets only its own ports; a quota reached costs only that ten
   // Any port of the list: another program (a concurrent test's outgoing connection, in
   // the ephemeral range) may hold the first for a moment.
   assert.ok([block.first + 10, block.first + 12, block.first + 13].includes(bob.publicPort), `a port outside bob's list gets one inside it, not ${bob.publicPort}`);
-  await echoes(t, bob.publicPort);
-  await echoes(t, alice1.publicPort);
+  await assertNewClientEchoes(t, bob.publicPort, 'ping\n');
+  await assertNewClientEchoes(t, alice1.publicPort, 'ping\n');
 
   // A stop without a resume file frees the slot at once (LEAVE); a crash leaves a
   // reservation that counts, and alice's next service ends her own oldest one.
@@ -101,8 +95,8 @@ test('tenants: each gets only its own ports; a quota reached costs only that ten
   alice2.signal('SIGKILL');
   await relay.waitFor('stderr', /"tenant":"alice".*"msg":"service left"/, 5000, from);
   const alice4 = await echoserver(t, relay, 'alice', 'alice-secret');
-  await echoes(t, alice3.publicPort);
-  await echoes(t, alice4.publicPort);
+  await assertNewClientEchoes(t, alice3.publicPort, 'ping\n');
+  await assertNewClientEchoes(t, alice4.publicPort, 'ping\n');
   await relay.waitFor('stderr', /reservation released early/); // stderr may trail the service's stdout
   assert.ok(relay.stderr.some((line) => /"tenant":"bob".*"msg":"service registered"/.test(line)), 'logs carry the tenant');
   assert.ok(!relay.stderr.some((line) => /alice-secret|bob-secret/.test(line)), 'no secret in the log');
@@ -171,7 +165,7 @@ test('tenants: maxClients counts open public clients over all the tenant\'s serv
   assert.match(JSON.stringify(services), /"tenant":"alice"/, 'the dashboard shows the tenant');
   first.destroy();
   await eventually(async () => /relay_tenant_clients\{tenant="alice"\} 1/.test(await (await fetch(metricsUrl)).text()), 5000, 'the count to drop');
-  await echoes(t, one.publicPort);
+  await assertNewClientEchoes(t, one.publicPort, 'ping\n');
 });
 
 test('SIGHUP: a removed tenant is cut off at once (services exit 1, tunnels reset, port closed); others go on', async (t) => {
@@ -212,17 +206,17 @@ test('SIGHUP: a removed secret ends the registrations that proved it (rotation k
   const oldService = await echoserver(t, relay, 'alice', 'old');
   await shared.reload([{ name: 'alice', secrets: ['old', 'new'] }]);
   const newService = await echoserver(t, relay, 'alice', 'new');
-  await echoes(t, oldService.publicPort);
+  await assertNewClientEchoes(t, oldService.publicPort, 'ping\n');
 
   const corrupt = await shared.reload('{"tenants": [ {"name": "alice", "secrets": ["new"] ');
   assert.match(corrupt, /tenants file not reloaded/);
   assert.ok(!corrupt.includes('"new"'), 'the rejected file is not quoted');
-  await echoes(t, oldService.publicPort);
+  await assertNewClientEchoes(t, oldService.publicPort, 'ping\n');
 
   await shared.reload([{ name: 'alice', secrets: ['new'] }]);
   assert.equal((await within(oldService.exited, 10_000, 'the old-secret service to exit')).code, 1);
   assert.match(oldService.stderr.join('\n'), /authentication failed/);
-  await echoes(t, newService.publicPort);
+  await assertNewClientEchoes(t, newService.publicPort, 'ping\n');
   assert.ok(!relay.stderr.some((l) => /"(old|new)"/.test(l)), 'no secret in the log');
 });
 
@@ -232,7 +226,7 @@ test('SIGHUP without --tenants is a logged no-op', async (t) => {
   const service = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], CLEAN_ENV);
   relay.signal('SIGHUP');
   await relay.waitFor('stderr', /SIGHUP: nothing to reload/);
-  await echoes(t, service.publicPort);
+  await assertNewClientEchoes(t, service.publicPort, 'ping\n');
   const { registration } = await registerRaw(t, relay.port);
   assert.ok(registration.publicPort >= block.first, 'registration works as before');
 });
@@ -246,7 +240,7 @@ test('upgrade (SIGUSR2): the new worker reads the tenants file itself and each t
   await relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, from);
   const again = await alice.waitFor('stdout', /^established relay address: .+:(\d+)$/, 10_000, 1);
   assert.equal(Number(again[1]), alice.publicPort, 'the same port after the upgrade');
-  await echoes(t, alice.publicPort);
+  await assertNewClientEchoes(t, alice.publicPort, 'ping\n');
   // The new worker answers SIGHUP (through the master) with the file it read.
   const line = await shared.reload([{ name: 'alice', secrets: ['a'], ports: `${shared.block.first + 5}-${shared.block.first + 9}` }]);
   assert.match(line, /"tenants":1,"removed":\[\]/);
@@ -263,11 +257,8 @@ test("tenants: a tenant's maxClientsPerIp replaces the relay-wide limit on that 
   );
   const strict = await echoserver(t, shared.relay, 'strict', 's-secret');
   const lenient = await echoserver(t, shared.relay, 'lenient', 'l-secret');
-  const echoes = async (port: number): Promise<void> => {
-    const socket = await dial(t, port);
-    socket.write('hi\n');
-    assert.equal((await readAtLeast(socket, 3, 5000)).toString(), 'hi\n');
-  };
+  // Each client stays open: the per-address limits count them.
+  const echoes = async (port: number): Promise<void> => assertEchoes(await dial(t, port), 'hi\n');
   await echoes(strict.publicPort);
   await echoes(strict.publicPort);
   assert.equal(await refusedHow(t, strict.publicPort), 'reset', "the strict tenant's third client from one address is refused");

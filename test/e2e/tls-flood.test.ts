@@ -1,22 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { dial, echoThrough, portsFlag, randomData, sha256 } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
 import { Peer, eventually, openFiles } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { certFiles } from '../helpers/tls.js';
 
 /** The relay's cap on connections in their handshake (MAX_HANDSHAKES in src/relay/relay.ts). */
 const MAX_HANDSHAKES = 4096;
 
 test('TLS relay: 4500 silent connections that never start TLS are evicted like plain ones, and a TLS service still registers', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = await mkdtemp(path.join(tmpdir(), 'relay-tls-flood-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const { cert, key } = await selfSignedCert(dir);
+  const { cert, key } = await certFiles(t);
   // Handshakes last 10 s here, so only the cap can free the flood's descriptors during the test.
   const relay = await startRelay(t, [...portsFlag(), '--tls-cert', cert, '--tls-key', key, '--handshake-timeout', '10']);
   const filesBefore = openFiles(relay.workerPid);

@@ -4,12 +4,11 @@ import { appendFile, copyFile, cp, mkdtemp, readFile, rm, symlink, writeFile } f
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { dial, portsFlag, readAtLeast, readToEnd, within } from '../helpers/net.js';
+import { assertNewClientEchoes } from '../helpers/echo.js';
+import { dial, portsFlag, readToEnd, within } from '../helpers/net.js';
 import { longTunnel, refusalProbe, shortConnections } from '../helpers/load.js';
-import { ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
 import { countLines, dialData, eventually, isRunning, nextConnect, registerRaw } from '../helpers/protocol.js';
-
-const NO_ENV_SECRET = { RELAY_SECRET: '' };
 
 interface Setup {
   relay: RelayProcess;
@@ -36,13 +35,6 @@ async function upgrade(s: Setup): Promise<{ worker: number; oldWorker: number }>
   return { worker: Number(done[1]), oldWorker: Number(done[2]) };
 }
 
-async function echoOnce(port: number, t: TestContext, text: string): Promise<void> {
-  const socket = await dial(t, port);
-  socket.write(text);
-  assert.equal((await readAtLeast(socket, Buffer.byteLength(text))).toString(), text);
-  socket.destroy();
-}
-
 /** Half-close through the relay: the echo of everything, then the end of it. */
 async function halfClose(t: TestContext, port: number): Promise<void> {
   const socket = await dial(t, port);
@@ -60,7 +52,7 @@ async function upgradeUnderLoad(t: TestContext): Promise<{ ok: number; failed: s
   const tunnels = await Promise.all(Array.from({ length: 20 }, (_, i) => longTunnel(t, s.echo.publicPort, `tunnel ${i}`)));
   const short = shortConnections(s.echo.publicPort, 50);
   const control = refusalProbe(s.relay.port);
-  await echoOnce(s.echo.publicPort, t, 'before the upgrade\n');
+  await assertNewClientEchoes(t, s.echo.publicPort, 'before the upgrade\n', 10_000);
 
   const { worker, oldWorker } = await upgrade(s);
   assert.notEqual(worker, oldWorker);
@@ -105,7 +97,7 @@ test('upgrade: a second SIGUSR2 during a handover is ignored with a log line', a
   await s.relay.waitFor('stderr', /"msg":"old worker exited"/, 10_000, from);
   assert.equal(countLines(s.relay.stderr.slice(from), /"msg":"upgrade: starting a new worker/), 1);
   await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
-  await echoOnce(s.echo.publicPort, t, 'after one upgrade\n');
+  await assertNewClientEchoes(t, s.echo.publicPort, 'after one upgrade\n', 10_000);
 });
 
 test('upgrade: a new worker that cannot start (broken build on disk) leaves the old one serving, and the master says why', async (t) => {
@@ -128,7 +120,7 @@ test('upgrade: a new worker that cannot start (broken build on disk) leaves the 
   assert.match(failed[1]!, /exited \(1\) before it was ready/);
   assert.ok(s.relay.stderr.slice(from).some((line) => /SyntaxError/.test(line)), 'the new worker\'s error is on stderr');
   assert.ok(isRunning(s.relay.workerPid), 'the old worker is still running');
-  await echoOnce(s.echo.publicPort, t, 'still served by the old worker\n');
+  await assertNewClientEchoes(t, s.echo.publicPort, 'still served by the old worker\n', 10_000);
   assert.equal(s.echo.stdout.length, 1, 'the service never had to register again');
 
   await writeFile(relayJs, good);
@@ -140,7 +132,7 @@ test('upgrade: a new worker that cannot start (broken build on disk) leaves the 
 
 test('master: one Ctrl-C at a terminal (SIGINT to the whole process group) drains and exits 0, as one signal', async (t) => {
   const s = await relayAndEcho(t);
-  await echoOnce(s.echo.publicPort, t, 'hello\n');
+  await assertNewClientEchoes(t, s.echo.publicPort, 'hello\n', 10_000);
   process.kill(-s.relay.pid, 'SIGINT');
   const { code } = await within(s.relay.exited, 5000, 'the relay to stop');
   assert.equal(code, 0);
@@ -155,7 +147,7 @@ test('master: a worker that dies is replaced on the same ports; a master killed 
   assert.equal(Number(restarted[2]), s.relay.port, 'the replacement listens on the same control port');
   assert.ok(countLines(s.relay.stderr, /"msg":"worker died unexpectedly/) === 1, 'the master logged the death');
   await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
-  await echoOnce(s.echo.publicPort, t, 'served by the replacement\n');
+  await assertNewClientEchoes(t, s.echo.publicPort, 'served by the replacement\n', 10_000);
 
   const worker = Number(restarted[1]);
   s.relay.signal('SIGKILL');

@@ -20,7 +20,6 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   }
 }
 
-/** A connected client socket, half-open allowed, closed by the test's cleanup. */
 /**
  * Connects a client the relay is expected to refuse, and says how it ended. The relay
  * resets refused clients at accept, so the reset may arrive before the connect completes
@@ -33,6 +32,7 @@ export async function refusedHow(t: TestContext, port: number, host = '127.0.0.1
   return howItEnds(socket);
 }
 
+/** A connected client socket, half-open allowed, closed by the test's cleanup. */
 export async function dial(t: TestContext, port: number, host = '127.0.0.1'): Promise<Socket> {
   const socket = connect({ port, host, allowHalfOpen: true });
   // Resets are expected in some tests; howItEnds() and friends observe them.

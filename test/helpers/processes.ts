@@ -8,6 +8,12 @@ import { within } from './net.js';
 /** The repository root, whichever of src/ or dist/ this file runs from. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
+/**
+ * Extra environment for a child that must not pick up the test runner's RELAY_SECRET:
+ * an empty value is no secret, so the child runs with only the flags the test gives it.
+ */
+export const NO_ENV_SECRET: Readonly<Record<string, string>> = { RELAY_SECRET: '' };
+
 export interface Child {
   process: ChildProcess;
   pid: number;

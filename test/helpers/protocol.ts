@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { EventEmitter, once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
-import { within } from './net.js';
+import { eventually, within } from './net.js';
 
 const LF = 0x0a;
 
@@ -265,17 +265,17 @@ export async function connectionRefused(port: number): Promise<boolean> {
 /** How a socket ended; the same helper as net.ts's, under the name these tests use. */
 export { howItEnds as endOf } from './net.js';
 
-/** Waits until connecting to the port is refused, checking every 50 ms, for at most ms. */
+/**
+ * Waits until connecting to the port is refused, for at most ms; resolves with how long
+ * that took. A closed listener emits nothing the test can see, so this polls.
+ */
 export async function refusedWithin(port: number, ms: number): Promise<number> {
   const started = Date.now();
-  for (;;) {
-    if (await connectionRefused(port)) return Date.now() - started;
-    if (Date.now() - started > ms) throw new Error(`port ${port} still accepts connections after ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await eventually(() => connectionRefused(port), ms, `port ${port} to refuse connections`);
+  return Date.now() - started;
 }
 
-export { eventually } from './net.js';
+export { eventually };
 
 /**
  * Refusals the relay accounted for in its log: one line each, or, past its rate limit,

@@ -3,13 +3,11 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, get } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
-import { deadline, deferred, dial, echoThrough, eventually, readAtLeast, randomData, readToEnd, sha256, within } from '../helpers/net.js';
+import { assertEchoes } from '../helpers/echo.js';
+import { deadline, deferred, dial, echoThrough, eventually, randomData, readToEnd, sha256, within } from '../helpers/net.js';
 import { controlProxy, inProcessRelay, relayed } from '../helpers/relay.js';
+import { certPem } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
 import { listenViaRelay } from '../../src/index.js';
 import { Writable } from 'node:stream';
@@ -52,11 +50,8 @@ test('library: a net.Server with a connection callback gets an ordinary socket w
 
 test('library: a tls.Server relayed as is completes TLS handshakes end to end', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${dir}/k.pem`, '-out', `${dir}/c.pem`, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-  const cert = readFileSync(`${dir}/c.pem`);
-  const server = createTlsServer({ key: readFileSync(`${dir}/k.pem`), cert }, (socket) => socket.end(`secure hello to ${socket.remoteAddress}`));
+  const { cert, key } = await certPem(t);
+  const server = createTlsServer({ key, cert }, (socket) => socket.end(`secure hello to ${socket.remoteAddress}`));
   const relay = await inProcessRelay(t);
   const { port } = await relayed(t, relay, server);
   const client = tlsConnect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' });
@@ -100,8 +95,7 @@ test('stable address: a service that re-registers after losing its control conne
   t.after(() => tunnel.close());
   const first = await within(tunnel.established(), 5000, 'first registration');
   const open = await dial(t, first.port);
-  open.write('before ');
-  assert.equal((await readAtLeast(open, 7)).toString(), 'before ');
+  await assertEchoes(open, 'before ', 10_000);
 
   const again = once(tunnel, 'established', { signal: deadline(5000) });
   proxy.cut();

@@ -1,20 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { deferred, dial, within } from '../helpers/net.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
 import { requireTools } from '../helpers/tools.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { certPem } from '../helpers/tls.js';
 
 test('TLS relay: a tunnel the relay cuts reaches the service as a reset, not a FIN', async (t) => {
   if (!requireTools(t, 'openssl')) return;
-  const dir = await mkdtemp(path.join(tmpdir(), 'relay-tls-reset-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const files = await selfSignedCert(dir);
-  const [cert, key] = await Promise.all([readFile(files.cert), readFile(files.key)]);
+  const { cert, key } = await certPem(t);
   const relay = await inProcessRelay(t, { tls: { cert, key } });
   const ended = deferred<string>();
   const arrived = deferred<void>();

@@ -1,25 +1,15 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { dial, readAtLeast } from '../helpers/net.js';
+import { assertNewClientEchoes } from '../helpers/echo.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
-import { selfSignedCert } from '../helpers/tls.js';
+import { certPem } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
-
-async function selfSigned(t: TestContext): Promise<{ cert: Buffer; key: Buffer }> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'relay-tls-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = await selfSignedCert(dir);
-  return { cert: readFileSync(cert), key: readFileSync(key) };
-}
 
 /** Relays an echo handler over TLS and reports, per delivered client, whether its data connection resumed a session. */
 async function tlsEcho(t: TestContext, prewarm?: number): Promise<{ port: number; resumed: boolean[] }> {
-  const pem = await selfSigned(t);
+  const pem = await certPem(t);
   const relay = await inProcessRelay(t, { tls: pem });
   const resumed: boolean[] = [];
   const handler = (socket: Socket): void => {
@@ -30,17 +20,10 @@ async function tlsEcho(t: TestContext, prewarm?: number): Promise<{ port: number
   return { port, resumed };
 }
 
-async function echoOnce(t: TestContext, port: number, text: string): Promise<void> {
-  const client = await dial(t, port);
-  client.write(text);
-  assert.equal((await readAtLeast(client, text.length, 5000)).toString(), text);
-  client.destroy();
-}
-
 test('tls: dial-backs resume the TLS session of the connections before them instead of a full handshake', async (t) => {
   if (!requireTools(t, 'openssl')) return;
   const { port, resumed } = await tlsEcho(t);
-  for (let i = 0; i < 4; i++) await echoOnce(t, port, `client ${i}\n`);
+  for (let i = 0; i < 4; i++) await assertNewClientEchoes(t, port, `client ${i}\n`);
   assert.equal(resumed.length, 4);
   // The control connection's handshake went to the control port; the data port's first
   // dial-back may have to do a full one (one cache entry per port), every later one resumes.
@@ -50,7 +33,7 @@ test('tls: dial-backs resume the TLS session of the connections before them inst
 test('tls: prewarmed data connections resume sessions too', async (t) => {
   if (!requireTools(t, 'openssl')) return;
   const { port, resumed } = await tlsEcho(t, 2);
-  for (let i = 0; i < 4; i++) await echoOnce(t, port, `client ${i}\n`);
+  for (let i = 0; i < 4; i++) await assertNewClientEchoes(t, port, `client ${i}\n`);
   assert.equal(resumed.length, 4);
   assert.ok(resumed.filter(Boolean).length >= 2, `resumed: ${resumed.join(',')}`);
 });
