@@ -41,7 +41,7 @@ export class RelayContext {
     this.clock = clock;
     this.stats = new RelayStats({ servicesActive, tunnelsOpen: () => this.tunnels.size });
     this.overview = new Overview(this.stats.bytes);
-    this.refusals = new Refusals(this.stats, this.overview, log);
+    this.refusals = new Refusals(this.stats, this.overview, log, clock);
     this.handshakes = new Handshakes(options.handshakeTimeoutMs, this.refusals);
     this.tokens = new TokenTable<ClientOwner>(options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), clock);
     this.tunnels = new OpenTunnels(this.stats, this.overview, { idleTimeoutMs: options.idleTimeoutMs, clock });

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Overview } from '../monitor/overview.js';
 import type { RefusalReason } from '../monitor/refusal-reasons.js';
@@ -17,10 +18,10 @@ export class Refusals {
   readonly #overview: Overview;
   readonly #log: RefusalLog;
 
-  constructor(stats: RelayStats, overview: Overview, log: Logger) {
+  constructor(stats: RelayStats, overview: Overview, log: Logger, clock: Clock) {
     this.#stats = stats;
     this.#overview = overview;
-    this.#log = new RefusalLog(log);
+    this.#log = new RefusalLog(log, clock);
   }
 
   /** Counts and logs a refusal; `log` is the logger of the service it concerns, if any. */
