@@ -1,3 +1,4 @@
+import { OutOfFdsError } from '../net/out-of-fds.js';
 import type { LeaseStore } from './lease-store.js';
 import type { ClaimScope, PortPool, TryListen } from './port-pool.js';
 
@@ -12,12 +13,37 @@ class ClaimStop extends Error {
 }
 
 /**
+ * A public port for a key, or why there is none: every port of the range is held
+ * (`full`), the fleet could not be asked in time (`unreachable`), or the relay is out of
+ * file descriptors (`fds`: a listen failed for want of one, which must not read as "no
+ * free port").
+ */
+export type PortClaim = { ok: true; port: number } | { ok: false; why: 'full' | 'unreachable' | 'fds' };
+
+/**
  * Picks a public port for a key: the pool's choice on a single relay; in a fleet, each
  * candidate is also claimed fleet-wide before the relay listens on it, and a key that
- * already has a port elsewhere in the fleet is sent to that port. Undefined when no
- * port is free, 'unreachable' when the fleet could not be asked in time.
+ * already has a port elsewhere in the fleet is sent to that port. `openDoor` throws an
+ * OutOfFdsError to stop the search.
  */
 export async function claimPort(
+  pool: PortPool,
+  store: LeaseStore,
+  openDoor: TryListen,
+  wanted: number | undefined,
+  key: string,
+  scope?: ClaimScope,
+): Promise<PortClaim> {
+  try {
+    const port = await search(pool, store, openDoor, wanted, key, scope);
+    return port === undefined ? { ok: false, why: 'full' } : port === 'unreachable' ? { ok: false, why: 'unreachable' } : { ok: true, port };
+  } catch (err) {
+    if (err instanceof OutOfFdsError) return { ok: false, why: 'fds' };
+    throw err;
+  }
+}
+
+async function search(
   pool: PortPool,
   store: LeaseStore,
   openDoor: TryListen,

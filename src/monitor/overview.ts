@@ -8,6 +8,32 @@ import type { RefusalReason } from './refusal-reasons.js';
 /** Closed tunnels and refusals remembered for the dashboard. */
 export const RECENT_LIMIT = 100;
 
+/**
+ * One service's figures for the dashboard: made at its registration, kept by its
+ * session, added to by its tunnels' splices. They are the session's, so they go when
+ * it goes, and nothing has to be kept in step with it.
+ */
+export class ServiceFigures {
+  readonly publicAddress: string;
+  readonly publicPort: number;
+  /** Registered at, milliseconds since the epoch. */
+  readonly since = Date.now();
+  readonly tenant: string | undefined;
+  tunnelsOpen = 0;
+  /** Live byte totals of this service's tunnels; the splices add to it. */
+  readonly bytes: SpliceCounts = { a: 0, b: 0 };
+  /** The totals each of its tunnels adds to (the relay's and this service's), shared by all of them. */
+  readonly totals: readonly SpliceCounts[];
+  readonly rates = new RateHistory(this.bytes);
+
+  constructor(relayBytes: SpliceCounts, publicHost: string, publicPort: number, tenant: string | undefined) {
+    this.publicAddress = joinHostPort(publicHost, publicPort);
+    this.publicPort = publicPort;
+    this.tenant = tenant;
+    this.totals = [relayBytes, this.bytes];
+  }
+}
+
 /** What the overview reads from a registered service, cheaply, whenever it is asked. */
 export interface WatchedService {
   readonly id: string;
@@ -15,6 +41,13 @@ export interface WatchedService {
   readonly waiting: number;
   /** What the end-to-end probes say of its data path. */
   readonly probe: ProbeStatus;
+  readonly figures: ServiceFigures;
+}
+
+/** A service as the registrar lists it: registered now, or away with its port kept (`held`). */
+export interface ListedService {
+  readonly service: WatchedService;
+  readonly held: boolean;
 }
 
 /** A closed tunnel: the access log line's fields. */
@@ -32,6 +65,7 @@ export interface ClosedTunnel {
 export interface TunnelOwner {
   readonly id: string;
   readonly port: number;
+  readonly figures: ServiceFigures;
 }
 
 export interface TunnelRecord extends ClosedTunnel {
@@ -93,68 +127,30 @@ function probeView(status: ProbeStatus): ProbeView {
   };
 }
 
-interface ServiceEntry {
-  service: WatchedService;
-  publicAddress: string;
-  publicPort: number;
-  since: number;
-  tenant: string | undefined;
-  held: boolean;
-  tunnelsOpen: number;
-  /** Live byte totals of this service's tunnels; the splices add to it. */
-  bytes: SpliceCounts;
-  /** The totals each of its tunnels adds to (the relay's and this service's), shared by all of them. */
-  totals: readonly SpliceCounts[];
-  rates: RateHistory;
-}
-
 /**
- * What the dashboard and `relay status` show, kept up to date by the relay as things
- * happen (a service registers or leaves, a tunnel opens or closes, a connection is
- * refused) so that reading it costs the number of services, never the number of
- * tunnels. Holds no keys, tokens or secrets: only what may be shown.
+ * What the dashboard and `relay status` show: the services as the registrar lists them
+ * (each with its own figures), and the tunnels and refusals of late, remembered as they
+ * happen. Reading it costs the number of services, never the number of tunnels. Holds
+ * no keys, tokens or secrets: only what may be shown.
  */
 export class Overview {
-  readonly #services = new Map<string, ServiceEntry>();
+  readonly #list: () => Iterable<ListedService>;
   readonly #tunnels = new Ring<TunnelRecord>(RECENT_LIMIT);
   readonly #refusals = new Ring<RefusalRecord>(RECENT_LIMIT);
   readonly #relayRates: RateHistory;
   readonly #relayBytes: SpliceCounts;
-  /** The totals of a tunnel whose service the overview does not know: the relay's only. */
-  readonly #relayTotals: readonly SpliceCounts[];
   #lastSample = performance.now();
 
-  /** `relayBytes`: the relay's own live byte totals, sampled for its rate. */
-  constructor(relayBytes: SpliceCounts) {
+  /** `relayBytes`: the relay's own live byte totals, sampled for its rate; `list`: the services to show now. */
+  constructor(relayBytes: SpliceCounts, list: () => Iterable<ListedService>) {
     this.#relayBytes = relayBytes;
-    this.#relayTotals = [relayBytes];
     this.#relayRates = new RateHistory(relayBytes);
+    this.#list = list;
   }
 
-  serviceRegistered(service: WatchedService, publicHost: string, publicPort: number, tenant?: string): void {
-    const bytes = { a: 0, b: 0 };
-    this.#services.set(service.id, {
-      service,
-      publicAddress: joinHostPort(publicHost, publicPort),
-      publicPort,
-      since: Date.now(),
-      tenant,
-      held: false,
-      tunnelsOpen: 0,
-      bytes,
-      totals: [this.#relayBytes, bytes],
-      rates: new RateHistory(bytes),
-    });
-  }
-
-  /** For the relay to mark a departed service whose port it still keeps (and back). */
-  setHeld(id: string, held: boolean): void {
-    const entry = this.#services.get(id);
-    if (entry !== undefined) entry.held = held;
-  }
-
-  serviceLeft(id: string): void {
-    this.#services.delete(id);
+  /** The figures of a service registering now, on `publicHost:publicPort`. */
+  figuresFor(publicHost: string, publicPort: number, tenant: string | undefined): ServiceFigures {
+    return new ServiceFigures(this.#relayBytes, publicHost, publicPort, tenant);
   }
 
   /**
@@ -162,15 +158,12 @@ export class Overview {
    * (the relay's and its service's: one array per service, not per tunnel).
    */
   tunnelOpened(owner: TunnelOwner): readonly SpliceCounts[] {
-    const entry = this.#services.get(owner.id);
-    if (entry === undefined) return this.#relayTotals;
-    entry.tunnelsOpen++;
-    return entry.totals;
+    owner.figures.tunnelsOpen++;
+    return owner.figures.totals;
   }
 
   tunnelClosed(owner: TunnelOwner, closed: ClosedTunnel): void {
-    const entry = this.#services.get(owner.id);
-    if (entry !== undefined) entry.tunnelsOpen--;
+    owner.figures.tunnelsOpen--;
     this.#tunnels.push({ service: owner.id, publicPort: owner.port, closedAt: Date.now(), ...closed });
   }
 
@@ -186,7 +179,7 @@ export class Overview {
     const elapsed = Math.max((now - this.#lastSample) / 1000, 0.001);
     this.#lastSample = now;
     this.#relayRates.sample(elapsed);
-    for (const entry of this.#services.values()) entry.rates.sample(elapsed);
+    for (const { service } of this.#list()) service.figures.rates.sample(elapsed);
   }
 
   get relayRates(): RateHistory {
@@ -194,21 +187,24 @@ export class Overview {
   }
 
   services(): ServiceView[] {
-    return [...this.#services.values()].map((entry) => ({
-      id: entry.service.id,
-      publicAddress: entry.publicAddress,
-      publicPort: entry.publicPort,
-      since: entry.since,
-      tunnelsOpen: entry.tunnelsOpen,
-      waiting: entry.service.waiting,
-      bytesFromClients: entry.bytes.a,
-      bytesToClients: entry.bytes.b,
-      rate: entry.rates.rate,
-      history: entry.rates.history,
-      tenant: entry.tenant ?? null,
-      held: entry.held,
-      probe: probeView(entry.service.probe),
-    }));
+    return [...this.#list()].map(({ service, held }) => {
+      const { figures } = service;
+      return {
+        id: service.id,
+        publicAddress: figures.publicAddress,
+        publicPort: figures.publicPort,
+        since: figures.since,
+        tunnelsOpen: figures.tunnelsOpen,
+        waiting: service.waiting,
+        bytesFromClients: figures.bytes.a,
+        bytesToClients: figures.bytes.b,
+        rate: figures.rates.rate,
+        history: figures.rates.history,
+        tenant: figures.tenant ?? null,
+        held,
+        probe: probeView(service.probe),
+      };
+    });
   }
 
   /** Newest first. */

@@ -15,14 +15,11 @@ export function isOutOfFds(err: unknown): boolean {
   return code === 'EMFILE' || code === 'ENFILE';
 }
 
-/** Thrown by a public listen that failed for want of a descriptor: stops the port search. */
+/** Thrown to stop a port search that failed for want of a descriptor (see claimPort). */
 export class OutOfFdsError extends Error {
-  readonly code: string;
-
-  constructor(cause: NodeJS.ErrnoException) {
-    super('out of file descriptors', { cause });
+  constructor() {
+    super('out of file descriptors');
     this.name = 'OutOfFdsError';
-    this.code = cause.code ?? 'EMFILE';
   }
 }
 
@@ -31,12 +28,6 @@ export function acceptFailure(err: NodeJS.ErrnoException): { reason: 'fds' | 'ac
   return isOutOfFds(err)
     ? { reason: 'fds', message: 'accept failed: out of file descriptors (raise ulimit -n)' }
     : { reason: 'accept', message: 'accept failed' };
-}
-
-/** For a `.catch()` on a port search: null when it stopped for want of descriptors, else rethrows. */
-export function rethrowUnlessOutOfFds(err: unknown): null {
-  if (err instanceof OutOfFdsError) return null;
-  throw err;
 }
 
 /**
@@ -54,9 +45,9 @@ export function descriptorFree(): boolean {
   }
 }
 
-/** Listens; false when the port is taken, OutOfFdsError when no descriptor is left. */
-export async function listenOrFail(server: Server, options: ListenOptions): Promise<boolean> {
-  if (!descriptorFree()) throw new OutOfFdsError(Object.assign(new Error('no free descriptor'), { code: 'EMFILE' }));
+/** Listens: 'listening', or 'taken' when another program holds the port, or 'fds' when no descriptor is left. */
+export async function listenOrFail(server: Server, options: ListenOptions): Promise<'listening' | 'taken' | 'fds'> {
+  if (!descriptorFree()) return 'fds';
   const failure = await new Promise<Error | undefined>((resolve) => {
     const timer = setTimeout(() => resolve(Object.assign(new Error(`listen did not complete in ${LISTEN_TIMEOUT_MS} ms`), { code: 'EMFILE' })), LISTEN_TIMEOUT_MS);
     server.once('error', (err) => {
@@ -69,8 +60,7 @@ export async function listenOrFail(server: Server, options: ListenOptions): Prom
     });
     server.listen(options);
   });
-  if (failure === undefined) return true;
+  if (failure === undefined) return 'listening';
   server.close();
-  if (isOutOfFds(failure)) throw new OutOfFdsError(failure);
-  return false;
+  return isOutOfFds(failure) ? 'fds' : 'taken';
 }

@@ -1,13 +1,21 @@
 import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config/defaults.js';
 import type { Logger } from '../log.js';
-import { Overview } from '../monitor/overview.js';
+import { Overview, type ListedService } from '../monitor/overview.js';
 import { RelayStats } from '../monitor/stats.js';
 import { Handshakes } from './handshakes.js';
 import { OpenTunnels } from './open-tunnels.js';
 import { PublicAdmission } from './public-admission.js';
 import { Refusals } from './refusals.js';
 import { TokenTable, type ClientOwner } from './tokens.js';
+
+/** The services a relay has, as its registrar answers for them. */
+export interface RegisteredServices {
+  /** Registered now. */
+  count(): number;
+  /** For the dashboard: registered now, and away with their port kept, in registration order. */
+  listed(): Iterable<ListedService>;
+}
 
 /**
  * What every part of one relay's data path shares: its options, clock and logger, and
@@ -34,13 +42,13 @@ export class RelayContext {
   /** Set once a stop or a handover has begun: nothing new is accepted. */
   shuttingDown = false;
 
-  /** `servicesActive`: how many services are registered now (the registrar knows). */
-  constructor(options: RelayOptions, log: Logger, clock: Clock, servicesActive: () => number) {
+  /** `services`: what the registrar knows of the services, read when asked (never copied). */
+  constructor(options: RelayOptions, log: Logger, clock: Clock, services: RegisteredServices) {
     this.options = options;
     this.log = log;
     this.clock = clock;
-    this.stats = new RelayStats({ servicesActive, tunnelsOpen: () => this.tunnels.size });
-    this.overview = new Overview(this.stats.bytes);
+    this.stats = new RelayStats({ servicesActive: () => services.count(), tunnelsOpen: () => this.tunnels.size });
+    this.overview = new Overview(this.stats.bytes, () => services.listed());
     this.refusals = new Refusals(this.stats, this.overview, log, clock);
     this.handshakes = new Handshakes(options.handshakeTimeoutMs, this.refusals);
     this.tokens = new TokenTable<ClientOwner>(options.dialbackTimeoutMs, (entry) => entry.owner.dialbackExpired(entry), clock);

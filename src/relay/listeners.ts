@@ -47,13 +47,16 @@ export async function listenForServices(ctx: RelayContext, port: number, accepte
   return server;
 }
 
-/** Listens on a public port; undefined when it is taken, OutOfFdsError when no descriptor is left. */
-export async function listenPublic(ctx: RelayContext, port: number): Promise<Server | undefined> {
+/** A public port listening, or why not: another program holds it, or no file descriptor is left. */
+export type PublicListen = { ok: true; server: Server } | { ok: false; why: 'taken' | 'fds' };
+
+export async function listenPublic(ctx: RelayContext, port: number): Promise<PublicListen> {
   const server = createServer(SERVER_OPTIONS);
-  if (!(await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) }))) return undefined;
+  const outcome = await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) });
+  if (outcome !== 'listening') return { ok: false, why: outcome };
   setOnListener(server);
   keepAcceptingAfterErrors(ctx, server, port);
-  return server;
+  return { ok: true, server };
 }
 
 function bindOf(ctx: RelayContext): { host?: string } {

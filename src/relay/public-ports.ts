@@ -1,22 +1,15 @@
 import type { Server, Socket } from 'node:net';
 import type { Tenancy } from '../access/tenancy.js';
 import { publicRange } from '../config/defaults.js';
-import { claimPort } from '../leases/claim-port.js';
+import { claimPort, type PortClaim } from '../leases/claim-port.js';
+import type { WatchedService } from '../monitor/overview.js';
 import type { LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { PortPool, type ClaimScope, type ReservationEnd } from '../leases/port-pool.js';
-import { rethrowUnlessOutOfFds } from '../net/out-of-fds.js';
+import { OutOfFdsError } from '../net/out-of-fds.js';
 import { resetSocket } from '../net/splice.js';
 import type { RelayContext } from './context.js';
 import { listenPublic } from './listeners.js';
 import { PublicDoor } from './public-door.js';
-
-/** The outcome of looking for a public port: one, or why there is none. */
-export type PortClaim = { ok: true; port: number } | { ok: false; why: 'full' | 'unreachable' | 'fds' };
-
-/** The dashboard's record of a service that is away, within its grace. */
-export interface AwayService {
-  readonly id: string;
-}
 
 const RESERVATION_END: Record<ReservationEnd, string> = {
   evicted: 'reservation released early for a new service',
@@ -36,8 +29,8 @@ export class PublicPorts {
   readonly #tenancy: Tenancy | undefined;
   readonly #pool: PortPool;
   readonly #doors = new Map<number, PublicDoor>();
-  /** The dashboard entry of each door whose service is away (within its grace), by port. */
-  readonly #away = new Map<number, AwayService>();
+  /** The service of each door whose service is away (within its grace), by port: the dashboard still lists it. */
+  readonly #away = new Map<number, WatchedService>();
 
   constructor(ctx: RelayContext, store: LeaseStore, tenancy: Tenancy | undefined) {
     this.#ctx = ctx;
@@ -59,12 +52,8 @@ export class PublicPorts {
   }
 
   /** A port for `key`: its own (reserved) one, else `wanted`, else the lowest free; its door is open. */
-  async claim(wanted: number | undefined, key: string, scope: ClaimScope | undefined): Promise<PortClaim> {
-    const port = await claimPort(this.#pool, this.#store, (candidate) => this.#openDoor(candidate), wanted, key, scope).catch(rethrowUnlessOutOfFds);
-    if (port === null) return { ok: false, why: 'fds' };
-    if (port === 'unreachable') return { ok: false, why: 'unreachable' };
-    if (port === undefined) return { ok: false, why: 'full' };
-    return { ok: true, port };
+  claim(wanted: number | undefined, key: string, scope: ClaimScope | undefined): Promise<PortClaim> {
+    return claimPort(this.#pool, this.#store, (candidate) => this.#openDoor(candidate), wanted, key, scope);
   }
 
   /** A claimed port that will not be used after all (the registration failed late). */
@@ -86,8 +75,7 @@ export class PublicPorts {
   }
 
   /** The key's service went away: its port stays reserved for the grace, shown as away. */
-  away(port: number, key: string, service: AwayService): void {
-    this.#ctx.overview.setHeld(service.id, true);
+  away(port: number, key: string, service: WatchedService): void {
     this.#away.set(port, service);
     this.#pool.release(port, key, this.#ctx.options.resumeGraceMs);
     void this.persist();
@@ -95,10 +83,12 @@ export class PublicPorts {
 
   /** A service registered on the port: it is no longer shown as away. */
   back(port: number): void {
-    const service = this.#away.get(port);
-    if (service === undefined) return;
     this.#away.delete(port);
-    this.#ctx.overview.serviceLeft(service.id);
+  }
+
+  /** The services away now, whose ports are kept for them. */
+  awayServices(): Iterable<WatchedService> {
+    return this.#away.values();
   }
 
   /** The leases the store kept (the state file's, or the fleet's for this node). */
@@ -136,18 +126,15 @@ export class PublicPorts {
       // A lease of a tenant no longer in the file is not kept for anyone.
       const gone = record.tenant !== undefined && this.#tenancy?.has(record.tenant) === false;
       if (until <= now || gone || this.#doors.has(record.port) || !this.#pool.reserve(record.port, record.key, until, record.tenant)) continue;
-      const server = await listenPublic(this.#ctx, record.port).catch(rethrowUnlessOutOfFds);
-      if (server === null) {
-        this.#ctx.refusals.count('fds', { publicPort: record.port }, 'out of file descriptors: a leased public port could not be opened');
-        continue;
-      }
-      if (server === undefined) {
-        this.#ctx.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
+      const listening = await listenPublic(this.#ctx, record.port);
+      if (!listening.ok) {
+        if (listening.why === 'fds') this.#ctx.refusals.count('fds', { publicPort: record.port }, 'out of file descriptors: a leased public port could not be opened');
+        else this.#ctx.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
         continue;
       }
       // The lease may have ended while we waited for listen().
-      if (!this.#pool.isReserved(record.port)) server.close();
-      else this.#addDoor(record.port, server);
+      if (!this.#pool.isReserved(record.port)) listening.server.close();
+      else this.#addDoor(record.port, listening.server);
     }
     await this.persist();
   }
@@ -186,9 +173,10 @@ export class PublicPorts {
   /** The door of a port the pool says we may have: ours already (reserved for this key), or a new listener. */
   async #openDoor(port: number): Promise<boolean> {
     if (this.#doors.has(port)) return true;
-    const server = await listenPublic(this.#ctx, port);
-    if (server === undefined) return false;
-    this.#addDoor(port, server);
+    const listening = await listenPublic(this.#ctx, port);
+    if (!listening.ok && listening.why === 'fds') throw new OutOfFdsError();
+    if (!listening.ok) return false;
+    this.#addDoor(port, listening.server);
     return true;
   }
 

@@ -9,11 +9,15 @@ import { newToken } from '../protocol/auth.js';
 import { plainAddress } from '../protocol/addresses.js';
 import { formatMessage } from '../protocol/format.js';
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
+import type { ListedService } from '../monitor/overview.js';
 import type { RelayContext } from './context.js';
 import { PublicPorts } from './public-ports.js';
 import { ServiceSession } from './service-session.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
+
+/** A session's place in the order of registrations (its id is `s` and a count). */
+const serial = (service: { id: string }): number => Number(service.id.slice(1));
 
 /** A registration that passed its checks, on its way to a port. */
 interface Admitted {
@@ -63,6 +67,16 @@ export class Registrar {
 
   get services(): ReadonlySet<ServiceSession> {
     return this.#services;
+  }
+
+  /**
+   * The services for the dashboard: registered now, and away with their port kept, in
+   * the order they registered (ids count up).
+   */
+  listed(): ListedService[] {
+    const listed: ListedService[] = [...this.#services].map((service) => ({ service, held: false }));
+    for (const service of this.ports.awayServices()) listed.push({ service, held: true });
+    return listed.sort((x, y) => serial(x.service) - serial(y.service));
   }
 
   sessionByWarmToken(token: string): ServiceSession | undefined {
@@ -197,17 +211,17 @@ export class Registrar {
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
     const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
-    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account };
+    const host = this.#ctx.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
+    const figures = this.#ctx.overview.figuresFor(host, port, grant?.account.name);
+    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures };
     const session = new ServiceSession(this.#ctx, identity, socket, door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
     this.#services.add(session);
     if (warmToken !== undefined) this.#byWarmToken.set(warmToken, session);
     this.#byKey.set(key, session);
     this.#ctx.stats.servicesRegistered++;
-    const host = this.#ctx.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
     this.ports.back(port);
-    this.#ctx.overview.serviceRegistered(session, host, port, session.tenant?.name);
     const ok = {
       kind: 'OK',
       host,
@@ -229,9 +243,8 @@ export class Registrar {
     if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
     if (session.tenant !== undefined) session.tenant.services--;
     // Stopping or handing over: the leases stay as they are, for the next process.
-    if (this.#ctx.shuttingDown) return this.#ctx.overview.serviceLeft(session.id);
+    if (this.#ctx.shuttingDown) return;
     if (session.departure === 'left') {
-      this.#ctx.overview.serviceLeft(session.id);
       this.ports.left(session.port);
     } else {
       // Still the port's service for the dashboard, shown as away, until it is back or its grace ends.

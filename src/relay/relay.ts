@@ -50,7 +50,7 @@ export class Relay {
   constructor(options: Partial<RelayOptions> & { port: number }, log: Logger = silentLogger, parts: RelayParts = {}) {
     const checked = validateRelayOptions({ ...RELAY_DEFAULTS, ...options });
     const clock = parts.clock ?? systemClock;
-    this.#ctx = new RelayContext(checked, log, clock, () => this.#registrar.services.size);
+    this.#ctx = new RelayContext(checked, log, clock, { count: () => this.#registrar.services.size, listed: () => this.#registrar.listed() });
     const store = parts.leaseStore ?? this.#fileStore();
     this.#registrar = new Registrar(this.#ctx, store, parts.tenants);
   }

@@ -3,6 +3,7 @@ import type { Timer } from '../clock.js';
 import { HEARTBEAT_MISSES } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import type { TenantAccount } from '../access/tenancy.js';
+import type { ServiceFigures } from '../monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
 import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
@@ -29,6 +30,8 @@ export interface SessionIdentity {
   features: ReadonlySet<Feature>;
   /** With --tenants: the tenant it registered as. */
   tenant?: TenantAccount | undefined;
+  /** What the dashboard shows of it. */
+  figures: ServiceFigures;
 }
 
 /** How a registration ended, which decides what happens to its port. */
@@ -50,6 +53,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   readonly features: ReadonlySet<Feature>;
   /** With --tenants: its tenant, whose limits (maxClientsPerIp too) apply to its clients. */
   readonly tenant: TenantAccount | undefined;
+  readonly figures: ServiceFigures;
   readonly log: Logger;
   readonly #ctx: RelayContext;
   readonly #control: Socket;
@@ -71,6 +75,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.warmToken = identity.warmToken;
     this.features = identity.features;
     this.tenant = identity.tenant;
+    this.figures = identity.figures;
     this.#ctx = ctx;
     this.#control = control;
     this.#writer = new ControlWriter(control, ctx.clock);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatBytes, formatDuration, probeText, table } from '../../src/cli/status-table.js';
 import { authorized, parseCredentials } from '../../src/monitor/basic-auth.js';
-import { Overview, RECENT_LIMIT } from '../../src/monitor/overview.js';
+import { Overview, RECENT_LIMIT, type ListedService } from '../../src/monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../../src/monitor/probe-status.js';
 import { Ring } from '../../src/monitor/ring.js';
 
@@ -28,11 +28,13 @@ test('basic auth: only the exact USER:PASS passes; other schemes, garbage and ne
   for (const bad of ['', 'nocolon', ':pass', 'user:']) assert.equal(parseCredentials(bad), undefined, bad);
 });
 
-test('overview: per-service tunnels and bytes follow opens and closes, a departed service stops counting, recent lists are bounded', () => {
+test('overview: per-service tunnels and bytes follow opens and closes, services are as the registrar lists them, recent lists are bounded', () => {
   const relayBytes = { a: 0, b: 0 };
-  const overview = new Overview(relayBytes);
-  const service: { id: string; port: number; waiting: number; probe: ProbeStatus } = { id: 's1', port: 9001, waiting: 2, probe: NOT_PROBED };
-  overview.serviceRegistered(service, '::1', 9001);
+  let listed: ListedService[] = [];
+  const overview = new Overview(relayBytes, () => listed);
+  const figures = overview.figuresFor('::1', 9001, undefined);
+  const service: { id: string; port: number; waiting: number; probe: ProbeStatus; figures: typeof figures } = { id: 's1', port: 9001, waiting: 2, probe: NOT_PROBED, figures };
+  listed = [{ service, held: false }];
   assert.deepEqual(overview.services()[0]!.probe, { state: 'not-probed', lastAt: null, latencyMs: null, failuresInARow: 0, reason: null });
   // Read from the service at request time, like `waiting`.
   service.probe = { state: 'failing', lastAt: 5, lastSeconds: 0.002, failuresInARow: 2, reason: 'no dial-back within 500 ms' };
@@ -53,9 +55,10 @@ test('overview: per-service tunnels and bytes follow opens and closes, a departe
   assert.equal(view!.tunnelsOpen, 0);
   assert.deepEqual(overview.recentTunnels().map((r) => [r.service, r.publicPort, r.closedBy]), [['s1', 9001, 'service'], ['s1', 9001, 'client']]);
 
-  overview.serviceLeft('s1');
+  listed = [{ service, held: true }];
+  assert.equal(overview.services()[0]!.held, true, 'away, with its port kept');
+  listed = [];
   assert.deepEqual(overview.services(), []);
-  assert.deepEqual(overview.tunnelOpened(service), [relayBytes], 'a tunnel of a departed service adds to the relay only');
   for (let i = 0; i < RECENT_LIMIT + 10; i++) overview.refused('bad-line', { peer: '::ffff:10.0.0.1' }, `refusal ${i}`);
   const refusals = overview.recentRefusals();
   assert.equal(refusals.length, RECENT_LIMIT);
