@@ -2,10 +2,25 @@
  * Every error this package creates on purpose. Each has a fixed `name` and a stable
  * `code`, so callers branch on the code, never on the message.
  */
-export class RelayError extends Error {
-  readonly code: string;
+export type RelayErrorCode =
+  /** A mistake on the command line or in options. */
+  | 'usage'
+  /** The relay refused the service for good (see RegistrationRefusedError). */
+  | RefusalCode
+  /** The registration was closed (by close()) before what was asked of it happened. */
+  | 'closed'
+  /** No file descriptor was left for a listen (internal: stops a port search). */
+  | 'fds'
+  /** A relay worker exited, or was too slow, at a step the master waited for (internal). */
+  | 'worker';
 
-  constructor(code: string, message: string, options?: ErrorOptions) {
+/** Why the relay refused a service for good. */
+export type RefusalCode = 'auth' | 'version' | 'superseded';
+
+export class RelayError extends Error {
+  readonly code: RelayErrorCode;
+
+  constructor(code: RelayErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'RelayError';
     this.code = code;
@@ -26,8 +41,29 @@ export class UsageError extends RelayError {
  * Retrying cannot help, so the library stops.
  */
 export class RegistrationRefusedError extends RelayError {
-  constructor(code: 'auth' | 'version' | 'superseded', message: string, options?: ErrorOptions) {
+  declare readonly code: RefusalCode;
+
+  constructor(code: RefusalCode, message: string, options?: ErrorOptions) {
     super(code, message, options);
     this.name = 'RegistrationRefusedError';
+  }
+}
+
+/** A public listen found no file descriptor: thrown to stop a port search (see leases/claim-port.ts). */
+export class OutOfFdsError extends RelayError {
+  constructor() {
+    super('fds', 'out of file descriptors');
+    this.name = 'OutOfFdsError';
+  }
+}
+
+/** A relay worker exited or was too slow; the master exits with `exitCode` when it gives up. */
+export class WorkerFailedError extends RelayError {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number) {
+    super('worker', message);
+    this.name = 'WorkerFailedError';
+    this.exitCode = exitCode;
   }
 }

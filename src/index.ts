@@ -13,6 +13,7 @@ export { Relay } from './relay/relay.js';
 export type { RelayOptions, PortRange } from './config/defaults.js';
 export { RELAY_DEFAULTS } from './config/defaults.js';
 export { RelayError, UsageError, RegistrationRefusedError } from './errors.js';
+export type { RelayErrorCode, RefusalCode } from './errors.js';
 export { splice } from './net/splice.js';
 export type { SpliceResult } from './net/splice.js';
 export type { LeaseRecord, LeaseStore } from './leases/lease-store.js';

@@ -1,4 +1,4 @@
-import { OutOfFdsError } from '../net/out-of-fds.js';
+import { OutOfFdsError } from '../errors.js';
 import type { LeaseStore } from './lease-store.js';
 import type { ClaimScope, PortPool, TryListen } from './port-pool.js';
 

@@ -15,14 +15,6 @@ export function isOutOfFds(err: unknown): boolean {
   return code === 'EMFILE' || code === 'ENFILE';
 }
 
-/** Thrown to stop a port search that failed for want of a descriptor (see claimPort). */
-export class OutOfFdsError extends Error {
-  constructor() {
-    super('out of file descriptors');
-    this.name = 'OutOfFdsError';
-  }
-}
-
 /** The refusal reason and message for a failed accept(). */
 export function acceptFailure(err: NodeJS.ErrnoException): { reason: 'fds' | 'accept'; message: string } {
   return isOutOfFds(err)

@@ -5,7 +5,7 @@ import { claimPort, type PortClaim } from '../leases/claim-port.js';
 import type { WatchedService } from '../monitor/overview.js';
 import type { LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { PortPool, type ClaimScope, type ReservationEnd } from '../leases/port-pool.js';
-import { OutOfFdsError } from '../net/out-of-fds.js';
+import { OutOfFdsError } from '../errors.js';
 import { resetSocket } from '../net/splice.js';
 import type { RelayContext } from './context.js';
 import { listenPublic } from './listeners.js';

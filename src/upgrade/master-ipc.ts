@@ -1,5 +1,6 @@
 import type { Worker } from 'node:cluster';
 import type { Socket } from 'node:net';
+import { WorkerFailedError } from '../errors.js';
 import { passSocketOn } from '../net/hand-over.js';
 import { isFromWorker, type FromWorker, type ToWorker } from './messages.js';
 
@@ -7,16 +8,6 @@ import { isFromWorker, type FromWorker, type ToWorker } from './messages.js';
  * The master's side of its IPC channel to one worker. The master passes messages and
  * sockets along and waits for a worker's next step; it reads nothing else.
  */
-
-/** A worker that exited or was too slow; the master exits with `exitCode` when it gives up. */
-export class WorkerFailure extends Error {
-  readonly exitCode: number;
-
-  constructor(message: string, exitCode: number) {
-    super(message);
-    this.exitCode = exitCode;
-  }
-}
 
 /** Dropped when the worker is gone: its 'exit' tells the master the rest. */
 export function send(worker: Worker, msg: ToWorker): void {
@@ -43,12 +34,12 @@ export function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms
     };
     const onExit = (code: number | null, signal: string | null): void => {
       settle();
-      reject(new WorkerFailure(`worker ${worker.process.pid} exited (${code ?? signal}) before it was ${stage}`, code ?? 1));
+      reject(new WorkerFailedError(`worker ${worker.process.pid} exited (${code ?? signal}) before it was ${stage}`, code ?? 1));
     };
     const timer = setTimeout(() => {
       settle();
       if (killOnTimeout) worker.process.kill('SIGKILL');
-      reject(new WorkerFailure(`worker ${worker.process.pid} was not ${stage} within ${ms / 1000} s`, 1));
+      reject(new WorkerFailedError(`worker ${worker.process.pid} was not ${stage} within ${ms / 1000} s`, 1));
     }, ms);
     const settle = (): void => {
       clearTimeout(timer);

@@ -3,7 +3,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
 import type { LeaseRecord } from '../leases/lease-store.js';
-import { expect, forward, send, type WorkerFailure } from './master-ipc.js';
+import type { WorkerFailedError } from '../errors.js';
+import { expect, forward, send } from './master-ipc.js';
 import { isFromWorker, type FromWorker, type ListeningPorts } from './messages.js';
 import { workerEnv, workerExecArgv } from './worker-tuning.js';
 
@@ -62,7 +63,7 @@ class Master {
         this.#current = serving;
         this.#log.info({ master: process.pid, worker: serving.worker.process.pid }, 'master running: send it SIGUSR2 to upgrade');
       },
-      (err: WorkerFailure) => this.#finish(err.exitCode),
+      (err: WorkerFailedError) => this.#finish(err.exitCode),
     );
   }
 
@@ -188,7 +189,7 @@ class Master {
       this.#log.info({ worker: this.#current.worker.process.pid }, 'worker restarted');
     } catch (err) {
       this.#log.fatal({ reason: (err as Error).message }, 'the restarted worker died before it was ready: exiting');
-      this.#finish((err as WorkerFailure).exitCode ?? 1);
+      this.#finish((err as WorkerFailedError).exitCode ?? 1);
     }
   }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { claimPort } from '../../src/leases/claim-port.js';
-import { OutOfFdsError } from '../../src/net/out-of-fds.js';
+import { OutOfFdsError } from '../../src/errors.js';
 import { noLeaseStore, type ClaimAnswer, type LeaseStore } from '../../src/leases/lease-store.js';
 import { PortPool } from '../../src/leases/port-pool.js';
 import { ManualClock } from '../helpers/clock.js';
