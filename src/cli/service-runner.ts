@@ -61,34 +61,18 @@ interface ServiceArgs {
   logFormat: 'json' | 'pretty';
 }
 
-/**
- * Registers `handle` with the relay, prints the contract line on stdout at every
- * registration, exits non-zero when the relay refuses for good, and on SIGTERM leaves
- * the relay and lets open connections finish.
- */
-export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void): void {
-  let relayPort: number;
-  let publicPort: number | undefined;
-  let ca: Buffer | undefined;
-  let drainTimeoutMs: number;
-  let prewarm: number | 'auto';
-  try {
-    ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
-    if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
-    relayPort = portArg('RELAYPORT', args.relayport);
-    publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
-    prewarm = prewarmArg(args.prewarm);
-    if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be ${TENANT_NAME_RULE}, got "${args.tenant.slice(0, 70)}"`);
-    drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
-  } catch (err) {
-    return usageFailure(program)(undefined, err as Error);
-  }
-  const log = loggerFor(program, args);
-  const open = new OpenConnections();
-  const options: RelayClientOptions = {
+/** The library options (without the logger) and the drain timeout the flags ask for; throws a UsageError. */
+function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 'logger'>; drainTimeoutMs: number } {
+  const ca = args.ca === undefined ? undefined : fileArg('--ca', args.ca);
+  if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
+  const port = portArg('RELAYPORT', args.relayport);
+  const publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
+  const prewarm = prewarmArg(args.prewarm);
+  if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be ${TENANT_NAME_RULE}, got "${args.tenant.slice(0, 70)}"`);
+  const drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
+  const options = {
     host: args.relayhost,
-    port: relayPort,
-    logger: log,
+    port,
     ...(args.secret ? { secret: args.secret } : {}),
     ...(args.tenant ? { tenant: args.tenant } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
@@ -96,32 +80,54 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
   };
+  return { options, drainTimeoutMs };
+}
+
+/**
+ * Registers `handle` with the relay, prints the contract line on stdout at every
+ * registration, exits non-zero when the relay refuses for good, and on SIGTERM leaves
+ * the relay and lets open connections finish.
+ */
+export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void): void {
+  let planned: ReturnType<typeof serviceOptions>;
+  try {
+    planned = serviceOptions(args);
+  } catch (err) {
+    return usageFailure(program)(undefined, err as Error);
+  }
+  const log = loggerFor(program, args);
+  const open = new OpenConnections();
   const deliver = (socket: Socket): void => {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
     handle(socket, log);
   };
-  let tunnel: RelayRegistration;
+  let registration: RelayRegistration;
   try {
-    tunnel = listenViaRelay(deliver, options);
+    registration = listenViaRelay(deliver, { ...planned.options, logger: log });
   } catch (err) {
     // An unreadable or malformed --resume-file.
     return usageFailure(program)(undefined, err as Error);
   }
-  tunnel.on('established', ({ address }: { address: string }) => {
+  registration.on('established', ({ address }: { address: string }) => {
     process.stdout.write(`established relay address: ${address}\n`);
   });
-  tunnel.on('error', (err: Error) => {
+  registration.on('error', (err: Error) => {
     process.stderr.write(`${program}: ${err.message}\n`);
     process.exit(1);
   });
+  stopOnSignals(log, registration, open, args.leaveOnExit, planned.drainTimeoutMs);
+}
+
+/** SIGTERM: leave the relay, let open connections finish within the drain timeout, then reset the rest. */
+function stopOnSignals(log: Logger, registration: RelayRegistration, open: OpenConnections, leave: boolean, drainTimeoutMs: number): void {
   // A connection cut here must reach its public client as a reset (the relay passes a
   // reset on); a FIN would pass a truncated transfer off as a complete one.
   const cut = (): Promise<boolean> => open.resetAll(CUT_SETTLE_MS);
   onStopSignals(
     log,
     async () => {
-      tunnel.close(args.leaveOnExit ? { leave: true } : {});
+      registration.close(leave ? { leave: true } : {});
       if (!(await open.whenEmpty(drainTimeoutMs))) {
         log.warn({ connections: open.size }, 'drain timeout: resetting open connections');
         await cut();

@@ -33,23 +33,7 @@ export function renderMetrics(stats: RelayStats): string {
   lines.push('# HELP relay_refusals_total Connections refused, by reason.', '# TYPE relay_refusals_total counter');
   for (const [reason, count] of stats.refusals) lines.push(`relay_refusals_total{reason="${reason}"} ${count}`);
 
-  const tenants = stats.tenantFigures();
-  if (tenants.length > 0) {
-    const perTenant: [name: string, help: string, pick: (figures: (typeof tenants)[number]) => number][] = [
-      ['relay_tenant_services', "A tenant's live registrations (and registrations in flight).", (f) => f.services],
-      ['relay_tenant_reservations', "Ports reserved for a tenant's departed services.", (f) => f.reservations],
-      ['relay_tenant_clients', "A tenant's open public clients, over all its services.", (f) => f.clients],
-    ];
-    // Tenant names are [A-Za-z0-9_.-]: nothing to escape in a label value.
-    for (const [name, help, pick] of perTenant) {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-      for (const figures of tenants) lines.push(`${name}{tenant="${figures.name}"} ${pick(figures)}`);
-    }
-    lines.push('# HELP relay_tenant_refusals_total What a tenant\'s quotas refused, by quota (services, ports, clients).', '# TYPE relay_tenant_refusals_total counter');
-    for (const figures of tenants) {
-      for (const [quota, count] of figures.refusals) lines.push(`relay_tenant_refusals_total{tenant="${figures.name}",quota="${quota}"} ${count}`);
-    }
-  }
+  tenantLines(lines, stats);
 
   const buckets = stats.dialbackBuckets;
   histogram(lines, 'relay_dialback_seconds', "Time from a public client's arrival to its service's data connection.", buckets, stats.dialbackCounts, stats.dialbackCount, stats.dialbackSumSeconds);
@@ -67,3 +51,22 @@ export function histogram(lines: string[], name: string, help: string, bounds: r
   lines.push(`${name}_bucket{le="+Inf"} ${count}`, `${name}_sum ${sum}`, `${name}_count ${count}`);
 }
 
+/** With --tenants: what each tenant uses now, and what its quotas refused. */
+function tenantLines(lines: string[], stats: RelayStats): void {
+  const tenants = stats.tenantFigures();
+  if (tenants.length === 0) return;
+  const perTenant: [name: string, help: string, pick: (figures: (typeof tenants)[number]) => number][] = [
+    ['relay_tenant_services', "A tenant's live registrations (and registrations in flight).", (f) => f.services],
+    ['relay_tenant_reservations', "Ports reserved for a tenant's departed services.", (f) => f.reservations],
+    ['relay_tenant_clients', "A tenant's open public clients, over all its services.", (f) => f.clients],
+  ];
+  // Tenant names are [A-Za-z0-9_.-]: nothing to escape in a label value.
+  for (const [name, help, pick] of perTenant) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const figures of tenants) lines.push(`${name}{tenant="${figures.name}"} ${pick(figures)}`);
+  }
+  lines.push('# HELP relay_tenant_refusals_total What a tenant\'s quotas refused, by quota (services, ports, clients).', '# TYPE relay_tenant_refusals_total counter');
+  for (const figures of tenants) {
+    for (const [quota, count] of figures.refusals) lines.push(`relay_tenant_refusals_total{tenant="${figures.name}",quota="${quota}"} ${count}`);
+  }
+}
