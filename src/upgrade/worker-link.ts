@@ -8,7 +8,7 @@ import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
 import { resetSocket } from '../net/splice.js';
 
 /** What a worker's relay must offer for an upgrade and a stop. */
-export interface UpgradableRelay {
+interface UpgradableRelay {
   readonly controlPort: number;
   readonly dataPort: number;
   leaseSnapshot(): LeaseRecord[];

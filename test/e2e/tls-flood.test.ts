@@ -6,7 +6,7 @@ import { Peer, eventually, openFiles } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
 import { certFiles } from '../helpers/tls.js';
 
-/** The relay's cap on connections in their handshake (MAX_HANDSHAKES in src/relay/relay.ts). */
+/** The relay's cap on connections in their handshake (MAX_HANDSHAKES in src/relay/handshakes.ts). */
 const MAX_HANDSHAKES = 4096;
 
 test('TLS relay: 4500 silent connections that never start TLS are evicted like plain ones, and a TLS service still registers', async (t) => {
