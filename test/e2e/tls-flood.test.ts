@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dial, echoThrough, portsFlag, randomData, sha256 } from '../helpers/net.js';
+import { dial, echoThrough, portsFlag, randomData, sha256, eventually } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
-import { Peer, eventually, openFiles } from '../helpers/protocol.js';
+import { Peer } from '../helpers/protocol.js';
+import { openFiles } from '../helpers/observe.js';
 import { requireTools } from '../helpers/tools.js';
 import { certFiles } from '../helpers/tls.js';
 
