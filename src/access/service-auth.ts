@@ -5,10 +5,10 @@ import type { ErrorCode } from '../protocol/messages.js';
 import type { Tenancy, TenantGrant } from './tenancy.js';
 
 /** How a challenge ended: the bytes after PROOF and what it proved, or why it was refused ('closed': silently). */
-export type ChallengeResult = { ok: true; rest: Buffer; grant: TenantGrant | undefined } | { ok: false; code: ErrorCode | 'closed'; reason: string };
+type ChallengeResult = { ok: true; rest: Buffer; grant: TenantGrant | undefined } | { ok: false; code: ErrorCode | 'closed'; reason: string };
 
 /** Who may register: anyone (no secret, no tenants), holders of --secret, or the tenants of the file. */
-export interface Gate {
+interface Gate {
   secret: string | undefined;
   tenancy: Tenancy | undefined;
 }

@@ -74,7 +74,7 @@ export interface TenantFigures {
 }
 
 /** Something a tenant's registration owns: a session, or a tunnel through it. */
-export type Granted = object;
+type Granted = object;
 
 const fingerprint = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 
 /** The variable for a long option: RELAY_ plus the flag in capitals, `_` for `-`. */
-export function envVariable(flag: string): string {
+function envVariable(flag: string): string {
   return `RELAY_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
@@ -26,7 +26,7 @@ function flagsGiven(argv: readonly string[], declared: ReadonlySet<string>): Set
  * relay and a service share one environment, and one program's variable must not stop
  * the other as an unknown flag. An empty variable counts as unset.
  */
-export function envFlags(declared: readonly string[], argv: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+function envFlags(declared: readonly string[], argv: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
   const given = flagsGiven(argv, new Set(declared));
   const flags: string[] = [];
   for (const flag of declared) {

@@ -19,7 +19,7 @@ export function dataEndpointFor(host: string, reached: string | undefined, dataP
   return { host, ...address, port: dataPort, tls };
 }
 
-export interface DataPathSettings {
+interface DataPathSettings {
   target: ConnectionTarget;
   prewarm: number | 'auto' | undefined;
   handshakeTimeoutMs: number;

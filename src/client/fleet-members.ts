@@ -9,13 +9,13 @@ import type { CloseOptions, PublicAddress, RelayClientOptions } from './options.
  * What the fleet needs of a member: a RelayRegistration, described here by shape so
  * that this file does not import the class that imports it.
  */
-export interface FleetMember extends EventEmitter {
+interface FleetMember extends EventEmitter {
   readonly publicAddress: PublicAddress | undefined;
   close(options?: CloseOptions): void;
 }
 
 /** Makes one more registration of the same service, with another node of the fleet. */
-export type MemberFactory = (options: RelayClientOptions) => FleetMember;
+type MemberFactory = (options: RelayClientOptions) => FleetMember;
 
 /** Most connections one service keeps to a fleet; nodes= is bounded the same way. */
 const MAX_MEMBERS = 16;

@@ -6,7 +6,7 @@ import type { RelayEndpoint } from './transport.js';
 import type { WarmSizer } from './warm-sizer.js';
 import { resetSocket } from '../net/splice.js';
 
-export interface WarmPoolOptions {
+interface WarmPoolOptions {
   /** Where data connections go (the relay's data port). */
   endpoint: RelayEndpoint;
   /** The prewarm key from this registration's OK. */

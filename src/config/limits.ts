@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 /** What the derivation starts from. */
-export interface MachineFigures {
+interface MachineFigures {
   /** RLIMIT_NOFILE (soft) of this process; undefined where it cannot be read. */
   fdLimit: number | undefined;
   /** Memory this process may use: the cgroup limit where there is one, else physical memory. */
@@ -27,7 +27,7 @@ export interface DerivedLimits {
 }
 
 /** Descriptors of one tunnel: the public client and the data connection. */
-export const FDS_PER_TUNNEL = 2;
+const FDS_PER_TUNNEL = 2;
 /** Share of descriptors kept for listeners, control and prewarmed connections, logs, the metrics listener. */
 const RESERVED_FD_SHARE = 1 / 8;
 const MIN_RESERVED_FDS = 128;

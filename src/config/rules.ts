@@ -11,7 +11,7 @@ import { UsageError } from '../errors.js';
 export const MAX_TIMER_MS = 2_147_483_647;
 
 /** A limit (a whole number) or a duration (ms in the library, seconds on the command line). */
-export interface Rule {
+interface Rule {
   flag: string;
   kind: 'count' | 'duration';
   min: number;

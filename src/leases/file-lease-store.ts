@@ -13,7 +13,7 @@ const WRITE_WARNING_INTERVAL_MS = 10_000;
 
 const KEY = /^[0-9a-f]{64}$/;
 
-export interface FileLeaseStoreOptions {
+interface FileLeaseStoreOptions {
   file: string;
   /** Leases live when the relay stopped get this much grace again from the restart. */
   graceMs: number;
@@ -154,7 +154,7 @@ async function syncDirectory(directory: string): Promise<void> {
 }
 
 /** The leases in a state file's text, or undefined when it is not a state file this relay wrote. */
-export function parseState(text: string): LeaseRecord[] | undefined {
+function parseState(text: string): LeaseRecord[] | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

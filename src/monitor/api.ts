@@ -45,7 +45,7 @@ function dialbackQuantileMs(stats: RelayStats, q: number): number | null {
   return null;
 }
 
-export function relayView(stats: RelayStats, overview: Overview): RelayView {
+function relayView(stats: RelayStats, overview: Overview): RelayView {
   const memory = process.memoryUsage();
   const fds = openFileDescriptors();
   return {

@@ -53,7 +53,7 @@ function loadAssets(): Map<string, Asset> {
 
 const COMMON_HEADERS = { 'X-Content-Type-Options': 'nosniff', 'Referrer-Policy': 'no-referrer', 'Cache-Control': 'no-store' };
 
-export interface MonitorOptions {
+interface MonitorOptions {
   /** HTTP basic auth for every path; open when undefined. */
   auth?: BasicCredentials;
   /**

@@ -2,7 +2,7 @@ import type { SpliceCounts } from '../net/splice.js';
 import { Ring } from './ring.js';
 
 /** Samples kept per direction: with one a second, the sparkline covers the last minute. */
-export const HISTORY_SAMPLES = 60;
+const HISTORY_SAMPLES = 60;
 
 /** Bytes a second each way, from periodic samples of live running totals. */
 export class RateHistory {

@@ -4,7 +4,7 @@ import { formatMessage } from '../protocol/format.js';
 import type { ErrorCode, LineParser, Message } from '../protocol/messages.js';
 
 /** Why a line could not be had: a protocol error, or (first line only) the peer left first. */
-export type LineFailure = { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
+type LineFailure = { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
 export type FirstLine<M extends Message = Message> = { ok: true; msg: M; rest: Buffer } | LineFailure | { ok: false; code: 'closed'; reason: string };
 
 /** How long a refused peer has to read our ERR before the connection is destroyed. */

@@ -10,7 +10,7 @@ const LISTEN_TIMEOUT_MS = 5_000;
  * public listen that fails for want of a descriptor reads as "no free public port",
  * and the pool would even release other services' reservations looking for one.
  */
-export function isOutOfFds(err: unknown): boolean {
+function isOutOfFds(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'EMFILE' || code === 'ENFILE';
 }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 
-export type SpliceSide = 'a' | 'b';
+type SpliceSide = 'a' | 'b';
 
 export interface SpliceResult {
   /** Bytes read from a and written to b, head bytes included. */
@@ -20,7 +20,7 @@ export interface SpliceCounts {
   b: number;
 }
 
-export interface SpliceOptions {
+interface SpliceOptions {
   /** Updated live, for whoever reports progress before the splice settles. */
   counts?: SpliceCounts;
   /**

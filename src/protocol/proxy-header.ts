@@ -7,14 +7,14 @@ import { ipv6Groups } from './addresses.js';
  * client's address instead of the local forwarder's.
  */
 
-export interface ProxiedConnection {
+interface ProxiedConnection {
   clientAddress: string;
   clientPort: number;
   serverAddress: string;
   serverPort: number;
 }
 
-export type ProxyVersion = 'v1' | 'v2';
+type ProxyVersion = 'v1' | 'v2';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const V2_PROXY_COMMAND = 0x21; // version 2, command PROXY

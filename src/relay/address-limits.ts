@@ -22,7 +22,7 @@ export function addressGroup(address: string): string {
 }
 
 /** Something that says once when it has closed: a socket, in practice. */
-export interface Closes {
+interface Closes {
   once(event: 'close', listener: () => void): unknown;
 }
 
@@ -61,7 +61,7 @@ export class ClientsPerAddress {
 }
 
 /** Addresses whose connect rate is remembered at once (about 9 MiB when full); see ConnectRate. */
-export const MAX_RATE_ADDRESSES = 65_536;
+const MAX_RATE_ADDRESSES = 65_536;
 
 interface Bucket {
   tokens: number;

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 
 /** Whoever counts a public client against its limits while it has it (a session). */
-export interface ClientCounter {
+interface ClientCounter {
   /** A client it counted closed, or went back to a door, and no longer counts. */
   clientGone(): void;
 }

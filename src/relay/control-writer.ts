@@ -9,7 +9,7 @@ import type { Message } from '../protocol/messages.js';
  * is briefly slow then costs those clients, not the whole registration: --max-pending
  * allows far more CONNECT lines (4096 of up to ~80 bytes) than this.
  */
-export const CONTROL_HIGH_WATER = 64 * 1024;
+const CONTROL_HIGH_WATER = 64 * 1024;
 
 /**
  * Bytes queued past which the service is dropped at once. CONNECTs stop at the

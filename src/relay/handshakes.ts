@@ -11,7 +11,7 @@ import type { Refusals } from './refusals.js';
  * the pending dial-backs one service may have, so a legitimate burst of dial-backs (2000
  * clients at once, tested) is not mistaken for a flood.
  */
-export const MAX_HANDSHAKES = 4096;
+const MAX_HANDSHAKES = 4096;
 
 /**
  * The connections to the control and data ports that have not sent their first line

@@ -6,7 +6,7 @@ import type { Feature } from '../protocol/messages.js';
 import type { PendingProbe, ProbeOutcome } from './tokens.js';
 
 /** What a prober needs from the relay around its session. */
-export interface ProberHost {
+interface ProberHost {
   readonly clock: Clock;
   readonly stats: RelayStats;
   /** The relay's token table (tokens.ts): where a probe waits for its dial-back. */

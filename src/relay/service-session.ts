@@ -20,7 +20,7 @@ import type { DoorOwner, PublicDoor } from './public-door.js';
 import type { ClientOwner, PendingClient } from './tokens.js';
 import { WarmConnections } from './warm-connections.js';
 
-export interface SessionIdentity {
+interface SessionIdentity {
   id: string;
   port: number;
   /** The lease key: a hash of the resume key, never the key itself. */
@@ -35,7 +35,7 @@ export interface SessionIdentity {
 }
 
 /** How a registration ended, which decides what happens to its port. */
-export type Departure = 'gone' | 'left';
+type Departure = 'gone' | 'left';
 
 /**
  * One registered service on the relay: its control connection, the public clients

@@ -24,7 +24,7 @@ export interface PendingProbe {
   readonly settle: (outcome: ProbeOutcome) => void;
 }
 
-export type Pending<Owner> = PendingClient<Owner> | PendingProbe;
+type Pending<Owner> = PendingClient<Owner> | PendingProbe;
 
 /** Whoever a waiting client belongs to (a service session). */
 export interface ClientOwner {

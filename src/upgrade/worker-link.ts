@@ -3,38 +3,9 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
-import type { LeaseRecord } from '../leases/lease-store.js';
 import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
+import type { UpgradeSide } from '../relay/relay.js';
 import { resetSocket } from '../net/splice.js';
-
-/** What a worker's relay must offer for an upgrade and a stop. */
-export interface UpgradableRelay {
-  readonly controlPort: number;
-  readonly dataPort: number;
-  leaseSnapshot(): LeaseRecord[];
-  /** Reserves those ports for their keys (and holds their doors open) in this relay. */
-  installLeases(records: LeaseRecord[]): Promise<void>;
-  /** Stops writing the state file (after a last write) until resumeStateWrites(). */
-  pauseStateWrites(): Promise<void>;
-  resumeStateWrites(): void;
-  /**
-   * Stops accepting, asks every service to register again (with the successor), hands
-   * every public client it is holding to handOff, and resolves once its open tunnels
-   * have ended or drainMs has passed.
-   */
-  retire(handOff: (port: number, client: Socket) => void, drainMs?: number): Promise<void>;
-  /** A held public client from the predecessor: serve it when its service registers. */
-  adoptHeldClient(port: number, client: Socket): void;
-  /** Consulted for a DATA token this relay does not know; true when it took the socket. */
-  passDialBack: ((socket: Socket, token: string, head: Buffer) => boolean) | undefined;
-  /** A DATA connection the successor received for one of this relay's tokens. */
-  acceptDialBack(socket: Socket, token: string, head: Buffer): void;
-  shutdown(drainMs?: number): Promise<void>;
-  /** Resets every open tunnel; resolves once each has its access-log line. */
-  cutTunnels(): Promise<void>;
-  /** SIGHUP: reads the tenants file again; a logged no-op without one. */
-  reloadTenants(): void;
-}
 
 type Start = Extract<ToWorker, { kind: 'start' }>;
 
@@ -47,7 +18,7 @@ const STOP_NOW_SETTLE_MS = 1_000;
  * stop, sockets handed over).
  */
 export class MasterLink {
-  #relay: UpgradableRelay | undefined;
+  #relay: UpgradeSide | undefined;
   #metrics: Server | undefined;
   #log: Logger | undefined;
   #onStart: ((start: Start) => void) | undefined;
@@ -76,7 +47,7 @@ export class MasterLink {
   }
 
   /** The relay is listening: from now on the master may upgrade or stop it. */
-  serve(relay: UpgradableRelay, metrics: Server | undefined, predecessor: boolean): void {
+  serve(relay: UpgradeSide, metrics: Server | undefined, predecessor: boolean): void {
     this.#relay = relay;
     this.#metrics = metrics;
     this.#predecessor = predecessor;
@@ -117,12 +88,12 @@ export class MasterLink {
     else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reloadTenants();
   }
 
-  async #prepare(relay: UpgradableRelay): Promise<void> {
+  async #prepare(relay: UpgradeSide): Promise<void> {
     await relay.pauseStateWrites();
     tell({ kind: 'prepared', leases: relay.leaseSnapshot() });
   }
 
-  async #retire(relay: UpgradableRelay): Promise<void> {
+  async #retire(relay: UpgradeSide): Promise<void> {
     this.#retiring = true;
     this.#log?.info('upgrade: a new worker is serving; this one stops accepting and drains');
     // Registrations since `prepare` are not in the snapshot the successor started with.

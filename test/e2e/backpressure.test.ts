@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { deferred, dial, listenLocal, portsFlag, within } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
-import { isRunning, rssKiB } from '../helpers/protocol.js';
+import { isRunning, rssKiB } from '../helpers/observe.js';
 
 const MiB = 1024 * 1024;
 const TOTAL = 512 * MiB;

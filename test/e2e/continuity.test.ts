@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 import { assertEchoes } from '../helpers/echo.js';
-import { dial, freeBlock, howItEnds, portsFlag, readAtLeast, within } from '../helpers/net.js';
+import { dial, freeBlock, howItEnds, portsFlag, readAtLeast, within, eventually } from '../helpers/net.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child, type ServiceProcess } from '../helpers/processes.js';
-import { connectionRefused, eventually, isRunning, registerRaw } from '../helpers/protocol.js';
+import { registerRaw } from '../helpers/protocol.js';
+import { connectionRefused, isRunning } from '../helpers/observe.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-continuity-'));

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dial, portsFlag, readAtLeast } from '../helpers/net.js';
+import { dial, portsFlag, readAtLeast, eventually } from '../helpers/net.js';
 import { start, startRelay } from '../helpers/processes.js';
-import { dialData, eventually } from '../helpers/protocol.js';
+import { dialData } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
 
 /** Clients in the burst: their CONNECT lines (about 36 bytes each) are more than the kernel's buffers (~260 KB on loopback) plus 64 KiB. */

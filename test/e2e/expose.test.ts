@@ -34,15 +34,25 @@ test('half-close: a backend that sends, shuts down its write side and keeps read
   assert.equal(await within(backendGot.promise, 5000, 'backend to read the client'), 'still talking after your FIN');
 });
 
-test('close propagates: a client FIN reaches the backend, and a backend close reaches the client', async (t) => {
-  // Keyed by the byte each backend socket read, so the test knows which is whose; a
-  // socket closed with unread bytes would send a reset (TCP's rule), so both are read first.
-  const backendSockets = new Map<string, Socket>();
+/** A public client and the backend socket that carries its bytes. */
+interface Pair {
+  client: Socket;
+  backend: Socket;
+}
+
+/**
+ * Two public clients through ./expose, each paired with its backend socket by the byte it
+ * sent. A pair counts as ready once its backend has read that byte: a socket closed with
+ * unread bytes sends a reset (TCP's rule), and a reset that overtakes unread data is
+ * reported by Node (libuv) as a plain EOF, on the backend as anywhere.
+ */
+async function twoPairs(t: Parameters<typeof startRelay>[0]): Promise<[Pair, Pair]> {
+  const backends = new Map<string, Socket>();
   const arrived = deferred<void>();
   const expose = await exposeBackend(t, (socket) => {
     socket.once('data', (chunk: Buffer) => {
-      backendSockets.set(chunk.toString(), socket);
-      if (backendSockets.size === 2) arrived.resolve();
+      backends.set(chunk.toString(), socket);
+      if (backends.size === 2) arrived.resolve();
     });
   });
   const first = await dial(t, expose.publicPort);
@@ -50,41 +60,30 @@ test('close propagates: a client FIN reaches the backend, and a backend close re
   first.write('x');
   second.write('y');
   await within(arrived.promise, 5000, 'both bytes at the backend');
+  return [
+    { client: first, backend: backends.get('x')! },
+    { client: second, backend: backends.get('y')! },
+  ];
+}
 
-  const backendSeen = howItEnds(backendSockets.get('x')!);
-  first.end();
+test('close propagates: a client FIN reaches the backend, and a backend close reaches the client', async (t) => {
+  const [first, second] = await twoPairs(t);
+  const backendSeen = howItEnds(first.backend);
+  first.client.end();
   assert.equal(await backendSeen, 'end');
-  const clientSeen = howItEnds(second);
-  backendSockets.get('y')!.destroy();
+  const clientSeen = howItEnds(second.client);
+  second.backend.destroy();
   assert.equal(await clientSeen, 'end', 'a plain close arrives as a FIN');
 });
 
 test('reset propagates both ways within a bound', async (t) => {
-  // Each backend socket counts as ready once it has read its client's byte: a reset
-  // that overtakes unread data is reported by Node (libuv) as a plain EOF, on the
-  // backend as anywhere, so the test only resets connections whose data was read.
-  const backendSockets = new Map<string, Socket>();
-  const arrived = deferred<void>();
-  const expose = await exposeBackend(t, (socket) => {
-    socket.once('data', (chunk: Buffer) => {
-      backendSockets.set(chunk.toString(), socket);
-      if (backendSockets.size === 2) arrived.resolve();
-    });
-  });
-  const clientResets = await dial(t, expose.publicPort);
-  clientResets.write('a');
-  const backendResets = await dial(t, expose.publicPort);
-  backendResets.write('b');
-  await within(arrived.promise, 5000, 'both bytes at the backend');
-  const ofClientResets = backendSockets.get('a')!;
-  const ofBackendResets = backendSockets.get('b')!;
-
-  const backendSeen = howItEnds(ofClientResets);
-  clientResets.resetAndDestroy();
+  const [clientResets, backendResets] = await twoPairs(t);
+  const backendSeen = howItEnds(clientResets.backend);
+  clientResets.client.resetAndDestroy();
   assert.equal(await backendSeen, 'reset', 'a client reset must reach the backend as a reset');
 
-  const clientSeen = howItEnds(backendResets);
-  ofBackendResets.resetAndDestroy();
+  const clientSeen = howItEnds(backendResets.client);
+  backendResets.backend.resetAndDestroy();
   assert.equal(await clientSeen, 'reset', 'a backend reset must reach the client as a reset');
 });
 

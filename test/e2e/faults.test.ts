@@ -4,11 +4,12 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
-import { deferred, deadline, dial, refusedHow, echoThrough, freePort, portsFlag, randomData, readAtLeast, readToEnd, sha256, within } from '../helpers/net.js';
+import { deferred, deadline, dial, refusedHow, echoThrough, freePort, portsFlag, randomData, readAtLeast, readToEnd, sha256, within, howItEnds, eventually } from '../helpers/net.js';
 import { getJson, relayWithDashboard } from '../helpers/dashboard.js';
 import { assertEchoes } from '../helpers/echo.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type Child } from '../helpers/processes.js';
-import { Peer, countLines, endOf, dialData, eventually, isRunning, logLine, nextConnect, refusedWithin, registerRaw } from '../helpers/protocol.js';
+import { Peer, dialData, nextConnect, registerRaw } from '../helpers/protocol.js';
+import { countLines, isRunning, logLine, refusedWithin } from '../helpers/observe.js';
 
 function startEcho(t: TestContext, relayPort: number, args: string[] = [], env: Record<string, string> = NO_ENV_SECRET): Child {
   return start(t, path.join(ROOT, 'echoserver'), ['127.0.0.1', String(relayPort), ...args], env);
@@ -35,7 +36,7 @@ test('kill -9 of ./echoserver: its public port stops accepting at once, its clie
   const freedMs = await refusedWithin(echo.publicPort, 2500);
   t.diagnostic(`public port refused ${freedMs} ms after kill -9`);
   await relay.waitFor('stderr', /"msg":"service left"/, 2000, from);
-  await endOf(client, 2000);
+  await howItEnds(client, 2000);
 
   // The port stays reserved for the dead service's resume key for --resume-grace; the
   // relay logs nothing when that ends, but its dashboard lists the service (as away)
@@ -58,7 +59,7 @@ test('kill -9 and restart of ./relay on the same port: ./echoserver registers ag
 
   first.signal('SIGKILL');
   await within(first.exited, 3000, 'the relay to die');
-  await endOf(before, 3000);
+  await howItEnds(before, 3000);
 
   const second = start(t, path.join(ROOT, 'relay'), relayArgs, NO_ENV_SECRET);
   await second.waitFor('stderr', /"msg":"relay listening"/);
@@ -278,7 +279,7 @@ test('graceful shutdown: a tunnel still open at --drain-timeout is cut and the r
   await assertEchoes(client, 'idle after this\n');
   const started = performance.now();
   relay.signal('SIGTERM');
-  const cut = endOf(client, 5000);
+  const cut = howItEnds(client, 5000);
   const { code } = await within(relay.exited, 4000, 'the relay to exit at the drain timeout');
   const elapsed = performance.now() - started;
   assert.equal(code, 0);
@@ -298,7 +299,7 @@ test('graceful shutdown: a second SIGTERM makes the relay exit at once, cutting 
   const { code, signal } = await within(relay.exited, 1500, 'the relay to exit after a second SIGTERM');
   t.diagnostic(`exited ${Math.round(performance.now() - started)} ms after the second SIGTERM, code ${code}`);
   assert.equal(signal, null, 'it exits by itself, not killed by the signal');
-  await endOf(client, 2000);
+  await howItEnds(client, 2000);
 });
 
 test('graceful shutdown: SIGTERM to ./echoserver leaves the relay, lets the open client finish its echo, then exits 0', async (t) => {

@@ -6,9 +6,10 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { assertEchoes } from '../helpers/echo.js';
-import { deferred, dial, echoThrough, listenLocal, portsFlag, randomData, readAtLeast, sha256, within } from '../helpers/net.js';
+import { deferred, dial, echoThrough, listenLocal, portsFlag, randomData, readAtLeast, sha256, within, howItEnds, eventually } from '../helpers/net.js';
 import { startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
-import { Peer, dialData, endOf, eventually, isRunning, nextConnect, openFiles, randomHex, refusalsLogged, registerRaw, rssKiB } from '../helpers/protocol.js';
+import { Peer, dialData, nextConnect, randomHex, registerRaw } from '../helpers/protocol.js';
+import { isRunning, openFiles, refusalsLogged, rssKiB } from '../helpers/observe.js';
 import { requireTools } from '../helpers/tools.js';
 
 const run = promisify(execFile);
@@ -259,7 +260,7 @@ test('hostile: an expired token is refused, and its public client was reset at t
   // A service that is heard from after the CONNECT is alive and just not dialing back;
   // one that falls silent keeps its clients held until the heartbeat decides.
   control.send('PING');
-  const ending = await endOf(client, 1000 + MARGIN_MS + 500);
+  const ending = await howItEnds(client, 1000 + MARGIN_MS + 500);
   const elapsed = performance.now() - started;
   assert.ok(elapsed >= 900 && elapsed <= 1000 + MARGIN_MS + 500, `client ended after ${elapsed} ms, dial-back timeout is 1000 ms`);
   assert.equal(ending, 'reset', 'a reset, not a FIN: nothing was served');

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { dial, echoThrough, freePort, portBlock, portsFlag, readAtLeast, readToEnd } from '../helpers/net.js';
+import { dial, echoThrough, freePort, portBlock, portsFlag, readAtLeast, readToEnd, eventually } from '../helpers/net.js';
 import { start, startRelay, startService } from '../helpers/processes.js';
-import { connectionRefused, eventually } from '../helpers/protocol.js';
+import { connectionRefused } from '../helpers/observe.js';
 import { requireTools } from '../helpers/tools.js';
 import { certFiles } from '../helpers/tls.js';
 

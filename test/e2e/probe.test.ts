@@ -4,7 +4,7 @@ import type { ServiceView } from '../../src/monitor/overview.js';
 import { getJson } from '../helpers/dashboard.js';
 import { dataGate } from '../helpers/data-gate.js';
 import { dial, echoThrough, eventually, listenLocal, portsFlag } from '../helpers/net.js';
-import { countLines } from '../helpers/protocol.js';
+import { countLines } from '../helpers/observe.js';
 import { startRelay, startService } from '../helpers/processes.js';
 
 /** Polls /metrics until `name` satisfies `ok` (15 s at most); the last value. */

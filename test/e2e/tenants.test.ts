@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { computeProof } from '../../src/protocol/auth.js';
 import { assertEchoes, assertNewClientEchoes } from '../helpers/echo.js';
-import { dial, freeBlock, howItEnds, readAtLeast, refusedHow, within } from '../helpers/net.js';
+import { dial, freeBlock, howItEnds, readAtLeast, refusedHow, within, eventually } from '../helpers/net.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
-import { connectionRefused, eventually, parseOk, Peer, registerRaw } from '../helpers/protocol.js';
+import { parseOk, Peer, registerRaw } from '../helpers/protocol.js';
+import { connectionRefused } from '../helpers/observe.js';
 
 /** No RELAY_* of the test runner's environment may reach the programs. */
 const CLEAN_ENV = { ...NO_ENV_SECRET, RELAY_TENANT: '', RELAY_TENANTS: '' };

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dial, echoThrough, portsFlag, randomData, sha256 } from '../helpers/net.js';
+import { dial, echoThrough, portsFlag, randomData, sha256, eventually } from '../helpers/net.js';
 import { startRelay, startService } from '../helpers/processes.js';
-import { Peer, eventually, openFiles } from '../helpers/protocol.js';
+import { Peer } from '../helpers/protocol.js';
+import { openFiles } from '../helpers/observe.js';
 import { requireTools } from '../helpers/tools.js';
 import { certFiles } from '../helpers/tls.js';
 
-/** The relay's cap on connections in their handshake (MAX_HANDSHAKES in src/relay/relay.ts). */
+/** The relay's cap on connections in their handshake (MAX_HANDSHAKES in src/relay/handshakes.ts). */
 const MAX_HANDSHAKES = 4096;
 
 test('TLS relay: 4500 silent connections that never start TLS are evicted like plain ones, and a TLS service still registers', async (t) => {

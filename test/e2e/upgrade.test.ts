@@ -5,10 +5,11 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { assertNewClientEchoes } from '../helpers/echo.js';
-import { dial, portsFlag, readToEnd, within } from '../helpers/net.js';
+import { dial, portsFlag, readToEnd, within, eventually } from '../helpers/net.js';
 import { longTunnel, refusalProbe, shortConnections } from '../helpers/load.js';
 import { NO_ENV_SECRET, ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
-import { countLines, dialData, eventually, isRunning, nextConnect, registerRaw } from '../helpers/protocol.js';
+import { dialData, nextConnect, registerRaw } from '../helpers/protocol.js';
+import { countLines, isRunning } from '../helpers/observe.js';
 
 interface Setup {
   relay: RelayProcess;

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, get } from 'node:http';
@@ -9,10 +9,26 @@ import { deadline, deferred, dial, echoThrough, eventually, randomData, readToEn
 import { controlProxy, inProcessRelay, relayed } from '../helpers/relay.js';
 import { certPem } from '../helpers/tls.js';
 import { requireTools } from '../helpers/tools.js';
-import { listenViaRelay } from '../../src/index.js';
+import { listenViaRelay, type Relay, type RelayClientOptions } from '../../src/index.js';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
+
+/**
+ * An echo service whose control connection runs through a proxy the test can cut, and
+ * that re-registers within milliseconds; cut() resolves with its next public port.
+ */
+async function cuttableEcho(t: TestContext, relay: Relay, options: Partial<RelayClientOptions> = {}): Promise<{ port: number; cut: () => Promise<number> }> {
+  const proxy = await controlProxy(t, relay.controlPort);
+  const { tunnel, port } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { port: proxy.port, backoff: { initialMs: 10, maxMs: 50 }, ...options });
+  const cut = async (): Promise<number> => {
+    const again = once(tunnel, 'established', { signal: deadline(5000) });
+    proxy.cut();
+    const [address] = (await again) as [{ port: number }];
+    return address.port;
+  };
+  return { port, cut };
+}
 
 test('library: an http.Server relayed with one changed line answers requests and sees the real client address', async (t) => {
   const relay = await inProcessRelay(t);
@@ -86,26 +102,17 @@ test('prewarm: clients are served from idle data connections and the pool refill
 
 test('stable address: a service that re-registers after losing its control connection keeps its public port and open tunnels', async (t) => {
   const relay = await inProcessRelay(t);
-  const proxy = await controlProxy(t, relay.controlPort);
-  const tunnel = listenViaRelay((socket: Socket) => socket.pipe(socket), {
-    host: '127.0.0.1',
-    port: proxy.port,
-    backoff: { initialMs: 10, maxMs: 50 },
-  });
-  t.after(() => tunnel.close());
-  const first = await within(tunnel.established(), 5000, 'first registration');
-  const open = await dial(t, first.port);
+  const echo = await cuttableEcho(t, relay);
+  const open = await dial(t, echo.port);
   await assertEchoes(open, 'before ', 10_000);
 
-  const again = once(tunnel, 'established', { signal: deadline(5000) });
-  proxy.cut();
-  const [second] = (await again) as [{ port: number }];
-  assert.equal(second.port, first.port);
+  const second = await echo.cut();
+  assert.equal(second, echo.port);
 
   // The tunnel opened before the blip still works, and so does a new one.
   open.end('after');
   assert.equal((await readToEnd(open)).toString(), 'after');
-  const fresh = await dial(t, second.port);
+  const fresh = await dial(t, second);
   assert.equal((await echoThrough(fresh, Buffer.from('new'))).toString(), 'new');
 });
 
@@ -131,23 +138,13 @@ test('prewarm above the relay limit: the library keeps what the relay allows ins
 
 test('prewarm survives a reconnect: the new registration parks a fresh pool and clients use it', async (t) => {
   const relay = await inProcessRelay(t);
-  const proxy = await controlProxy(t, relay.controlPort);
-  const tunnel = listenViaRelay((socket: Socket) => socket.pipe(socket), {
-    host: '127.0.0.1',
-    port: proxy.port,
-    prewarm: 3,
-    backoff: { initialMs: 10, maxMs: 50 },
-  });
-  t.after(() => tunnel.close());
-  await within(tunnel.established(), 5000, 'first registration');
+  const echo = await cuttableEcho(t, relay, { prewarm: 3 });
   await eventually(() => relay.stats.warmIdle === 3, 5000, 'the first pool to park');
 
-  const again = once(tunnel, 'established', { signal: deadline(5000) });
-  proxy.cut();
-  const [address] = (await again) as [{ port: number }];
+  const port = await echo.cut();
   await eventually(() => relay.stats.warmIdle === 3, 5000, 'a fresh pool for the new registration');
   const usedBefore = relay.stats.dialbackCounts[0]!;
-  const client = await dial(t, address.port);
+  const client = await dial(t, port);
   assert.equal((await echoThrough(client, Buffer.from('warm'))).toString(), 'warm');
   assert.equal(relay.stats.dialbackCounts[0], usedBefore + 1, 'the client went through a prewarmed connection');
 });

@@ -57,26 +57,25 @@ test('the proof is bound to this protocol, not a bare HMAC of the nonce', () => 
   assert.equal(verifyProof(SECRET, NONCE, bare), false);
 });
 
-test('tokens are 32 lowercase hex digits and 1000 of them are all different', () => {
-  const tokens = new Set<string>();
-  for (let i = 0; i < 1000; i++) {
-    const token = newToken();
-    assert.match(token, /^[0-9a-f]{32}$/);
-    tokens.add(token);
+/** Draws count values, each `digits` lowercase hex digits and none drawn twice; returns one of them. */
+function drawFreshHex(draw: () => string, digits: number, count: number): string {
+  const drawn = new Set<string>();
+  const shape = new RegExp(`^[0-9a-f]{${digits}}$`);
+  for (let i = 0; i < count; i++) {
+    const value = draw();
+    assert.match(value, shape);
+    drawn.add(value);
   }
-  assert.equal(tokens.size, 1000);
-  const token = [...tokens][0]!;
+  assert.equal(drawn.size, count);
+  return [...drawn][0]!;
+}
+
+test('tokens are 32 lowercase hex digits and 1000 of them are all different', () => {
+  const token = drawFreshHex(newToken, 32, 1000);
   assert.deepEqual(parseLine(`DATA ${token}`), { ok: true, msg: { kind: 'DATA', token } }, 'a token fits the DATA line');
 });
 
 test('nonces are 64 lowercase hex digits, fresh every time', () => {
-  const nonces = new Set<string>();
-  for (let i = 0; i < 100; i++) {
-    const nonce = newNonce();
-    assert.match(nonce, /^[0-9a-f]{64}$/);
-    nonces.add(nonce);
-  }
-  assert.equal(nonces.size, 100);
-  const nonce = [...nonces][0]!;
+  const nonce = drawFreshHex(newNonce, 64, 100);
   assert.deepEqual(parseLine(`AUTH ${nonce}`), { ok: true, msg: { kind: 'AUTH', nonce } }, 'a nonce fits the AUTH line');
 });
