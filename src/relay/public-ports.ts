@@ -11,6 +11,12 @@ import type { RelayContext } from './context.js';
 import { listenPublic } from './listeners.js';
 import { PublicDoor } from './public-door.js';
 
+/** A public client held at the door of `port`, on its way to a successor or to be reset. */
+export interface HeldAtPort {
+  port: number;
+  client: Socket;
+}
+
 const RESERVATION_END: Record<ReservationEnd, string> = {
   evicted: 'reservation released early for a new service',
   expired: 'service not back within its grace',
@@ -152,8 +158,8 @@ export class PublicPorts {
   }
 
   /** Every door stops accepting; the clients held at them are returned (for a successor, or to be reset). */
-  closeAll(): { port: number; client: Socket }[] {
-    const held: { port: number; client: Socket }[] = [];
+  closeAll(): HeldAtPort[] {
+    const held: HeldAtPort[] = [];
     for (const [port, door] of this.#doors) for (const client of door.stopAccepting()) held.push({ port, client });
     this.#doors.clear();
     return held;

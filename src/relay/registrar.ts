@@ -11,7 +11,7 @@ import { formatMessage } from '../protocol/format.js';
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import type { ListedService } from '../monitor/overview.js';
 import type { RelayContext } from './context.js';
-import { PublicPorts } from './public-ports.js';
+import { PublicPorts, type HeldAtPort } from './public-ports.js';
 import { ServiceSession } from './service-session.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
@@ -257,7 +257,7 @@ export class Registrar {
    * those that understand it when `rejoin`, else SHUTDOWN), every door stops accepting,
    * and the clients held at the doors are returned (for a successor) or reset.
    */
-  closeAll(rejoin: boolean): { port: number; client: Socket }[] {
+  closeAll(rejoin: boolean): HeldAtPort[] {
     for (const session of [...this.#services]) {
       const line = rejoin && session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : formatMessage({ kind: 'SHUTDOWN' });
       session.close(rejoin ? 'relay handing over to a new worker' : 'relay shutting down', line);

@@ -15,6 +15,7 @@ import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
 import { listenForServices } from './listeners.js';
 import { Registrar } from './registrar.js';
+import type { HeldAtPort } from './public-ports.js';
 import type { ServiceSession } from './service-session.js';
 
 /** What a relay is built from besides its options; tests inject a clock and a store. */
@@ -25,9 +26,6 @@ export interface RelayParts {
   /** The tenants file's entries, when the caller has read and checked it already (read once). */
   tenants?: TenantSpec[];
 }
-
-/** A held public client on its way to the successor of this relay, with its port. */
-export type HeldClient = { port: number; client: Socket };
 
 // Set in Relay's static block, which alone may reach its private upgrade steps.
 let upgradeSideOf: (relay: Relay) => UpgradeSide;
@@ -183,7 +181,7 @@ export class Relay {
     await this.#stop(drainMs);
   }
 
-  async #stop(drainMs: number, handOff?: (held: HeldClient[]) => void): Promise<void> {
+  async #stop(drainMs: number, handOff?: (held: HeldAtPort[]) => void): Promise<void> {
     const ctx = this.#ctx;
     if (ctx.shuttingDown) return;
     ctx.shuttingDown = true;
