@@ -1,5 +1,5 @@
 import { OutOfFdsError } from '../errors.js';
-import type { LeaseStore } from './lease-store.js';
+import type { ClaimAnswer, LeaseStore } from './lease-store.js';
 import type { ClaimScope, PortPool, TryListen } from './port-pool.js';
 
 /** Why a fleet claim stopped the search for a port. */
@@ -34,43 +34,51 @@ export async function claimPort(
   key: string,
   scope?: ClaimScope,
 ): Promise<PortClaim> {
+  const claim = store.claim?.bind(store);
   try {
-    const port = await search(pool, store, openDoor, wanted, key, scope);
-    return port === undefined ? { ok: false, why: 'full' } : port === 'unreachable' ? { ok: false, why: 'unreachable' } : { ok: true, port };
+    if (claim === undefined) return found(await pool.acquire(openDoor, wanted, key, scope));
+    const agreed = (candidate: number, known: boolean): Promise<ClaimAnswer> => claim(key, candidate, known, scope?.tenant);
+    // Agreed first, then listened on: the key keeps a port fleet-wide even if another
+    // program holds it here, as the other nodes serve it (and this one once it is free).
+    const acquire = (target: number | undefined, agree: TryListen): Promise<number | undefined> =>
+      pool.acquire(async (candidate) => (await agree(candidate)) && openDoor(candidate), target, key, scope);
+    return await claimInFleet(agreed, acquire, pool.reservedPortOf(key), wanted);
   } catch (err) {
     if (err instanceof OutOfFdsError) return { ok: false, why: 'fds' };
     throw err;
   }
 }
 
-async function search(
-  pool: PortPool,
-  store: LeaseStore,
-  openDoor: TryListen,
+const found = (port: number | undefined): PortClaim => (port === undefined ? { ok: false, why: 'full' } : { ok: true, port });
+
+/**
+ * The pool's search (`acquire`) with each candidate agreed fleet-wide first; `own` is
+ * the port this key holds here already, which it may keep when etcd cannot be asked.
+ */
+async function claimInFleet(
+  agreed: (candidate: number, known: boolean) => Promise<ClaimAnswer>,
+  acquire: (wanted: number | undefined, agree: TryListen) => Promise<number | undefined>,
+  own: number | undefined,
   wanted: number | undefined,
-  key: string,
-  scope?: ClaimScope,
-): Promise<number | undefined | 'unreachable'> {
-  if (store.claim === undefined) return pool.acquire(openDoor, wanted, key, scope);
-  const own = pool.reservedPortOf(key);
+): Promise<PortClaim> {
   let target = wanted;
   // Twice: a key that has a port elsewhere in the fleet asks for exactly that one next.
   for (let round = 0; round < 2; round++) {
     try {
-      return await pool.acquire(async (candidate) => {
-        const answer = await store.claim!(key, candidate, candidate === own, scope?.tenant);
-        if (answer === 'taken') return false;
-        if (answer === 'unreachable') throw new ClaimStop(undefined);
-        if (answer !== 'granted') throw new ClaimStop(answer.elsewhere);
-        // The key keeps this port fleet-wide even if another program holds it here:
-        // the other nodes serve it, and this one can once the port is free.
-        return openDoor(candidate);
-      }, target, key, scope);
+      return found(
+        await acquire(target, async (candidate) => {
+          const answer = await agreed(candidate, candidate === own);
+          if (answer === 'taken') return false;
+          if (answer === 'unreachable') throw new ClaimStop(undefined);
+          if (answer !== 'granted') throw new ClaimStop(answer.elsewhere);
+          return true;
+        }),
+      );
     } catch (err) {
       if (!(err instanceof ClaimStop)) throw err;
-      if (err.elsewhere === undefined) return 'unreachable';
+      if (err.elsewhere === undefined) return { ok: false, why: 'unreachable' };
       target = err.elsewhere;
     }
   }
-  return undefined;
+  return { ok: false, why: 'full' };
 }
