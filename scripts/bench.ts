@@ -74,8 +74,13 @@ function describeMachine(baseline: string | undefined): string[] {
     `date:     ${new Date().toISOString()}`,
     `machine:  ${os.cpus().length} cores, ${cpuModel()}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Linux ${os.release()}`,
     `node:     ${process.version}`,
-    `peers:    ${socat ? (readOutput(socat, ['-V'])?.split('\n').find((l) => l.includes('version')) ?? 'socat') : 'socat missing'}; ` +
-      `${haproxy ? (readOutput(haproxy, ['-v'])?.split('\n')[0] ?? 'haproxy') : 'haproxy missing'}`,
+    `peers:    ${
+      socat
+        ? (readOutput(socat, ['-V'])
+            ?.split('\n')
+            .find((l) => l.includes('version')) ?? 'socat')
+        : 'socat missing'
+    }; ` + `${haproxy ? (readOutput(haproxy, ['-v'])?.split('\n')[0] ?? 'haproxy') : 'haproxy missing'}`,
     `relay:    commit ${commit ?? 'unknown'}${dirty ? ' + uncommitted changes in src/' : ''}`,
     ...(baseline === undefined ? [] : [`baseline: commit ${readOutput('git', ['rev-parse', '--short', 'HEAD'], baseline) ?? 'unknown'} (relay@baseline, from ${path.basename(baseline)})`]),
   ];

@@ -53,7 +53,10 @@ function sparkline(history) {
   svg.setAttribute('preserveAspectRatio', 'none');
   svg.setAttribute('aria-hidden', 'true');
   const max = Math.max(1, ...history.fromClients, ...history.toClients);
-  for (const [series, cls] of [[history.fromClients, 'in'], [history.toClients, 'out']]) {
+  for (const [series, cls] of [
+    [history.fromClients, 'in'],
+    [history.toClients, 'out'],
+  ]) {
     const step = width / Math.max(1, series.length - 1);
     const points = series.map((v, i) => `${(i * step).toFixed(1)},${(height - 1 - (v / max) * (height - 2)).toFixed(1)}`);
     const line = document.createElementNS(SVG_NS, 'polyline');
@@ -70,16 +73,18 @@ function card(label, value, detail) {
 
 function renderRelay(relay) {
   const { dialback } = relay;
-  document.getElementById('relay').replaceChildren(
-    card('uptime', formatDuration(relay.uptimeSeconds * 1000), `since ${new Date(relay.startedAt).toLocaleString()}`),
-    card('services', relay.services),
-    card('open tunnels', relay.tunnelsOpen, `${relay.tunnelsOpened} since start`),
-    card('in from clients', formatBytes(relay.bytesFromClients), rate(relay.rate.fromClients)),
-    card('out to clients', formatBytes(relay.bytesToClients), rate(relay.rate.toClients)),
-    card('dial-back p50 / p99', `≤ ${ms(dialback.p50Ms)} / ≤ ${ms(dialback.p99Ms)}`, `${dialback.count} observed, mean ${ms(dialback.meanMs)}`),
-    card('memory', formatBytes(relay.memory.rssBytes), `heap ${formatBytes(relay.memory.heapUsedBytes)}`),
-    card('open fds', relay.openFds ?? '?', `${relay.warmIdle} warm data connections`),
-  );
+  document
+    .getElementById('relay')
+    .replaceChildren(
+      card('uptime', formatDuration(relay.uptimeSeconds * 1000), `since ${new Date(relay.startedAt).toLocaleString()}`),
+      card('services', relay.services),
+      card('open tunnels', relay.tunnelsOpen, `${relay.tunnelsOpened} since start`),
+      card('in from clients', formatBytes(relay.bytesFromClients), rate(relay.rate.fromClients)),
+      card('out to clients', formatBytes(relay.bytesToClients), rate(relay.rate.toClients)),
+      card('dial-back p50 / p99', `≤ ${ms(dialback.p50Ms)} / ≤ ${ms(dialback.p99Ms)}`, `${dialback.count} observed, mean ${ms(dialback.meanMs)}`),
+      card('memory', formatBytes(relay.memory.rssBytes), `heap ${formatBytes(relay.memory.heapUsedBytes)}`),
+      card('open fds', relay.openFds ?? '?', `${relay.warmIdle} warm data connections`),
+    );
 }
 
 /** A table body, or one muted row saying why it is empty. */
@@ -91,12 +96,13 @@ function fill(tableId, rows, emptyText) {
 
 /** The end-to-end probe as a badge: ok with its latency, failing with why, pending, or not probed (never a failure). */
 function probeBadge(probe) {
-  const text = {
-    ok: probe.latencyMs === null ? 'ok' : `ok ${ms(probe.latencyMs)}`,
-    failing: `failing ×${probe.failuresInARow}`,
-    pending: 'pending',
-    'not-probed': 'not probed',
-  }[probe.state] ?? String(probe.state);
+  const text =
+    {
+      ok: probe.latencyMs === null ? 'ok' : `ok ${ms(probe.latencyMs)}`,
+      failing: `failing ×${probe.failuresInARow}`,
+      pending: 'pending',
+      'not-probed': 'not probed',
+    }[probe.state] ?? String(probe.state);
   const title = probe.lastAt === null ? undefined : `last result ${clock(probe.lastAt)}`;
   const badge = el('span', { class: `probe probe-${probe.state}`, 'data-field': 'probe', title }, text);
   return el('td', { class: 'probe-cell' }, badge, probe.state === 'failing' && probe.reason !== null ? el('small', { class: 'probe-reason' }, ` ${probe.reason}`) : undefined);
@@ -126,7 +132,11 @@ function renderServices(services, now) {
 
 function renderRecent(snapshot) {
   const counts = Object.entries(snapshot.relay.refusals).sort((a, b) => b[1] - a[1]);
-  fill('refusal-counts', counts.map(([reason, n]) => el('tr', null, el('td', null, reason), el('td', { class: 'num' }, n))), 'No refusals.');
+  fill(
+    'refusal-counts',
+    counts.map(([reason, n]) => el('tr', null, el('td', null, reason), el('td', { class: 'num' }, n))),
+    'No refusals.',
+  );
   fill(
     'tunnels',
     snapshot.recentTunnels.map((t) =>

@@ -125,7 +125,12 @@ export async function measureBurst(p: BenchPath, s: Settings): Promise<Outcome> 
   const before = await clientCounts(p);
   const script = path.join(ROOT, 'dist', 'scripts', 'bench', 'burst-client.js');
   const args = [script, String(p.port), String(s.bursts), String(s.burstSize), String(s.burstGapMs)];
-  const result = await runJson<{ p50: number; p99: number; ok: number; failed: number; errors: Record<string, number> }>('burst-client', process.execPath, args, 30_000 + s.bursts * (s.burstGapMs + 5000));
+  const result = await runJson<{ p50: number; p99: number; ok: number; failed: number; errors: Record<string, number> }>(
+    'burst-client',
+    process.execPath,
+    args,
+    30_000 + s.bursts * (s.burstGapMs + 5000),
+  );
   const after = await clientCounts(p);
   const samples: Sample[] = [{ path: p.name, figure: 'burst-echo', value: result.p50, p99: result.p99 }];
   if (before !== undefined && after !== undefined && after.clients > before.clients) {

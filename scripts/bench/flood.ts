@@ -71,7 +71,14 @@ async function metric(port: number, pattern: RegExp): Promise<number> {
 async function phase(name: string, s: FloodSettings, ports: { victim: number; other: number; metrics: number }, flood: boolean): Promise<FloodRow> {
   const before = { dialbacks: await metric(ports.metrics, DIALBACKS), refused: await metric(ports.metrics, REFUSED) };
   const attacker = flood
-    ? startProcess('flood-attacker', process.execPath, [path.join(ROOT, 'dist', 'scripts', 'bench', 'flood-attacker.js'), String(ports.victim), String(s.rate), String(s.seconds), '127.0.0.1', String(FLOOD_HOLD_MS)])
+    ? startProcess('flood-attacker', process.execPath, [
+        path.join(ROOT, 'dist', 'scripts', 'bench', 'flood-attacker.js'),
+        String(ports.victim),
+        String(s.rate),
+        String(s.seconds),
+        '127.0.0.1',
+        String(FLOOD_HOLD_MS),
+      ])
     : undefined;
   try {
     const latencies: number[] = [];
@@ -122,16 +129,24 @@ async function onRelay(s: FloodSettings, relayFlags: string[], phases: [name: st
 
 export async function measureFlood(s: FloodSettings, progress: (text: string) => void): Promise<FloodRow[]> {
   progress('flood: no limit');
-  const rows = await onRelay(s, [], [
-    ['no flood', false],
-    ['flood, no limit', true],
-  ]);
+  const rows = await onRelay(
+    s,
+    [],
+    [
+      ['no flood', false],
+      ['flood, no limit', true],
+    ],
+  );
   progress(`flood: --max-connect-rate ${FLOOD_LIMIT}`);
   rows.push(
-    ...(await onRelay(s, ['--max-connect-rate', String(FLOOD_LIMIT)], [
-      [`no flood, --max-connect-rate ${FLOOD_LIMIT}`, false],
-      [`flood, --max-connect-rate ${FLOOD_LIMIT}`, true],
-    ])),
+    ...(await onRelay(
+      s,
+      ['--max-connect-rate', String(FLOOD_LIMIT)],
+      [
+        [`no flood, --max-connect-rate ${FLOOD_LIMIT}`, false],
+        [`flood, --max-connect-rate ${FLOOD_LIMIT}`, true],
+      ],
+    )),
   );
   return rows;
 }

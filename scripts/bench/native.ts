@@ -16,7 +16,9 @@ export function buildBenchtool(): string {
   const outDir = path.join(ROOT, 'bench-results');
   mkdirSync(outDir, { recursive: true });
   const binary = path.join(outDir, 'benchtool');
-  const sources = readdirSync(sourceDir).filter((f) => f.endsWith('.c')).map((f) => path.join(sourceDir, f));
+  const sources = readdirSync(sourceDir)
+    .filter((f) => f.endsWith('.c'))
+    .map((f) => path.join(sourceDir, f));
   try {
     execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-pthread', '-o', binary, ...sources], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
@@ -46,7 +48,7 @@ export interface TputResult {
 
 export function tput(tool: Tool, port: number, direction: 'up' | 'down', bytesPerStream: number, streams: number): Promise<TputResult> {
   // 0.1 Gbit/s is the slowest rate we wait for; anything slower is a failure.
-  const timeoutMs = 10_000 + (bytesPerStream * streams * 8) / 1e8 * 1000;
+  const timeoutMs = 10_000 + ((bytesPerStream * streams * 8) / 1e8) * 1000;
   return runJson('benchtool tput', tool.binary, ['tput', HOST, String(port), direction, String(bytesPerStream), String(streams)], timeoutMs);
 }
 

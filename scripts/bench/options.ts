@@ -39,7 +39,19 @@ const PRESETS = {
     reps: 1,
     idleReps: 1,
     warmup: false,
-    settings: { tputBytes: 8 * MIB, tputBytesX4: 4 * MIB, rttCount: 200, rttWarmup: 20, firstCount: 20, firstWarmup: 5, connsWorkers: 50, connsSeconds: 0.5, bursts: 2, burstSize: 32, burstGapMs: 100 },
+    settings: {
+      tputBytes: 8 * MIB,
+      tputBytesX4: 4 * MIB,
+      rttCount: 200,
+      rttWarmup: 20,
+      firstCount: 20,
+      firstWarmup: 5,
+      connsWorkers: 50,
+      connsSeconds: 0.5,
+      bursts: 2,
+      burstSize: 32,
+      burstGapMs: 100,
+    },
     idle: { tunnels: 50, batch: 25, holdMs: 200, settleMs: 200 },
     flood: { seconds: 1, rate: 1000 },
   },
@@ -47,7 +59,19 @@ const PRESETS = {
     reps: 3,
     idleReps: 1,
     warmup: true,
-    settings: { tputBytes: 256 * MIB, tputBytesX4: 128 * MIB, rttCount: 2000, rttWarmup: 200, firstCount: 200, firstWarmup: 20, connsWorkers: 50, connsSeconds: 1.5, bursts: 10, burstSize: 32, burstGapMs: 300 },
+    settings: {
+      tputBytes: 256 * MIB,
+      tputBytesX4: 128 * MIB,
+      rttCount: 2000,
+      rttWarmup: 200,
+      firstCount: 200,
+      firstWarmup: 20,
+      connsWorkers: 50,
+      connsSeconds: 1.5,
+      bursts: 10,
+      burstSize: 32,
+      burstGapMs: 300,
+    },
     idle: { tunnels: 2000, batch: 250, holdMs: 1000, settleMs: 5000 },
     flood: { seconds: 3, rate: 4000 },
   },
@@ -55,7 +79,19 @@ const PRESETS = {
     reps: 5,
     idleReps: 2,
     warmup: true,
-    settings: { tputBytes: 1024 * MIB, tputBytesX4: 512 * MIB, rttCount: 10000, rttWarmup: 500, firstCount: 1000, firstWarmup: 50, connsWorkers: 50, connsSeconds: 4, bursts: 20, burstSize: 32, burstGapMs: 300 },
+    settings: {
+      tputBytes: 1024 * MIB,
+      tputBytesX4: 512 * MIB,
+      rttCount: 10000,
+      rttWarmup: 500,
+      firstCount: 1000,
+      firstWarmup: 50,
+      connsWorkers: 50,
+      connsSeconds: 4,
+      bursts: 20,
+      burstSize: 32,
+      burstGapMs: 300,
+    },
     idle: { tunnels: 5000, batch: 250, holdMs: 3000, settleMs: 25_000 },
     flood: { seconds: 5, rate: 4000 },
   },
@@ -130,7 +166,10 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (values.smoke && values.quick) throw new OptionsError('--smoke and --quick exclude each other');
   const mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
   const preset = PRESETS[mode];
-  const only = (values.only ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const only = (values.only ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const name of only) {
     if (!(PATH_NAMES as readonly string[]).includes(name) && !(FIGURE_GROUPS as readonly string[]).includes(name)) {
       throw new OptionsError(`--only: unknown path or figure "${name}" (paths: ${PATH_NAMES.join(', ')}; figures: ${FIGURE_GROUPS.join(', ')})`);

@@ -127,7 +127,11 @@ function haproxyConfig(port: number, backendPort: number, threads: 'one' | 'defa
  * relay's figures are its worker's (`workerPid`): the master only holds the listening
  * sockets, and a forwarder with a child looks unsettled to the CPU figures.
  */
-export async function startRelayed(service: (relayPort: number) => Proc, flags: string[] = [], root = ROOT): Promise<{ relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }> {
+export async function startRelayed(
+  service: (relayPort: number) => Proc,
+  flags: string[] = [],
+  root = ROOT,
+): Promise<{ relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const relayPort = await freePort(2);
     const relay = startProcess('relay', path.join(root, 'relay'), [String(relayPort), ...RELAY_FLAGS, ...flags]);
@@ -158,13 +162,20 @@ async function startEtcd(etcd: string): Promise<{ proc: Proc; url: string; dir: 
   const url = `http://${HOST}:${client}`;
   const peerUrl = `http://${HOST}:${peer}`;
   const proc = startProcess('etcd', etcd, [
-    '--data-dir', dir,
-    '--listen-client-urls', url,
-    '--advertise-client-urls', url,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `default=${peerUrl}`,
-    '--log-level', 'error',
+    '--data-dir',
+    dir,
+    '--listen-client-urls',
+    url,
+    '--advertise-client-urls',
+    url,
+    '--listen-peer-urls',
+    peerUrl,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster',
+    `default=${peerUrl}`,
+    '--log-level',
+    'error',
   ]);
   await waitAccepting(client, proc, 15_000);
   return { proc, url, dir };
@@ -247,10 +258,7 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       const first = await freePort(100);
       const fleetFlags = ['--etcd', etcd.url, '--ports', `${first}-${first + 99}`, '--public-host', HOST];
       try {
-        const { relay, workerPid, service, port } = await startRelayed(
-          (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)])),
-          fleetFlags,
-        );
+        const { relay, workerPid, service, port } = await startRelayed((relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)])), fleetFlags);
         // Removed once the bench is over and etcd stopped (the procs module kills it at exit).
         process.once('exit', () => rmSync(etcd.dir, { recursive: true, force: true }));
         return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [etcd.proc, relay, service] };
@@ -287,7 +295,9 @@ function benchCertificate(): { cert: string; key: string } | undefined {
   const pem = { cert: path.join(dir, `tls-${process.pid}.crt`), key: path.join(dir, `tls-${process.pid}.key`) };
   if (!existsSync(pem.cert)) {
     mkdirSync(dir, { recursive: true });
-    execFileSync(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pem.key, '-out', pem.cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    execFileSync(openssl, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', pem.key, '-out', pem.cert, '-days', '1', '-subj', '/CN=localhost'], {
+      stdio: 'ignore',
+    });
   }
   return pem;
 }
@@ -299,7 +309,10 @@ export async function clientCounts(p: BenchPath): Promise<{ clients: number; pre
   const before = proc.stdout.length;
   process.kill(proc.pid, 'SIGUSR1');
   for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(10)) {
-    const match = proc.stdout.slice(before).map((line) => /^clients (\d+) prewarmed (\d+)$/.exec(line)).find((m) => m !== null);
+    const match = proc.stdout
+      .slice(before)
+      .map((line) => /^clients (\d+) prewarmed (\d+)$/.exec(line))
+      .find((m) => m !== null);
     if (match) return { clients: Number(match[1]), prewarmed: Number(match[2]) };
   }
   throw new Error(`${proc.name} did not report its client counts`);

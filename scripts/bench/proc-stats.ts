@@ -53,7 +53,7 @@ export function descendants(pid: number): number[] {
     children.set(stat.ppid, list);
   }
   const found: number[] = [];
-  for (let queue = [...(children.get(pid) ?? [])]; queue.length > 0; ) {
+  for (let queue = [...(children.get(pid) ?? [])]; queue.length > 0;) {
     const next = queue.pop()!;
     found.push(next);
     queue = queue.concat(children.get(next) ?? []);

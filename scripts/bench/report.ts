@@ -89,7 +89,10 @@ export function aggregate(samples: Sample[], pathOrder: readonly string[]): Meas
     for (const path of pathOrder) {
       const mine = samples.filter((s) => s.figure === figure && s.path === path && Number.isFinite(s.value));
       if (mine.length === 0) continue;
-      const own = combine(figure, mine.map((s) => s.value));
+      const own = combine(
+        figure,
+        mine.map((s) => s.value),
+      );
       const p99s = mine.flatMap((s) => (s.p99 === undefined ? [] : [s.p99]));
       rows.push({
         path,

@@ -23,13 +23,7 @@ export function challenges(gate: Gate): boolean {
  * the named tenant's secrets; an unknown tenant, no tenant and a wrong secret all get
  * the same refusal after the same exchange, so it never tells which names exist.
  */
-export async function challenge(
-  gate: Gate,
-  tenant: string | undefined,
-  socket: Socket,
-  readLine: (socket: Socket, head: Buffer) => Promise<FirstLine>,
-  head: Buffer,
-): Promise<ChallengeResult> {
+export async function challenge(gate: Gate, tenant: string | undefined, socket: Socket, readLine: (socket: Socket, head: Buffer) => Promise<FirstLine>, head: Buffer): Promise<ChallengeResult> {
   const nonce = newNonce();
   sendMessage(socket, { kind: 'AUTH', nonce });
   const answer = await readLine(socket, head);

@@ -49,14 +49,12 @@ export function tlsFilesArg(certFile: string, keyFile: string): { cert: Buffer; 
 
 /** Options every program takes, so logs are configured the same way everywhere. */
 export function withLogOptions<T>(argv: Argv<T>) {
-  return argv
-    .option('log-level', { choices: LOG_LEVELS, default: 'info' as const, describe: 'Least severe log level written to stderr' })
-    .option('log-format', {
-      choices: ['json', 'pretty'] as const,
-      default: defaultLogFormat(),
-      defaultDescription: 'pretty on a terminal, else json',
-      describe: 'JSON lines for machines, or readable lines',
-    });
+  return argv.option('log-level', { choices: LOG_LEVELS, default: 'info' as const, describe: 'Least severe log level written to stderr' }).option('log-format', {
+    choices: ['json', 'pretty'] as const,
+    default: defaultLogFormat(),
+    defaultDescription: 'pretty on a terminal, else json',
+    describe: 'JSON lines for machines, or readable lines',
+  });
 }
 
 export function loggerFor(name: string, args: { logLevel: (typeof LOG_LEVELS)[number]; logFormat: LogFormat }): Logger {

@@ -58,9 +58,7 @@ function forward(client: Socket, log: Logger): void {
     clearTimeout(connectTimer);
     const info = relayInfo(client);
     if (args.proxyProtocol !== undefined && info !== undefined) backend.write(proxyHeader(args.proxyProtocol, info));
-    void splice(client, backend).then((result) =>
-      log.debug({ client: client.remoteAddress, bytesIn: result.bytesAToB, bytesOut: result.bytesBToA, outcome: result.outcome }, 'connection closed'),
-    );
+    void splice(client, backend).then((result) => log.debug({ client: client.remoteAddress, bytesIn: result.bytesAToB, bytesOut: result.bytesBToA, outcome: result.outcome }, 'connection closed'));
   });
   // The target refused or is unreachable: the public client learns at once, by a reset.
   backend.once('error', (err: NodeJS.ErrnoException) => {

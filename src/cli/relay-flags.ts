@@ -51,7 +51,7 @@ export const parser = withLogOptions(
     .option('heartbeat', { type: 'number', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
     .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
     .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
-    .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: "Seconds a public client waits for its service to come back before it is reset" })
+    .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: 'Seconds a public client waits for its service to come back before it is reset' })
     .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
     .option('max-clients-per-ip', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerIp, describe: 'Open public clients from one address (IPv6: one /64) over all public ports; 0 = no limit' })
     .option('max-connect-rate', { type: 'number', default: RELAY_DEFAULTS.maxConnectRate, describe: 'New public connections a second from one address (IPv6: one /64); 0 = no limit' })
@@ -125,29 +125,29 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
 
 function relayOptions(args: Args): RelayOptions {
   const port = portArg('PORT', args.port, true);
-    return {
-      port,
-      ...(args.dataPort === undefined ? {} : { dataPort: portArg('--data-port', args.dataPort) }),
-      ...(args.ports === undefined ? {} : { ports: parseRange(args.ports) }),
-      ...(args.publicHost === undefined ? {} : { publicHost: args.publicHost }),
-      ...(args.bind === undefined ? {} : { bind: args.bind }),
-      ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
-      maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
-      maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
-      maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
-      maxTunnels: flagValue(RELAY_RULES.maxTunnels, args.maxTunnels),
-      maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
-      handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
-      dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
-      heartbeatMs: flagValue(RELAY_RULES.heartbeatMs, args.heartbeat),
-      resumeGraceMs: flagValue(RELAY_RULES.resumeGraceMs, args.resumeGrace),
-      drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
-      holdTimeoutMs: flagValue(RELAY_RULES.holdTimeoutMs, args.holdTimeout),
-      probeIntervalMs: flagValue(RELAY_RULES.probeIntervalMs, args.probe),
-      maxClientsPerIp: flagValue(RELAY_RULES.maxClientsPerIp, args.maxClientsPerIp),
-      maxConnectRate: flagValue(RELAY_RULES.maxConnectRate, args.maxConnectRate),
-      idleTimeoutMs: flagValue(RELAY_RULES.idleTimeoutMs, args.idleTimeout),
-      ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
-      ...(args.tenants === undefined || args.tenants === '' ? {} : { tenantsFile: path.resolve(args.tenants) }),
-    };
+  return {
+    port,
+    ...(args.dataPort === undefined ? {} : { dataPort: portArg('--data-port', args.dataPort) }),
+    ...(args.ports === undefined ? {} : { ports: parseRange(args.ports) }),
+    ...(args.publicHost === undefined ? {} : { publicHost: args.publicHost }),
+    ...(args.bind === undefined ? {} : { bind: args.bind }),
+    ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
+    maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
+    maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
+    maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
+    maxTunnels: flagValue(RELAY_RULES.maxTunnels, args.maxTunnels),
+    maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
+    handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
+    dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
+    heartbeatMs: flagValue(RELAY_RULES.heartbeatMs, args.heartbeat),
+    resumeGraceMs: flagValue(RELAY_RULES.resumeGraceMs, args.resumeGrace),
+    drainTimeoutMs: flagValue(RELAY_RULES.drainTimeoutMs, args.drainTimeout),
+    holdTimeoutMs: flagValue(RELAY_RULES.holdTimeoutMs, args.holdTimeout),
+    probeIntervalMs: flagValue(RELAY_RULES.probeIntervalMs, args.probe),
+    maxClientsPerIp: flagValue(RELAY_RULES.maxClientsPerIp, args.maxClientsPerIp),
+    maxConnectRate: flagValue(RELAY_RULES.maxConnectRate, args.maxConnectRate),
+    idleTimeoutMs: flagValue(RELAY_RULES.idleTimeoutMs, args.idleTimeout),
+    ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
+    ...(args.tenants === undefined || args.tenants === '' ? {} : { tenantsFile: path.resolve(args.tenants) }),
+  };
 }

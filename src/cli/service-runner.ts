@@ -28,7 +28,7 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
-      .option('resume-file', { type: 'string', describe: 'File keeping this service\'s resume key (created on first use): a restart gets the same public port, and clients wait for it' })
+      .option('resume-file', { type: 'string', describe: "File keeping this service's resume key (created on first use): a restart gets the same public port, and clients wait for it" })
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
       .strict()
       .help()

@@ -48,7 +48,9 @@ function relaySummary({ relay }: OverviewSnapshot): string {
     `dial-back  ${dialback.count} observed, mean ${dialback.meanMs === null ? '-' : `${dialback.meanMs.toFixed(1)} ms`}, p50 <= ${orDash(dialback.p50Ms, 'ms')}, p99 <= ${orDash(dialback.p99Ms, 'ms')}`,
     `process    rss ${formatBytes(relay.memory.rssBytes)}, heap ${formatBytes(relay.memory.heapUsedBytes)}, ${relay.openFds ?? '?'} open fds`,
     `refusals   ${refusals.length === 0 ? 'none' : refusals.join(', ')}`,
-  ].map(printable).join('\n');
+  ]
+    .map(printable)
+    .join('\n');
 }
 
 const latency = (ms: number): string => `${ms < 10 ? ms.toFixed(1) : Math.round(ms)}ms`;
@@ -90,16 +92,18 @@ function servicesTable({ services, now }: OverviewSnapshot): string {
 function recentTunnelsTable({ recentTunnels }: OverviewSnapshot): string {
   const title = `RECENT TUNNELS (newest first)`;
   if (recentTunnels.length === 0) return `${title}\n(none closed yet)`;
-  const rows = recentTunnels.slice(0, RECENT_ROWS).map((t) => [
-    clock(t.closedAt),
-    String(t.publicPort),
-    t.client ?? '-',
-    formatDuration(t.durationMs),
-    formatBytes(t.bytesFromClient),
-    formatBytes(t.bytesToClient),
-    t.closedBy,
-    t.error === undefined ? t.outcome : `${t.outcome} (${t.error})`,
-  ]);
+  const rows = recentTunnels
+    .slice(0, RECENT_ROWS)
+    .map((t) => [
+      clock(t.closedAt),
+      String(t.publicPort),
+      t.client ?? '-',
+      formatDuration(t.durationMs),
+      formatBytes(t.bytesFromClient),
+      formatBytes(t.bytesToClient),
+      t.closedBy,
+      t.error === undefined ? t.outcome : `${t.outcome} (${t.error})`,
+    ]);
   return `${title}\n${table(['CLOSED', 'PORT', 'CLIENT', 'DURATION', 'IN', 'OUT', 'CLOSED BY', 'OUTCOME'], rows)}`;
 }
 

@@ -81,9 +81,7 @@ export class DataPath {
     const endpoint = this.#endpoint;
     if (endpoint === undefined) return;
     const began = performance.now();
-    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, this.#settings.handshakeTimeoutMs, (reason) =>
-      this.#settings.log.warn({ reason }, 'dial-back refused'),
-    );
+    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, this.#settings.handshakeTimeoutMs, (reason) => this.#settings.log.warn({ reason }, 'dial-back refused'));
     // After this client's own connect(), so the pool's growth does not delay it.
     this.#warmPool?.missed();
     const client = await dialing;

@@ -38,12 +38,7 @@ export class FleetMembers {
   readonly #members = new Map<string, FleetMember | undefined>();
   #closed = false;
 
-  constructor(
-    base: RelayClientOptions & { resumeKey: string },
-    make: MemberFactory,
-    log: Logger,
-    events: { established: (address: PublicAddress) => void; failed: (err: Error) => void },
-  ) {
+  constructor(base: RelayClientOptions & { resumeKey: string }, make: MemberFactory, log: Logger, events: { established: (address: PublicAddress) => void; failed: (err: Error) => void }) {
     this.#base = base;
     this.#make = make;
     this.#log = log;

@@ -7,15 +7,7 @@ import { ControlConnection } from './control.js';
 import { DataPath, dataEndpointFor } from './data-path.js';
 import { FleetMembers } from './fleet-members.js';
 import { helloFor, publicAddressOf, type Registered } from './handshake.js';
-import {
-  backoffPolicyOf,
-  handshakeTimeoutOf,
-  validateClientOptions,
-  type CloseOptions,
-  type ConnectionTarget,
-  type PublicAddress,
-  type RelayClientOptions,
-} from './options.js';
+import { backoffPolicyOf, handshakeTimeoutOf, validateClientOptions, type CloseOptions, type ConnectionTarget, type PublicAddress, type RelayClientOptions } from './options.js';
 import { loadResumeKey } from './resume-file.js';
 import { Timers } from './timers.js';
 import { endpointTls, TlsSessions, type RelayEndpoint } from './transport.js';

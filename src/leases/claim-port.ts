@@ -26,14 +26,7 @@ export type PortClaim = { ok: true; port: number } | { ok: false; why: 'full' | 
  * already has a port elsewhere in the fleet is sent to that port. `openDoor` throws an
  * OutOfFdsError to stop the search.
  */
-export async function claimPort(
-  pool: PortPool,
-  store: LeaseStore,
-  openDoor: TryListen,
-  wanted: number | undefined,
-  key: string,
-  scope?: ClaimScope,
-): Promise<PortClaim> {
+export async function claimPort(pool: PortPool, store: LeaseStore, openDoor: TryListen, wanted: number | undefined, key: string, scope?: ClaimScope): Promise<PortClaim> {
   const claim = store.claim?.bind(store);
   try {
     if (claim === undefined) return found(await pool.acquire(openDoor, wanted, key, scope));

@@ -65,7 +65,9 @@ export type ClaimAnswer = 'granted' | 'taken' | { elsewhere: number } | 'unreach
  * resume key owns another lease: neither the port nor the session.
  */
 export function leaseKey(resume: string, tenant?: string): string {
-  return createHash('sha256').update(tenant === undefined ? resume : `${tenant}\0${resume}`).digest('hex');
+  return createHash('sha256')
+    .update(tenant === undefined ? resume : `${tenant}\0${resume}`)
+    .digest('hex');
 }
 
 /** A store that keeps nothing: the relay without `--state`. */

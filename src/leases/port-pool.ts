@@ -131,8 +131,7 @@ export class PortPool {
   /** Every port with a key: live ones with `until: null`. What a lease store keeps. */
   snapshot(): LeaseRecord[] {
     const records: LeaseRecord[] = [];
-    const record = (key: string, port: number, until: number | null, tenant: string | undefined): LeaseRecord =>
-      tenant === undefined ? { key, port, until } : { key, port, until, tenant };
+    const record = (key: string, port: number, until: number | null, tenant: string | undefined): LeaseRecord => (tenant === undefined ? { key, port, until } : { key, port, until, tenant });
     for (const [port, { key, tenant }] of this.#inUse) if (key !== undefined) records.push(record(key, port, null, tenant));
     for (const [port, { key, until, tenant }] of this.#reserved) records.push(record(key, port, until, tenant));
     return records;

@@ -37,7 +37,15 @@ export function renderMetrics(stats: RelayStats): string {
 
   const buckets = stats.dialbackBuckets;
   histogram(lines, 'relay_dialback_seconds', "Time from a public client's arrival to its service's data connection.", buckets, stats.dialbackCounts, stats.dialbackCount, stats.dialbackSumSeconds);
-  histogram(lines, 'relay_service_probe_seconds', 'Time from PROBE to the dial-back, for end-to-end probes that succeeded (all services).', buckets, stats.probeCounts, stats.probeCount, stats.probeSumSeconds);
+  histogram(
+    lines,
+    'relay_service_probe_seconds',
+    'Time from PROBE to the dial-back, for end-to-end probes that succeeded (all services).',
+    buckets,
+    stats.probeCounts,
+    stats.probeCount,
+    stats.probeSumSeconds,
+  );
   return lines.join('\n') + '\n' + (stats.extraMetrics?.() ?? '');
 }
 
@@ -65,7 +73,7 @@ function tenantLines(lines: string[], stats: RelayStats): void {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
     for (const figures of tenants) lines.push(`${name}{tenant="${figures.name}"} ${pick(figures)}`);
   }
-  lines.push('# HELP relay_tenant_refusals_total What a tenant\'s quotas refused, by quota (services, ports, clients).', '# TYPE relay_tenant_refusals_total counter');
+  lines.push("# HELP relay_tenant_refusals_total What a tenant's quotas refused, by quota (services, ports, clients).", '# TYPE relay_tenant_refusals_total counter');
   for (const figures of tenants) {
     for (const [quota, count] of figures.refusals) lines.push(`relay_tenant_refusals_total{tenant="${figures.name}",quota="${quota}"} ${count}`);
   }

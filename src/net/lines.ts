@@ -42,10 +42,7 @@ export function readFirstLine<M extends Message>(socket: Socket, parse: LinePars
       finish(parsed.ok ? { ok: true, msg: parsed.msg, rest: reader.takeRest() } : parsed);
     };
     const onEnd = (): void => finish({ ok: false, code: 'closed', reason: 'closed before its first line' });
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => finish({ ok: false, code: 'timeout', reason: `no complete line within ${timeoutMs} ms` }), timeoutMs);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => finish({ ok: false, code: 'timeout', reason: `no complete line within ${timeoutMs} ms` }), timeoutMs);
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('close', onEnd);
@@ -59,13 +56,7 @@ export function readFirstLine<M extends Message>(socket: Socket, parse: LinePars
  * the first unreadable or malformed line goes to `onFailure` and ends the reading.
  * `head` holds bytes that arrived with the first line.
  */
-export function readLines<M extends Message>(
-  socket: Socket,
-  head: Buffer,
-  parse: LineParser<M>,
-  onMessage: (msg: M) => void,
-  onFailure: (failure: LineFailure) => void,
-): void {
+export function readLines<M extends Message>(socket: Socket, head: Buffer, parse: LineParser<M>, onMessage: (msg: M) => void, onFailure: (failure: LineFailure) => void): void {
   const reader = new LineReader();
   let failed = false;
   const drain = (): void => {

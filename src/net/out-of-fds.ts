@@ -17,9 +17,7 @@ function isOutOfFds(err: unknown): boolean {
 
 /** The refusal reason and message for a failed accept(). */
 export function acceptFailure(err: NodeJS.ErrnoException): { reason: 'fds' | 'accept'; message: string } {
-  return isOutOfFds(err)
-    ? { reason: 'fds', message: 'accept failed: out of file descriptors (raise ulimit -n)' }
-    : { reason: 'accept', message: 'accept failed' };
+  return isOutOfFds(err) ? { reason: 'fds', message: 'accept failed: out of file descriptors (raise ulimit -n)' } : { reason: 'accept', message: 'accept failed' };
 }
 
 /**

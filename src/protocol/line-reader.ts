@@ -1,8 +1,6 @@
 import { MAX_LINE_BYTES, type ErrorCode } from './messages.js';
 
-export type LineResult =
-  | { ok: true; line: string }
-  | { ok: false; code: ErrorCode; reason: string };
+export type LineResult = { ok: true; line: string } | { ok: false; code: ErrorCode; reason: string };
 
 const LF = 0x0a;
 const CR = 0x0d;

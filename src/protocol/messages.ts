@@ -91,9 +91,7 @@ export type RelayMessage =
 
 export type Message = ServiceMessage | RelayMessage;
 
-export type ParseResult<M extends Message = Message> =
-  | { ok: true; msg: M }
-  | { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
+export type ParseResult<M extends Message = Message> = { ok: true; msg: M } | { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
 
 /** What a tenant may be called: safe in a log field, a metric label and a HELLO option. */
 export const TENANT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;

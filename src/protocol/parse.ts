@@ -95,18 +95,51 @@ function parseNodes(text: string): string[] | undefined {
 const WRONG_FEATURES = `feat= must be up to ${MAX_FEATURES} comma-separated lowercase names`;
 
 const HELLO_OPTIONS: readonly OptionRule<Hello>[] = [
-  option('host', (text) => (isHost(text) ? text : undefined), 'host= is not a host name or address', (msg: Hello, host) => { msg.host = host; }),
-  option('port', (text) => parsePort(text), 'port= must be 1-65535', (msg: Hello, port) => { msg.port = port; }),
-  option('resume', matching(TOKEN), 'resume= must be 32 hex digits', (msg: Hello, resume) => { msg.resume = resume; }),
-  option('warm', (text) => (/^[0-9]{1,4}$/.test(text) ? Number(text) : undefined), 'warm= must be 0-9999', (msg: Hello, warm) => { msg.warm = warm; }),
-  option('feat', parseFeatures, WRONG_FEATURES, (msg: Hello, features) => { msg.features = features; }),
-  option('tenant', matching(TENANT_NAME), `tenant= must be ${TENANT_NAME_RULE}`, (msg: Hello, tenant) => { msg.tenant = tenant; }),
+  option(
+    'host',
+    (text) => (isHost(text) ? text : undefined),
+    'host= is not a host name or address',
+    (msg: Hello, host) => {
+      msg.host = host;
+    },
+  ),
+  option(
+    'port',
+    (text) => parsePort(text),
+    'port= must be 1-65535',
+    (msg: Hello, port) => {
+      msg.port = port;
+    },
+  ),
+  option('resume', matching(TOKEN), 'resume= must be 32 hex digits', (msg: Hello, resume) => {
+    msg.resume = resume;
+  }),
+  option(
+    'warm',
+    (text) => (/^[0-9]{1,4}$/.test(text) ? Number(text) : undefined),
+    'warm= must be 0-9999',
+    (msg: Hello, warm) => {
+      msg.warm = warm;
+    },
+  ),
+  option('feat', parseFeatures, WRONG_FEATURES, (msg: Hello, features) => {
+    msg.features = features;
+  }),
+  option('tenant', matching(TENANT_NAME), `tenant= must be ${TENANT_NAME_RULE}`, (msg: Hello, tenant) => {
+    msg.tenant = tenant;
+  }),
 ];
 
 const OK_OPTIONS: readonly OptionRule<Ok>[] = [
-  option('warm', matching(TOKEN), 'warm= must be 32 hex digits', (msg: Ok, warm) => { msg.warmToken = warm; }),
-  option('feat', parseFeatures, WRONG_FEATURES, (msg: Ok, features) => { msg.features = features; }),
-  option('nodes', parseNodes, `nodes= must be up to ${MAX_NODES} comma-separated HOST:PORT`, (msg: Ok, nodes) => { msg.nodes = nodes; }),
+  option('warm', matching(TOKEN), 'warm= must be 32 hex digits', (msg: Ok, warm) => {
+    msg.warmToken = warm;
+  }),
+  option('feat', parseFeatures, WRONG_FEATURES, (msg: Ok, features) => {
+    msg.features = features;
+  }),
+  option('nodes', parseNodes, `nodes= must be up to ${MAX_NODES} comma-separated HOST:PORT`, (msg: Ok, nodes) => {
+    msg.nodes = nodes;
+  }),
 ];
 
 function parseHello(words: string[]): ParseResult {

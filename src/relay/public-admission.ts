@@ -6,7 +6,6 @@ import { addressGroup, ClientsPerAddress, ConnectRate } from './address-limits.j
 import { plainAddress } from '../protocol/addresses.js';
 import type { Refusals } from './refusals.js';
 
-
 /**
  * The per-address limits on public ports, applied the moment a public client is
  * accepted, before it is held or announced to a service: `--max-connect-rate` (new

@@ -104,7 +104,11 @@ test('--max-connect-rate: the excess from one address is reset at accept, anothe
 });
 
 test('a bad per-address limit is one line on stderr and exit code 2', async (t) => {
-  for (const flags of [['--max-clients-per-ip', '-3'], ['--max-connect-rate', 'fast'], ['--idle-timeout', '99999999']]) {
+  for (const flags of [
+    ['--max-clients-per-ip', '-3'],
+    ['--max-connect-rate', 'fast'],
+    ['--idle-timeout', '99999999'],
+  ]) {
     const relay = start(t, path.join(ROOT, 'relay'), ['0', ...portsFlag(), ...flags]);
     const { code } = await within(relay.exited, 10_000, 'the relay to exit');
     assert.equal(code, 2, `${flags.join(' ')}: exit code`);

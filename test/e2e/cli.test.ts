@@ -124,9 +124,7 @@ test('a launcher run before the build says what to run', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'relay-launcher-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await copyFile(path.join(ROOT, 'relay'), path.join(dir, 'relay'));
-  const outcome = await new Promise<Outcome>((resolve) =>
-    execFile('sh', [path.join(dir, 'relay'), '8080'], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
-  );
+  const outcome = await new Promise<Outcome>((resolve) => execFile('sh', [path.join(dir, 'relay'), '8080'], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })));
   assert.equal(outcome.code, 1);
   assert.match(outcome.stderr, /not built yet; run 'npm ci && npm run build'/);
 });

@@ -153,7 +153,10 @@ test('reservations never lock the range: 30 connect-and-close registrations on 5
   }
   const service = await echoserver(t, relay.port);
   assert.ok(service.publicPort >= block.first && service.publicPort <= block.last);
-  assert.ok(relay.stderr.some((line) => /reservation released early/.test(line)), 'the early release is logged');
+  assert.ok(
+    relay.stderr.some((line) => /reservation released early/.test(line)),
+    'the early release is logged',
+  );
 });
 
 /** ./relay on a fixed control port with --state, so a restart is the same relay to its services. */
@@ -170,9 +173,7 @@ test('relay crash with --state: after kill -9 and a restart, five services come 
   const control = block.last + 1;
   const args = ['--ports', `${block.first}-${block.last}`, '--state', state];
   const relay = await stateRelay(t, control, args);
-  const services = await Promise.all(
-    Array.from({ length: 5 }, (_, i) => echoserver(t, control, ['--resume-file', path.join(dir, `s${i}.key`)])),
-  );
+  const services = await Promise.all(Array.from({ length: 5 }, (_, i) => echoserver(t, control, ['--resume-file', path.join(dir, `s${i}.key`)])));
   const ports = services.map((service) => service.publicPort).sort();
   const onDisk = readFileSync(state, 'utf8');
   for (let i = 0; i < 5; i++) assert.doesNotMatch(onDisk, new RegExp(readFileSync(path.join(dir, `s${i}.key`), 'utf8').trim()), 'no resume key on disk');

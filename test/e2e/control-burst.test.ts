@@ -54,7 +54,10 @@ test('control buffer: a burst of 10000 clients while the service is not reading 
   t.diagnostic(`${connects()} CONNECT lines, ${closed} clients refused while the control connection was full`);
   assert.ok(!service.stdout.includes('closed'), `the registration was dropped: ${relay.stderr.filter((line) => line.includes('service left')).join('\n')}`);
   assert.ok(closed > 0, 'the burst filled the control connection');
-  assert.ok(relay.stderr.some((line) => line.includes('control connection busy')), 'the refusals were logged');
+  assert.ok(
+    relay.stderr.some((line) => line.includes('control connection busy')),
+    'the refusals were logged',
+  );
 
   // The registration still works: a new client is announced and can be served.
   const from = service.stdout.length;

@@ -119,11 +119,7 @@ test('relay status: prints the relay, its services with their probes and recent 
   await echoThrough(client, Buffer.from('hello'));
   const metrics = new URL(relay.base).host;
   await eventually(async () => (await getJson(relay.base, 'api/overview', 'ops:secret-pass')).recentTunnels.length === 1, 5000, 'the tunnel is closed');
-  await eventually(
-    async () => serviceAt((await getJson(relay.base, 'api/overview', 'ops:secret-pass')).services, echo.publicPort)?.probe.state === 'ok',
-    5000,
-    'the echo service probed ok',
-  );
+  await eventually(async () => serviceAt((await getJson(relay.base, 'api/overview', 'ops:secret-pass')).services, echo.publicPort)?.probe.state === 'ok', 5000, 'the echo service probed ok');
 
   const status = await relayCommand(['status', '--metrics', metrics, '--metrics-auth', 'ops:secret-pass']);
   assert.equal(status.code, 0, status.stderr);

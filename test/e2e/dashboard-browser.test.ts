@@ -12,7 +12,6 @@ import { Peer, registerRaw } from '../helpers/protocol.js';
 
 const WAIT_MS = 10_000;
 
-
 /** Debian's chromium, headless, with a fresh profile and nothing that phones home; closed after the test. */
 async function browser(t: TestContext, viewport = { width: 1200, height: 900 }): Promise<BrowserContext> {
   const profile = await mkdtemp(path.join(tmpdir(), 'relay-chromium-'));
@@ -52,7 +51,10 @@ const exactly = (text: string): RegExp => new RegExp(`^${text.replace(/[.*+?^${}
  * a string predicate needs.
  */
 async function textBecomes(page: Page, selector: string, text: string): Promise<void> {
-  await page.locator(selector).filter({ hasText: exactly(text) }).waitFor({ timeout: WAIT_MS });
+  await page
+    .locator(selector)
+    .filter({ hasText: exactly(text) })
+    .waitFor({ timeout: WAIT_MS });
 }
 
 const tunnelsCell = (port: number): string => `#services tr[data-port="${port}"] [data-field="tunnelsOpen"]`;
@@ -78,7 +80,10 @@ test('dashboard in chromium: every public port shows with its probe, open-tunnel
   for (const service of [first, second]) {
     await textBecomes(page, `#services tr[data-port="${service.publicPort}"] [data-field="publicAddress"]`, `127.0.0.1:${service.publicPort}`);
     await textBecomes(page, tunnelsCell(service.publicPort), '0');
-    await page.locator(probeCell(service.publicPort)).filter({ hasText: /^ok \d+(\.\d)? ms$/ }).waitFor({ timeout: WAIT_MS });
+    await page
+      .locator(probeCell(service.publicPort))
+      .filter({ hasText: /^ok \d+(\.\d)? ms$/ })
+      .waitFor({ timeout: WAIT_MS });
   }
   // It did not announce probes: shown as such, not as a failure.
   await textBecomes(page, probeCell(featless.registration.publicPort), 'not probed');
@@ -110,8 +115,14 @@ test('dashboard in chromium: every public port shows with its probe, open-tunnel
     await peer.nextLine();
   }
   const shown = 'connection refused: unknown message "<script>x</script>"';
-  await page.locator('#refusals td').filter({ hasText: exactly(shown) }).waitFor({ timeout: WAIT_MS });
-  await page.locator('#refusals td').filter({ hasText: exactly('connection refused: unknown message "<b>pwned</b>"') }).waitFor({ timeout: WAIT_MS });
+  await page
+    .locator('#refusals td')
+    .filter({ hasText: exactly(shown) })
+    .waitFor({ timeout: WAIT_MS });
+  await page
+    .locator('#refusals td')
+    .filter({ hasText: exactly('connection refused: unknown message "<b>pwned</b>"') })
+    .waitFor({ timeout: WAIT_MS });
   assert.equal(await page.evaluate('document.querySelectorAll("main b, main script").length'), 0, 'no element was made from hostile text');
 
   assert.deepEqual(pageErrors, []);

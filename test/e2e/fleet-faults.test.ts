@@ -14,7 +14,15 @@ test('fleet: kill -9 of a node; clients through the others keep working; the res
   const plan = await planFleet(t);
   const nodes = await startFleet(t, plan);
   const { port } = await service(t, plan, '127.0.0.1,127.0.0.2,127.0.0.3');
-  await eventually(async () => everyNodeServes(nodes, port).then(() => true, () => false), 10_000, 'every node serves the service');
+  await eventually(
+    async () =>
+      everyNodeServes(nodes, port).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+    'every node serves the service',
+  );
   // Clients through the survivors, back to back, across the kill.
   let failures = 0;
   let served = 0;
@@ -43,7 +51,15 @@ test('fleet: kill -9 of a node; clients through the others keep working; the res
   assert.equal(failures, 0, 'no client through a surviving node failed');
 
   const restarted = await startNode(t, plan, 1);
-  await eventually(async () => exchange(restarted.address, port).then(() => true, () => false), 20_000, 'the restarted node serves the same port');
+  await eventually(
+    async () =>
+      exchange(restarted.address, port).then(
+        () => true,
+        () => false,
+      ),
+    20_000,
+    'the restarted node serves the same port',
+  );
 });
 
 test('fleet: etcd stopped (SIGSTOP, 10 s): open tunnels and registrations keep working, a new service waits or fails cleanly, all recovers after SIGCONT', async (t) => {
@@ -53,7 +69,15 @@ test('fleet: etcd stopped (SIGSTOP, 10 s): open tunnels and registrations keep w
   const nodes = await Promise.all([1, 2, 3].map((n) => startNode(t, plan, n, ['--resume-grace', '3'])));
   await Promise.all(nodes.map((node) => node.waitFor('stderr', /"nodes":3,"msg":"fleet: nodes changed"/, 10_000)));
   const first = await service(t, plan, '127.0.0.1,127.0.0.2,127.0.0.3');
-  await eventually(async () => everyNodeServes(nodes, first.port).then(() => true, () => false), 10_000, 'every node serves the first service');
+  await eventually(
+    async () =>
+      everyNodeServes(nodes, first.port).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+    'every node serves the first service',
+  );
   // A tunnel open across the stop.
   const open = connect({ host: '127.0.0.2', port: first.port, localAddress: CLIENT_ADDRESS });
   open.on('error', () => {});

@@ -27,14 +27,18 @@ test('fleet: services registered through different nodes are served by every nod
   const ports = [viaTwo.port, viaThree.port, viaList.port];
   assert.equal(new Set(ports).size, 3, 'three services, three ports');
   for (const port of ports) {
-    await eventually(async () => {
-      try {
-        await everyNodeServes(nodes, port);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 10_000, `public port ${port} served by every node`);
+    await eventually(
+      async () => {
+        try {
+          await everyNodeServes(nodes, port);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      `public port ${port} served by every node`,
+    );
   }
   const keys = await etcdKeys(plan.etcd);
   for (const port of ports) assert.ok(keys.has(`/tcp-relay/ports/${port}`), `port ${port} is assigned in etcd`);
@@ -56,11 +60,15 @@ test('fleet: 100 services registering at once across three nodes get 100 distinc
   t.diagnostic(`100 services registered in ${(performance.now() - started).toFixed(0)} ms`);
   assert.equal(new Set(ports).size, count, 'no two services share a port');
   let missing: number[] = [];
-  await eventually(async () => {
-    const keys = await etcdKeys(plan.etcd);
-    missing = ports.filter((port) => !keys.has(`/tcp-relay/ports/${port}`));
-    return missing.length === 0;
-  }, 10_000, 'every port assigned in etcd').catch((err: Error) => assert.fail(`${err.message}; missing ${missing.join(' ')}`));
+  await eventually(
+    async () => {
+      const keys = await etcdKeys(plan.etcd);
+      missing = ports.filter((port) => !keys.has(`/tcp-relay/ports/${port}`));
+      return missing.length === 0;
+    },
+    10_000,
+    'every port assigned in etcd',
+  ).catch((err: Error) => assert.fail(`${err.message}; missing ${missing.join(' ')}`));
   // Each node holds all 100, as registrations (not reservations) on the same ports.
   for (const node of nodes) {
     await eventually(() => node.stderr.filter((line) => line.includes('"msg":"service registered"')).length >= count, 20_000, `${node.address} registered every service`);
@@ -153,7 +161,15 @@ test("fleet: a tenant's maxClients counts its open clients on every node", async
   t.after(() => tunnel.close({ leave: true }));
   const { port } = await within(tunnel.established(), 15_000, 'the registration');
   // Established on the first node to answer; the other node's registration follows.
-  await eventually(async () => everyNodeServes(nodes, port).then(() => true, () => false), 10_000, 'both nodes to serve the service');
+  await eventually(
+    async () =>
+      everyNodeServes(nodes, port).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+    'both nodes to serve the service',
+  );
   /** A client that stays open once it got its first echo; false when the relay refused it. */
   const open = async (address: string): Promise<Socket | undefined> => {
     const socket = connect({ host: address, port });

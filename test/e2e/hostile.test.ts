@@ -217,9 +217,7 @@ test('hostile: a connection that half-closes (FIN) before a complete line is clo
 test('hostile: forged tokens (DATA or IDLE with 32 random hex digits) get "ERR bad-token"', async (t) => {
   const v = await victim(t);
   const from = v.relay.stderr.length;
-  const replies = await Promise.all(
-    Array.from({ length: 50 }, (_, i) => dialData(t, v.relay.dataPort, `${i % 5 === 0 ? 'IDLE' : 'DATA'} ${randomHex(32)}`)),
-  );
+  const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => dialData(t, v.relay.dataPort, `${i % 5 === 0 ? 'IDLE' : 'DATA'} ${randomHex(32)}`)));
   for (const { peer, reply } of replies) {
     assert.match(reply, /^ERR bad-token \S.*$/);
     await peer.endsWithin(3000);
@@ -351,7 +349,10 @@ test("hostile: a flood past the relay's handshake cap (4500 silent connections) 
   const fresh = await dial(t, v.echo.publicPort);
   await assertEchoes(fresh, 'a new client during the flood\n', 2500);
   t.diagnostic(`new client echoed after ${Math.round(performance.now() - started)} ms`);
-  assert.ok(v.relay.stderr.some((line) => line.includes('handshakes in progress')), 'the flood reached the handshake cap');
+  assert.ok(
+    v.relay.stderr.some((line) => line.includes('handshakes in progress')),
+    'the flood reached the handshake cap',
+  );
   for (const peer of flood) peer.socket.destroy();
   await assertUnharmed(t, v, 'a flood past the handshake cap');
 });

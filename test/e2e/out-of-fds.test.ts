@@ -56,6 +56,12 @@ test('out of file descriptors: a service that cannot get a public port for want 
   t.diagnostic(`replies: ${JSON.stringify(replies)}`);
   assert.ok(replies.includes('ERR limit out of file descriptors'), `a registration was told the relay is out of file descriptors: ${JSON.stringify(replies)}`);
   assert.ok(!replies.some((line) => line.includes('no free public port')), 'never misreported as no free public port');
-  assert.ok(replies.some((line) => line.startsWith('OK ')), 'registrations work again once descriptors are free');
-  assert.ok(relay.stderr.some((line) => line.includes('"reason":"fds"') && line.includes('out of file descriptors')), 'logged with reason fds');
+  assert.ok(
+    replies.some((line) => line.startsWith('OK ')),
+    'registrations work again once descriptors are free',
+  );
+  assert.ok(
+    relay.stderr.some((line) => line.includes('"reason":"fds"') && line.includes('out of file descriptors')),
+    'logged with reason fds',
+  );
 });

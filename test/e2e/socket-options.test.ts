@@ -54,19 +54,25 @@ test('every socket the relay accepts (public client, control, data) and the serv
   // The tunnel stays open (no FIN), so all three sockets are there to look at.
   await assertEchoes(client, 'keepalive?\n', 10_000);
 
-  const acceptedByRelay = (): TcpEntry[] =>
-    tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
+  const acceptedByRelay = (): TcpEntry[] => tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
   // The library's side (src/client/transport.ts) sets them as connect() options.
   const dialedByService = (): TcpEntry[] => tcpTable().filter((e) => e.state === ESTABLISHED && e.remotePort === relay.port);
   const limit = (KEEPALIVE_DELAY_MS / 1000) * TICKS_PER_SECOND;
   // Just after bytes moved a socket may still wait for an ACK (a retransmit timer): wait
   // until all of them are idle.
-  await eventually(() => {
-    const sockets = [...acceptedByRelay(), ...dialedByService()];
-    return sockets.length >= 5 && sockets.every((e) => e.timer === 2);
-  }, 10_000, 'the public client, control and data connections idle with a keepalive timer, at both ends');
+  await eventually(
+    () => {
+      const sockets = [...acceptedByRelay(), ...dialedByService()];
+      return sockets.length >= 5 && sockets.every((e) => e.timer === 2);
+    },
+    10_000,
+    'the public client, control and data connections idle with a keepalive timer, at both ends',
+  );
   const sockets = [...acceptedByRelay(), ...dialedByService()];
-  assert.ok(sockets.some((e) => e.localPort === echo.publicPort && e.remotePort === client.localPort), 'the public client is among them');
+  assert.ok(
+    sockets.some((e) => e.localPort === echo.publicPort && e.remotePort === client.localPort),
+    'the public client is among them',
+  );
   for (const entry of sockets) assert.ok(entry.ticksLeft <= limit, `keepalive due in ${entry.ticksLeft / TICKS_PER_SECOND} s, not within ${KEEPALIVE_DELAY_MS / 1000} s`);
 });
 
@@ -98,28 +104,32 @@ for name in os.listdir('/proc/%d/fd' % pid):
 print(json.dumps(found))
 `;
 
-test('every socket the relay accepts has TCP_NODELAY and its keepalive options, inherited from the listener', { skip: process.platform !== 'linux' && 'reads /proc and uses pidfd_getfd' }, async (t) => {
-  if (!requireTools(t, 'python3')) return;
-  const relay = await startRelay(t, portsFlag());
-  const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
-  const client = await dial(t, echo.publicPort);
-  await assertEchoes(client, 'options?\n', 10_000);
-  const accepted = tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
-  assert.ok(accepted.length >= 3, 'the public client, control and data connections');
-  const run = spawnSync('python3', ['-c', READ_OPTIONS, String(relay.workerPid), accepted.map((e) => e.inode).join(',')], { encoding: 'utf8', timeout: 10_000 });
-  const result = JSON.parse(run.stdout) as { error: string } | { nodelay: number; keepalive: number; keepidle: number }[];
-  if ('error' in result) {
-    // Only a machine that forbids looking into another process (ptrace rules) gets here;
-    // CI runs as root, where nothing does.
-    const why = `cannot read the relay's sockets: ${result.error}`;
-    if (process.env['TEST_REQUIRE_ALL_TOOLS'] === '1') assert.fail(why);
-    t.skip(why);
-    return;
-  }
-  assert.equal(result.length, accepted.length, 'every accepted socket found in the worker');
-  for (const options of result) {
-    assert.ok(options.nodelay !== 0, 'TCP_NODELAY');
-    assert.ok(options.keepalive !== 0, 'SO_KEEPALIVE');
-    assert.equal(options.keepidle, KEEPALIVE_DELAY_MS / 1000, 'TCP_KEEPIDLE');
-  }
-});
+test(
+  'every socket the relay accepts has TCP_NODELAY and its keepalive options, inherited from the listener',
+  { skip: process.platform !== 'linux' && 'reads /proc and uses pidfd_getfd' },
+  async (t) => {
+    if (!requireTools(t, 'python3')) return;
+    const relay = await startRelay(t, portsFlag());
+    const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)]);
+    const client = await dial(t, echo.publicPort);
+    await assertEchoes(client, 'options?\n', 10_000);
+    const accepted = tcpTable().filter((e) => e.state === ESTABLISHED && (e.localPort === echo.publicPort || e.localPort === relay.port));
+    assert.ok(accepted.length >= 3, 'the public client, control and data connections');
+    const run = spawnSync('python3', ['-c', READ_OPTIONS, String(relay.workerPid), accepted.map((e) => e.inode).join(',')], { encoding: 'utf8', timeout: 10_000 });
+    const result = JSON.parse(run.stdout) as { error: string } | { nodelay: number; keepalive: number; keepidle: number }[];
+    if ('error' in result) {
+      // Only a machine that forbids looking into another process (ptrace rules) gets here;
+      // CI runs as root, where nothing does.
+      const why = `cannot read the relay's sockets: ${result.error}`;
+      if (process.env['TEST_REQUIRE_ALL_TOOLS'] === '1') assert.fail(why);
+      t.skip(why);
+      return;
+    }
+    assert.equal(result.length, accepted.length, 'every accepted socket found in the worker');
+    for (const options of result) {
+      assert.ok(options.nodelay !== 0, 'TCP_NODELAY');
+      assert.ok(options.keepalive !== 0, 'SO_KEEPALIVE');
+      assert.equal(options.keepidle, KEEPALIVE_DELAY_MS / 1000, 'TCP_KEEPIDLE');
+    }
+  },
+);

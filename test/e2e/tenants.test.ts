@@ -36,8 +36,7 @@ async function sharedRelay(t: TestContext, tenants: (block: { first: number; las
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'tenants.json');
   const block = await freeBlock(20);
-  const write = (content: TenantEntry[] | string): void =>
-    writeFileSync(file, typeof content === 'string' ? content : JSON.stringify({ tenants: content }), { mode: 0o600 });
+  const write = (content: TenantEntry[] | string): void => writeFileSync(file, typeof content === 'string' ? content : JSON.stringify({ tenants: content }), { mode: 0o600 });
   write(tenants(block));
   const relay = await startRelay(t, ['--ports', `${block.first}-${block.last}`, '--tenants', file, ...args], CLEAN_ENV);
   return {
@@ -99,7 +98,10 @@ test('tenants: each gets only its own ports; a quota reached costs only that ten
   await assertNewClientEchoes(t, alice3.publicPort, 'ping\n');
   await assertNewClientEchoes(t, alice4.publicPort, 'ping\n');
   await relay.waitFor('stderr', /reservation released early/); // stderr may trail the service's stdout
-  assert.ok(relay.stderr.some((line) => /"tenant":"bob".*"msg":"service registered"/.test(line)), 'logs carry the tenant');
+  assert.ok(
+    relay.stderr.some((line) => /"tenant":"bob".*"msg":"service registered"/.test(line)),
+    'logs carry the tenant',
+  );
   assert.ok(!relay.stderr.some((line) => /alice-secret|bob-secret/.test(line)), 'no secret in the log');
 });
 
@@ -138,13 +140,13 @@ test("tenants: another tenant presenting alice's resume key gets neither her por
   alice.control.socket.destroy();
   await relay.waitFor('stderr', /"tenant":"alice".*"msg":"service left"/);
   const bobAgain = await tryRegister(t, relay.port, ` tenant=bob${resume}`, 'b');
-  assert.notEqual(parseOk(bobAgain.line).publicPort, aliceOk.publicPort, "nor her reserved one");
+  assert.notEqual(parseOk(bobAgain.line).publicPort, aliceOk.publicPort, 'nor her reserved one');
   const aliceBack = await tryRegister(t, relay.port, ` tenant=alice${resume}`, 'a');
   assert.equal(parseOk(aliceBack.line).publicPort, aliceOk.publicPort, 'alice gets her port back');
   assert.ok(block.first <= aliceOk.publicPort);
 });
 
-test('tenants: maxClients counts open public clients over all the tenant\'s services', async (t) => {
+test("tenants: maxClients counts open public clients over all the tenant's services", async (t) => {
   const { relay } = await sharedRelay(t, () => [{ name: 'alice', secrets: ['a'], maxClients: 2 }], ['--metrics', '127.0.0.1:0']);
   const one = await echoserver(t, relay, 'alice', 'a');
   const two = await echoserver(t, relay, 'alice', 'a');

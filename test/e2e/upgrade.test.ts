@@ -119,7 +119,10 @@ test('upgrade: a new worker that cannot start (broken build on disk) leaves the 
   const failed = await s.relay.waitFor('stderr', /"reason":"([^"]+)".*"msg":"upgrade failed: the old worker keeps serving"/, 20_000, from);
   t.diagnostic(`master: ${failed[1]}`);
   assert.match(failed[1]!, /exited \(1\) before it was ready/);
-  assert.ok(s.relay.stderr.slice(from).some((line) => /SyntaxError/.test(line)), 'the new worker\'s error is on stderr');
+  assert.ok(
+    s.relay.stderr.slice(from).some((line) => /SyntaxError/.test(line)),
+    "the new worker's error is on stderr",
+  );
   assert.ok(isRunning(s.relay.workerPid), 'the old worker is still running');
   await assertNewClientEchoes(t, s.echo.publicPort, 'still served by the old worker\n', 10_000);
   assert.equal(s.echo.stdout.length, 1, 'the service never had to register again');

@@ -20,15 +20,22 @@ export async function startEtcd(t: TestContext, certs?: string): Promise<Etcd> {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const [client, peer] = [await freePort(), await freePort()];
   const url = `${certs === undefined ? 'http' : 'https'}://127.0.0.1:${client}`;
-  const tls = certs === undefined ? [] : ['--cert-file', path.join(certs, 'server.pem'), '--key-file', path.join(certs, 'server-key.pem'), '--client-cert-auth', '--trusted-ca-file', path.join(certs, 'ca.pem')];
+  const tls =
+    certs === undefined ? [] : ['--cert-file', path.join(certs, 'server.pem'), '--key-file', path.join(certs, 'server-key.pem'), '--client-cert-auth', '--trusted-ca-file', path.join(certs, 'ca.pem')];
   const peerUrl = `http://127.0.0.1:${peer}`;
   const etcd = start(t, 'etcd', [
-    '--data-dir', dir,
-    '--listen-client-urls', url,
-    '--advertise-client-urls', url,
-    '--listen-peer-urls', peerUrl,
-    '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', `default=${peerUrl}`,
+    '--data-dir',
+    dir,
+    '--listen-client-urls',
+    url,
+    '--advertise-client-urls',
+    url,
+    '--listen-peer-urls',
+    peerUrl,
+    '--initial-advertise-peer-urls',
+    peerUrl,
+    '--initial-cluster',
+    `default=${peerUrl}`,
     ...tls,
   ]);
   await etcd.waitFor('stderr', /ready to serve client requests/, 15_000);

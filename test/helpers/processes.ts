@@ -35,9 +35,7 @@ export function start(t: TestContext, command: string, args: string[], env: Reco
   if (pid === undefined) throw new Error(`could not start ${command}`);
   const lines = { stdout: [] as string[], stderr: [] as string[] };
   const waiters: { stream: 'stdout' | 'stderr'; pattern: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   for (const stream of ['stdout', 'stderr'] as const) {
     createInterface({ input: child[stream]! }).on('line', (line) => {
       lines[stream].push(line);

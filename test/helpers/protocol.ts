@@ -63,11 +63,7 @@ export class Peer {
     const socket = connect({ port, host: options.host ?? '127.0.0.1', allowHalfOpen: true });
     t.after(() => socket.destroy());
     const peer = new Peer(socket, options);
-    await within(
-      Promise.race([once(socket, 'connect'), peer.closed.then(() => Promise.reject(new Error(`connection to ${port} failed`)))]),
-      5000,
-      `connecting to ${port}`,
-    );
+    await within(Promise.race([once(socket, 'connect'), peer.closed.then(() => Promise.reject(new Error(`connection to ${port} failed`)))]), 5000, `connecting to ${port}`);
     return peer;
   }
 
@@ -213,6 +209,9 @@ export async function dialData(t: TestContext, dataPort: number, first: string):
 /** Random lowercase hex of `digits` digits. */
 export function randomHex(digits: number): string {
   let text = '';
-  while (text.length < digits) text += Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, '0');
+  while (text.length < digits)
+    text += Math.floor(Math.random() * 0x100000000)
+      .toString(16)
+      .padStart(8, '0');
   return text.slice(0, digits);
 }

@@ -13,6 +13,10 @@ export function testContext(options: Partial<RelayOptions> = {}, clock = new Man
   const checked = validateRelayOptions({ ...RELAY_DEFAULTS, port: 7000, ports: { first: 7001, last: 7010 }, ...options });
   let services = 0;
   const ctx = new RelayContext(checked, silentLogger, clock, { count: () => services, listed: () => [] });
-  const refusals = (): string[] => ctx.overview.recentRefusals().map((refusal) => refusal.reason).reverse();
+  const refusals = (): string[] =>
+    ctx.overview
+      .recentRefusals()
+      .map((refusal) => refusal.reason)
+      .reverse();
   return { ctx, clock, refusals, setServices: (n: number) => (services = n) };
 }

@@ -13,12 +13,7 @@ export async function inProcessRelay(t: TestContext, options: Partial<RelayOptio
 }
 
 /** A tunnel registered with the relay; closed after the test. */
-export async function relayed(
-  t: TestContext,
-  relay: Relay,
-  target: ConnectionTarget,
-  options: Partial<RelayClientOptions> = {},
-): Promise<{ tunnel: RelayRegistration; port: number }> {
+export async function relayed(t: TestContext, relay: Relay, target: ConnectionTarget, options: Partial<RelayClientOptions> = {}): Promise<{ tunnel: RelayRegistration; port: number }> {
   const tunnel = listenViaRelay(target, { host: '127.0.0.1', port: relay.controlPort, ...options });
   t.after(() => tunnel.close());
   const address = await within(tunnel.established(), 5000, 'registration');

@@ -58,8 +58,7 @@ async function open(t: TestContext, settings: Partial<ControlSettings> = {}): Pr
   return { control, relay, reports, hello: await relay.nextLine() };
 }
 
-const ok = (extra: Partial<Registered> = {}): string =>
-  formatMessage({ kind: 'OK', host: '127.0.0.1', port: 9000, dataPort: 7001, heartbeatMs: 1000, resume: RESUME, ...extra }).trimEnd();
+const ok = (extra: Partial<Registered> = {}): string => formatMessage({ kind: 'OK', host: '127.0.0.1', port: 9000, dataPort: 7001, heartbeatMs: 1000, resume: RESUME, ...extra }).trimEnd();
 
 test('control connection: opens with HELLO, proves the secret on AUTH and answers PING', async (t) => {
   const { relay, hello } = await open(t, { secret: 's3cret' });

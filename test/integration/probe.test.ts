@@ -93,7 +93,10 @@ test('probe: a service that did not list probe is never sent PROBE, stays regist
   // A probed neighbour on the same relay shows that probes are going out meanwhile.
   await relayed(t, relay, (socket: Socket) => socket.destroy());
   await eventually(() => relay.stats.probeCount >= 3, 5000, 'the neighbour to be probed three times');
-  assert.deepEqual(old.lines.filter((line) => line.startsWith('PROBE')), []);
+  assert.deepEqual(
+    old.lines.filter((line) => line.startsWith('PROBE')),
+    [],
+  );
   assert.equal(old.ended, undefined);
   const states = [...relay.services].map((session) => session.probe.state).sort();
   assert.deepEqual(states, ['not-probed', 'ok']);
@@ -105,7 +108,10 @@ test('probe: with --probe 0 nobody is probed, even a service that lists it', asy
   const { control } = await registerRaw(t, relay.controlPort, { hello: 'HELLO 1 feat=probe' });
   // Heartbeats go out meanwhile: several intervals passed without a PROBE.
   await eventually(() => control.text().split('PING').length > 4, 5000, 'three heartbeats');
-  assert.deepEqual(control.lines.filter((line) => line.startsWith('PROBE')), []);
+  assert.deepEqual(
+    control.lines.filter((line) => line.startsWith('PROBE')),
+    [],
+  );
   assert.equal(onlyService(relay).probe.state, 'not-probed');
 });
 

@@ -22,7 +22,10 @@ test('a registered service that floods PINGs and never reads its control connect
     if (!abuser.write(flood)) {
       // Loopback TCP can sit on a closed window for seconds (zero-window probes back off):
       // a short wait here made the test flaky, with or without a relay fault.
-      const drained = await once(abuser, 'drain', { signal: AbortSignal.timeout(10_000) }).then(() => true, () => false);
+      const drained = await once(abuser, 'drain', { signal: AbortSignal.timeout(10_000) }).then(
+        () => true,
+        () => false,
+      );
       if (!drained) break;
     }
   }

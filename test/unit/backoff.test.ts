@@ -11,21 +11,49 @@ test('the reconnect delay starts at initialMs and doubles with each attempt', ()
 });
 
 test('the reconnect delay stops growing at maxMs', () => {
-  assert.equal(backoffDelay(7, NO_JITTER, () => 0.5), 10_000, '12800 is capped');
-  assert.equal(backoffDelay(8, NO_JITTER, () => 0.5), 10_000);
-  assert.equal(backoffDelay(50, NO_JITTER, () => 0.5), 10_000);
+  assert.equal(
+    backoffDelay(7, NO_JITTER, () => 0.5),
+    10_000,
+    '12800 is capped',
+  );
+  assert.equal(
+    backoffDelay(8, NO_JITTER, () => 0.5),
+    10_000,
+  );
+  assert.equal(
+    backoffDelay(50, NO_JITTER, () => 0.5),
+    10_000,
+  );
   assert.equal(backoffDelay(0, { initialMs: 5000, maxMs: 1000, jitter: 0 }), 1000, 'a first delay above the cap is capped too');
 });
 
 test('jitter spreads the delay by at most the jitter fraction either way', () => {
   // attempt 3: 800 ms before jitter
-  assert.equal(backoffDelay(3, JITTER, () => 0), 560);
-  assert.equal(backoffDelay(3, JITTER, () => 0.5), 800);
-  assert.equal(backoffDelay(3, JITTER, () => 1), 1040);
+  assert.equal(
+    backoffDelay(3, JITTER, () => 0),
+    560,
+  );
+  assert.equal(
+    backoffDelay(3, JITTER, () => 0.5),
+    800,
+  );
+  assert.equal(
+    backoffDelay(3, JITTER, () => 1),
+    1040,
+  );
   // at the cap the spread is below maxMs only: maxMs is a promise to the operator
-  assert.equal(backoffDelay(20, JITTER, () => 0), 7000);
-  assert.equal(backoffDelay(20, JITTER, () => 0.5), 10_000);
-  assert.equal(backoffDelay(20, JITTER, () => 1), 10_000);
+  assert.equal(
+    backoffDelay(20, JITTER, () => 0),
+    7000,
+  );
+  assert.equal(
+    backoffDelay(20, JITTER, () => 0.5),
+    10_000,
+  );
+  assert.equal(
+    backoffDelay(20, JITTER, () => 1),
+    10_000,
+  );
 
   for (let attempt = 0; attempt < 12; attempt++) {
     const base = Math.min(JITTER.maxMs, JITTER.initialMs * 2 ** attempt);
@@ -44,13 +72,23 @@ test('jitter actually varies the delay, so services do not reconnect in step', (
 });
 
 test('a delay is never negative, even with jitter of 1', () => {
-  assert.equal(backoffDelay(0, { initialMs: 100, maxMs: 1000, jitter: 1 }, () => 0), 0);
-  assert.equal(backoffDelay(0, { initialMs: 100, maxMs: 1000, jitter: 1 }, () => 1), 200);
+  assert.equal(
+    backoffDelay(0, { initialMs: 100, maxMs: 1000, jitter: 1 }, () => 0),
+    0,
+  );
+  assert.equal(
+    backoffDelay(0, { initialMs: 100, maxMs: 1000, jitter: 1 }, () => 1),
+    200,
+  );
 });
 
 test('a very large attempt number neither overflows nor stops being capped', () => {
   for (const attempt of [31, 100, 1000, 1_000_000, Number.MAX_SAFE_INTEGER]) {
-    assert.equal(backoffDelay(attempt, NO_JITTER, () => 0.5), 10_000, `attempt ${attempt}`);
+    assert.equal(
+      backoffDelay(attempt, NO_JITTER, () => 0.5),
+      10_000,
+      `attempt ${attempt}`,
+    );
     const jittered = backoffDelay(attempt, JITTER, () => 0.99);
     assert.ok(Number.isFinite(jittered) && jittered <= 13_000 && jittered >= 7000, `attempt ${attempt}: ${jittered}`);
   }

@@ -32,7 +32,12 @@ test('claimPort: without a fleet the pool decides alone', async () => {
 
 test('claimPort: ports another key holds fleet-wide are skipped', async () => {
   const pool = new PortPool({ first: 100, last: 105 }, new ManualClock());
-  const fleet = fleetOf(new Map([[100, 'x'], [101, 'y']]));
+  const fleet = fleetOf(
+    new Map([
+      [100, 'x'],
+      [101, 'y'],
+    ]),
+  );
   assert.deepEqual(await claimPort(pool, fleet, listen, undefined, 'a'), { ok: true, port: 102 });
 });
 

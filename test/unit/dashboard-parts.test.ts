@@ -53,7 +53,13 @@ test('overview: per-service tunnels and bytes follow opens and closes, services 
   overview.tunnelClosed(service, { client: '127.0.0.1:5', bytesFromClient: 10, bytesToClient: 20, durationMs: 3, closedBy: 'service', outcome: 'end' });
   [view] = overview.services();
   assert.equal(view!.tunnelsOpen, 0);
-  assert.deepEqual(overview.recentTunnels().map((r) => [r.service, r.publicPort, r.closedBy]), [['s1', 9001, 'service'], ['s1', 9001, 'client']]);
+  assert.deepEqual(
+    overview.recentTunnels().map((r) => [r.service, r.publicPort, r.closedBy]),
+    [
+      ['s1', 9001, 'service'],
+      ['s1', 9001, 'client'],
+    ],
+  );
 
   listed = [{ service, held: true }];
   assert.equal(overview.services()[0]!.held, true, 'away, with its port kept');
@@ -67,7 +73,13 @@ test('overview: per-service tunnels and bytes follow opens and closes, services 
 });
 
 test('status table: columns line up and text from the network cannot send escape sequences to the terminal', () => {
-  const text = table(['A', 'LONGER', 'LAST'], [['xx', 'y', 'z'], ['\u001b[31mred', 'line\nbreak', 'ok']]);
+  const text = table(
+    ['A', 'LONGER', 'LAST'],
+    [
+      ['xx', 'y', 'z'],
+      ['\u001b[31mred', 'line\nbreak', 'ok'],
+    ],
+  );
   assert.equal(text, 'A         LONGER      LAST\nxx        y           z\n?[31mred  line?break  ok');
   assert.equal(formatBytes(512), '512 B');
   assert.equal(formatBytes(1536), '1.5 KiB');

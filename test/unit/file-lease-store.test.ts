@@ -66,7 +66,16 @@ test('a reservation far in the future (a file from a clock that ran ahead) lasts
 test('a missing, empty or corrupt state file means no leases and one warning, never a throw', async (t) => {
   const { file, store, logged } = setUp(t);
   assert.deepEqual(await store.load(), []);
-  for (const text of ['', '{', '[]', '{"version":1}', '{"version":2,"leases":[]}', `{"version":1,"leases":[{"key":"${KEY_A}","port":0,"until":null}]}`, `{"version":1,"leases":[{"key":"short","port":9000,"until":null}]}`, `{"version":1,"leases":[{"key":"${KEY_A}","port":9000,"until":null},{"key":"${KEY_B}","port":9000,"until":null}]}`]) {
+  for (const text of [
+    '',
+    '{',
+    '[]',
+    '{"version":1}',
+    '{"version":2,"leases":[]}',
+    `{"version":1,"leases":[{"key":"${KEY_A}","port":0,"until":null}]}`,
+    `{"version":1,"leases":[{"key":"short","port":9000,"until":null}]}`,
+    `{"version":1,"leases":[{"key":"${KEY_A}","port":9000,"until":null},{"key":"${KEY_B}","port":9000,"until":null}]}`,
+  ]) {
     writeFileSync(file, text);
     assert.deepEqual(await store.load(), [], `read ${JSON.stringify(text)}`);
   }
@@ -86,7 +95,10 @@ test('saves made while a write is in flight share the next write, and each resol
   await first;
   await Promise.all([second, third]);
   const onDisk = JSON.parse(readFileSync(file, 'utf8')) as { leases: LeaseRecord[] };
-  assert.deepEqual(onDisk.leases.map((lease) => lease.port), [9001, 9002]);
+  assert.deepEqual(
+    onDisk.leases.map((lease) => lease.port),
+    [9001, 9002],
+  );
   assert.deepEqual(readdirSync(path.dirname(file)), ['leases.json'], 'no temporary file is left behind');
 });
 

@@ -23,19 +23,13 @@ test('every message kind survives format then parse unchanged', () => {
 
 test('messages are formatted exactly as the wire format says', () => {
   assert.equal(formatMessage({ kind: 'HELLO', version: 1 }), 'HELLO 1\n');
-  assert.equal(
-    formatMessage({ kind: 'HELLO', version: 1, host: 'a.example', port: 80, resume: TOKEN, warm: 2 }),
-    `HELLO 1 host=a.example port=80 resume=${TOKEN} warm=2\n`,
-  );
+  assert.equal(formatMessage({ kind: 'HELLO', version: 1, host: 'a.example', port: 80, resume: TOKEN, warm: 2 }), `HELLO 1 host=a.example port=80 resume=${TOKEN} warm=2\n`);
   assert.equal(
     formatMessage({ kind: 'OK', host: '::1', port: 9000, dataPort: 7001, heartbeatMs: 5000, resume: TOKEN, warmToken: TOKEN2 }),
     `OK [::1]:9000 data=7001 heartbeat=5000 resume=${TOKEN} warm=${TOKEN2}\n`,
   );
   assert.equal(formatMessage({ kind: 'CONNECT', token: TOKEN, clientAddress: '10.1.2.3', clientPort: 4567 }), `CONNECT ${TOKEN} 10.1.2.3 4567\n`);
-  assert.equal(
-    formatMessage({ kind: 'CLIENT', clientAddress: '10.1.2.3', clientPort: 4567, serverAddress: '10.9.9.9', serverPort: 40000 }),
-    'CLIENT 10.1.2.3 4567 10.9.9.9 40000\n',
-  );
+  assert.equal(formatMessage({ kind: 'CLIENT', clientAddress: '10.1.2.3', clientPort: 4567, serverAddress: '10.9.9.9', serverPort: 40000 }), 'CLIENT 10.1.2.3 4567 10.9.9.9 40000\n');
   assert.equal(formatMessage({ kind: 'ERR', code: 'bad-token', text: 'unknown token' }), 'ERR bad-token unknown token\n');
   assert.equal(formatMessage({ kind: 'PING' }), 'PING\n');
 });
@@ -211,20 +205,9 @@ test('a malformed line with CRLF is refused for the same reason as with LF', () 
 });
 
 test('an HTTP request line is refused and flagged spokeHttp, so the relay can answer in HTTP', () => {
-  for (const line of [
-    'GET / HTTP/1.1',
-    'GET /index.html HTTP/1.0\r',
-    'POST /api?x=1 HTTP/1.1',
-    'CONNECT relay.example:443 HTTP/1.1',
-    'OPTIONS * HTTP/1.1',
-    'PRI * HTTP/2.0',
-  ]) {
+  for (const line of ['GET / HTTP/1.1', 'GET /index.html HTTP/1.0\r', 'POST /api?x=1 HTTP/1.1', 'CONNECT relay.example:443 HTTP/1.1', 'OPTIONS * HTTP/1.1', 'PRI * HTTP/2.0']) {
     const result = parseLine(line);
-    assert.deepEqual(
-      result.ok ? result : { ok: result.ok, code: result.code, spokeHttp: result.spokeHttp },
-      { ok: false, code: 'bad-line', spokeHttp: true },
-      JSON.stringify(line),
-    );
+    assert.deepEqual(result.ok ? result : { ok: result.ok, code: result.code, spokeHttp: result.spokeHttp }, { ok: false, code: 'bad-line', spokeHttp: true }, JSON.stringify(line));
   }
 });
 

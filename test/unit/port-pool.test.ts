@@ -230,7 +230,10 @@ test('concurrent acquires never get the same port, however listen() interleaves'
     const got = await Promise.all(Array.from({ length: callers }, () => pool.acquire(tryListen, wanted())));
     const ports = got.filter((port): port is number => port !== undefined);
     assert.equal(new Set(ports).size, ports.length, `round ${round}: duplicates in ${got.join(',')}`);
-    assert.ok(ports.every((port) => !busy.has(port)), `round ${round}: a busy port was handed out`);
+    assert.ok(
+      ports.every((port) => !busy.has(port)),
+      `round ${round}: a busy port was handed out`,
+    );
     const free = size - busy.size;
     assert.equal(ports.length, Math.min(callers, free), `round ${round}: every caller served while ports were free`);
   }
@@ -277,7 +280,14 @@ test("a full tenant range evicts only that tenant's oldest reservation, never an
   clock.advance(10);
   assert.equal(await pool.acquire(tryListen, undefined, OTHER_KEY, bob), 5001);
   pool.release(5001, OTHER_KEY, GRACE_MS);
-  assert.deepEqual(pool.snapshot().map((r) => r.tenant).sort(), ['alice', 'bob'], 'reservations remember their tenant');
+  assert.deepEqual(
+    pool
+      .snapshot()
+      .map((r) => r.tenant)
+      .sort(),
+    ['alice', 'bob'],
+    'reservations remember their tenant',
+  );
   assert.equal(pool.reservationsOf('alice'), 1);
   assert.equal(await pool.acquire(tryListen, undefined, '2'.repeat(32), bob), 5001, "bob's newcomer ends bob's own reservation");
   assert.deepEqual(ended, [[5001, 'evicted']]);
@@ -287,7 +297,7 @@ test("a full tenant range evicts only that tenant's oldest reservation, never an
   assert.deepEqual(ended.at(-1), [5000, 'revoked']);
 });
 
-test('a key whose reserved port is no longer among its tenant\'s ports gets one that is, and the old reservation ends', async () => {
+test("a key whose reserved port is no longer among its tenant's ports gets one that is, and the old reservation ends", async () => {
   const ended: [number, string][] = [];
   const pool = new PortPool(RANGE, fakeClock().clock, (port, _key, why) => ended.push([port, why]));
   const { tryListen } = fakeListen();

@@ -5,14 +5,8 @@ import { ipv6Bytes, proxyHeaderV1, proxyHeaderV2 } from '../../src/protocol/prox
 const SIGNATURE = '0d0a0d0a000d0a515549540a';
 
 test('PROXY v1: TCP4 and TCP6 lines exactly as the specification lays them out', () => {
-  assert.equal(
-    proxyHeaderV1({ clientAddress: '203.0.113.7', clientPort: 51234, serverAddress: '198.51.100.1', serverPort: 8081 }).toString(),
-    'PROXY TCP4 203.0.113.7 198.51.100.1 51234 8081\r\n',
-  );
-  assert.equal(
-    proxyHeaderV1({ clientAddress: '2001:db8::7', clientPort: 1, serverAddress: '::1', serverPort: 65535 }).toString(),
-    'PROXY TCP6 2001:db8::7 ::1 1 65535\r\n',
-  );
+  assert.equal(proxyHeaderV1({ clientAddress: '203.0.113.7', clientPort: 51234, serverAddress: '198.51.100.1', serverPort: 8081 }).toString(), 'PROXY TCP4 203.0.113.7 198.51.100.1 51234 8081\r\n');
+  assert.equal(proxyHeaderV1({ clientAddress: '2001:db8::7', clientPort: 1, serverAddress: '::1', serverPort: 65535 }).toString(), 'PROXY TCP6 2001:db8::7 ::1 1 65535\r\n');
 });
 
 test('PROXY v1: mixed address families become UNKNOWN rather than a wrong header', () => {

@@ -86,7 +86,10 @@ test('closing the door (grace over, or the service left) stops listening and res
   for (const client of clients) server.emit('connection', client);
   door.close('service left');
   assert.equal(server.closed, true);
-  assert.deepEqual(clients.map((client) => client.ended), ['reset', 'reset']);
+  assert.deepEqual(
+    clients.map((client) => client.ended),
+    ['reset', 'reset'],
+  );
   assert.deepEqual(refusals(), ['hold-timeout', 'hold-timeout']);
   assert.equal(stats.clientsHeld, 0);
   assert.equal(clock.pendingTimers, 0, 'no hold timer left behind');
@@ -97,8 +100,14 @@ test('a door that stops accepting for a successor gives up its held clients unto
   const clients = ['a', 'b'].map(fakeClient);
   for (const client of clients) server.emit('connection', client);
   const handedOver = door.stopAccepting();
-  assert.deepEqual(handedOver.map((client) => (client as unknown as { name: string }).name), ['a', 'b']);
-  assert.deepEqual(clients.map((client) => client.ended), [undefined, undefined]);
+  assert.deepEqual(
+    handedOver.map((client) => (client as unknown as { name: string }).name),
+    ['a', 'b'],
+  );
+  assert.deepEqual(
+    clients.map((client) => client.ended),
+    [undefined, undefined],
+  );
   assert.equal(clock.pendingTimers, 0);
 });
 

@@ -26,7 +26,10 @@ const proofFor = (secret: string): { nonce: string; mac: string } => {
 };
 
 test('a proof is granted only for the tenant it names, with any of its secrets', (t) => {
-  const { file } = tenantsFile(t, [{ name: 'alice', secrets: ['a1', 'a2'] }, { name: 'bob', secrets: ['b'] }]);
+  const { file } = tenantsFile(t, [
+    { name: 'alice', secrets: ['a1', 'a2'] },
+    { name: 'bob', secrets: ['b'] },
+  ]);
   const tenancy = new Tenancy(file, RANGE, silentLogger);
   for (const secret of ['a1', 'a2']) {
     const { nonce, mac } = proofFor(secret);
@@ -39,7 +42,10 @@ test('a proof is granted only for the tenant it names, with any of its secrets',
 });
 
 test('a reload revokes removed tenants and removed secrets; a file that does not load keeps the old tenants', (t) => {
-  const { file, write } = tenantsFile(t, [{ name: 'alice', secrets: ['old'] }, { name: 'bob', secrets: ['b'] }]);
+  const { file, write } = tenantsFile(t, [
+    { name: 'alice', secrets: ['old'] },
+    { name: 'bob', secrets: ['b'] },
+  ]);
   const tenancy = new Tenancy(file, RANGE, silentLogger);
   const grant = (tenant: string, secret: string): object => {
     const { nonce, mac } = proofFor(secret);
@@ -49,7 +55,10 @@ test('a reload revokes removed tenants and removed secrets; a file that does not
   };
   const aliceOld = grant('alice', 'old');
   const bob = grant('bob', 'b');
-  write([{ name: 'alice', secrets: ['old', 'new'] }, { name: 'bob', secrets: ['b'] }]);
+  write([
+    { name: 'alice', secrets: ['old', 'new'] },
+    { name: 'bob', secrets: ['b'] },
+  ]);
   assert.deepEqual(tenancy.reload(), []);
   const aliceNew = grant('alice', 'new');
   assert.equal(tenancy.revoked(aliceOld), false, 'adding a secret revokes nothing');
@@ -64,8 +73,11 @@ test('a reload revokes removed tenants and removed secrets; a file that does not
   assert.equal(tenancy.revoked({}), false, 'an owner without a grant is not a tenant');
 });
 
-test("a tenant at maxServices makes room only by ending its own oldest reservation", async (t) => {
-  const { file } = tenantsFile(t, [{ name: 'alice', secrets: ['a'], maxServices: 2 }, { name: 'bob', secrets: ['b'] }]);
+test('a tenant at maxServices makes room only by ending its own oldest reservation', async (t) => {
+  const { file } = tenantsFile(t, [
+    { name: 'alice', secrets: ['a'], maxServices: 2 },
+    { name: 'bob', secrets: ['b'] },
+  ]);
   const tenancy = new Tenancy(file, RANGE, silentLogger);
   const clock = new ManualClock();
   const pool = new PortPool(RANGE, clock);

@@ -5,7 +5,10 @@ import { parseTenants } from '../../src/access/tenants-file.js';
 const RANGE = { first: 20000, last: 20999 };
 const file = (tenants: unknown[]): string => JSON.stringify({ tenants });
 const refused = (text: string, message: RegExp): void => {
-  assert.throws(() => parseTenants(text, RANGE), (err: Error) => err.name === 'UsageError' && message.test(err.message) && !err.message.includes('\n'));
+  assert.throws(
+    () => parseTenants(text, RANGE),
+    (err: Error) => err.name === 'UsageError' && message.test(err.message) && !err.message.includes('\n'),
+  );
 };
 
 test('tenants file: names, secrets, ranges, lists and limits are read', () => {
@@ -24,7 +27,10 @@ test('tenants file: names, secrets, ranges, lists and limits are read', () => {
     ports: [{ first: 20000, last: 20099 }],
     limits: { maxServices: 5, maxClients: 2000, maxClientsPerIp: 50 },
   });
-  assert.deepEqual(tenants[1]?.ports, [{ first: 20100, last: 20100 }, { first: 20105, last: 20110 }]);
+  assert.deepEqual(tenants[1]?.ports, [
+    { first: 20100, last: 20100 },
+    { first: 20105, last: 20110 },
+  ]);
   assert.deepEqual(tenants[2]?.ports, [{ first: 20200, last: 20200 }]);
   assert.deepEqual(tenants[3]?.ports, [RANGE], 'no ports: the relay range');
   assert.deepEqual(tenants[3]?.limits, {});
@@ -41,7 +47,13 @@ test('tenants file: every mistake is one line naming it', () => {
   refused(file([{ name: 'al ice', secrets: ['s'] }]), /tenant #1: "name" must be 1-64/);
   refused(file([{ name: 'x'.repeat(65), secrets: ['s'] }]), /"name" must be 1-64/);
   refused(file([{ name: 'alice', secrets: ['s'], maxServicez: 1 }]), /tenant "alice": unknown key "maxServicez"/);
-  refused(file([{ name: 'alice', secrets: ['s'] }, { name: 'alice', secrets: ['t'] }]), /tenant "alice" is listed twice/);
+  refused(
+    file([
+      { name: 'alice', secrets: ['s'] },
+      { name: 'alice', secrets: ['t'] },
+    ]),
+    /tenant "alice" is listed twice/,
+  );
   refused(file([{ name: 'alice', secrets: [] }]), /"secrets" must be a list of 1 to 16/);
   refused(file([{ name: 'alice', secret: 's' }]), /unknown key "secret"/);
   refused(file([{ name: 'alice', secrets: [''] }]), /secret #1 must be a non-empty string/);
@@ -56,6 +68,9 @@ test('tenants file: every mistake is one line naming it', () => {
 test('tenants file: a refusal never quotes a secret', () => {
   const secret = 'hunter2-very-secret';
   for (const text of [`{"tenants":[{"name":"a","secrets":["${secret}"] x}]}`, `{"tenants":[{"name":"a","secrets":["${secret}", 7]}]}`]) {
-    assert.throws(() => parseTenants(text, RANGE), (err: Error) => !err.message.includes(secret));
+    assert.throws(
+      () => parseTenants(text, RANGE),
+      (err: Error) => !err.message.includes(secret),
+    );
   }
 });

@@ -75,12 +75,18 @@ test('a client added by an expiry callback gets its full timeout, and no second 
   );
   dialbacks.addClient(owner('a'), client('a'));
   clock.advance(TIMEOUT_MS);
-  assert.deepEqual(expired.map((e) => e.owner.name), ['a']);
+  assert.deepEqual(
+    expired.map((e) => e.owner.name),
+    ['a'],
+  );
   assert.equal(clock.pendingTimers, 1);
   clock.advance(TIMEOUT_MS - 1);
   assert.equal(expired.length, 1);
   clock.advance(1);
-  assert.deepEqual(expired.map((e) => e.owner.name), ['a', 'again']);
+  assert.deepEqual(
+    expired.map((e) => e.owner.name),
+    ['a', 'again'],
+  );
   assert.equal(clock.pendingTimers, 0);
 });
 
@@ -99,7 +105,7 @@ test('probes share the table and the timer: a probe token is never a client, and
   const waiting = dialbacks.addClient(owner('a'), client('a'));
   const probe = dialbacks.addProbe((outcome) => outcomes.push(outcome));
   assert.equal(clock.pendingTimers, 1);
-  assert.equal(dialbacks.clientsOf(owner('a')), 1, 'a probe is nobody\'s waiting client');
+  assert.equal(dialbacks.clientsOf(owner('a')), 1, "a probe is nobody's waiting client");
   assert.equal(dialbacks.take(probe.token)?.kind, 'probe');
   const late = dialbacks.addProbe((outcome) => outcomes.push(outcome));
   clock.advance(TIMEOUT_MS);
@@ -109,7 +115,7 @@ test('probes share the table and the timer: a probe token is never a client, and
   assert.equal(dialbacks.take(waiting.token), undefined);
 });
 
-test("a departing owner takes exactly its own waiting clients, oldest first", () => {
+test('a departing owner takes exactly its own waiting clients, oldest first', () => {
   const { dialbacks } = registry();
   const first = dialbacks.addClient(owner('x'), client('x1'));
   dialbacks.addClient(owner('y'), client('y1'));

@@ -53,7 +53,11 @@ test('prewarm auto: after the clients stop, the pool shrinks back to the floor w
     sizes.push(sizer.target());
     clock.advance(10_000);
   }
-  assert.deepEqual(sizes, [...sizes].sort((a, b) => b - a), `not shrinking: ${sizes.join(',')}`);
+  assert.deepEqual(
+    sizes,
+    [...sizes].sort((a, b) => b - a),
+    `not shrinking: ${sizes.join(',')}`,
+  );
   assert.equal(sizes[0], 50);
   assert.equal(sizer.target(), AUTO_FLOOR);
 });
