@@ -189,3 +189,25 @@ export async function eventually(check: () => boolean | Promise<boolean>, ms: nu
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/**
+ * Both ends of one TCP connection on 127.0.0.1: `near` as a relay's listener hands it
+ * over (paused, half-open allowed), `far` the peer's end. Both, and the listener, are
+ * closed by the test's cleanup.
+ */
+export async function socketPair(t: TestContext): Promise<{ near: Socket; far: Socket }> {
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  t.after(() => server.close());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening', { signal: deadline(5000) });
+  const accepted = once(server, 'connection', { signal: deadline(5000) });
+  const far = connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  // Resets are what several tests expect; howItEnds() and Peer observe them.
+  far.on('error', () => {});
+  t.after(() => far.destroy());
+  const [[near]] = (await Promise.all([accepted, once(far, 'connect', { signal: deadline(5000) })])) as [[Socket], unknown];
+  near.on('error', () => {});
+  t.after(() => near.destroy());
+  server.close();
+  return { near, far };
+}
