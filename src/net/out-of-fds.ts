@@ -1,5 +1,6 @@
+import cluster from 'node:cluster';
 import { closeSync, openSync } from 'node:fs';
-import type { ListenOptions, Server } from 'node:net';
+import { createServer, type ListenOptions, type Server } from 'node:net';
 
 /** A public listen that has not completed in this long is taken as lost for want of a descriptor. */
 const LISTEN_TIMEOUT_MS = 5_000;
@@ -35,10 +36,44 @@ export function descriptorFree(): boolean {
   }
 }
 
-/** Listens: 'listening', or 'taken' when another program holds the port, or 'fds' when no descriptor is left. */
-export async function listenOrFail(server: Server, options: ListenOptions): Promise<'listening' | 'taken' | 'fds'> {
+/**
+ * Listens: 'listening', or 'taken' when another program holds the port, or 'fds' when no
+ * descriptor is left. With `lookFirst`, a cluster worker first tries the port on a
+ * listener of its own (see portFree); leave it off for a port the master may already
+ * hold for another worker (a predecessor's lease): only the master's socket can have it.
+ */
+export async function listenOrFail(server: Server, options: ListenOptions, lookFirst = false): Promise<'listening' | 'taken' | 'fds'> {
   if (!descriptorFree()) return 'fds';
-  const failure = await new Promise<Error | undefined>((resolve) => {
+  if (lookFirst && cluster.isWorker) {
+    const free = await portFree(options);
+    if (free !== 'free') return free;
+  }
+  const failure = await listened(server, options);
+  if (failure === undefined) return 'listening';
+  server.close();
+  return isOutOfFds(failure) ? 'fds' : 'taken';
+}
+
+/**
+ * Whether a port can be listened on, tried with an exclusive listener of this process,
+ * closed at once. A cluster worker's listen() is bound by the master, and Linux (libuv)
+ * reports a port that is taken only at listen(), in the worker: Node 20's worker then
+ * emits EADDRINUSE but drops the master's socket without closing it, and the master
+ * keeps its copy (lib/internal/cluster: it hears of a close only from the handle the
+ * worker dropped). One socket leaks in each process per try, until the worker exits.
+ * An exclusive listen binds here, and a failed one is closed as any other.
+ */
+async function portFree(options: ListenOptions): Promise<'free' | 'taken' | 'fds'> {
+  const probe = createServer();
+  const failure = await listened(probe, { ...options, exclusive: true });
+  if (failure !== undefined) return isOutOfFds(failure) ? 'fds' : 'taken';
+  await new Promise((resolve) => probe.close(resolve));
+  return 'free';
+}
+
+/** Starts listening: undefined once it does, else the error (a listen that never completes counts as EMFILE). */
+function listened(server: Server, options: ListenOptions): Promise<Error | undefined> {
+  return new Promise<Error | undefined>((resolve) => {
     const timer = setTimeout(() => resolve(Object.assign(new Error(`listen did not complete in ${LISTEN_TIMEOUT_MS} ms`), { code: 'EMFILE' })), LISTEN_TIMEOUT_MS);
     server.once('error', (err) => {
       clearTimeout(timer);
@@ -50,7 +85,4 @@ export async function listenOrFail(server: Server, options: ListenOptions): Prom
     });
     server.listen(options);
   });
-  if (failure === undefined) return 'listening';
-  server.close();
-  return isOutOfFds(failure) ? 'fds' : 'taken';
 }

@@ -50,9 +50,14 @@ export async function listenForServices(ctx: RelayContext, port: number, accepte
 /** A public port listening, or why not: another program holds it, or no file descriptor is left. */
 export type PublicListen = { ok: true; server: Server } | { ok: false; why: 'taken' | 'fds' };
 
-export async function listenPublic(ctx: RelayContext, port: number): Promise<PublicListen> {
+/**
+ * Listens on a public port. `lookFirst` (listenOrFail's): find another program's hold on
+ * the port without a socket through the master; off for a port the master may still
+ * hold for this worker or a predecessor.
+ */
+export async function listenPublic(ctx: RelayContext, port: number, lookFirst: boolean): Promise<PublicListen> {
   const server = createServer(SERVER_OPTIONS);
-  const outcome = await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) });
+  const outcome = await listenOrFail(server, { port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) }, lookFirst);
   if (outcome !== 'listening') return { ok: false, why: outcome };
   setOnListener(server);
   keepAcceptingAfterErrors(ctx, server, port);

@@ -35,6 +35,12 @@ export class PublicPorts {
   readonly #tenancy: Tenancy | undefined;
   readonly #pool: PortPool;
   readonly #doors = new Map<number, PublicDoor>();
+  /**
+   * Ports whose door closed here, not listened on since. The master closes its socket for
+   * one only once it reads the close, so a look before the next listen could find our
+   * own socket: that listen goes to the master, which reads the close first.
+   */
+  readonly #closedHere = new Set<number>();
   /** The service of each door whose service is away (within its grace), by port: the dashboard still lists it. */
   readonly #away = new Map<number, WatchedService>();
 
@@ -132,15 +138,18 @@ export class PublicPorts {
       // A lease of a tenant no longer in the file is not kept for anyone.
       const gone = record.tenant !== undefined && this.#tenancy?.has(record.tenant) === false;
       if (until <= now || gone || this.#doors.has(record.port) || !this.#pool.reserve(record.port, record.key, until, record.tenant)) continue;
-      const listening = await listenPublic(this.#ctx, record.port);
+      // Not looked at first: a predecessor may be listening on it through the master's socket.
+      const listening = await listenPublic(this.#ctx, record.port, false);
       if (!listening.ok) {
         if (listening.why === 'fds') this.#ctx.refusals.count('fds', { publicPort: record.port }, 'out of file descriptors: a leased public port could not be opened');
         else this.#ctx.log.warn({ publicPort: record.port }, 'a leased public port is held by another program; its service will get another port');
         continue;
       }
       // The lease may have ended while we waited for listen().
-      if (!this.#pool.isReserved(record.port)) listening.server.close();
-      else this.#addDoor(record.port, listening.server);
+      if (!this.#pool.isReserved(record.port)) {
+        listening.server.close();
+        this.#closedHere.add(record.port);
+      } else this.#addDoor(record.port, listening.server);
     }
     await this.persist();
   }
@@ -179,7 +188,7 @@ export class PublicPorts {
   /** The door of a port the pool says we may have: ours already (reserved for this key), or a new listener. */
   async #openDoor(port: number): Promise<boolean> {
     if (this.#doors.has(port)) return true;
-    const listening = await listenPublic(this.#ctx, port);
+    const listening = await listenPublic(this.#ctx, port, !this.#closedHere.delete(port));
     if (!listening.ok && listening.why === 'fds') throw new OutOfFdsError();
     if (!listening.ok) return false;
     this.#addDoor(port, listening.server);
@@ -198,6 +207,6 @@ export class PublicPorts {
 
   #closeDoor(port: number, reason: string): void {
     this.#doors.get(port)?.close(reason);
-    this.#doors.delete(port);
+    if (this.#doors.delete(port)) this.#closedHere.add(port);
   }
 }
