@@ -81,13 +81,15 @@ export class PublicPorts {
 
   /** The key's service left for good: the port is free and its door closes. */
   left(port: number): void {
-    this.#pool.release(port);
-    this.#closeDoor(port, 'its service left for good');
-    void this.persist();
+    this.#free(port, 'its service left for good');
   }
 
-  /** The key's service went away: its port stays reserved for the grace, shown as away. */
+  /**
+   * The key's service went away: its port stays reserved for the grace, shown as away.
+   * With no grace (--resume-grace 0) nothing is kept: the door closes as if it had left.
+   */
   away(port: number, key: string, service: WatchedService): void {
+    if (this.#ctx.options.resumeGraceMs === 0) return this.#free(port, 'its service went away and --resume-grace is 0');
     this.#away.set(port, service);
     this.#pool.release(port, key, this.#ctx.options.resumeGraceMs);
     void this.persist();
@@ -172,6 +174,12 @@ export class PublicPorts {
     for (const [port, door] of this.#doors) for (const client of door.stopAccepting()) held.push({ port, client });
     this.#doors.clear();
     return held;
+  }
+
+  #free(port: number, reason: string): void {
+    this.#pool.release(port);
+    this.#closeDoor(port, reason);
+    void this.persist();
   }
 
   /** A reservation ended before its key came back: its door closes. */

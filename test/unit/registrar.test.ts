@@ -7,6 +7,7 @@ import { parseServiceLine } from '../../src/protocol/parse.js';
 import { Registrar } from '../../src/relay/registrar.js';
 import { dial, freeBlock, socketPair } from '../helpers/net.js';
 import { nextConnect, parseOk, Peer } from '../helpers/protocol.js';
+import { refusedWithin } from '../helpers/observe.js';
 import { testContext } from '../helpers/relay-context.js';
 
 /** The data port the registrar's OK lines name (the relay would set it once listening). */
@@ -142,6 +143,15 @@ test('a service that went away keeps its port for its key for --resume-grace; th
   assert.notEqual((await register(`HELLO 1 port=${first.port}`)).port, first.port, 'still within the grace');
   clock.advance(1);
   assert.equal((await register(`HELLO 1 port=${first.port}`)).port, first.port, 'the grace is over');
+});
+
+test('with --resume-grace 0 a service that went away keeps nothing: its door closes and its port is free', async (t) => {
+  const { register, registrar } = await startRegistrar(t, { resumeGraceMs: 0 });
+  const first = await register(`HELLO 1 resume=${newToken()}`);
+  await goAway(first.service);
+  await refusedWithin(first.port, 2000);
+  assert.equal([...registrar.listed()].length, 0, 'not listed as away');
+  assert.equal((await register(`HELLO 1 port=${first.port}`)).port, first.port, 'another key may have it at once');
 });
 
 test('a service that sends LEAVE frees its port at once', async (t) => {
