@@ -59,6 +59,8 @@ async function startMetrics(relay: Relay, where: MetricsListen): Promise<Server>
   try {
     const server = await serveMonitor(relay, where.host, where.port, {
       ...(where.auth === undefined ? {} : { auth: where.auth }),
+      ...(where.hosts === undefined ? {} : { hosts: where.hosts }),
+      log: relay.log,
       onError: (err) => relay.refused('metrics', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'metrics listener error'),
     });
     const base = `http://${joinHostPort(where.host, boundPort(server))}`;
