@@ -8,6 +8,7 @@ import { joinHostPort } from '../protocol/addresses.js';
 import { apiRoutes } from './api.js';
 import { authorized, type BasicCredentials } from './basic-auth.js';
 import { limitConnections, SERVER_OPTIONS } from './connection-limits.js';
+import type { FleetView } from './fleet-view.js';
 import { renderMetrics } from './metrics.js';
 import type { Overview } from './overview.js';
 import { isLoopback, ServedHosts } from './served-hosts.js';
@@ -73,6 +74,13 @@ interface MonitorOptions {
   log?: Logger;
 }
 
+/** What the listener shows: the relay's counters and record, and a fleet node's view of its fleet. */
+export interface MonitorSource {
+  stats: RelayStats;
+  overview: Overview;
+  fleet?: () => FleetView;
+}
+
 /** The one warning for a listener reachable beyond this machine without a password; undefined when none is due. */
 export function exposureWarning(host: string, auth: boolean): string | undefined {
   if (auth || isLoopback(host.toLowerCase())) return undefined;
@@ -96,9 +104,9 @@ function refusedHostLog(log: Logger | undefined): (host: string) => void {
  * The relay's HTTP listener for people and scrapers: the dashboard at /, its JSON under
  * /api/, Prometheus /metrics and /healthz; everything else is 404.
  */
-export async function serveMonitor(source: { stats: RelayStats; overview: Overview }, host: string, port: number, options: MonitorOptions = {}): Promise<Server> {
+export async function serveMonitor(source: MonitorSource, host: string, port: number, options: MonitorOptions = {}): Promise<Server> {
   const assets = loadAssets();
-  const api = apiRoutes(source.stats, source.overview);
+  const api = apiRoutes(source.stats, source.overview, source.fleet);
   const served = new ServedHosts(host, options.hosts);
   const refusedHost = refusedHostLog(options.log);
   const respond = (req: IncomingMessage, res: ServerResponse): void => {

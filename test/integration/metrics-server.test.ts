@@ -6,7 +6,9 @@ import { hostname } from 'node:os';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
+import type { OverviewSnapshot } from '../../src/monitor/api.js';
 import { CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, MAX_CONNECTIONS_PER_ADDRESS } from '../../src/monitor/connection-limits.js';
+import type { FleetView } from '../../src/monitor/fleet-view.js';
 import { boundPort, exposureWarning, serveMonitor } from '../../src/monitor/http.js';
 import { Overview } from '../../src/monitor/overview.js';
 import { RelayStats } from '../../src/monitor/stats.js';
@@ -27,9 +29,9 @@ test('metrics listener: an error after it is up (a failed accept) is reported, n
 });
 
 /** A listener on 127.0.0.1 with fresh counters, closed after the test. */
-async function monitor(t: TestContext, options: Parameters<typeof serveMonitor>[3] = {}) {
+async function monitor(t: TestContext, options: Parameters<typeof serveMonitor>[3] = {}, fleet?: () => FleetView) {
   const stats = new RelayStats();
-  const server = await serveMonitor({ stats, overview: new Overview(stats.bytes, () => []) }, '127.0.0.1', 0, options);
+  const server = await serveMonitor({ stats, overview: new Overview(stats.bytes, () => []), ...(fleet === undefined ? {} : { fleet }) }, '127.0.0.1', 0, options);
   t.after(() => server.close());
   return { server, port: boundPort(server) };
 }
@@ -107,4 +109,12 @@ test('metrics listener: a bind beyond this machine without --metrics-auth gets o
   for (const host of ['0.0.0.0', '::', '192.0.2.1', '2001:db8::1', 'relay.example.com']) assert.match(exposureWarning(host, false) ?? '', /without --metrics-auth/, host);
   for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost', '::ffff:127.0.0.1']) assert.equal(exposureWarning(host, false), undefined, host);
   assert.equal(exposureWarning('0.0.0.0', true), undefined);
+});
+
+test('metrics listener: /api/overview has fleet null on a single relay, and the fleet view when a fleet node gives one', async (t) => {
+  const single = await monitor(t);
+  assert.equal(((await (await fetch(`http://127.0.0.1:${single.port}/api/overview`)).json()) as OverviewSnapshot).fleet, null);
+  const view: FleetView = { node: 'n1', address: '127.0.0.1:7000', peers: ['127.0.0.2:7000'], etcd: { reachable: false, lastError: 'Error: connect ECONNREFUSED', lastErrorAt: 1 } };
+  const node = await monitor(t, {}, () => view);
+  assert.deepEqual(((await (await fetch(`http://127.0.0.1:${node.port}/api/overview`)).json()) as OverviewSnapshot).fleet, view);
 });
