@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -7,7 +8,7 @@ import { checkCombinations, flagValue, RELAY_RULES } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { FleetPlan } from '../fleet/fleet.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
-import { splitHostPort } from '../protocol/addresses.js';
+import { isHost, splitHostPort } from '../protocol/addresses.js';
 import { metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 import { planFleet, type FleetArgs } from './fleet-flags.js';
 
@@ -41,6 +42,7 @@ export const parser = withLogOptions(
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
     .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
     .option('metrics-auth', { type: 'string', describe: 'USER:PASS: HTTP basic auth for the whole --metrics listener (also RELAY_METRICS_AUTH)' })
+    .option('metrics-host', { type: 'string', describe: 'NAME[,NAME...]: host names the --metrics listener answers to besides its own address and names (others get 421)' })
     .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
     .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: `Open public clients per service (default ${DERIVED_LIMITS.basis})` })
     .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: `Clients waiting for a dial-back, per service (default ${DERIVED_LIMITS.basis})` })
@@ -92,6 +94,8 @@ export interface MetricsListen {
   host: string;
   port: number;
   auth?: BasicCredentials;
+  /** --metrics-host: more names in the Host header that are answered. */
+  hosts?: string[];
 }
 
 type Args = Awaited<ReturnType<typeof parser.parseAsync>>;
@@ -120,7 +124,20 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
     if (metrics === undefined) throw new UsageError('--metrics-auth needs --metrics');
     metrics.auth = metricsAuthArg(args.metricsAuth);
   }
+  if (args.metricsHost !== undefined) {
+    if (metrics === undefined) throw new UsageError('--metrics-host needs --metrics');
+    metrics.hosts = metricsHostsArg(args.metricsHost);
+  }
   return { options, tenants, metrics, fleet };
+}
+
+/** `--metrics-host NAME[,NAME...]`: names or addresses, without a port (the port does not matter). */
+function metricsHostsArg(text: string): string[] {
+  return text.split(',').map((name) => {
+    const bare = name.trim().replace(/^\[(.*)\]$/, '$1');
+    if (!isHost(bare) || (bare.includes(':') && isIP(bare) !== 6)) throw new UsageError(`--metrics-host must be NAME[,NAME...] (host names or addresses, no port), got "${name}"`);
+    return bare.toLowerCase();
+  });
 }
 
 function relayOptions(args: Args): RelayOptions {

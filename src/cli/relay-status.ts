@@ -37,6 +37,9 @@ async function fetchOverview(url: string, authorization: string | undefined): Pr
   if (response.status === 401) {
     return unreachable(`${url} needs credentials: ${authorization === undefined ? 'give' : 'check'} --metrics-auth USER:PASS (or RELAY_METRICS_AUTH)`);
   }
+  if (response.status === 421) {
+    return unreachable(`${url} does not answer to the name ${new URL(url).hostname}: give the relay --metrics-host ${new URL(url).hostname}, or use its address`);
+  }
   if (!response.ok) return unreachable(`${url} answered HTTP ${response.status}`);
   try {
     const snapshot = (await response.json()) as OverviewSnapshot;

@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { DERIVED_LIMITS } from '../config/defaults.js';
+import type { FleetView } from '../monitor/fleet-view.js';
 import { boundPort, serveMonitor } from '../monitor/http.js';
 import { joinHostPort } from '../protocol/addresses.js';
 import { Relay, upgradeSide } from '../relay/relay.js';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
     process.stderr.write(`relay: port ${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''} ${why}\n`);
     process.exit(1);
   }
-  const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics);
+  const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics, store === undefined ? undefined : () => store.view());
   master.serve(upgradeSide(relay), metricsServer, go.predecessor);
 }
 
@@ -55,10 +56,12 @@ function fleetRefused(message: string): never {
   process.exit(2);
 }
 
-async function startMetrics(relay: Relay, where: MetricsListen): Promise<Server> {
+async function startMetrics(relay: Relay, where: MetricsListen, fleet: (() => FleetView) | undefined): Promise<Server> {
   try {
-    const server = await serveMonitor(relay, where.host, where.port, {
+    const server = await serveMonitor({ stats: relay.stats, overview: relay.overview, ...(fleet === undefined ? {} : { fleet }) }, where.host, where.port, {
       ...(where.auth === undefined ? {} : { auth: where.auth }),
+      ...(where.hosts === undefined ? {} : { hosts: where.hosts }),
+      log: relay.log,
       onError: (err) => relay.refused('metrics', { err: (err as NodeJS.ErrnoException).code ?? err.message }, 'metrics listener error'),
     });
     const base = `http://${joinHostPort(where.host, boundPort(server))}`;

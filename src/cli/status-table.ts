@@ -1,4 +1,5 @@
 import type { OverviewSnapshot } from '../monitor/api.js';
+import type { FleetView } from '../monitor/fleet-view.js';
 import type { ProbeView } from '../monitor/overview.js';
 
 /** Rows of each recent list shown in a terminal; the API keeps more. */
@@ -39,7 +40,15 @@ export function table(headers: string[], rows: string[][]): string {
   return cells.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
-function relaySummary({ relay }: OverviewSnapshot): string {
+/** A fleet node's line: the node, its peers, and whether etcd answers (with its last error). */
+export function fleetText(fleet: FleetView): string {
+  const peers = fleet.peers.length === 0 ? 'no peers' : `${fleet.peers.length} peer${fleet.peers.length === 1 ? '' : 's'} ${fleet.peers.join(', ')}`;
+  const { reachable, lastError, lastErrorAt } = fleet.etcd;
+  const error = lastError === null ? '' : `${reachable ? ', last error' : ':'} ${lastErrorAt === null ? '' : `${clock(lastErrorAt)} `}${lastError}`;
+  return `node ${fleet.node} at ${fleet.address}, ${peers}; etcd ${reachable ? 'reachable' : 'UNREACHABLE'}${error}`;
+}
+
+function relaySummary({ relay, fleet }: OverviewSnapshot): string {
   const refusals = Object.entries(relay.refusals).map(([reason, n]) => `${reason} ${n}`);
   const { dialback } = relay;
   return [
@@ -48,6 +57,8 @@ function relaySummary({ relay }: OverviewSnapshot): string {
     `dial-back  ${dialback.count} observed, mean ${dialback.meanMs === null ? '-' : `${dialback.meanMs.toFixed(1)} ms`}, p50 <= ${orDash(dialback.p50Ms, 'ms')}, p99 <= ${orDash(dialback.p99Ms, 'ms')}`,
     `process    rss ${formatBytes(relay.memory.rssBytes)}, heap ${formatBytes(relay.memory.heapUsedBytes)}, ${relay.openFds ?? '?'} open fds`,
     `refusals   ${refusals.length === 0 ? 'none' : refusals.join(', ')}`,
+    // Absent from a relay older than this command, null on a single relay.
+    ...(fleet === undefined || fleet === null ? [] : [`fleet      ${fleetText(fleet)}`]),
   ]
     .map(printable)
     .join('\n');

@@ -1,6 +1,8 @@
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+import type { FleetView } from '../monitor/fleet-view.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
 import { NodeRegistry } from './node-registry.js';
 import { TenantClients } from './tenant-clients.js';
@@ -56,6 +58,7 @@ export class EtcdLeaseStore implements LeaseStore {
   readonly #clients: TenantClients;
   #rangeChecked = false;
   #healthy = true;
+  #lastError: { message: string; at: number } | undefined;
   #ticking = false;
   #timer: NodeJS.Timeout | undefined;
   conflicts = 0;
@@ -93,6 +96,18 @@ export class EtcdLeaseStore implements LeaseStore {
 
   nodes(): string[] {
     return this.#nodes.list();
+  }
+
+  /** The node, its peers and etcd's health, for `relay status` and the dashboard; reads only. */
+  view(): FleetView {
+    const address = joinHostPort(this.#s.advertise.host, this.#s.advertise.port);
+    const error = this.#lastError;
+    return {
+      node: this.#s.node,
+      address,
+      peers: this.#nodes.list().filter((node) => node !== address),
+      etcd: { reachable: this.#healthy, lastError: error?.message ?? null, lastErrorAt: error?.at ?? null },
+    };
   }
 
   /** Every assignment in the fleet, each a reservation here with a full grace until its key registers. */
@@ -238,6 +253,7 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   #trouble(err: unknown): void {
+    this.#lastError = { message: String(err), at: Date.now() };
     if (!this.#healthy) return;
     this.#healthy = false;
     this.#s.log.warn({ err: String(err) }, 'fleet: etcd unreachable; registered services keep working, new keys wait');

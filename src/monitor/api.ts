@@ -1,3 +1,4 @@
+import type { FleetView } from './fleet-view.js';
 import type { Overview, RefusalRecord, ServiceView, TunnelRecord } from './overview.js';
 import { openFileDescriptors, startedAt } from './process-figures.js';
 import type { RelayStats } from './stats.js';
@@ -28,6 +29,8 @@ export interface OverviewSnapshot {
   services: ServiceView[];
   recentTunnels: TunnelRecord[];
   recentRefusals: RefusalRecord[];
+  /** A fleet node's view of its fleet; null on a single relay. */
+  fleet: FleetView | null;
 }
 
 /**
@@ -72,13 +75,14 @@ function relayView(stats: RelayStats, overview: Overview): RelayView {
 }
 
 /** The JSON endpoints under /api/, by path: each costs the number of services at most. */
-export function apiRoutes(stats: RelayStats, overview: Overview): Map<string, () => unknown> {
+export function apiRoutes(stats: RelayStats, overview: Overview, fleet?: () => FleetView): Map<string, () => unknown> {
   const overviewSnapshot = (): OverviewSnapshot => ({
     now: Date.now(),
     relay: relayView(stats, overview),
     services: overview.services(),
     recentTunnels: overview.recentTunnels(),
     recentRefusals: overview.recentRefusals(),
+    fleet: fleet?.() ?? null,
   });
   return new Map<string, () => unknown>([
     ['/api/overview', overviewSnapshot],

@@ -3,10 +3,15 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from '../log.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import { apiRoutes } from './api.js';
 import { authorized, type BasicCredentials } from './basic-auth.js';
+import { limitConnections, SERVER_OPTIONS } from './connection-limits.js';
+import type { FleetView } from './fleet-view.js';
 import { renderMetrics } from './metrics.js';
 import type { Overview } from './overview.js';
+import { isLoopback, ServedHosts } from './served-hosts.js';
 import type { RelayStats } from './stats.js';
 
 /** The dashboard's page and script, shipped in the package's web/ directory. */
@@ -14,6 +19,8 @@ const WEB_DIR = new URL('../../../web/', import.meta.url);
 
 /** How often the rates behind the sparklines are sampled. */
 const SAMPLE_INTERVAL_MS = 1000;
+/** Requests for a name the listener does not answer to are logged at most this often (an attacker sends many). */
+const REFUSED_HOST_LOG_MS = 60_000;
 
 interface Asset {
   body: Buffer;
@@ -61,16 +68,54 @@ interface MonitorOptions {
    * descriptors): reported here, and the listener keeps going.
    */
   onError?: (err: Error) => void;
+  /** Host names (or addresses) answered besides the listener's own (--metrics-host). */
+  hosts?: readonly string[];
+  /** Where the listener's warnings go: open to the network, a request for a foreign host. */
+  log?: Logger;
+}
+
+/** What the listener shows: the relay's counters and record, and a fleet node's view of its fleet. */
+export interface MonitorSource {
+  stats: RelayStats;
+  overview: Overview;
+  fleet?: () => FleetView;
+}
+
+/** The one warning for a listener reachable beyond this machine without a password; undefined when none is due. */
+export function exposureWarning(host: string, auth: boolean): string | undefined {
+  if (auth || isLoopback(host.toLowerCase())) return undefined;
+  return 'metrics: listening beyond this machine without --metrics-auth: whoever reaches it sees every service, client address and refusal; add --metrics-auth USER:PASS or bind 127.0.0.1';
+}
+
+/** Logs a refused Host header, at most once a REFUSED_HOST_LOG_MS, with how many went unlogged. */
+function refusedHostLog(log: Logger | undefined): (host: string) => void {
+  let lastAt = Number.NEGATIVE_INFINITY;
+  let unlogged = 0;
+  return (host) => {
+    const now = performance.now();
+    if (log === undefined || now - lastAt < REFUSED_HOST_LOG_MS) return void unlogged++;
+    log.warn({ host: host.slice(0, 100), alsoRefused: unlogged }, 'metrics: refused a request for a host name this listener does not answer to (DNS rebinding, or a name to add with --metrics-host)');
+    lastAt = now;
+    unlogged = 0;
+  };
 }
 
 /**
  * The relay's HTTP listener for people and scrapers: the dashboard at /, its JSON under
  * /api/, Prometheus /metrics and /healthz; everything else is 404.
  */
-export async function serveMonitor(source: { stats: RelayStats; overview: Overview }, host: string, port: number, options: MonitorOptions = {}): Promise<Server> {
+export async function serveMonitor(source: MonitorSource, host: string, port: number, options: MonitorOptions = {}): Promise<Server> {
   const assets = loadAssets();
-  const api = apiRoutes(source.stats, source.overview);
+  const api = apiRoutes(source.stats, source.overview, source.fleet);
+  const served = new ServedHosts(host, options.hosts);
+  const refusedHost = refusedHostLog(options.log);
   const respond = (req: IncomingMessage, res: ServerResponse): void => {
+    // Before the password: a foreign page must not get to guess it from a visitor's browser either.
+    if (!served.allows(req.headers.host)) {
+      refusedHost(req.headers.host ?? '');
+      res.writeHead(421, { ...COMMON_HEADERS, 'Content-Type': 'text/plain' }).end('this listener does not answer to that host name; the relay operator can add it with --metrics-host\n');
+      return;
+    }
     if (options.auth !== undefined && !authorized(req.headers.authorization, options.auth)) {
       res.writeHead(401, { ...COMMON_HEADERS, 'WWW-Authenticate': 'Basic realm="relay", charset="UTF-8"', 'Content-Type': 'text/plain' }).end('authentication required\n');
       return;
@@ -94,13 +139,16 @@ export async function serveMonitor(source: { stats: RelayStats; overview: Overvi
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: try /, /api/overview, /metrics or /healthz\n');
     }
   };
-  const server = createServer(respond);
+  const server = createServer(SERVER_OPTIONS, respond);
+  limitConnections(server);
   const sampler = setInterval(() => source.overview.sample(), SAMPLE_INTERVAL_MS).unref();
   server.on('close', () => clearInterval(sampler));
   const failed = once(server, 'error').then(([err]) => Promise.reject(err as Error));
   server.listen(port, host);
   await Promise.race([once(server, 'listening'), failed]);
   server.on('error', options.onError ?? (() => {}));
+  const warning = exposureWarning(host, options.auth !== undefined);
+  if (warning !== undefined) options.log?.warn({ metrics: joinHostPort(host, boundPort(server)) }, warning);
   return server;
 }
 
