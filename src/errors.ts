@@ -14,8 +14,12 @@ export type RelayErrorCode =
   /** A relay worker exited, or was too slow, at a step the master waited for (internal). */
   | 'worker';
 
-/** Why the relay refused a service for good. */
-export type RefusalCode = 'auth' | 'version' | 'superseded';
+/**
+ * Why a service stops for good: the relay refused it (`auth`, `version`, `superseded`), or,
+ * before any registration worked, what answered is no relay (`not-a-relay`) or TLS cannot
+ * work with it (`tls`: a certificate that fails verification, or a relay without TLS).
+ */
+export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
@@ -37,8 +41,9 @@ export class UsageError extends RelayError {
 
 /**
  * The relay refused the service for good: wrong or missing secret, a protocol version
- * it does not speak, or another process took over its resume key (`superseded`).
- * Retrying cannot help, so the library stops.
+ * it does not speak, or another process took over its resume key (`superseded`); or the
+ * settings can never work: the host and port reach something that is not a relay
+ * (`not-a-relay`), or TLS fails there (`tls`). Retrying cannot help, so the library stops.
  */
 export class RegistrationRefusedError extends RelayError {
   declare readonly code: RefusalCode;

@@ -12,18 +12,19 @@ import { portArg, usageFailure } from './common.js';
 import { argvWithEnv } from './env-options.js';
 import { runService, SERVICE_POSITIONALS, withServiceOptions } from './service-runner.js';
 
+// TARGET after the service's own positionals, so that --help lists them in the order of the usage line.
 const parser = withServiceOptions(
   yargs(hideBin(process.argv))
     .scriptName('expose')
     .usage('$0 RELAYHOST RELAYPORT TARGET [options]\n\nMakes an existing TCP server (TARGET: PORT or HOST:PORT) reachable through the relay.')
     .command('$0 <relayhost> <relayport> <target>', false)
-    .positional('target', { type: 'string', describe: 'The server to expose: PORT (on localhost) or HOST:PORT' })
-    .option('proxy-protocol', { choices: ['v1', 'v2'] as const, describe: "Send TARGET a PROXY protocol header with the public client's address" })
     .example('$0 localhost 8080 3000', 'expose localhost:3000; prints "established relay address: localhost:8081"')
     .example('$0 relay.example.com 8080 192.168.1.20:22', 'expose an ssh server of the private network')
     .example('$0 localhost 8080 80 --proxy-protocol v2', 'nginx on port 80 (listen 80 proxy_protocol) logs the real client address')
     .fail(usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')),
-);
+)
+  .positional('target', { type: 'string', describe: 'The server to expose: PORT (on localhost) or HOST:PORT' })
+  .option('proxy-protocol', { choices: ['v1', 'v2'] as const, describe: "Send TARGET a PROXY protocol header with the public client's address" });
 const args = await parser.parseAsync(argvWithEnv(parser, [...SERVICE_POSITIONALS, 'target']));
 
 function parseTarget(text: string | undefined): { host: string; port: number } {

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Argv } from 'yargs';
 import type { RelayClientOptions } from '../client/options.js';
 import { listenViaRelay, type RelayRegistration } from '../client/registration.js';
-import { UsageError } from '../errors.js';
+import { UsageError, type RelayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
@@ -84,8 +84,9 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
 }
 
 /**
- * Registers `handle` with the relay, prints the contract line on stdout at every
- * registration, exits non-zero when the relay refuses for good, and on SIGTERM leaves
+ * Registers `handle` with the relay, prints the contract line on stdout when the service
+ * becomes reachable or its address changes (the library's `established`), exits non-zero
+ * when the relay refuses for good or the settings cannot work, and on SIGTERM leaves
  * the relay and lets open connections finish.
  */
 export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void): void {
@@ -114,9 +115,18 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   });
   registration.on('error', (err: Error) => {
     process.stderr.write(`${program}: ${err.message}\n`);
-    process.exit(1);
+    process.exit(exitCodeOf(err));
   });
   stopOnSignals(log, registration, open, args.leaveOnExit, planned.drainTimeoutMs);
+}
+
+/**
+ * 2 for a setting the user must change (RELAYHOST RELAYPORT reach no relay, or --tls/--ca
+ * do not fit it); 1 for the relay's own refusals (secret, version, superseded).
+ */
+function exitCodeOf(err: Error): number {
+  const code = (err as Partial<RelayError>).code;
+  return code === 'not-a-relay' || code === 'tls' ? 2 : 1;
 }
 
 /** SIGTERM: leave the relay, let open connections finish within the drain timeout, then reset the rest. */

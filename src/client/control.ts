@@ -6,6 +6,7 @@ import { computeProof } from '../protocol/auth.js';
 import { formatMessage } from '../protocol/format.js';
 import type { Feature, RelayMessage } from '../protocol/messages.js';
 import { parseRelayLine } from '../protocol/parse.js';
+import type { AttemptRecord } from './attempt-failure.js';
 import { missingSecretError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
 import { HeartbeatWatch } from './heartbeat.js';
 import { dialRelay, type RelayEndpoint } from './transport.js';
@@ -15,8 +16,8 @@ const LEAVE_LINGER_MS = 2_000;
 
 /** What a control connection reports to the registration that opened it. */
 export interface ControlEvents {
-  /** The relay took the HELLO (its OK). */
-  registered(msg: Registered): void;
+  /** The relay took the HELLO (its OK); `authenticated`: it asked for the secret first. */
+  registered(msg: Registered, authenticated: boolean): void;
   /** A public client waits for a dial-back with this token. */
   connect(token: string): void;
   /** The relay asks for a dial-back with this token that proves the data path works. */
@@ -54,6 +55,10 @@ export class ControlConnection {
   /** Optional messages the relay said it understands, in its OK. */
   #features = new Set<Feature>();
   #heartbeat: HeartbeatWatch | undefined;
+  /** What the peer did, for telling wrong settings from a loss (see attempt-failure.ts). */
+  readonly #attempt: AttemptRecord = { error: undefined, firstBytes: undefined, badFirstLine: false, endedHere: false };
+  #heardRelay = false;
+  #authenticated = false;
 
   constructor(settings: ControlSettings, events: ControlEvents) {
     this.#settings = settings;
@@ -61,7 +66,11 @@ export class ControlConnection {
     this.#clock = settings.clock ?? systemClock;
     const socket = dialRelay(settings.relay, false);
     this.#socket = socket;
-    socket.on('error', (err) => (this.#reason = (err as NodeJS.ErrnoException).code ?? err.message));
+    socket.on('error', (err) => {
+      this.#attempt.error ??= err;
+      this.#reason = (err as NodeJS.ErrnoException).code ?? err.message;
+    });
+    socket.once('data', (chunk: Buffer) => (this.#attempt.firstBytes = chunk));
     socket.once('close', () => this.#closed());
     this.#handshakeTimer = this.#clock.setTimeout(() => this.#end('registration timed out'), settings.handshakeTimeoutMs);
     sendMessage(socket, settings.hello);
@@ -70,8 +79,16 @@ export class ControlConnection {
       Buffer.alloc(0),
       parseRelayLine,
       (msg) => this.#onLine(msg),
-      (failure) => this.#end(`relay sent a bad line: ${failure.reason}`),
+      (failure) => {
+        this.#attempt.badFirstLine = !this.#heardRelay;
+        this.#end(`relay sent a bad line: ${failure.reason}`);
+      },
     );
+  }
+
+  /** What this connection saw of its peer; read once it is lost. */
+  get attempt(): Readonly<AttemptRecord> {
+    return this.#attempt;
   }
 
   /** The address this connection reached, once connected. */
@@ -96,6 +113,7 @@ export class ControlConnection {
   }
 
   #onLine(msg: RelayMessage): void {
+    this.#heardRelay = true;
     this.#heartbeat?.heard();
     switch (msg.kind) {
       case 'AUTH':
@@ -127,6 +145,7 @@ export class ControlConnection {
       this.#events.refused(missingSecretError());
       return this.#end('no secret');
     }
+    this.#authenticated = true;
     sendMessage(this.#socket, { kind: 'PROOF', mac: computeProof(secret, nonce) });
   }
 
@@ -136,7 +155,7 @@ export class ControlConnection {
     this.#features = new Set(msg.features ?? []);
     this.#heartbeat?.stop();
     this.#heartbeat = new HeartbeatWatch(this.#clock, msg.heartbeatMs, (silentMs) => this.#silent(silentMs));
-    this.#events.registered(msg);
+    this.#events.registered(msg, this.#authenticated);
   }
 
   #onRefusal(msg: Refusal): void {
@@ -152,6 +171,7 @@ export class ControlConnection {
   }
 
   #end(reason: string): void {
+    this.#attempt.endedHere = true;
     this.#reason = reason;
     this.#socket.destroy();
   }

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { RelayError } from '../errors.js';
+import { RelayError, type RegistrationRefusedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { joinHostPort } from '../protocol/addresses.js';
 import { newToken } from '../protocol/auth.js';
+import { attemptFailure, type AttemptFailure } from './attempt-failure.js';
 import { backoffDelay } from './backoff.js';
 import { ControlConnection } from './control.js';
 import { DataPath, dataEndpointFor } from './data-path.js';
@@ -17,10 +19,13 @@ import { endpointTls, TlsSessions, type RelayEndpoint } from './transport.js';
  * backoff after any loss), answers every dial-back request, and hands each public
  * client to the target as an ordinary socket.
  *
- * Events: `established` (PublicAddress) after every registration; `disconnected`
- * (reason) when the control connection is lost; `error` (Error) when the relay refuses
- * the registration for good (wrong secret, other protocol version), after which it
- * stops; `close` after close().
+ * Events: `established` (PublicAddress) when the service becomes reachable: at a
+ * registration while no other registration of it is up (with one relay: every
+ * registration), or when the address changes; `disconnected` (reason) when the control
+ * connection is lost; `error` (RegistrationRefusedError) when the relay refuses the
+ * registration for good (wrong secret, other protocol version), or, before any
+ * registration worked, the settings cannot work (not a relay, TLS), after which it stops;
+ * `close` after close().
  */
 export class RelayRegistration extends EventEmitter {
   readonly #target: ConnectionTarget;
@@ -38,6 +43,12 @@ export class RelayRegistration extends EventEmitter {
   #resume: string | undefined;
   #attempt = 0;
   #closed = false;
+  /** A registration has worked once: from then on every failure is a loss to retry. */
+  #everRegistered = false;
+  /** Told once that the relay asked for no secret though one was given. */
+  #warnedNoSecret = false;
+  /** In a fleet, this object's own connection was superseded: its members carry on. */
+  #ownStopped = false;
   /** Why the relay refused for good, for established() calls that come after. */
   #refusal: Error | undefined;
   /** The registrations with the other nodes of a relay fleet, once there is one. */
@@ -56,7 +67,7 @@ export class RelayRegistration extends EventEmitter {
     if (options.resumeKey !== undefined) this.#resume = options.resumeKey;
     const hosts = options.host.split(',');
     // A fleet given as a list: every address is a member; this object only coordinates them.
-    if (hosts.length > 1) this.#joinFleet(hosts);
+    if (hosts.length > 1) this.#joinFleet(hosts, false);
     else this.#connect();
   }
 
@@ -121,37 +132,52 @@ export class RelayRegistration extends EventEmitter {
         log: this.#log,
       },
       {
-        registered: (msg) => this.#onRegistered(control, msg),
+        registered: (msg, authenticated) => this.#onRegistered(control, msg, authenticated),
         connect: (token) => this.#data.dialBack(token),
         probe: (token) => this.#data.probe(token),
-        refused: (err) => this.#fail(err),
+        refused: (err) => this.#refused(err as RegistrationRefusedError),
         lost: (reason, rejoin) => this.#lost(control, reason, rejoin),
       },
     );
     this.#control = control;
   }
 
-  #onRegistered(control: ControlConnection, msg: Registered): void {
+  #onRegistered(control: ControlConnection, msg: Registered, authenticated: boolean): void {
     const address = publicAddressOf(msg);
     this.#registered = true;
+    this.#everRegistered = true;
+    if (!authenticated && this.#options.secret !== undefined) this.#noSecretAsked();
     this.#resume = msg.resume;
     this.#attempt = 0;
     this.#publicAddress = address;
     this.#log.info({ publicAddress: address.address }, 'registered with relay');
     this.#data.open(dataEndpointFor(this.#options.host, control.remoteAddress, msg.dataPort, this.#tls()), msg.warmToken);
-    if (msg.nodes !== undefined) this.#joinFleet(msg.nodes);
-    this.#announce(address);
+    if (msg.nodes !== undefined) this.#joinFleet(msg.nodes, true);
+    this.#announce(address, this.#fleet?.registeredBesides(undefined) ?? false);
   }
 
-  #announce(address: PublicAddress): void {
-    // One service on several fleet nodes: the address is news when it changes, not once per node.
-    if (this.#fleet !== undefined && address.address === this.#announced) return;
+  /**
+   * One rule for a single relay and a fleet: the address is news when the service was
+   * reachable nowhere before this registration (`othersUp` false), or when it changed.
+   */
+  #announce(address: PublicAddress, othersUp: boolean): void {
+    const news = !othersUp || address.address !== this.#announced;
     this.#announced = address.address;
-    this.emit('established', address);
+    if (news) this.emit('established', address);
   }
 
-  /** Registers with each fleet node too (a member only reports them to its fleet). */
-  #joinFleet(nodes: string[]): void {
+  /** A relay without a secret registers anyone: a service given one is probably not where it meant to be. */
+  #noSecretAsked(): void {
+    if (this.#options.fleetMember === true) {
+      this.emit('unauthenticated');
+    } else if (!this.#warnedNoSecret) {
+      this.#warnedNoSecret = true;
+      this.#log.warn({ relay: joinHostPort(this.#options.host, this.#options.port) }, 'the relay asked for no secret: the secret given is not used');
+    }
+  }
+
+  /** Registers with each fleet node too (a member only reports them to its fleet); `listed`: from `nodes=`. */
+  #joinFleet(nodes: string[], listed: boolean): void {
     if (this.#options.fleetMember === true) {
       this.emit('nodes', nodes);
       return;
@@ -160,13 +186,14 @@ export class RelayRegistration extends EventEmitter {
       this.#resume ??= newToken();
       const own = this.#control;
       this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayRegistration(this.#target, options), this.#log, {
-        established: (address) => this.#announce(address),
-        // Only the coordinator of a host list has no connection of its own to keep going.
-        failed: (err) => own === undefined && this.#fail(err),
+        established: (address, othersUp) => this.#announce(address, othersUp || this.#registered),
+        unauthenticated: () => this.#noSecretAsked(),
+        // Only a coordinator of a host list, or an owner superseded itself, has no connection of its own to keep going.
+        failed: (err) => (own === undefined || this.#ownStopped) && this.#fail(err),
       });
       if (own?.remoteAddress !== undefined && own.remotePort !== undefined) this.#fleet.markOwn(own.remoteAddress, own.remotePort);
     }
-    void this.#fleet.add(nodes);
+    void this.#fleet.add(nodes, listed);
   }
 
   #lost(control: ControlConnection, reason: string, rejoin: boolean): void {
@@ -176,7 +203,7 @@ export class RelayRegistration extends EventEmitter {
     this.#control = undefined;
     this.#data.lost();
     if (wasRegistered) this.emit('disconnected', reason);
-    if (this.#closed) return;
+    if (this.#closed || this.#ownStopped) return;
     if (rejoin) {
       // An upgrade: the relay holds our clients for the moment it takes to come back.
       this.#attempt = 0;
@@ -184,18 +211,45 @@ export class RelayRegistration extends EventEmitter {
       this.#connect();
       return;
     }
-    const delay = backoffDelay(this.#attempt++, backoffPolicyOf(this.#options));
-    this.#log.warn({ reason, retryInMs: delay }, 'lost the relay; reconnecting');
-    this.#timers.later(delay, () => this.#connect());
+    const failure = wasRegistered ? undefined : this.#failureOf(control);
+    // Settings that worked once may work again (a renewed certificate, a relay back on its port).
+    if (failure?.kind === 'wrong-settings' && !this.#everRegistered) return this.#fail(failure.error);
+    this.#retry(failure?.kind === 'wrong-settings' ? failure.error.message : reason, failure);
+  }
+
+  #failureOf(control: ControlConnection): AttemptFailure {
+    const tls = this.#options.tls !== undefined && this.#options.tls !== false;
+    return attemptFailure(control.attempt, { host: this.#options.host, port: this.#options.port, tls });
+  }
+
+  #retry(reason: string, failure: AttemptFailure | undefined): void {
+    const retryInMs = backoffDelay(this.#attempt++, backoffPolicyOf(this.#options));
+    const why = failure?.kind === 'other' && failure.hint !== undefined ? `${reason}: ${failure.hint}` : reason;
+    if (failure?.kind === 'unresolved') this.#log.warn({ retryInMs }, `cannot resolve ${this.#options.host}; retrying`);
+    else if (!this.#everRegistered) this.#log.warn({ reason: why, retryInMs }, 'cannot register with the relay; retrying');
+    else this.#log.warn({ reason: why, retryInMs }, 'lost the relay; reconnecting');
+    this.#timers.later(retryInMs, () => this.#connect());
+  }
+
+  /** A refusal for good on this object's own connection; in a fleet, `superseded` ends only that node's (docs/integrating.md). */
+  #refused(err: RegistrationRefusedError): void {
+    if (err.code === 'superseded' && this.#fleet?.hasMembers() === true) {
+      this.#ownStopped = true;
+      this.#log.warn({ node: joinHostPort(this.#options.host, this.#options.port), err: err.message }, 'fleet node refused this service for good');
+      return;
+    }
+    this.#fail(err);
   }
 
   #fail(err: Error): void {
     this.#closed = true;
     this.#refusal = err;
-    this.#log.error({ err: err.message }, 'relay refused this service');
     this.#timers.cancelAll();
     this.#data.stopPrewarm();
+    this.#fleet?.close(false);
+    // A listener tells its user itself (the programs: one line on stderr); else the log does.
     if (this.listenerCount('error') > 0) this.emit('error', err);
+    else this.#log.error({ err: err.message }, 'stopped for good');
     this.emit('close');
   }
 
