@@ -55,7 +55,8 @@ export class NodeRegistry {
     if (this.#lease !== undefined && (await this.#etcd.keepAlive(this.#lease)) > 0) return;
     this.#lease = await this.#etcd.grant(NODE_TTL_S);
     await this.#etcd.put(`${this.#prefix}${this.#node}`, this.#address, this.#lease);
-    this.#log.info({ node: this.#node }, 'fleet: node registered in etcd');
+    // The logger names the node already (fleet.ts); the address is what other nodes will list.
+    this.#log.info({ address: this.#address }, 'fleet: node registered in etcd');
   }
 
   /** Reads the list of live nodes again. */
