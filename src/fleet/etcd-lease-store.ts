@@ -120,6 +120,8 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async tenantKeys(tenant: string): Promise<string[]> {
+    // Known unreachable: no wait on top of the claim's (the node's own count stands).
+    if (!this.#healthy) throw new Error('etcd unreachable');
     const prefix = this.#key(`tenants/${tenant}/`);
     const kvs = await this.#s.etcd.range(prefix, true);
     return kvs.map((kv) => kv.key.slice(prefix.length));
@@ -133,7 +135,7 @@ export class EtcdLeaseStore implements LeaseStore {
     const deadline = Date.now() + CLAIM_WAIT_MS;
     for (;;) {
       try {
-        return await this.#claimOnce(key, port, tenant);
+        return await this.#claimOnce(key, port, tenant, deadline);
       } catch (err) {
         this.#trouble(err);
         // The key's own port here: etcd's view will be re-created by the refresh.
@@ -144,8 +146,8 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  async #claimOnce(key: string, port: number, tenant: string | undefined): Promise<ClaimAnswer> {
-    const { succeeded, kvs } = await this.#assign(key, port, tenant);
+  async #claimOnce(key: string, port: number, tenant: string | undefined, deadline: number): Promise<ClaimAnswer> {
+    const { succeeded, kvs } = await this.#assign(key, port, tenant, deadline);
     if (succeeded) return 'granted';
     const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
     if (mine === undefined) return 'taken';
@@ -158,10 +160,12 @@ export class EtcdLeaseStore implements LeaseStore {
   /**
    * The transaction at the heart of the fleet: both keys, only if both are absent; a
    * tenant's key also under `tenants/<name>/`, on the same lease, where its quota is counted.
+   * With a deadline (a registration waiting), no request outlasts it.
    */
-  async #assign(key: string, port: number, tenant: string | undefined): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
+  async #assign(key: string, port: number, tenant: string | undefined, deadline?: number): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
     const etcd = this.#s.etcd;
-    const lease = await etcd.grant(this.#ttlS);
+    const left = (): number | undefined => (deadline === undefined ? undefined : deadline - Date.now());
+    const lease = await etcd.grant(this.#ttlS, left());
     const byKey = this.#key(`keys/${key}`);
     const byPort = this.#key(`ports/${port}`);
     const absent = (name: string): EtcdOp => ({ key: b64(name), target: 'CREATE', create_revision: '0' });
@@ -169,7 +173,7 @@ export class EtcdLeaseStore implements LeaseStore {
     const get = (name: string): EtcdOp => ({ request_range: { key: b64(name) } });
     const writes = [put(byKey, String(port)), put(byPort, key)];
     if (tenant !== undefined) writes.push(put(this.#key(`tenants/${tenant}/${key}`), String(port)));
-    const answer = await etcd.txn([absent(byKey), absent(byPort)], writes, [get(byKey), get(byPort)]);
+    const answer = await etcd.txn([absent(byKey), absent(byPort)], writes, [get(byKey), get(byPort)], left());
     if (answer.succeeded) this.#known.set(key, { port, lease, refreshedAt: Date.now() });
     else etcd.revoke(lease).catch(() => {});
     if (!this.#healthy) this.#recovered();
