@@ -104,7 +104,16 @@ test('fleet: etcd stopped (SIGSTOP, 10 s): open tunnels and registrations keep w
   // Its etcd lease expired during the stop; the nodes where it is registered put it back, on the same port.
   await Promise.race(nodes.map((node) => node.waitFor('stderr', new RegExp(`"publicPort":${first.port},"msg":"fleet: port assignment re-created in etcd"`), 15_000)));
   assert.ok((await etcdKeys(plan.etcd)).has(`/tcp-relay/ports/${first.port}`));
-  await everyNodeServes(nodes, lateAddress.port);
+  // Established at the first node that took it; the others follow within the service's backoff.
+  await eventually(
+    async () =>
+      everyNodeServes(nodes, lateAddress.port).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+    'every node serves the new service',
+  );
   await everyNodeServes(nodes, first.port);
   assert.ok(!open.destroyed, 'the tunnel opened before the stop is still open');
   const refused = nodes.flatMap((node) => node.stderr).filter((line) => line.includes('etcd unreachable')).length;
