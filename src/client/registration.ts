@@ -124,6 +124,7 @@ export class RelayRegistration extends EventEmitter {
         registered: (msg) => this.#onRegistered(control, msg),
         connect: (token) => this.#data.dialBack(token),
         probe: (token) => this.#data.probe(token),
+        nodes: (nodes) => this.#joinFleet(nodes),
         refused: (err) => this.#fail(err),
         lost: (reason, rejoin) => this.#lost(control, reason, rejoin),
       },

@@ -149,9 +149,10 @@ export class EtcdLeaseStore implements LeaseStore {
     if (this.#ticking) return;
     this.#ticking = true;
     try {
-      const { registered } = await this.#nodes.sync();
+      const { registered, changed } = await this.#nodes.sync();
       // Again after etcd lost the node's key: it may have lost the range too.
       if (!this.#rangeChecked || registered) await this.#checkRange();
+      if (changed) this.#events?.nodes(this.#nodes.list());
       await this.#assignments.check(this.#live);
       await this.#clients.publish(this.#nodes.lease);
       if (!this.#healthy) this.#recovered();

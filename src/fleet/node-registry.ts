@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import { joinHostPort } from '../protocol/addresses.js';
+import { MAX_NODE_LIST_CHARS, MAX_NODES } from '../protocol/messages.js';
 import type { EtcdClient } from './etcd-client.js';
 
 /** A node's liveness key lives this long without a refresh. */
@@ -38,13 +39,13 @@ export class NodeRegistry {
     return this.#nodes.length;
   }
 
-  /** At most 16 nodes in under 600 characters, so `OK … nodes=` stays within the line limit. */
+  /** At most 16 nodes in under 600 characters, so `OK … nodes=` and `NODES` stay within the line limit. */
   list(): string[] {
     const listed: string[] = [];
     let length = 0;
     for (const node of this.#nodes) {
       length += node.length + 1;
-      if (listed.length === 16 || length > 600) break;
+      if (listed.length === MAX_NODES || length > MAX_NODE_LIST_CHARS) break;
       listed.push(node);
     }
     return listed;

@@ -59,6 +59,8 @@ export interface LeaseStore {
 export interface FleetEvents {
   /** The key's port belongs to an older assignment fleet-wide: this relay must stop serving the key there. */
   lost(key: string, port: number): void;
+  /** The fleet's nodes changed; every one of them now, as `nodes()` lists them. */
+  nodes(nodes: string[]): void;
 }
 
 /**
