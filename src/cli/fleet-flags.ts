@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { RelayOptions } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
-import { splitHostPort } from '../protocol/addresses.js';
+import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
 // Types only: the fleet's code (and etcd's client) is loaded only in fleet mode.
 import type { EtcdTls } from '../fleet/etcd-client.js';
 import type { FleetPlan } from '../fleet/fleet.js';
@@ -48,7 +48,7 @@ export function planFleet(args: FleetArgs, options: RelayOptions): FleetPlan {
     const host = options.bind === undefined || options.bind === '0.0.0.0' || options.bind === '::' ? hostname() : options.bind;
     advertise = { host, port: options.port };
   }
-  const node = args.node ?? `${advertise.host}:${advertise.port}`;
+  const node = args.node ?? joinHostPort(advertise.host, advertise.port);
   if (!/^[\x21-\x7e]{1,128}$/.test(node)) throw new UsageError(`--node must be 1 to 128 printable characters without spaces, got "${node}"`);
   return { endpoints, tls, prefix: args.etcdPrefix, node, advertise };
 }

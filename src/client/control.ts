@@ -22,6 +22,8 @@ export interface ControlEvents {
   connect(token: string): void;
   /** The relay asks for a dial-back with this token that proves the data path works. */
   probe(token: string): void;
+  /** A fleet node says which nodes the fleet has now (NODES). */
+  nodes(nodes: string[]): void;
   /** The relay refused this service for good; the connection is closing. */
   refused(err: Error): void;
   /** The connection closed; `rejoin`: the relay asked for a new registration at once (an upgrade). */
@@ -127,6 +129,8 @@ export class ControlConnection {
         return;
       case 'PROBE':
         return this.#events.probe(msg.token);
+      case 'NODES':
+        return this.#events.nodes(msg.nodes);
       case 'SHUTDOWN':
         return this.#end('relay shut down');
       case 'REJOIN':

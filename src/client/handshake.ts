@@ -5,7 +5,7 @@ import type { PublicAddress, RelayClientOptions } from './options.js';
 import { helloWarm } from './warm-sizer.js';
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
-const LIBRARY_FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet'];
+const LIBRARY_FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet', 'nodes'];
 
 export type Hello = ServiceMessage & { kind: 'HELLO' };
 export type Registered = RelayMessage & { kind: 'OK' };

@@ -135,6 +135,7 @@ export class RelayRegistration extends EventEmitter {
         registered: (msg, authenticated) => this.#onRegistered(control, msg, authenticated),
         connect: (token) => this.#data.dialBack(token),
         probe: (token) => this.#data.probe(token),
+        nodes: (nodes) => this.#joinFleet(nodes, true),
         refused: (err) => this.#refused(err as RegistrationRefusedError),
         lost: (reason, rejoin) => this.#lost(control, reason, rejoin),
       },

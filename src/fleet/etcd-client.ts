@@ -76,8 +76,8 @@ export class EtcdClient {
   }
 
   /** A transaction; `succeeded`, and the kvs of every range among the operations that ran. */
-  async txn(compare: EtcdOp[], success: EtcdOp[], failure: EtcdOp[]): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
-    const answer = await this.call('/v3/kv/txn', { compare, success, failure });
+  async txn(compare: EtcdOp[], success: EtcdOp[], failure: EtcdOp[], timeoutMs?: number): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
+    const answer = await this.call('/v3/kv/txn', { compare, success, failure }, timeoutMs);
     const responses = (answer['responses'] as Record<string, unknown>[] | undefined) ?? [];
     const kvs = responses.flatMap((response) => kvsOf((response['response_range'] as Record<string, unknown> | undefined) ?? {}));
     return { succeeded: answer['succeeded'] === true, kvs };
@@ -87,8 +87,8 @@ export class EtcdClient {
     await this.call('/v3/kv/put', { key: b64(key), value: b64(value), ...(lease === undefined ? {} : { lease }) });
   }
 
-  async grant(ttlSeconds: number): Promise<string> {
-    const answer = await this.call('/v3/lease/grant', { TTL: String(ttlSeconds) });
+  async grant(ttlSeconds: number, timeoutMs?: number): Promise<string> {
+    const answer = await this.call('/v3/lease/grant', { TTL: String(ttlSeconds) }, timeoutMs);
     const id = answer['ID'];
     if (typeof id !== 'string') throw new Error('etcd granted no lease');
     return id;
@@ -110,13 +110,14 @@ export class EtcdClient {
     this.#agents.https.destroy();
   }
 
-  /** POSTs one JSON request; rejects on a timeout, a network error or an etcd error answer. */
-  async call(path: string, body: unknown): Promise<Record<string, unknown>> {
+  /** POSTs one JSON request; rejects on a timeout (2 s unless a caller with a deadline asks for less), a network error or an etcd error answer. */
+  async call(path: string, body: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Record<string, unknown>> {
     const endpoint = this.#endpoints[this.#current % this.#endpoints.length]!;
     const started = performance.now();
     this.figures.requests++;
     try {
-      const answer = await post(new URL(path, endpoint), JSON.stringify(body), endpoint.protocol === 'https:' ? this.#agents.https : this.#agents.http);
+      const agent = endpoint.protocol === 'https:' ? this.#agents.https : this.#agents.http;
+      const answer = await post(new URL(path, endpoint), JSON.stringify(body), agent, Math.max(1, Math.min(timeoutMs, REQUEST_TIMEOUT_MS)));
       this.figures.observe((performance.now() - started) / 1000);
       return answer;
     } catch (err) {
@@ -132,15 +133,15 @@ function kvsOf(answer: Record<string, unknown>): EtcdKv[] {
   return kvs.map((kv) => ({ key: unb64(kv['key']), value: unb64(kv['value']), createRevision: Number(kv['create_revision'] ?? 0), lease: kv['lease'] ?? '0' }));
 }
 
-function post(url: URL, body: string, agent: http.Agent): Promise<Record<string, unknown>> {
+function post(url: URL, body: string, agent: http.Agent, timeoutMs: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const request = (url.protocol === 'https:' ? https : http).request(url, {
       method: 'POST',
       agent,
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      timeout: REQUEST_TIMEOUT_MS,
+      timeout: timeoutMs,
     });
-    request.on('timeout', () => request.destroy(new Error(`etcd did not answer within ${REQUEST_TIMEOUT_MS} ms`)));
+    request.on('timeout', () => request.destroy(new Error(`etcd did not answer within ${timeoutMs} ms`)));
     request.on('error', reject);
     request.on('response', (response) => {
       const chunks: Buffer[] = [];

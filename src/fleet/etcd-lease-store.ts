@@ -1,9 +1,10 @@
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
-import type { ClaimAnswer, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import type { FleetView } from '../monitor/fleet-view.js';
 import { joinHostPort } from '../protocol/addresses.js';
-import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js';
+import { PortAssignments, type LiveKey } from './assignments.js';
+import { b64, type EtcdClient } from './etcd-client.js';
 import { NodeRegistry } from './node-registry.js';
 import { TenantClients } from './tenant-clients.js';
 
@@ -26,34 +27,19 @@ const TICK_MS = 2_000;
 /** A new key waits at most this for the fleet's answer, then is refused (ERR limit). */
 const CLAIM_WAIT_MS = 5_000;
 const CLAIM_RETRY_MS = 250;
-/** Port leases refreshed at once, so 1000 services do not open 1000 requests. */
-const REFRESH_BATCH = 16;
-
-interface KnownLease {
-  port: number;
-  /** The etcd lease id that keeps the key's assignment alive. */
-  lease: string;
-  refreshedAt: number;
-}
-
 /**
- * The leases of a relay fleet, in etcd. A port assignment is two keys under one etcd
- * lease with TTL = the resume grace: `ports/<port>` (the key hash holding it) and
- * `keys/<hash>` (its port), created together in a transaction that compares both as
- * absent, so two keys never get one port, even racing on different nodes. Every node
- * where the key is registered keeps that lease alive; when none does, it expires after
- * the grace and the port is free fleet-wide. A node's own liveness is `nodes/<name>`
- * under a short lease of its own. Local memory (the port pool's reservations) still
- * guards ports across an etcd stall: an assignment etcd dropped is re-created with the
- * same compare, never handed to another key here within the grace.
+ * The leases of a relay fleet, in etcd: the port assignments (assignments.ts), the
+ * nodes (node-registry.ts) and each tenant's clients (tenant-clients.ts), refreshed on
+ * one tick. Local memory (the port pool's reservations) still guards ports across an
+ * etcd stall: an assignment etcd dropped is re-created with the same compare, never
+ * handed to another key here within the grace.
  */
 export class EtcdLeaseStore implements LeaseStore {
   readonly #s: FleetSettings;
-  readonly #ttlS: number;
   /** Live registrations here: key -> port and tenant, kept alive in etcd by the refresh. */
-  #live = new Map<string, { port: number; tenant: string | undefined }>();
+  #live = new Map<string, LiveKey>();
   #held = 0;
-  readonly #known = new Map<string, KnownLease>();
+  readonly #assignments: PortAssignments;
   readonly #nodes: NodeRegistry;
   readonly #clients: TenantClients;
   #rangeChecked = false;
@@ -61,11 +47,13 @@ export class EtcdLeaseStore implements LeaseStore {
   #lastError: { message: string; at: number } | undefined;
   #ticking = false;
   #timer: NodeJS.Timeout | undefined;
-  conflicts = 0;
+  #events: FleetEvents | undefined;
 
   constructor(settings: FleetSettings) {
     this.#s = settings;
-    this.#ttlS = Math.max(Math.ceil(settings.graceMs / 1000), 5);
+    const ttlS = Math.max(Math.ceil(settings.graceMs / 1000), 5);
+    this.#assignments = new PortAssignments(settings.etcd, settings.prefix, ttlS, settings.log);
+    this.#assignments.lost = (key, port) => this.#events?.lost(key, port);
     this.#nodes = new NodeRegistry(settings.etcd, settings.prefix, settings.node, settings.advertise, settings.log);
     this.#clients = new TenantClients(settings.etcd, settings.prefix, settings.node);
   }
@@ -88,6 +76,11 @@ export class EtcdLeaseStore implements LeaseStore {
 
   get nodeCount(): number {
     return this.#nodes.count;
+  }
+
+  /** Assignments etcd gave to another key (or port) while this node served them. */
+  get conflicts(): number {
+    return this.#assignments.conflicts;
   }
 
   get portsHeld(): number {
@@ -125,7 +118,11 @@ export class EtcdLeaseStore implements LeaseStore {
     const records = current();
     this.#held = records.length;
     this.#live = new Map(records.filter((record) => record.until === null).map((record) => [record.key, { port: record.port, tenant: record.tenant }]));
-    for (const key of this.#known.keys()) if (!records.some((record) => record.key === key)) this.#known.delete(key);
+    this.#assignments.keepOnly(new Set(records.map((record) => record.key)));
+  }
+
+  follow(events: FleetEvents): void {
+    this.#events = events;
   }
 
   async pause(): Promise<void> {}
@@ -135,6 +132,8 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async tenantKeys(tenant: string): Promise<string[]> {
+    // Known unreachable: no wait on top of the claim's (the node's own count stands).
+    if (!this.#healthy) throw new Error('etcd unreachable');
     const prefix = this.#key(`tenants/${tenant}/`);
     const kvs = await this.#s.etcd.range(prefix, true);
     return kvs.map((kv) => kv.key.slice(prefix.length));
@@ -148,7 +147,9 @@ export class EtcdLeaseStore implements LeaseStore {
     const deadline = Date.now() + CLAIM_WAIT_MS;
     for (;;) {
       try {
-        return await this.#claimOnce(key, port, tenant);
+        const answer = await this.#assignments.claim(key, port, tenant, deadline);
+        if (!this.#healthy) this.#recovered();
+        return answer;
       } catch (err) {
         this.#trouble(err);
         // The key's own port here: etcd's view will be re-created by the refresh.
@@ -159,46 +160,15 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  async #claimOnce(key: string, port: number, tenant: string | undefined): Promise<ClaimAnswer> {
-    const { succeeded, kvs } = await this.#assign(key, port, tenant);
-    if (succeeded) return 'granted';
-    const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
-    if (mine === undefined) return 'taken';
-    const theirs = Number(mine.value);
-    if (theirs !== port) return { elsewhere: theirs };
-    this.#known.set(key, { port, lease: mine.lease, refreshedAt: 0 });
-    return 'granted';
-  }
-
-  /**
-   * The transaction at the heart of the fleet: both keys, only if both are absent; a
-   * tenant's key also under `tenants/<name>/`, on the same lease, where its quota is counted.
-   */
-  async #assign(key: string, port: number, tenant: string | undefined): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
-    const etcd = this.#s.etcd;
-    const lease = await etcd.grant(this.#ttlS);
-    const byKey = this.#key(`keys/${key}`);
-    const byPort = this.#key(`ports/${port}`);
-    const absent = (name: string): EtcdOp => ({ key: b64(name), target: 'CREATE', create_revision: '0' });
-    const put = (name: string, value: string): EtcdOp => ({ request_put: { key: b64(name), value: b64(value), lease } });
-    const get = (name: string): EtcdOp => ({ request_range: { key: b64(name) } });
-    const writes = [put(byKey, String(port)), put(byPort, key)];
-    if (tenant !== undefined) writes.push(put(this.#key(`tenants/${tenant}/${key}`), String(port)));
-    const answer = await etcd.txn([absent(byKey), absent(byPort)], writes, [get(byKey), get(byPort)]);
-    if (answer.succeeded) this.#known.set(key, { port, lease, refreshedAt: Date.now() });
-    else etcd.revoke(lease).catch(() => {});
-    if (!this.#healthy) this.#recovered();
-    return answer;
-  }
-
   async #tick(): Promise<void> {
     if (this.#ticking) return;
     this.#ticking = true;
     try {
-      if (!this.#rangeChecked) await this.#checkRange();
-      await this.#nodes.heartbeat();
-      await this.#nodes.refresh();
-      await this.#refreshPorts();
+      const { registered, changed } = await this.#nodes.sync();
+      // Again after etcd lost the node's key: it may have lost the range too.
+      if (!this.#rangeChecked || registered) await this.#checkRange();
+      if (changed) this.#events?.nodes(this.#nodes.list());
+      await this.#assignments.check(this.#live);
       await this.#clients.publish(this.#nodes.lease);
       if (!this.#healthy) this.#recovered();
     } catch (err) {
@@ -218,38 +188,12 @@ export class EtcdLeaseStore implements LeaseStore {
     );
     const theirs = answer.kvs[0]?.value;
     if (!answer.succeeded && theirs !== mine) {
-      return this.#s.onFatal(`--ports ${mine} differs from the fleet's range ${theirs ?? '?'} (etcd key ${name}); every node needs the same range`);
+      const message = `--ports ${mine} differs from the fleet's range ${theirs ?? '?'} (etcd key ${name}); every node needs the same range`;
+      // A node serving already does not stop for a newcomer that wrote its range first after etcd lost it.
+      if (this.#rangeChecked) return void this.#s.log.error(message);
+      return this.#s.onFatal(message);
     }
     this.#rangeChecked = true;
-  }
-
-  /** Keeps alive the assignment of every key registered here; one that etcd dropped is re-created. */
-  async #refreshPorts(): Promise<void> {
-    const due = [...this.#live].filter(([key, { port }]) => {
-      const known = this.#known.get(key);
-      return known === undefined || known.port !== port || Date.now() - known.refreshedAt > (this.#ttlS * 1000) / 3;
-    });
-    for (let i = 0; i < due.length; i += REFRESH_BATCH) {
-      await Promise.all(due.slice(i, i + REFRESH_BATCH).map(([key, { port, tenant }]) => this.#refresh(key, port, tenant)));
-    }
-  }
-
-  async #refresh(key: string, port: number, tenant: string | undefined): Promise<void> {
-    const known = this.#known.get(key);
-    if (known !== undefined && known.port === port && (await this.#s.etcd.keepAlive(known.lease)) > 0) {
-      known.refreshedAt = Date.now();
-      return;
-    }
-    const { succeeded, kvs } = await this.#assign(key, port, tenant);
-    if (succeeded) return void this.#s.log.info({ publicPort: port }, 'fleet: port assignment re-created in etcd');
-    const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
-    if (mine !== undefined && Number(mine.value) === port) {
-      this.#known.set(key, { port, lease: mine.lease, refreshedAt: 0 });
-      return;
-    }
-    this.conflicts++;
-    this.#known.delete(key);
-    this.#s.log.error({ publicPort: port }, 'fleet: etcd gives this port (or this key) to another assignment; the service keeps it on this node');
   }
 
   #trouble(err: unknown): void {

@@ -36,7 +36,7 @@ export function fleetMetrics(store: EtcdLeaseStore): string {
   const samples: [name: string, help: string, type: 'gauge' | 'counter', value: number][] = [
     ['relay_fleet_nodes', 'Fleet nodes seen alive in etcd (this one included).', 'gauge', store.nodeCount],
     ['relay_fleet_ports_held', 'Public ports this node holds for a key (registered or reserved).', 'gauge', store.portsHeld],
-    ['relay_fleet_conflicts_total', 'Port assignments etcd gave to another key while this node held them.', 'counter', store.conflicts],
+    ['relay_fleet_conflicts_total', 'Conflicts found: a port (or key) served here that etcd gives to another assignment; each is settled for the older one.', 'counter', store.conflicts],
     ['relay_etcd_requests_total', 'Requests to etcd.', 'counter', figures.requests],
     ['relay_etcd_errors_total', 'Requests to etcd that failed (timeout, network, or an error answer).', 'counter', figures.errors],
   ];

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import { joinHostPort } from '../protocol/addresses.js';
+import { MAX_NODE_LIST_CHARS, MAX_NODES } from '../protocol/messages.js';
 import type { EtcdClient } from './etcd-client.js';
 
 /** A node's liveness key lives this long without a refresh. */
@@ -38,33 +39,51 @@ export class NodeRegistry {
     return this.#nodes.length;
   }
 
-  /** At most 16 nodes in under 600 characters, so `OK … nodes=` stays within the line limit. */
+  /** At most 16 nodes in under 600 characters, so `OK … nodes=` and `NODES` stay within the line limit. */
   list(): string[] {
     const listed: string[] = [];
     let length = 0;
     for (const node of this.#nodes) {
       length += node.length + 1;
-      if (listed.length === 16 || length > 600) break;
+      if (listed.length === MAX_NODES || length > MAX_NODE_LIST_CHARS) break;
       listed.push(node);
     }
     return listed;
   }
 
-  /** Keeps the node's key alive; one whose lease etcd no longer knows is registered again. */
-  async heartbeat(): Promise<void> {
-    if (this.#lease !== undefined && (await this.#etcd.keepAlive(this.#lease)) > 0) return;
-    this.#lease = await this.#etcd.grant(NODE_TTL_S);
-    await this.#etcd.put(`${this.#prefix}${this.#node}`, this.#address, this.#lease);
-    this.#log.info({ node: this.#node }, 'fleet: node registered in etcd');
+  /**
+   * Keeps the node's key alive and reads the list of live nodes again. `registered`:
+   * the key was written (anew: its lease was lost, or etcd lost the key); `changed`:
+   * the list differs from the last one.
+   */
+  async sync(): Promise<{ registered: boolean; changed: boolean }> {
+    let registered = await this.#heartbeat();
+    const own = `${this.#prefix}${this.#node}`;
+    const kvs = await this.#etcd.range(this.#prefix, true);
+    if (!registered && !kvs.some((kv) => kv.key === own)) {
+      // etcd lost the key (its data wiped) but not the node's lease: write it again.
+      await this.#register(this.#lease!);
+      kvs.push({ key: own, value: this.#address, createRevision: 0, lease: this.#lease! });
+      registered = true;
+    }
+    const nodes = kvs.map((kv) => kv.value).sort();
+    if (nodes.length === 0 || nodes.join() === this.#nodes.join()) return { registered, changed: false };
+    this.#nodes = nodes;
+    this.#log.info({ nodes: nodes.length }, 'fleet: nodes changed');
+    return { registered, changed: true };
   }
 
-  /** Reads the list of live nodes again. */
-  async refresh(): Promise<void> {
-    const kvs = await this.#etcd.range(this.#prefix, true);
-    const nodes = kvs.map((kv) => kv.value).sort();
-    if (nodes.length > 0 && nodes.join() !== this.#nodes.join()) {
-      this.#nodes = nodes;
-      this.#log.info({ nodes: nodes.length }, 'fleet: nodes changed');
-    }
+  /** Refreshes the node's lease; true when it had to be granted (and the key written) anew. */
+  async #heartbeat(): Promise<boolean> {
+    if (this.#lease !== undefined && (await this.#etcd.keepAlive(this.#lease)) > 0) return false;
+    this.#lease = await this.#etcd.grant(NODE_TTL_S);
+    await this.#register(this.#lease);
+    return true;
+  }
+
+  async #register(lease: string): Promise<void> {
+    await this.#etcd.put(`${this.#prefix}${this.#node}`, this.#address, lease);
+    // The logger names the node already (fleet.ts); the address is what other nodes will list.
+    this.#log.info({ address: this.#address }, 'fleet: node registered in etcd');
   }
 }

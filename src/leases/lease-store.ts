@@ -51,6 +51,16 @@ export interface LeaseStore {
   shareTenantClients?(local: () => ReadonlyMap<string, number>): (tenant: string) => number;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
+  /** A fleet's news for the relay, from then on (set once, by the relay). */
+  follow?(events: FleetEvents): void;
+}
+
+/** What a fleet tells the relay that uses it. */
+export interface FleetEvents {
+  /** The key's port belongs to an older assignment fleet-wide: this relay must stop serving the key there. */
+  lost(key: string, port: number): void;
+  /** The fleet's nodes changed; every one of them now, as `nodes()` lists them. */
+  nodes(nodes: string[]): void;
 }
 
 /**

@@ -18,6 +18,8 @@ export function formatMessage(msg: Message): string {
     case 'IDLE':
     case 'PROBE':
       return `${msg.kind} ${msg.token}\n`;
+    case 'NODES':
+      return `NODES ${msg.nodes.join(',')}\n`;
     case 'CONNECT':
       return `CONNECT ${msg.token} ${msg.clientAddress} ${msg.clientPort}\n`;
     case 'CLIENT':

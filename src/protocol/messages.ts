@@ -10,6 +10,11 @@ export const PROTOCOL_VERSION = 1;
 /** Longest line either side may send, counting the terminating LF. */
 export const MAX_LINE_BYTES = 1024;
 
+/** Most nodes a fleet's list (`OK … nodes=`, `NODES`) carries: a fleet is a handful of machines. */
+export const MAX_NODES = 16;
+/** The longest such list a relay writes, commas included, so either line stays within MAX_LINE_BYTES. */
+export const MAX_NODE_LIST_CHARS = 600;
+
 /** Error codes carried by `ERR <code> <text>`; stable, so peers can act on them. */
 export const ERROR_CODES = [
   'bad-line', // not a line this protocol knows, or not valid where it was sent
@@ -41,6 +46,7 @@ export const FEATURES = [
   'superseded', // relay -> service ERR superseded: another process took over this resume key
   'probe', // relay -> service PROBE: dial back with this token to prove the data path works
   'fleet', // relay -> service OK … nodes=: every node of the relay fleet; register with each
+  'nodes', // relay -> service NODES: the fleet's nodes changed (sent only to services that listed fleet too)
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
@@ -84,6 +90,8 @@ export type RelayMessage =
   | { kind: 'REJOIN' }
   /** Only with feature `probe`: dial back with `DATA <token>`; no client comes of it. */
   | { kind: 'PROBE'; token: string }
+  /** Only with features `fleet` and `nodes`: every node of the fleet now; register with those not registered with yet. */
+  | { kind: 'NODES'; nodes: string[] }
   /** On a data connection that presented a probe token: the data path works; the relay closes. */
   | { kind: 'PROBED' }
   /** A refusal; the sender closes the connection after it. */

@@ -1,6 +1,7 @@
 import { isHost, parsePort, splitHostPort } from './addresses.js';
 import {
   FEATURES,
+  MAX_NODES,
   PROTOCOL_VERSION,
   TENANT_NAME,
   TENANT_NAME_RULE,
@@ -21,11 +22,9 @@ import {
 /** Most names a feat= list may carry; more is a malformed line, not a longer loop. */
 const MAX_FEATURES = 32;
 const FEATURE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
-/** Most nodes a nodes= list may carry; a fleet is a handful of machines. */
-const MAX_NODES = 16;
 
 const SERVICE_KINDS: ReadonlySet<Message['kind']> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DATA', 'IDLE']);
-const RELAY_KINDS: ReadonlySet<Message['kind']> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'PROBED', 'ERR']);
+const RELAY_KINDS: ReadonlySet<Message['kind']> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR']);
 
 const TOKEN = /^[0-9a-f]{32}$/;
 const MAC = /^[0-9a-f]{64}$/;
@@ -87,6 +86,7 @@ function parseFeatures(text: string): Feature[] | undefined {
   return FEATURES.filter((feature) => names.includes(feature));
 }
 
+/** A fleet's node list (`OK … nodes=`, `NODES`): 1 to MAX_NODES `host:port`, comma-separated. */
 function parseNodes(text: string): string[] | undefined {
   const nodes = text.split(',');
   return nodes.length <= MAX_NODES && nodes.every((node) => splitHostPort(node) !== undefined) ? nodes : undefined;
@@ -207,6 +207,11 @@ function parseClient(words: string[]): ParseResult {
   };
 }
 
+function parseNodesLine(words: string[]): ParseResult {
+  const nodes = words.length === 2 ? parseNodes(words[1]!) : undefined;
+  return nodes === undefined ? fail('bad-line', `NODES needs 1 to ${MAX_NODES} comma-separated HOST:PORT`) : { ok: true, msg: { kind: 'NODES', nodes } };
+}
+
 function parseErr(words: string[]): ParseResult {
   const code = words[1];
   if (!isErrorCode(code)) return fail('bad-line', 'ERR needs a known code');
@@ -242,6 +247,7 @@ const VERBS: ReadonlyMap<string, VerbParser> = new Map<Message['kind'], VerbPars
   ['DATA', withToken('DATA')],
   ['IDLE', withToken('IDLE')],
   ['PROBE', withToken('PROBE')],
+  ['NODES', parseNodesLine],
   ['CONNECT', parseConnect],
   ['CLIENT', parseClient],
   ['PING', bare('PING')],

@@ -14,6 +14,7 @@ import { resetSocket } from '../net/splice.js';
 import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
 import { listenForServices } from './listeners.js';
+import { followFleet } from './fleet-news.js';
 import { Registrar } from './registrar.js';
 import type { HeldAtPort } from './public-ports.js';
 import type { ServiceSession } from './service-session.js';
@@ -51,6 +52,7 @@ export class Relay {
     this.#ctx = new RelayContext(checked, log, clock, { count: () => this.#registrar.services.size, listed: () => this.#registrar.listed() });
     const store = parts.leaseStore ?? this.#fileStore();
     this.#registrar = new Registrar(this.#ctx, store, parts.tenants);
+    followFleet(store, this.#registrar);
   }
 
   #fileStore(): LeaseStore {

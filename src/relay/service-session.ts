@@ -136,6 +136,11 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     }, options.heartbeatMs);
   }
 
+  /** A line for the service that is not an answer (NODES), unless the registration has ended. */
+  notify(msg: Message): void {
+    if (!this.closed) this.#sendControl(msg);
+  }
+
   /** Writes to the control connection unless the service has stopped reading it (see ControlWriter). */
   #sendControl(msg: Message): void {
     if (!this.#writer.send(msg)) this.#notReading();

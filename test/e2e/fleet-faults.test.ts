@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { listenViaRelay } from '../../src/index.js';
 import { deadline, eventually, within } from '../helpers/net.js';
 import { addressEcho, CLIENT_ADDRESS, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode } from '../helpers/fleet.js';
+import { Peer } from '../helpers/protocol.js';
 import { requireTools } from '../helpers/tools.js';
 
 // The relay fleet when parts of it fail: a node killed, etcd stopped. fleet.test.ts has the rest.
@@ -103,9 +104,34 @@ test('fleet: etcd stopped (SIGSTOP, 10 s): open tunnels and registrations keep w
   // Its etcd lease expired during the stop; the nodes where it is registered put it back, on the same port.
   await Promise.race(nodes.map((node) => node.waitFor('stderr', new RegExp(`"publicPort":${first.port},"msg":"fleet: port assignment re-created in etcd"`), 15_000)));
   assert.ok((await etcdKeys(plan.etcd)).has(`/tcp-relay/ports/${first.port}`));
-  await everyNodeServes(nodes, lateAddress.port);
+  // Established at the first node that took it; the others follow within the service's backoff.
+  await eventually(
+    async () =>
+      everyNodeServes(nodes, lateAddress.port).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+    'every node serves the new service',
+  );
   await everyNodeServes(nodes, first.port);
   assert.ok(!open.destroyed, 'the tunnel opened before the stop is still open');
   const refused = nodes.flatMap((node) => node.stderr).filter((line) => line.includes('etcd unreachable')).length;
   t.diagnostic(`log lines about etcd being unreachable: ${refused}`);
+});
+
+test('fleet: etcd stalled (SIGSTOP); a new key is refused with ERR limit after the documented 5 s, not later', async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t, 20);
+  const node = await startNode(t, plan, 1);
+  plan.etcd.signal('SIGSTOP');
+  t.after(() => plan.etcd.signal('SIGCONT'));
+  const peer = await Peer.open(t, plan.port, { host: node.address });
+  const sent = performance.now();
+  peer.send('HELLO 1 host=relay.test');
+  assert.match(await peer.nextLine(10_000), /^ERR limit the fleet cannot agree on a port now \(etcd unreachable\)/);
+  const waitedMs = performance.now() - sent;
+  t.diagnostic(`refused after ${waitedMs.toFixed(0)} ms`);
+  // docs/protocol.md, section 16: "waits up to 5 s"; a little slack for a loaded machine.
+  assert.ok(waitedMs >= 4500 && waitedMs <= 5600, `refused after ${waitedMs.toFixed(0)} ms, not about 5 s`);
 });

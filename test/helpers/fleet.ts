@@ -70,6 +70,14 @@ export async function etcdKeys(etcd: Etcd, prefix = '/tcp-relay/'): Promise<Map<
   return new Map((answer.kvs ?? []).map((kv) => [decode(kv.key), decode(kv.value)]));
 }
 
+/** Deletes every key under prefix, as an etcd that lost its data would have none of them (the leases stay). */
+export async function etcdWipe(etcd: Etcd, prefix = '/tcp-relay/'): Promise<void> {
+  const end = Buffer.from(prefix);
+  end[end.length - 1]!++;
+  const answer = await fetch(`${etcd.url}/v3/kv/deleterange`, { method: 'POST', body: JSON.stringify({ key: Buffer.from(prefix).toString('base64'), range_end: end.toString('base64') }) });
+  assert.equal(answer.status, 200, 'etcd deleted the prefix');
+}
+
 /** What the nodes of one fleet share: the control port (the same on every node), the public range and etcd. */
 export interface FleetPlan {
   etcd: Etcd;

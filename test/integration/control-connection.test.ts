@@ -17,6 +17,7 @@ class Reports {
   readonly registered: Registered[] = [];
   readonly connects: string[] = [];
   readonly probes: string[] = [];
+  readonly nodeLists: string[][] = [];
   readonly refusals: Error[] = [];
   readonly #lost = deferred<{ reason: string; rejoin: boolean }>();
   lostCount = 0;
@@ -25,6 +26,7 @@ class Reports {
     registered: (msg) => this.registered.push(msg),
     connect: (token) => this.connects.push(token),
     probe: (token) => this.probes.push(token),
+    nodes: (nodes) => this.nodeLists.push(nodes),
     refused: (err) => this.refusals.push(err),
     lost: (reason, rejoin) => {
       this.lostCount++;

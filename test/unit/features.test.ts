@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatMessage } from '../../src/protocol/format.js';
-import { parseLine } from '../../src/protocol/parse.js';
+import { MAX_LINE_BYTES, MAX_NODE_LIST_CHARS, MAX_NODES } from '../../src/protocol/messages.js';
+import { parseLine, parseRelayLine, parseServiceLine } from '../../src/protocol/parse.js';
+import { withoutLf } from './message-examples.js';
 
 const KEY = '0123456789abcdef0123456789abcdef';
 
@@ -31,4 +33,15 @@ test('LEAVE and REJOIN take no arguments, and an older peer that never lists the
   assert.equal(formatMessage({ kind: 'REJOIN' }), 'REJOIN\n');
   for (const line of ['LEAVE now', 'REJOIN 1']) assert.equal(parseLine(line).ok, false);
   assert.equal(formatMessage({ kind: 'HELLO', version: 1 }), 'HELLO 1\n', 'no feat= unless features are given');
+});
+
+test('NODES: the relay sends the whole node list in one line, as OK nodes= does; a service reads it, the relay refuses it', () => {
+  const nodes = ['relay1.example.com:7000', '[2001:db8::2]:7000'];
+  assert.equal(formatMessage({ kind: 'NODES', nodes }), 'NODES relay1.example.com:7000,[2001:db8::2]:7000\n');
+  assert.deepEqual(parseRelayLine('NODES relay1.example.com:7000,[2001:db8::2]:7000'), { ok: true, msg: { kind: 'NODES', nodes } });
+  assert.deepEqual(parseServiceLine('NODES relay1.example.com:7000'), { ok: false, code: 'bad-line', reason: 'NODES is not a message a service sends' });
+  // The longest list a relay writes (MAX_NODE_LIST_CHARS) leaves NODES far within a line.
+  assert.ok('NODES '.length + MAX_NODE_LIST_CHARS + 1 <= MAX_LINE_BYTES);
+  const sixteen = Array.from({ length: MAX_NODES }, (_, i) => `relay-${String(i).padStart(2, '0')}.example.com:7000`);
+  assert.deepEqual(parseRelayLine(withoutLf(formatMessage({ kind: 'NODES', nodes: sixteen }))), { ok: true, msg: { kind: 'NODES', nodes: sixteen } });
 });

@@ -17,7 +17,7 @@ test('every message kind survives format then parse unchanged', () => {
     assert.ok(Buffer.byteLength(line) <= MAX_LINE_BYTES);
     assert.deepEqual(parsed(withoutLf(line)), msg);
   }
-  const allKinds = ['HELLO', 'PROOF', 'PONG', 'LEAVE', 'DATA', 'IDLE', 'AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'SHUTDOWN', 'REJOIN', 'PROBE', 'PROBED', 'ERR'];
+  const allKinds = ['HELLO', 'PROOF', 'PONG', 'LEAVE', 'DATA', 'IDLE', 'AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR'];
   assert.deepEqual([...kinds].sort(), allKinds.sort());
 });
 
@@ -177,6 +177,14 @@ const MALFORMED: Array<[string, RegExp]> = [
   [`OK h:80 data=1 heartbeat=1 resume=${TOKEN} warm=abc`, /warm= must be 32 hex digits/],
   [`OK h:80 data=1 data=2 heartbeat=1 resume=${TOKEN}`, /option "data" given twice/],
   [`OK h:80 data=1 heartbeat=1 resume=${TOKEN} flag`, /option "flag" is not key=value/],
+  // NODES
+  ['NODES', /NODES needs 1 to 16 comma-separated HOST:PORT/],
+  ['NODES ', /NODES needs 1 to 16/],
+  ['NODES h1:7000 h2:7000', /NODES needs 1 to 16/],
+  ['NODES h1:7000,,h2:7000', /NODES needs 1 to 16/],
+  ['NODES h1', /NODES needs 1 to 16/],
+  ['NODES ::1:7000', /NODES needs 1 to 16/],
+  [`NODES ${Array.from({ length: 17 }, (_, i) => `h${i}:7000`).join(',')}`, /NODES needs 1 to 16/],
   // ERR
   ['ERR', /ERR needs a known code/],
   ['ERR nope something broke', /ERR needs a known code/],
