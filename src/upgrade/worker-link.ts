@@ -11,6 +11,8 @@ type Start = Extract<ToWorker, { kind: 'start' }>;
 
 /** How long a second signal waits for the resets (and their log lines) before exiting. */
 const STOP_NOW_SETTLE_MS = 1_000;
+/** How long a retiring worker waits for the sockets it handed over to leave (one IPC round trip each). */
+const HAND_OVER_SETTLE_MS = 5_000;
 
 /**
  * The worker's side of the master link: waits for the master's go, reports the ports it
@@ -99,7 +101,9 @@ export class MasterLink {
     // Registrations since `prepare` are not in the snapshot the successor started with.
     tell({ kind: 'leases', leases: relay.leaseSnapshot() });
     this.#metrics?.close();
-    await relay.retire(handOff);
+    await relay.retire((port, client) => handOff(port, client, this.#log));
+    // Held clients and late dial-backs still on their way to the master would be lost.
+    await sendsDone();
     process.exit(0);
   }
 
@@ -124,15 +128,41 @@ export class MasterLink {
   #passDialBack(socket: Socket, token: string, head: Buffer): boolean {
     // A TLS session cannot cross processes; without a predecessor nobody else knows it.
     if (!this.#predecessor || socket instanceof TLSSocket) return false;
-    sendSocket(socket, (more, handle) => tell({ kind: 'dial-back', token, head: Buffer.concat([head, more]).toString('base64') }, handle));
+    sendSocket(socket, (more, handle, sent) => tellWithSocket({ kind: 'dial-back', token, head: Buffer.concat([head, more]).toString('base64') }, handle, sent, this.#log));
     return true;
   }
 }
 
-function handOff(port: number, client: Socket): void {
-  sendSocket(client, (head, handle) => tell({ kind: 'held-client', port, head: head.toString('base64') }, handle));
+/** Sockets sent to the master whose messages are not written yet (Node sends one handle at a time). */
+const sending = new Set<Promise<void>>();
+
+/** Sends a socket to the master; the process must not exit before sendsDone(). */
+function tellWithSocket(msg: FromWorker, socket: Socket, sent: (err?: Error | null) => void, log: Logger | undefined): void {
+  const failed = (err: Error): void => {
+    log?.warn({ kind: msg.kind, err: err.message }, 'a socket could not be handed to the master: reset');
+    sent(err);
+  };
+  if (!process.connected || process.send === undefined) return failed(new Error('no master to send to'));
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  sending.add(done);
+  process.send(msg, socket, (err) => {
+    sending.delete(done);
+    if (err === null) sent();
+    else failed(err);
+    settle();
+  });
 }
 
-function tell(msg: FromWorker, socket?: Socket): void {
-  if (process.connected) process.send?.(msg, socket);
+/** Resolves once every socket handed to the master has left, or after a bound. */
+function sendsDone(): Promise<unknown> {
+  return Promise.race([Promise.all(sending), new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
+}
+
+function handOff(port: number, client: Socket, log: Logger | undefined): void {
+  sendSocket(client, (head, handle, sent) => tellWithSocket({ kind: 'held-client', port, head: head.toString('base64') }, handle, sent, log));
+}
+
+function tell(msg: FromWorker): void {
+  if (process.connected) process.send?.(msg);
 }
