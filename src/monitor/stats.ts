@@ -62,6 +62,11 @@ export class RelayStats {
     return this.#live.tunnelsOpen();
   }
 
+  /** Public clients the relay has open, held or taken: what --max-tunnels caps. */
+  get publicClients(): number {
+    return this.clientsTaken + this.clientsHeld;
+  }
+
   get bytesFromClients(): number {
     return this.bytes.a;
   }
