@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -28,12 +29,15 @@ export class MasterLink {
   #retiring = false;
   /** The worker this one replaced still drains: a token unknown here may be its. */
   #predecessor = false;
+  /** The master died (kill -9, a crash): nobody else will stop this worker or pass signals on. */
+  #orphaned = false;
 
   constructor() {
     // A terminal's Ctrl-C reaches the whole process group; the master alone decides what
-    // a signal means, so one Ctrl-C is not taken as two.
-    process.on('SIGINT', () => {});
-    process.on('SIGTERM', () => {});
+    // a signal means, so one Ctrl-C is not taken as two. Without a master, the signal is
+    // meant for this worker, and ends it at once (as a second signal to the master would).
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => this.#orphaned && this.#stopNow(signal));
+    cluster.worker?.on('disconnect', () => this.#masterGone());
     process.on('SIGUSR2', () => this.#log?.warn('SIGUSR2 ignored: send it to the master process (the pid in --pid-file)'));
     // A terminal hangup reaches the whole group: the master alone passes SIGHUP on, as 'reload'.
     process.on('SIGHUP', () => {});
@@ -64,13 +68,7 @@ export class MasterLink {
     const relay = this.#relay;
     if (msg.kind === 'start') return this.#onStart?.(msg);
     if (msg.kind === 'stop') return this.#stop(msg.signal);
-    if (msg.kind === 'stop-now') {
-      this.#log?.warn({ signal: msg.signal }, 'second signal: resetting open tunnels and exiting now');
-      // A cut tunnel must end in a reset, never a FIN after part of a transfer.
-      const cut = relay?.cutTunnels() ?? Promise.resolve();
-      void Promise.race([cut, new Promise((resolve) => setTimeout(resolve, STOP_NOW_SETTLE_MS).unref())]).then(() => process.exit(1));
-      return;
-    }
+    if (msg.kind === 'stop-now') return this.#stopNow(msg.signal);
     if (socket !== undefined && (msg.kind === 'held-client' || msg.kind === 'dial-back')) {
       // Before anything else, in this tick: see adoptHandedOver.
       adoptHandedOver(socket, msg.kind === 'held-client' ? Buffer.from(msg.head, 'base64') : Buffer.alloc(0));
@@ -107,17 +105,45 @@ export class MasterLink {
     process.exit(0);
   }
 
+  #stopNow(signal: string): void {
+    this.#log?.warn({ signal }, 'second signal: resetting open tunnels and exiting now');
+    // A cut tunnel must end in a reset, never a FIN after part of a transfer.
+    const cut = this.#relay?.cutTunnels() ?? Promise.resolve();
+    void Promise.race([cut, new Promise((resolve) => setTimeout(resolve, STOP_NOW_SETTLE_MS).unref())]).then(() => process.exit(1));
+  }
+
+  /**
+   * The IPC channel closed without this worker asking: its master is gone. Node's
+   * cluster would exit this process right after this event, and every open tunnel would
+   * end in a FIN, which a client takes for the end of its download. No master holds the
+   * listening sockets any more, nobody would restart or signal this worker: it stops as
+   * on SIGTERM (stops accepting, lets open tunnels finish within --drain-timeout, resets
+   * what is left) and exits. A worker already stopping or draining after an upgrade
+   * goes on and exits when that is done.
+   */
+  #masterGone(): void {
+    if (cluster.worker !== undefined) cluster.worker.exitedAfterDisconnect = true;
+    this.#orphaned = true;
+    this.#log?.error('the master process is gone: this worker stops (open tunnels may finish within --drain-timeout, the rest are reset); send it SIGTERM to reset them at once');
+    if (this.#stopping || this.#retiring) return;
+    this.#stopping = true;
+    this.#drainAndExit(1);
+  }
+
   #stop(signal: string): void {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#log?.info({ signal }, 'stopping (send the signal again to exit at once)');
     // A retiring worker is already draining; it exits when that is done.
-    if (this.#retiring) return;
+    if (!this.#retiring) this.#drainAndExit(0);
+  }
+
+  #drainAndExit(code: number): void {
     const relay = this.#relay;
-    if (relay === undefined) process.exit(0);
+    if (relay === undefined) process.exit(code);
     this.#metrics?.close();
     relay.shutdown().then(
-      () => process.exit(0),
+      () => process.exit(code),
       (err: unknown) => {
         this.#log?.error({ err }, 'error while stopping');
         process.exit(1);
