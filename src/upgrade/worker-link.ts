@@ -25,6 +25,7 @@ export class MasterLink {
   #metrics: Server | undefined;
   #log: Logger | undefined;
   #onStart: ((start: Start) => void) | undefined;
+  #start: Start | undefined;
   #stopping = false;
   #retiring = false;
   /** The worker this one replaced still drains: a token unknown here may be its. */
@@ -47,7 +48,7 @@ export class MasterLink {
   /** Tells the master this worker parsed its command line; resolves with its go. */
   waitForStart(pidFile: string | undefined, log: Logger, format: 'json' | 'pretty'): Promise<Start> {
     this.#log = log;
-    const started = new Promise<Start>((resolve) => (this.#onStart = resolve));
+    const started = new Promise<Start>((resolve) => (this.#onStart = resolve)).then((start) => (this.#start = start));
     tell({ kind: 'waiting', pidFile, log: { level: log.level, format } });
     return started;
   }
@@ -57,6 +58,8 @@ export class MasterLink {
     this.#relay = relay;
     this.#metrics = metrics;
     this.#predecessor = predecessor;
+    // Uptime counts from the master's start: an upgrade or a restarted worker does not reset it.
+    if (this.#start !== undefined) relay.stats.startedAt = this.#start.startedAt / 1000;
     relay.passDialBack = (socket, token, head) => this.#passDialBack(socket, token, head);
     const address = metrics?.address();
     const ports: ListeningPorts = { control: relay.controlPort, data: relay.dataPort };
@@ -84,6 +87,7 @@ export class MasterLink {
       this.#log?.warn('upgrade called off: this worker keeps serving');
     } else if (msg.kind === 'retire') void this.#retire(relay);
     else if (msg.kind === 'leases') void relay.installLeases(msg.leases);
+    else if (msg.kind === 'figures') relay.stats.carryOver(msg.figures);
     else if (msg.kind === 'predecessor-gone') this.#predecessor = false;
     else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reloadTenants();
   }
@@ -98,10 +102,13 @@ export class MasterLink {
     this.#log?.info('upgrade: a new worker is serving; this one stops accepting and drains');
     // Registrations since `prepare` are not in the snapshot the successor started with.
     tell({ kind: 'leases', leases: relay.leaseSnapshot() });
+    // The successor shows the relay's totals from now on: ours so far, then what the drain adds.
+    tell({ kind: 'figures', figures: relay.stats.figuresToCarry() });
     this.#metrics?.close();
     await relay.retire((port, client) => handOff(port, client, this.#log));
     // Held clients and late dial-backs still on their way to the master would be lost.
     await sendsDone();
+    await tellAndWait({ kind: 'figures', figures: relay.stats.figuresToCarry() });
     process.exit(0);
   }
 
@@ -191,4 +198,11 @@ function handOff(port: number, client: Socket, log: Logger | undefined): void {
 
 function tell(msg: FromWorker): void {
   if (process.connected) process.send?.(msg);
+}
+
+/** tell(), resolving once the message is written (or after a bound): for a last word before exiting. */
+function tellAndWait(msg: FromWorker): Promise<unknown> {
+  if (!process.connected || process.send === undefined) return Promise.resolve();
+  const sent = new Promise((resolve) => process.send?.(msg, undefined, undefined, resolve));
+  return Promise.race([sent, new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
 }
