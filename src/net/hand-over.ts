@@ -63,8 +63,8 @@ function letGo(socket: Socket, send: SendHandle): void {
   // queued, and the receiver never gets it (seen: 1 of 10 held clients reached a new
   // worker, the others were closed). One that could not be sent is reset, never closed.
   send(socket, (err) => {
-    if (err === null || err === undefined)
-      socket.destroy(); // the JavaScript object only
+    // Sent: only the JavaScript object is left to close, its handle has gone.
+    if (err === null || err === undefined) socket.destroy();
     else resetSocket(socket);
   });
 }

@@ -91,7 +91,8 @@ export class PublicDoor {
     // the relay keeps open, at any door. A held client costs one descriptor where the cap
     // budgets two (a tunnel's), and the derived cap already leaves its own share of the
     // open-file limit (config/limits.ts) to listeners, control and data connections, so
-    // no stranger at a departed service's door can take those. A client coming back to
+    // no stranger at a departed service's door can take those (an explicit --max-tunnels
+    // is the operator's own budget, on the same terms). A client coming back to
     // the door from a session was counted as taken until now, so it always has room.
     if (this.#ctx.stats.publicClients >= maxTunnels) return this.#refuse(client, 'tunnels', `over ${maxTunnels} public clients in all`);
     const held: HeldClient = {

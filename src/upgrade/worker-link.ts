@@ -181,8 +181,8 @@ function tellWithSocket(msg: FromWorker, socket: Socket, sent: (err?: Error | nu
   sending.add(done);
   process.send(msg, socket, (err) => {
     sending.delete(done);
-    if (err === null) sent();
-    else failed(err);
+    if (err instanceof Error) failed(err);
+    else sent();
     settle();
   });
 }
