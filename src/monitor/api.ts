@@ -1,13 +1,15 @@
 import type { FleetView } from './fleet-view.js';
 import type { Overview, RefusalRecord, ServiceView, TunnelRecord } from './overview.js';
-import { openFileDescriptors, startedAt } from './process-figures.js';
+import { openFileDescriptors } from './process-figures.js';
 import type { RelayStats } from './stats.js';
 
 /** The relay as a whole, as `GET /api/relay` shows it. */
 export interface RelayView {
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch: the relay's start (its master's, under ./relay), upgrades notwithstanding. */
   startedAt: number;
   uptimeSeconds: number;
+  /** Milliseconds since the epoch: the start of the process serving now (a worker's, after an upgrade). */
+  workerStartedAt: number;
   services: number;
   tunnelsOpen: number;
   tunnelsOpened: number;
@@ -52,8 +54,9 @@ function relayView(stats: RelayStats, overview: Overview): RelayView {
   const memory = process.memoryUsage();
   const fds = openFileDescriptors();
   return {
-    startedAt: Math.round(startedAt * 1000),
-    uptimeSeconds: Math.round(process.uptime()),
+    startedAt: Math.round(stats.startedAt * 1000),
+    uptimeSeconds: Math.max(0, Math.round(Date.now() / 1000 - stats.startedAt)),
+    workerStartedAt: Math.round(stats.processStartedAt * 1000),
     services: stats.servicesActive,
     tunnelsOpen: stats.tunnelsOpen,
     tunnelsOpened: stats.tunnelsOpened,

@@ -1,4 +1,4 @@
-import { openFileDescriptors, startedAt } from './process-figures.js';
+import { openFileDescriptors } from './process-figures.js';
 import type { RelayStats } from './stats.js';
 
 type Sample = [name: string, help: string, type: 'counter' | 'gauge', value: number];
@@ -24,7 +24,9 @@ export function renderMetrics(stats: RelayStats): string {
     ['process_resident_memory_bytes', 'Resident memory size in bytes.', 'gauge', memory.rss],
     ['process_cpu_seconds_total', 'User and system CPU time in seconds.', 'counter', (cpu.user + cpu.system) / 1e6],
     ['process_open_fds', 'Open file descriptors.', 'gauge', openFileDescriptors()],
-    ['process_start_time_seconds', 'Start time of the process since the epoch, in seconds.', 'gauge', startedAt],
+    // The relay's start: under ./relay its master's, which an upgrade does not restart.
+    ['process_start_time_seconds', 'Start time of the relay (its master process) since the epoch, in seconds.', 'gauge', stats.startedAt],
+    ['relay_worker_start_time_seconds', 'Start time of the worker process serving now (the latest upgrade or restart) since the epoch, in seconds.', 'gauge', stats.processStartedAt],
     ['nodejs_heap_used_bytes', 'V8 heap in use.', 'gauge', memory.heapUsed],
   ];
   const lines: string[] = [];

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { SpliceCounts } from '../net/splice.js';
+import { startedAt } from './process-figures.js';
 import type { RefusalReason } from './refusal-reasons.js';
 import type { TenantFigures } from '../access/tenancy.js';
 
@@ -9,6 +11,42 @@ export interface LiveFigures {
 }
 
 const NOTHING_LIVE: LiveFigures = { servicesActive: () => 0, tunnelsOpen: () => 0 };
+
+/** The plain counters a successor carries on (gauges, figures of now, do not carry over). */
+const CARRIED_COUNTERS = [
+  'servicesRegistered',
+  'tunnelsOpened',
+  'reservationsEvicted',
+  'tunnelsIdleTimedOut',
+  'stateWriteErrors',
+  'probeFailures',
+  'dialbackCount',
+  'dialbackSumSeconds',
+  'probeCount',
+  'probeSumSeconds',
+] as const;
+type CarriedCounter = (typeof CARRIED_COUNTERS)[number];
+
+/**
+ * One worker's counters, flat: `tunnelsOpened`, `bytes.a`, `refusal.<reason>`,
+ * `dialback.<bucket>`, `probe.<bucket>`. Flat so that adding, subtracting and merging
+ * are one loop, and it crosses the IPC channel as it is.
+ */
+export type Figures = Record<string, number>;
+
+/**
+ * What a worker hands its successor at an upgrade: its own figures and those of every
+ * worker before it, by worker id. Each entry only grows, so one that arrives twice, or
+ * once directly and once through another worker, is merged (the larger wins), never
+ * added twice.
+ */
+export type FigureLedger = Record<string, Figures>;
+
+function combine(a: Figures, b: Figures, op: (x: number, y: number) => number): Figures {
+  const out: Figures = { ...a };
+  for (const [key, value] of Object.entries(b)) if (Number.isFinite(value)) out[key] = op(out[key] ?? 0, value);
+  return out;
+}
 
 /** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
 export class RelayStats {
@@ -47,6 +85,21 @@ export class RelayStats {
   servicesProbeFailing = 0;
   /** With --tenants: what each tenant uses now (one entry per tenant of the file, so bounded). */
   tenantFigures: () => readonly TenantFigures[] = () => [];
+  /**
+   * When the relay started, in seconds since the epoch: this process's start, or, in a
+   * worker, its master's (an upgrade is invisible to operators too).
+   */
+  startedAt = startedAt;
+  /** This process's start, in seconds since the epoch (a worker's own, after an upgrade). */
+  readonly processStartedAt = startedAt;
+  /** Names this relay's figures in a ledger (a pid could be reused by a later worker). */
+  readonly #id = randomUUID();
+  /** The latest figures of each worker before this one, by id. */
+  readonly #ledger = new Map<string, Figures>();
+  /** The sum of the ledger: already added to the counters above, and not this worker's own. */
+  #inherited: Figures = {};
+  /** Bytes of earlier workers: kept apart from `bytes`, whose rate the dashboard samples. */
+  readonly #carriedBytes: SpliceCounts = { a: 0, b: 0 };
 
   constructor(live: LiveFigures = NOTHING_LIVE) {
     this.#live = live;
@@ -62,12 +115,57 @@ export class RelayStats {
     return this.#live.tunnelsOpen();
   }
 
+  /** Public clients the relay has open, held or taken: what --max-tunnels caps. */
+  get publicClients(): number {
+    return this.clientsTaken + this.clientsHeld;
+  }
+
   get bytesFromClients(): number {
-    return this.bytes.a;
+    return this.bytes.a + this.#carriedBytes.a;
   }
 
   get bytesToClients(): number {
-    return this.bytes.b;
+    return this.bytes.b + this.#carriedBytes.b;
+  }
+
+  /** For a successor: this relay's own counters and every earlier worker's. */
+  figuresToCarry(): FigureLedger {
+    return { ...Object.fromEntries(this.#ledger), [this.#id]: combine(this.#flat(), this.#inherited, (x, y) => x - y) };
+  }
+
+  /** Adds what a predecessor carried (see FigureLedger) to these counters. */
+  carryOver(ledger: FigureLedger): void {
+    for (const [id, figures] of Object.entries(ledger)) {
+      if (id === this.#id) continue;
+      const before = this.#ledger.get(id) ?? {};
+      const after = combine(before, figures, Math.max);
+      this.#ledger.set(id, after);
+      const added = combine(after, before, (x, y) => x - y);
+      this.#inherited = combine(this.#inherited, added, (x, y) => x + y);
+      this.#add(added);
+    }
+  }
+
+  /** Every carried counter, flat, earlier workers' included. */
+  #flat(): Figures {
+    const flat: Figures = { 'bytes.a': this.bytesFromClients, 'bytes.b': this.bytesToClients };
+    for (const name of CARRIED_COUNTERS) flat[name] = this[name];
+    for (const [reason, count] of this.refusals) flat[`refusal.${reason}`] = count;
+    this.dialbackCounts.forEach((count, i) => (flat[`dialback.${i}`] = count));
+    this.probeCounts.forEach((count, i) => (flat[`probe.${i}`] = count));
+    return flat;
+  }
+
+  #add(figures: Figures): void {
+    for (const [key, value] of Object.entries(figures)) {
+      const [kind, name = ''] = key.split(/\.(.*)/, 2) as [string, string?];
+      const bucket = Number(name);
+      if (key === 'bytes.a' || key === 'bytes.b') this.#carriedBytes[name as 'a' | 'b'] += value;
+      else if (kind === 'refusal') this.refusals.set(name as RefusalReason, (this.refusals.get(name as RefusalReason) ?? 0) + value);
+      else if (kind === 'dialback' && bucket < this.dialbackCounts.length) this.dialbackCounts[bucket]! += value;
+      else if (kind === 'probe' && bucket < this.probeCounts.length) this.probeCounts[bucket]! += value;
+      else if ((CARRIED_COUNTERS as readonly string[]).includes(key)) this[key as CarriedCounter] += value;
+    }
   }
 
   refused(reason: RefusalReason): void {

@@ -22,15 +22,21 @@ export function stopKernelReads(socket: Socket): void {
 }
 
 /**
+ * Sends the socket as the handle of one IPC message (process.send, worker.send) and calls
+ * `sent` once the message has been written, or with the error that kept it from being.
+ */
+export type SendHandle = (socket: Socket, sent: (err?: Error | null) => void) => void;
+
+/**
  * Sends a connected socket to another process; `send` gets the bytes this process had
  * already read, to carry in its message. The socket belongs to the receiver afterwards.
  */
-export function sendSocket(socket: Socket, send: (head: Buffer, socket: Socket) => void): void {
+export function sendSocket(socket: Socket, send: (head: Buffer, ...rest: Parameters<SendHandle>) => void): void {
   const chunks: Buffer[] = [];
   if (socket.readableLength > 0) {
     for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) chunks.push(chunk);
   }
-  letGo(socket, (handle) => send(Buffer.concat(chunks), handle));
+  letGo(socket, (handle, sent) => send(Buffer.concat(chunks), handle, sent));
 }
 
 /**
@@ -39,20 +45,28 @@ export function sendSocket(socket: Socket, send: (head: Buffer, socket: Socket) 
  * to take it (`send` undefined) it is reset, never closed: its peer would read a FIN
  * as an answer.
  */
-export function passSocketOn(socket: Socket, send: ((socket: Socket) => void) | undefined): void {
+export function passSocketOn(socket: Socket, send: SendHandle | undefined): void {
   if (send !== undefined) return letGo(socket, send);
   stopKernelReads(socket);
   resetSocket(socket);
 }
 
-function letGo(socket: Socket, send: (socket: Socket) => void): void {
+function letGo(socket: Socket, send: SendHandle): void {
   stopKernelReads(socket);
   // Node follows a socket sent away from its net.Server, so that server.close() waits
   // until the receiver reports it closed; a receiver that passes it on and keeps its
   // copy open never does (seen: a worker's shutdown hung). This process forgets it.
   (socket as unknown as { server: unknown }).server = null;
-  send(socket);
-  socket.destroy(); // the JavaScript object only: its handle is already on its way
+  // Node sends one handle at a time: the next waits, still on its socket, until the
+  // receiver acknowledges the last. So the socket may be let go of only once its message
+  // is written (its handle taken off it then); closing it sooner closes a handle still
+  // queued, and the receiver never gets it (seen: 1 of 10 held clients reached a new
+  // worker, the others were closed). One that could not be sent is reset, never closed.
+  send(socket, (err) => {
+    // Sent: only the JavaScript object is left to close, its handle has gone.
+    if (err === null || err === undefined) socket.destroy();
+    else resetSocket(socket);
+  });
 }
 
 /**

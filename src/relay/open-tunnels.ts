@@ -16,8 +16,12 @@ interface Tunnel {
   log: Logger;
   client: Socket;
   data: Socket;
-  /** Reset by --idle-timeout: the relay, not a peer, ended it. */
-  timedOut: boolean;
+  /**
+   * Why the relay, not a peer, ended it: 'idle-timeout' (--idle-timeout) or 'destroyed'
+   * (cut at the end of a drain, on a second signal, or when its tenant was revoked).
+   * Undefined while only its peers end it.
+   */
+  cutAs: 'idle-timeout' | 'destroyed' | undefined;
 }
 
 /**
@@ -48,7 +52,7 @@ export class OpenTunnels {
   }
 
   open(owner: TunnelOwner & { readonly log: Logger }, client: Socket, data: Socket, head: Buffer): void {
-    const tunnel: Tunnel = { owner, log: owner.log, client, data, timedOut: false };
+    const tunnel: Tunnel = { owner, log: owner.log, client, data, cutAs: undefined };
     this.#tunnels.set(client, tunnel);
     this.#stats.tunnelsOpened++;
     const totals = this.#overview.tunnelOpened(owner);
@@ -58,7 +62,7 @@ export class OpenTunnels {
   }
 
   #closed(tunnel: Tunnel, result: SpliceResult): void {
-    const { owner, log, client, timedOut } = tunnel;
+    const { owner, log, client, cutAs } = tunnel;
     this.#idleSweep?.forget(tunnel);
     // net.Socket keeps the peer address it read (admission and takeClient read it), so a
     // closed socket still has it.
@@ -68,8 +72,10 @@ export class OpenTunnels {
       bytesFromClient: result.bytesAToB,
       bytesToClient: result.bytesBToA,
       durationMs: result.durationMs,
-      closedBy: timedOut ? 'relay' : result.closedFirst === 'a' ? 'client' : 'service',
-      outcome: timedOut ? 'idle-timeout' : result.outcome,
+      // A cut resets both ends at once, so the splice cannot tell who went first, and
+      // sees sockets already destroyed rather than a failure: the cut itself says it.
+      closedBy: cutAs !== undefined ? 'relay' : result.closedFirst === 'a' ? 'client' : 'service',
+      outcome: cutAs ?? result.outcome,
       ...(result.error === undefined ? {} : { error: result.error }),
     } as const;
     this.#overview.tunnelClosed(owner, closed);
@@ -82,18 +88,22 @@ export class OpenTunnels {
 
   /** Resets an idle tunnel's client; the splice then resets its data connection too. */
   #timeOut(tunnel: Tunnel): void {
-    tunnel.timedOut = true;
+    tunnel.cutAs = 'idle-timeout';
     this.#stats.tunnelsIdleTimedOut++;
     resetSocket(tunnel.client);
   }
 
+  /** Resets both ends of a tunnel the relay ends: its line says closedBy relay, outcome destroyed. */
+  #cut(tunnel: Tunnel): void {
+    // One already ending by itself (a side closed, its line still to come) keeps its own record.
+    if (!tunnel.client.destroyed && !tunnel.data.destroyed) tunnel.cutAs ??= 'destroyed';
+    resetSocket(tunnel.client);
+    resetSocket(tunnel.data);
+  }
+
   /** Resets both ends of every open tunnel whose owner matches (its tenant was revoked). */
   cutWhere(matches: (owner: TunnelOwner) => boolean): void {
-    for (const { owner, client, data } of [...this.#tunnels.values()]) {
-      if (!matches(owner)) continue;
-      resetSocket(client);
-      resetSocket(data);
-    }
+    for (const tunnel of [...this.#tunnels.values()]) if (matches(tunnel.owner)) this.#cut(tunnel);
   }
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */
@@ -114,10 +124,7 @@ export class OpenTunnels {
    * each has its access-log line, or after a bound.
    */
   async cutAll(): Promise<void> {
-    for (const { client, data } of [...this.#tunnels.values()]) {
-      resetSocket(client);
-      resetSocket(data);
-    }
+    for (const tunnel of [...this.#tunnels.values()]) this.#cut(tunnel);
     await this.drain(CUT_SETTLE_MS);
   }
 }

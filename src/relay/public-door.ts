@@ -82,13 +82,19 @@ export class PublicDoor {
    * away, or one whose registration ended (or went silent) before its dial-back.
    */
   hold(client: Socket): void {
-    const { maxPendingPerService, holdTimeoutMs } = this.#ctx.options;
+    const { maxPendingPerService, holdTimeoutMs, maxTunnels } = this.#ctx.options;
     if (this.#closed || this.#held.length >= maxPendingPerService) {
       const why = this.#closed ? 'the port is closing' : `over ${maxPendingPerService} clients waiting`;
-      this.#ctx.refusals.count('pending', { client: clientAddressOf(client)?.address, publicPort: this.port }, `public client refused: ${why}`, this.#log);
-      resetSocket(client);
-      return;
+      return this.#refuse(client, 'pending', why);
     }
+    // Held clients count against --max-tunnels with the taken ones: every public client
+    // the relay keeps open, at any door. A held client costs one descriptor where the cap
+    // budgets two (a tunnel's), and the derived cap already leaves its own share of the
+    // open-file limit (config/limits.ts) to listeners, control and data connections, so
+    // no stranger at a departed service's door can take those (an explicit --max-tunnels
+    // is the operator's own budget, on the same terms). A client coming back to
+    // the door from a session was counted as taken until now, so it always has room.
+    if (this.#ctx.stats.publicClients >= maxTunnels) return this.#refuse(client, 'tunnels', `over ${maxTunnels} public clients in all`);
     const held: HeldClient = {
       client,
       timer: this.#ctx.clock.setTimeout(() => {
@@ -124,6 +130,11 @@ export class PublicDoor {
     this.#closed = true;
     this.#owner = undefined;
     for (const client of this.stopAccepting()) this.#holdEnded(client, reason);
+  }
+
+  #refuse(client: Socket, reason: 'pending' | 'tunnels', why: string): void {
+    this.#ctx.refusals.count(reason, { client: clientAddressOf(client)?.address, publicPort: this.port }, `public client refused: ${why}`, this.#log);
+    resetSocket(client);
   }
 
   #holdEnded(client: Socket, reason: string): void {

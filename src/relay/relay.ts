@@ -212,6 +212,9 @@ export class Relay {
     const relay = this;
     const ports = this.#registrar.ports;
     return {
+      get stats() {
+        return relay.stats;
+      },
       get controlPort() {
         return relay.controlPort;
       },
@@ -249,6 +252,8 @@ interface Accepts {
 
 /** What a worker's relay offers its master link for an upgrade and a stop (see upgrade/worker-link.ts). */
 export interface UpgradeSide {
+  /** Its counters: the start time and the figures a predecessor carries over are set here. */
+  readonly stats: RelayStats;
   readonly controlPort: number;
   readonly dataPort: number;
   leaseSnapshot(): LeaseRecord[];

@@ -193,7 +193,8 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   #withinLimits(client: Socket): boolean {
     const { stats, options } = this.#ctx;
     if (this.#clients >= options.maxClientsPerService) return this.#refuseClient(client, 'clients', `over ${options.maxClientsPerService} clients`);
-    if (stats.clientsTaken >= options.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
+    // Held clients (at any door) count too: see PublicDoor.hold.
+    if (stats.publicClients >= options.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
     if (this.tenant?.admitsClient() === false) {
       return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
     }

@@ -20,7 +20,7 @@ export function send(worker: Worker, msg: ToWorker): void {
  */
 export function forward(to: Worker | undefined, msg: ToWorker, socket: Socket | undefined): void {
   if (socket === undefined) return;
-  passSocketOn(socket, to === undefined || !to.isConnected() ? undefined : (handle) => to.send(msg, handle));
+  passSocketOn(socket, to === undefined || !to.isConnected() ? undefined : (handle, sent) => to.send(msg, handle, sent));
 }
 
 /** The next message of that kind from the worker; rejects if it exits or takes longer than ms. */

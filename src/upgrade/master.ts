@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
+import { startedAt } from '../monitor/process-figures.js';
 import type { LeaseRecord } from '../leases/lease-store.js';
 import type { WorkerFailedError } from '../errors.js';
 import { expect, forward, send } from './master-ipc.js';
@@ -76,7 +77,7 @@ class Master {
     worker.on('error', () => {}); // a send to a worker that just died: its 'exit' tells the rest
     const waiting = await expect(worker, 'waiting', READY_TIMEOUT_MS);
     if (!this.#configured) this.#configure(waiting, worker);
-    send(worker, { kind: 'start', leases, predecessor, ...(pinned === undefined ? {} : { ports: pinned }) });
+    send(worker, { kind: 'start', leases, predecessor, startedAt: Math.round(startedAt * 1000), ...(pinned === undefined ? {} : { ports: pinned }) });
     const ready = await expect(worker, 'ready', READY_TIMEOUT_MS);
     return { worker, ports: ready.ports, pinned };
   }
@@ -99,7 +100,8 @@ class Master {
   #onMessage(from: Worker, msg: unknown, socket: Socket | undefined): void {
     if (!isFromWorker(msg)) return;
     const current = this.#current?.worker;
-    if (msg.kind === 'leases' && current !== undefined && current !== from) send(current, msg);
+    // A retiring worker's leases and counters go to the one serving now.
+    if ((msg.kind === 'leases' || msg.kind === 'figures') && current !== undefined && current !== from) send(current, msg);
     else if (msg.kind === 'held-client') forward(current === from ? undefined : current, msg, socket);
     else if (msg.kind === 'dial-back') forward(this.#predecessorOf(from), msg, socket);
   }

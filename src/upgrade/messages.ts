@@ -5,6 +5,7 @@
  */
 
 import type { LeaseRecord } from '../leases/lease-store.js';
+import type { FigureLedger } from '../monitor/stats.js';
 
 export interface ListeningPorts {
   control: number;
@@ -14,12 +15,17 @@ export interface ListeningPorts {
 
 /** Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle. */
 export type ToWorker =
-  /** `ports`, when given, replace the configured port 0s: a restart keeps the ports it had. */
-  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean; ports?: ListeningPorts }
+  /**
+   * `ports`, when given, replace the configured port 0s: a restart keeps the ports it had.
+   * `startedAt`: the master's start (ms since the epoch), the relay's uptime for operators.
+   */
+  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean; ports?: ListeningPorts; startedAt: number }
   | { kind: 'prepare' }
   | { kind: 'abort' }
   | { kind: 'retire' }
   | { kind: 'leases'; leases: LeaseRecord[] }
+  /** A retiring worker's counters (at the handover, and once more when it has drained), for its successor. */
+  | { kind: 'figures'; figures: FigureLedger }
   | { kind: 'predecessor-gone' }
   | { kind: 'stop'; signal: string }
   | { kind: 'stop-now'; signal: string }
@@ -34,6 +40,7 @@ export type FromWorker =
   | { kind: 'ready'; ports: ListeningPorts }
   | { kind: 'prepared'; leases: LeaseRecord[] }
   | { kind: 'leases'; leases: LeaseRecord[] }
+  | { kind: 'figures'; figures: FigureLedger }
   | { kind: 'held-client'; port: number; head: string }
   | { kind: 'dial-back'; token: string; head: string };
 

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -11,6 +12,8 @@ type Start = Extract<ToWorker, { kind: 'start' }>;
 
 /** How long a second signal waits for the resets (and their log lines) before exiting. */
 const STOP_NOW_SETTLE_MS = 1_000;
+/** How long a retiring worker waits for the sockets it handed over to leave (one IPC round trip each). */
+const HAND_OVER_SETTLE_MS = 5_000;
 
 /**
  * The worker's side of the master link: waits for the master's go, reports the ports it
@@ -22,16 +25,20 @@ export class MasterLink {
   #metrics: Server | undefined;
   #log: Logger | undefined;
   #onStart: ((start: Start) => void) | undefined;
+  #start: Start | undefined;
   #stopping = false;
   #retiring = false;
   /** The worker this one replaced still drains: a token unknown here may be its. */
   #predecessor = false;
+  /** The master died (kill -9, a crash): nobody else will stop this worker or pass signals on. */
+  #orphaned = false;
 
   constructor() {
     // A terminal's Ctrl-C reaches the whole process group; the master alone decides what
-    // a signal means, so one Ctrl-C is not taken as two.
-    process.on('SIGINT', () => {});
-    process.on('SIGTERM', () => {});
+    // a signal means, so one Ctrl-C is not taken as two. Without a master, the signal is
+    // meant for this worker, and ends it at once (as a second signal to the master would).
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => this.#orphaned && this.#stopNow(signal));
+    cluster.worker?.on('disconnect', () => this.#masterGone());
     process.on('SIGUSR2', () => this.#log?.warn('SIGUSR2 ignored: send it to the master process (the pid in --pid-file)'));
     // A terminal hangup reaches the whole group: the master alone passes SIGHUP on, as 'reload'.
     process.on('SIGHUP', () => {});
@@ -41,7 +48,7 @@ export class MasterLink {
   /** Tells the master this worker parsed its command line; resolves with its go. */
   waitForStart(pidFile: string | undefined, log: Logger, format: 'json' | 'pretty'): Promise<Start> {
     this.#log = log;
-    const started = new Promise<Start>((resolve) => (this.#onStart = resolve));
+    const started = new Promise<Start>((resolve) => (this.#onStart = resolve)).then((start) => (this.#start = start));
     tell({ kind: 'waiting', pidFile, log: { level: log.level, format } });
     return started;
   }
@@ -51,6 +58,8 @@ export class MasterLink {
     this.#relay = relay;
     this.#metrics = metrics;
     this.#predecessor = predecessor;
+    // Uptime counts from the master's start: an upgrade or a restarted worker does not reset it.
+    if (this.#start !== undefined) relay.stats.startedAt = this.#start.startedAt / 1000;
     relay.passDialBack = (socket, token, head) => this.#passDialBack(socket, token, head);
     const address = metrics?.address();
     const ports: ListeningPorts = { control: relay.controlPort, data: relay.dataPort };
@@ -62,13 +71,7 @@ export class MasterLink {
     const relay = this.#relay;
     if (msg.kind === 'start') return this.#onStart?.(msg);
     if (msg.kind === 'stop') return this.#stop(msg.signal);
-    if (msg.kind === 'stop-now') {
-      this.#log?.warn({ signal: msg.signal }, 'second signal: resetting open tunnels and exiting now');
-      // A cut tunnel must end in a reset, never a FIN after part of a transfer.
-      const cut = relay?.cutTunnels() ?? Promise.resolve();
-      void Promise.race([cut, new Promise((resolve) => setTimeout(resolve, STOP_NOW_SETTLE_MS).unref())]).then(() => process.exit(1));
-      return;
-    }
+    if (msg.kind === 'stop-now') return this.#stopNow(msg.signal);
     if (socket !== undefined && (msg.kind === 'held-client' || msg.kind === 'dial-back')) {
       // Before anything else, in this tick: see adoptHandedOver.
       adoptHandedOver(socket, msg.kind === 'held-client' ? Buffer.from(msg.head, 'base64') : Buffer.alloc(0));
@@ -84,6 +87,7 @@ export class MasterLink {
       this.#log?.warn('upgrade called off: this worker keeps serving');
     } else if (msg.kind === 'retire') void this.#retire(relay);
     else if (msg.kind === 'leases') void relay.installLeases(msg.leases);
+    else if (msg.kind === 'figures') relay.stats.carryOver(msg.figures);
     else if (msg.kind === 'predecessor-gone') this.#predecessor = false;
     else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reloadTenants();
   }
@@ -98,9 +102,39 @@ export class MasterLink {
     this.#log?.info('upgrade: a new worker is serving; this one stops accepting and drains');
     // Registrations since `prepare` are not in the snapshot the successor started with.
     tell({ kind: 'leases', leases: relay.leaseSnapshot() });
+    // The successor shows the relay's totals from now on: ours so far, then what the drain adds.
+    tell({ kind: 'figures', figures: relay.stats.figuresToCarry() });
     this.#metrics?.close();
-    await relay.retire(handOff);
+    await relay.retire((port, client) => handOff(port, client, this.#log));
+    // Held clients and late dial-backs still on their way to the master would be lost.
+    await sendsDone();
+    await tellAndWait({ kind: 'figures', figures: relay.stats.figuresToCarry() });
     process.exit(0);
+  }
+
+  #stopNow(signal: string): void {
+    this.#log?.warn({ signal }, 'second signal: resetting open tunnels and exiting now');
+    // A cut tunnel must end in a reset, never a FIN after part of a transfer.
+    const cut = this.#relay?.cutTunnels() ?? Promise.resolve();
+    void Promise.race([cut, new Promise((resolve) => setTimeout(resolve, STOP_NOW_SETTLE_MS).unref())]).then(() => process.exit(1));
+  }
+
+  /**
+   * The IPC channel closed without this worker asking: its master is gone. Node's
+   * cluster would exit this process right after this event, and every open tunnel would
+   * end in a FIN, which a client takes for the end of its download. No master holds the
+   * listening sockets any more, nobody would restart or signal this worker: it stops as
+   * on SIGTERM (stops accepting, lets open tunnels finish within --drain-timeout, resets
+   * what is left) and exits. A worker already stopping or draining after an upgrade
+   * goes on and exits when that is done.
+   */
+  #masterGone(): void {
+    if (cluster.worker !== undefined) cluster.worker.exitedAfterDisconnect = true;
+    this.#orphaned = true;
+    this.#log?.error('the master process is gone: this worker stops (open tunnels may finish within --drain-timeout, the rest are reset); send it SIGTERM to reset them at once');
+    if (this.#stopping || this.#retiring) return;
+    this.#stopping = true;
+    this.#drainAndExit(1);
   }
 
   #stop(signal: string): void {
@@ -108,12 +142,15 @@ export class MasterLink {
     this.#stopping = true;
     this.#log?.info({ signal }, 'stopping (send the signal again to exit at once)');
     // A retiring worker is already draining; it exits when that is done.
-    if (this.#retiring) return;
+    if (!this.#retiring) this.#drainAndExit(0);
+  }
+
+  #drainAndExit(code: number): void {
     const relay = this.#relay;
-    if (relay === undefined) process.exit(0);
+    if (relay === undefined) process.exit(code);
     this.#metrics?.close();
     relay.shutdown().then(
-      () => process.exit(0),
+      () => process.exit(code),
       (err: unknown) => {
         this.#log?.error({ err }, 'error while stopping');
         process.exit(1);
@@ -124,15 +161,48 @@ export class MasterLink {
   #passDialBack(socket: Socket, token: string, head: Buffer): boolean {
     // A TLS session cannot cross processes; without a predecessor nobody else knows it.
     if (!this.#predecessor || socket instanceof TLSSocket) return false;
-    sendSocket(socket, (more, handle) => tell({ kind: 'dial-back', token, head: Buffer.concat([head, more]).toString('base64') }, handle));
+    sendSocket(socket, (more, handle, sent) => tellWithSocket({ kind: 'dial-back', token, head: Buffer.concat([head, more]).toString('base64') }, handle, sent, this.#log));
     return true;
   }
 }
 
-function handOff(port: number, client: Socket): void {
-  sendSocket(client, (head, handle) => tell({ kind: 'held-client', port, head: head.toString('base64') }, handle));
+/** Sockets sent to the master whose messages are not written yet (Node sends one handle at a time). */
+const sending = new Set<Promise<void>>();
+
+/** Sends a socket to the master; the process must not exit before sendsDone(). */
+function tellWithSocket(msg: FromWorker, socket: Socket, sent: (err?: Error | null) => void, log: Logger | undefined): void {
+  const failed = (err: Error): void => {
+    log?.warn({ kind: msg.kind, err: err.message }, 'a socket could not be handed to the master: reset');
+    sent(err);
+  };
+  if (!process.connected || process.send === undefined) return failed(new Error('no master to send to'));
+  let settle!: () => void;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  sending.add(done);
+  process.send(msg, socket, (err) => {
+    sending.delete(done);
+    if (err instanceof Error) failed(err);
+    else sent();
+    settle();
+  });
 }
 
-function tell(msg: FromWorker, socket?: Socket): void {
-  if (process.connected) process.send?.(msg, socket);
+/** Resolves once every socket handed to the master has left, or after a bound. */
+function sendsDone(): Promise<unknown> {
+  return Promise.race([Promise.all(sending), new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
+}
+
+function handOff(port: number, client: Socket, log: Logger | undefined): void {
+  sendSocket(client, (head, handle, sent) => tellWithSocket({ kind: 'held-client', port, head: head.toString('base64') }, handle, sent, log));
+}
+
+function tell(msg: FromWorker): void {
+  if (process.connected) process.send?.(msg);
+}
+
+/** tell(), resolving once the message is written (or after a bound): for a last word before exiting. */
+function tellAndWait(msg: FromWorker): Promise<unknown> {
+  if (!process.connected || process.send === undefined) return Promise.resolve();
+  const sent = new Promise((resolve) => process.send?.(msg, undefined, undefined, resolve));
+  return Promise.race([sent, new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
 }

@@ -66,7 +66,9 @@ test('cut by the relay: a second SIGTERM resets the download and still writes it
   relay.signal('SIGTERM');
   assert.equal(await ending, 'reset');
   assert.equal((await within(relay.exited, 3000, 'the relay to exit')).code, 1);
-  assert.equal(relay.stderr.filter((line) => line.includes('"msg":"tunnel closed"')).length, 1);
+  const lines = relay.stderr.filter((line) => line.includes('"msg":"tunnel closed"'));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /"closedBy":"relay","outcome":"destroyed"/, 'the line says the relay cut it');
 });
 
 test('cut by the relay at the end of its drain: every tunnel is reset and has its one access-log line', async (t) => {
@@ -85,4 +87,5 @@ test('cut by the relay at the end of its drain: every tunnel is reset and has it
   assert.deepEqual(new Set(await endings), new Set(['reset']));
   const lines = relay.stderr.filter((line) => line.includes('"msg":"tunnel closed"'));
   assert.equal(lines.length, 17, `${lines.length} of 17 tunnels have an access-log line`);
+  for (const line of lines) assert.match(line, /"closedBy":"relay","outcome":"destroyed"/, 'the line says the relay cut it');
 });

@@ -6,7 +6,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
-import { adoptHandedOver, stopKernelReads } from '../../src/net/hand-over.js';
+import { adoptHandedOver, passSocketOn } from '../../src/net/hand-over.js';
 
 const mode = process.argv[2];
 const next = mode === 'pass' ? fork(fileURLToPath(import.meta.url), ['echo']) : undefined;
@@ -14,9 +14,7 @@ const next = mode === 'pass' ? fork(fileURLToPath(import.meta.url), ['echo']) : 
 process.on('message', (msg: { head: string }, socket: unknown) => {
   const client = socket as Socket;
   if (next !== undefined) {
-    stopKernelReads(client);
-    next.send(msg, client);
-    client.destroy();
+    passSocketOn(client, (handle, sent) => next.send(msg, handle, sent));
     return;
   }
   adoptHandedOver(client, Buffer.from(msg.head, 'base64'));
