@@ -46,7 +46,11 @@ export const parser = withLogOptions(
     .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
     .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: `Open public clients per service (default ${DERIVED_LIMITS.basis})` })
     .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: `Clients waiting for a dial-back, per service (default ${DERIVED_LIMITS.basis})` })
-    .option('max-tunnels', { type: 'number', default: RELAY_DEFAULTS.maxTunnels, describe: `Public clients across all services, 2 fds each (default ${DERIVED_LIMITS.basis})` })
+    .option('max-tunnels', {
+      type: 'number',
+      default: RELAY_DEFAULTS.maxTunnels,
+      describe: `Public clients across all services (spliced, waiting for a dial-back or held at a door), 2 fds each (default ${DERIVED_LIMITS.basis})`,
+    })
     .option('max-warm', { type: 'number', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
     .option('handshake-timeout', { type: 'number', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
     .option('dialback-timeout', { type: 'number', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })

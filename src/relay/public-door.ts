@@ -133,12 +133,12 @@ export class PublicDoor {
   }
 
   #refuse(client: Socket, reason: 'pending' | 'tunnels', why: string): void {
-    this.#ctx.refusals.count(reason, { client: clientAddressOf(client)?.address, publicPort: this.port }, `public client refused: ${why}`, this.#log);
+    this.#ctx.refusals.count(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${why}`, this.#log);
     resetSocket(client);
   }
 
   #holdEnded(client: Socket, reason: string): void {
-    this.#ctx.refusals.count('hold-timeout', { client: clientAddressOf(client)?.address, publicPort: this.port }, `held client reset: ${reason}`, this.#log);
+    this.#ctx.refusals.count('hold-timeout', { client: clientAddressOf(client)?.address }, `held client reset: ${reason}`, this.#log);
     resetSocket(client);
   }
 
