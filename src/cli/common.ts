@@ -1,11 +1,10 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createSecureContext } from 'node:tls';
 import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { splitHostPort } from '../protocol/addresses.js';
 import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
+import { readCertificatePair } from '../net/tls-accept.js';
 
 /** A TCP port from the command line, or a UsageError naming the flag. */
 export function portArg(name: string, value: unknown, allowZero = false): number {
@@ -32,19 +31,11 @@ export function fileArg(name: string, file: string): Buffer {
  * not a port that "cannot be opened" later.
  */
 export function tlsFilesArg(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
-  const cert = fileArg('--tls-cert', certFile);
-  const key = fileArg('--tls-key', keyFile);
-  const check = (what: () => unknown, problem: string): void => {
-    try {
-      what();
-    } catch (err) {
-      throw new UsageError(`${problem} (${(err as Error).message})`);
-    }
-  };
-  check(() => new X509Certificate(cert), `--tls-cert ${certFile} is not a PEM certificate`);
-  check(() => createPrivateKey(key), `--tls-key ${keyFile} is not an unencrypted PEM private key`);
-  check(() => createSecureContext({ cert, key }), `--tls-key ${keyFile} does not go with --tls-cert ${certFile}`);
-  return { cert, key };
+  try {
+    return readCertificatePair({ cert: certFile, key: keyFile });
+  } catch (err) {
+    throw new UsageError((err as Error).message, { cause: err });
+  }
 }
 
 /** Options every program takes, so logs are configured the same way everywhere. */

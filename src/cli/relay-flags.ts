@@ -107,7 +107,10 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
     throw new UsageError(`--public-host must be a host name or address, got "${options.publicHost}"`);
   }
   if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-  if (args.tlsCert !== undefined && args.tlsKey !== undefined) options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
+  if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
+    options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
+    options.tlsFiles = { cert: path.resolve(args.tlsCert), key: path.resolve(args.tlsKey) };
+  }
   let fleet: RelayPlan['fleet'];
   if (args.etcd !== undefined) {
     if (options.stateFile !== undefined) throw new UsageError('--state and --etcd do not go together: a fleet keeps its leases in etcd');

@@ -126,6 +126,7 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
   }
   if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
+  if (options.tlsFiles !== undefined && options.tls === undefined) throw new UsageError('tlsFiles needs tls: the certificate and key read from those files');
   if (options.tls !== undefined) {
     try {
       createSecureContext(options.tls);

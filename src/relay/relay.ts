@@ -11,9 +11,10 @@ import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import type { RelayStats } from '../monitor/stats.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
+import type { TlsAcceptor } from '../net/tls-accept.js';
 import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
-import { listenForServices } from './listeners.js';
+import { listenForServices, reloadCertificate, serviceTls } from './listeners.js';
 import { Registrar } from './registrar.js';
 import type { HeldAtPort } from './public-ports.js';
 import type { ServiceSession } from './service-session.js';
@@ -41,6 +42,8 @@ export class Relay {
   readonly #ctx: RelayContext;
   readonly #registrar: Registrar;
   readonly #listeners: Server[] = [];
+  /** TLS on the control and data ports; its certificate is replaced by reload(). */
+  readonly #tls: TlsAcceptor | undefined;
   #controlPort = 0;
   /** During an upgrade: a DATA token unknown here may be the other worker's (see worker-link.ts). */
   #passDialBack: PassDialBack | undefined;
@@ -51,6 +54,7 @@ export class Relay {
     this.#ctx = new RelayContext(checked, log, clock, { count: () => this.#registrar.services.size, listed: () => this.#registrar.listed() });
     const store = parts.leaseStore ?? this.#fileStore();
     this.#registrar = new Registrar(this.#ctx, store, parts.tenants);
+    this.#tls = serviceTls(this.#ctx);
   }
 
   #fileStore(): LeaseStore {
@@ -123,7 +127,7 @@ export class Relay {
   }
 
   async #listen(port: number, accepts: Accepts): Promise<Server> {
-    const server = await listenForServices(this.#ctx, port, (socket) => {
+    const server = await listenForServices(this.#ctx, port, this.#tls, (socket) => {
       this.#onConnection(socket, accepts).catch((err: unknown) => {
         // A bug here must cost one connection, never the relay and its other tunnels.
         this.log.error({ err }, 'unexpected error handling a connection');
@@ -160,6 +164,17 @@ export class Relay {
   /** Counts a refusal for metrics and logs it, within the log's rate limit (e.g. the metrics listener's). */
   refused(reason: RefusalReason, fields: Record<string, unknown>, message: string): void {
     this.#ctx.refusals.count(reason, fields, message);
+  }
+
+  /**
+   * SIGHUP: reads the tenants file again (see reloadTenants) and the TLS certificate
+   * and key (options.tlsFiles); a logged no-op without either.
+   */
+  reload(): void {
+    const { tenantsFile, tlsFiles } = this.options;
+    if (tenantsFile === undefined && tlsFiles === undefined) return void this.log.info('SIGHUP: nothing to reload (the relay runs without --tenants and --tls-cert)');
+    if (tenantsFile !== undefined) this.reloadTenants();
+    if (tlsFiles !== undefined && this.#tls !== undefined) reloadCertificate(this.#ctx, this.#tls, tlsFiles);
   }
 
   /** SIGHUP: reads the tenants file again (see Registrar.reloadTenants); a no-op without one. */
@@ -235,7 +250,7 @@ export class Relay {
       acceptDialBack: (socket, token, head) => dialedBack(this.#ctx, socket, token, head, undefined),
       shutdown: (drainMs) => this.shutdown(drainMs),
       cutTunnels: () => this.cutTunnels(),
-      reloadTenants: () => this.reloadTenants(),
+      reload: () => this.reload(),
     };
   }
 }
@@ -270,8 +285,8 @@ export interface UpgradeSide {
   shutdown(drainMs?: number): Promise<void>;
   /** Resets every open tunnel; resolves once each has its access-log line. */
   cutTunnels(): Promise<void>;
-  /** SIGHUP: reads the tenants file again; a logged no-op without one. */
-  reloadTenants(): void;
+  /** SIGHUP: reads the tenants file and the TLS certificate again; a logged no-op without either. */
+  reload(): void;
 }
 
 /** The upgrade steps of a relay, for the worker's master link; not exported by the package. */

@@ -85,7 +85,7 @@ export class MasterLink {
     } else if (msg.kind === 'retire') void this.#retire(relay);
     else if (msg.kind === 'leases') void relay.installLeases(msg.leases);
     else if (msg.kind === 'predecessor-gone') this.#predecessor = false;
-    else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reloadTenants();
+    else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reload();
   }
 
   async #prepare(relay: UpgradeSide): Promise<void> {
