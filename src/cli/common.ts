@@ -6,6 +6,9 @@ import { splitHostPort } from '../protocol/addresses.js';
 import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
 import { readCertificatePair } from '../net/tls-accept.js';
 
+/** The package's version, which --version prints: package.json's, read where the package is installed. */
+export const PACKAGE_VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 /** A TCP port from the command line, or a UsageError naming the flag. */
 export function portArg(name: string, value: unknown, allowZero = false): number {
   const text = String(value);

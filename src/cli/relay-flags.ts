@@ -8,7 +8,7 @@ import { UsageError } from '../errors.js';
 import type { FleetPlan } from '../fleet/fleet.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
 import { splitHostPort } from '../protocol/addresses.js';
-import { metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { metricsAuthArg, PACKAGE_VERSION, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 import { planFleet, type FleetArgs } from './fleet-flags.js';
 
 /*
@@ -75,7 +75,7 @@ export const parser = withLogOptions(
     .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
-    .version(false)
+    .version(PACKAGE_VERSION)
     .fail(usageFailure('relay', 'PORT')),
 );
 

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { flagValue, SERVICE_RULES } from '../config/rules.js';
-import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
+import { fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** How long resetting the open connections may take before the program exits anyway. */
 const CUT_SETTLE_MS = 1_000;
@@ -32,7 +32,7 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
       .strict()
       .help()
-      .version(false),
+      .version(PACKAGE_VERSION),
   );
 }
 

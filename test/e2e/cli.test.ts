@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -110,6 +111,21 @@ for (const program of ['relay', 'echoserver', 'expose']) {
     assert.equal(outcome.code, 0);
     assert.match(outcome.stdout, /Examples:/);
     assert.match(outcome.stdout, new RegExp(`${program} `));
+  });
+}
+
+const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+
+for (const [program, args] of [
+  ['relay', ['--version']],
+  ['relay', ['8080', '--version']],
+  ['relay', ['status', '--version']],
+  ['echoserver', ['--version']],
+  ['expose', ['localhost', '8080', '--version']],
+] as const) {
+  test(`--version: ${program} ${args.join(' ')} prints the package's version and exits 0`, async () => {
+    const outcome = await runProgram(program, [...args]);
+    assert.deepEqual(outcome, { code: 0, stdout: `${version}\n`, stderr: '' });
   });
 }
 
