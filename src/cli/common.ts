@@ -29,6 +29,28 @@ export function fileArg(name: string, file: string): Buffer {
 }
 
 /**
+ * The options of a `--config` file, for yargs' config parser, which shows an Error it
+ * is given back (and one it catches as "Invalid JSON config file" for every cause).
+ */
+export function configFile(file: string): Record<string, unknown> | UsageError {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return new UsageError(`cannot read --config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return new UsageError(`--config ${file} is not JSON (${(err as Error).message})`, { cause: err });
+  }
+  if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+  const got = Array.isArray(parsed) ? 'an array' : parsed === null ? 'null' : typeof parsed;
+  return new UsageError(`--config ${file} must hold one JSON object of options (keys as the long flags), got ${got}`);
+}
+
+/**
  * The PEM certificate and key --tls-cert and --tls-key name, checked now: a file that
  * is not PEM, or a key that is not the certificate's, is a usage error naming the file,
  * not a port that "cannot be opened" later.
