@@ -82,5 +82,6 @@ export function readCertificatePair(files: CertificateFiles): { cert: Buffer; ke
 /** What a log line says of a certificate: whom it names and until when it is valid. */
 export function describeCertificate(cert: Buffer): { subject: string; validTo: string } {
   const x509 = new X509Certificate(cert);
-  return { subject: x509.subject.replace(/\n/g, ', '), validTo: new Date(x509.validTo).toISOString() };
+  const validTo = new Date(x509.validTo);
+  return { subject: x509.subject.replace(/\n/g, ', '), validTo: Number.isNaN(validTo.getTime()) ? x509.validTo : validTo.toISOString() };
 }

@@ -36,8 +36,9 @@ export function serviceTls(ctx: RelayContext): TlsAcceptor | undefined {
 export function reloadCertificate(ctx: RelayContext, tls: TlsAcceptor, files: CertificateFiles): void {
   try {
     const pair = readCertificatePair(files);
+    const described = describeCertificate(pair.cert);
     tls.replace(pair);
-    ctx.log.info({ cert: files.cert, ...describeCertificate(pair.cert) }, 'SIGHUP: TLS certificate reloaded; new connections get it');
+    ctx.log.info({ cert: files.cert, ...described }, 'SIGHUP: TLS certificate reloaded; new connections get it');
   } catch (err) {
     ctx.log.error({ err: (err as Error).message }, 'SIGHUP: TLS certificate not reloaded; still serving the previous one');
   }
