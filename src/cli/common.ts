@@ -1,11 +1,13 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createSecureContext } from 'node:tls';
 import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { splitHostPort } from '../protocol/addresses.js';
 import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
+import { readCertificatePair } from '../net/tls-accept.js';
+
+/** The package's version, which --version prints: package.json's, read where the package is installed. */
+export const PACKAGE_VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** A TCP port from the command line, or a UsageError naming the flag. */
 export function portArg(name: string, value: unknown, allowZero = false): number {
@@ -27,24 +29,38 @@ export function fileArg(name: string, file: string): Buffer {
 }
 
 /**
+ * The options of a `--config` file, for yargs' config parser, which shows an Error it
+ * is given back (and one it catches as "Invalid JSON config file" for every cause).
+ */
+export function configFile(file: string): Record<string, unknown> | UsageError {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return new UsageError(`cannot read --config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return new UsageError(`--config ${file} is not JSON (${(err as Error).message})`, { cause: err });
+  }
+  if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
+  const got = Array.isArray(parsed) ? 'an array' : parsed === null ? 'null' : typeof parsed;
+  return new UsageError(`--config ${file} must hold one JSON object of options (keys as the long flags), got ${got}`);
+}
+
+/**
  * The PEM certificate and key --tls-cert and --tls-key name, checked now: a file that
  * is not PEM, or a key that is not the certificate's, is a usage error naming the file,
  * not a port that "cannot be opened" later.
  */
 export function tlsFilesArg(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
-  const cert = fileArg('--tls-cert', certFile);
-  const key = fileArg('--tls-key', keyFile);
-  const check = (what: () => unknown, problem: string): void => {
-    try {
-      what();
-    } catch (err) {
-      throw new UsageError(`${problem} (${(err as Error).message})`);
-    }
-  };
-  check(() => new X509Certificate(cert), `--tls-cert ${certFile} is not a PEM certificate`);
-  check(() => createPrivateKey(key), `--tls-key ${keyFile} is not an unencrypted PEM private key`);
-  check(() => createSecureContext({ cert, key }), `--tls-key ${keyFile} does not go with --tls-cert ${certFile}`);
-  return { cert, key };
+  try {
+    return readCertificatePair({ cert: certFile, key: keyFile });
+  } catch (err) {
+    throw new UsageError((err as Error).message, { cause: err });
+  }
 }
 
 /** Options every program takes, so logs are configured the same way everywhere. */

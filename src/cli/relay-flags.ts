@@ -4,12 +4,12 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadTenants, type TenantSpec } from '../access/tenants-file.js';
 import { DERIVED_LIMITS, RELAY_DEFAULTS, publicRange, type PortRange, type RelayOptions } from '../config/defaults.js';
-import { checkCombinations, flagValue, RELAY_RULES } from '../config/rules.js';
+import { checkCombinations, flagValue, loweredWarning, machineBoundValue, RELAY_RULES, type Lowered } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { FleetPlan } from '../fleet/fleet.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
 import { isHost, splitHostPort } from '../protocol/addresses.js';
-import { metricsAuthArg, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { configFile, metricsAuthArg, PACKAGE_VERSION, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 import { planFleet, type FleetArgs } from './fleet-flags.js';
 
 /*
@@ -43,25 +43,26 @@ export const parser = withLogOptions(
     .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
     .option('metrics-auth', { type: 'string', describe: 'USER:PASS: HTTP basic auth for the whole --metrics listener (also RELAY_METRICS_AUTH)' })
     .option('metrics-host', { type: 'string', describe: 'NAME[,NAME...]: host names the --metrics listener answers to besides its own address and names (others get 421)' })
-    .option('max-services', { type: 'number', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
-    .option('max-clients', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerService, describe: `Open public clients per service (default ${DERIVED_LIMITS.basis})` })
-    .option('max-pending', { type: 'number', default: RELAY_DEFAULTS.maxPendingPerService, describe: `Clients waiting for a dial-back, per service (default ${DERIVED_LIMITS.basis})` })
+    // Numbers are taken as text, so that an error quotes what was written (yargs would turn it into NaN or 1e+20).
+    .option('max-services', { type: 'string', default: RELAY_DEFAULTS.maxServices, describe: 'Registered services at once' })
+    .option('max-clients', { type: 'string', default: RELAY_DEFAULTS.maxClientsPerService, describe: `Open public clients per service (default ${DERIVED_LIMITS.basis})` })
+    .option('max-pending', { type: 'string', default: RELAY_DEFAULTS.maxPendingPerService, describe: `Clients waiting for a dial-back, per service (default ${DERIVED_LIMITS.basis})` })
     .option('max-tunnels', {
-      type: 'number',
+      type: 'string',
       default: RELAY_DEFAULTS.maxTunnels,
       describe: `Public clients across all services (spliced, waiting for a dial-back or held at a door), 2 fds each (default ${DERIVED_LIMITS.basis})`,
     })
-    .option('max-warm', { type: 'number', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
-    .option('handshake-timeout', { type: 'number', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
-    .option('dialback-timeout', { type: 'number', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })
-    .option('heartbeat', { type: 'number', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
-    .option('resume-grace', { type: 'number', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
-    .option('drain-timeout', { type: 'number', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
-    .option('hold-timeout', { type: 'number', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: 'Seconds a public client waits for its service to come back before it is reset' })
-    .option('probe', { type: 'number', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
-    .option('max-clients-per-ip', { type: 'number', default: RELAY_DEFAULTS.maxClientsPerIp, describe: 'Open public clients from one address (IPv6: one /64) over all public ports; 0 = no limit' })
-    .option('max-connect-rate', { type: 'number', default: RELAY_DEFAULTS.maxConnectRate, describe: 'New public connections a second from one address (IPv6: one /64); 0 = no limit' })
-    .option('idle-timeout', { type: 'number', default: RELAY_DEFAULTS.idleTimeoutMs / 1000, describe: 'Seconds a tunnel may move no byte either way before it is reset; 0 = never' })
+    .option('max-warm', { type: 'string', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
+    .option('handshake-timeout', { type: 'string', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
+    .option('dialback-timeout', { type: 'string', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })
+    .option('heartbeat', { type: 'string', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
+    .option('resume-grace', { type: 'string', default: RELAY_DEFAULTS.resumeGraceMs / 1000, describe: "Seconds a departed service's port stays reserved for it" })
+    .option('drain-timeout', { type: 'string', default: RELAY_DEFAULTS.drainTimeoutMs / 1000, describe: 'Seconds open tunnels may finish after SIGTERM' })
+    .option('hold-timeout', { type: 'string', default: RELAY_DEFAULTS.holdTimeoutMs / 1000, describe: 'Seconds a public client waits for its service to come back before it is reset' })
+    .option('probe', { type: 'string', default: RELAY_DEFAULTS.probeIntervalMs / 1000, describe: 'Seconds between end-to-end probes (a dial-back) of each service that supports them; 0 = off' })
+    .option('max-clients-per-ip', { type: 'string', default: RELAY_DEFAULTS.maxClientsPerIp, describe: 'Open public clients from one address (IPv6: one /64) over all public ports; 0 = no limit' })
+    .option('max-connect-rate', { type: 'string', default: RELAY_DEFAULTS.maxConnectRate, describe: 'New public connections a second from one address (IPv6: one /64); 0 = no limit' })
+    .option('idle-timeout', { type: 'string', default: RELAY_DEFAULTS.idleTimeoutMs / 1000, describe: 'Seconds a tunnel may move no byte either way before it is reset; 0 = never' })
     .option('state', { type: 'string', describe: 'File that keeps the leases (which key owns which port) across restarts' })
     .option('etcd', { type: 'string', describe: 'Join a relay fleet coordinated by etcd at URL[,URL...] (needs --ports and --public-host)' })
     .option('node', { type: 'string', describe: "This fleet node's name [default: its --advertise]" })
@@ -71,7 +72,7 @@ export const parser = withLogOptions(
     .option('etcd-cert', { type: 'string', describe: 'PEM client certificate for etcd' })
     .option('etcd-key', { type: 'string', describe: 'PEM private key for --etcd-cert' })
     .option('pid-file', { type: 'string', describe: 'Write the pid to signal (SIGUSR2 upgrades, SIGTERM stops) to FILE' })
-    .config('config', 'JSON file of options (keys as the long flags)')
+    .config('config', 'JSON file of options (keys as the long flags)', configFile)
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
     .example('$0 8080 --ports 9000-9099 --public-host relay.example.com', 'public ports 9000-9099, announced as relay.example.com')
     .example('RELAY_SECRET=s3cret $0 8080 --data-port 8079', 'require a secret; dial-backs on 8079')
@@ -81,7 +82,7 @@ export const parser = withLogOptions(
     .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
-    .version(false)
+    .version(PACKAGE_VERSION)
     .fail(usageFailure('relay', 'PORT')),
 );
 
@@ -92,6 +93,8 @@ export interface RelayPlan {
   tenants: TenantSpec[] | undefined;
   metrics: MetricsListen | undefined;
   fleet: { module: typeof import('../fleet/fleet.js'); plan: FleetPlan } | undefined;
+  /** For the log, once it is set up: what the relay does differently from what was asked. */
+  warnings: string[];
 }
 
 export interface MetricsListen {
@@ -106,7 +109,8 @@ type Args = Awaited<ReturnType<typeof parser.parseAsync>>;
 
 /** Checks the parsed flags and makes the relay's options of them; throws a UsageError naming the first problem. */
 export async function planRelay(args: Args): Promise<RelayPlan> {
-  const options = relayOptions(args);
+  const lowered: Lowered[] = [];
+  const options = relayOptions(args, lowered);
   checkCombinations(options, 'flags');
   // Read once, here: a file that does not load stops the relay with one line (exit 2).
   const tenants = options.tenantsFile === undefined ? undefined : loadTenants(options.tenantsFile, publicRange(options));
@@ -115,7 +119,10 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
     throw new UsageError(`--public-host must be a host name or address, got "${options.publicHost}"`);
   }
   if ((args.tlsCert === undefined) !== (args.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
-  if (args.tlsCert !== undefined && args.tlsKey !== undefined) options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
+  if (args.tlsCert !== undefined && args.tlsKey !== undefined) {
+    options.tls = tlsFilesArg(args.tlsCert, args.tlsKey);
+    options.tlsFiles = { cert: path.resolve(args.tlsCert), key: path.resolve(args.tlsKey) };
+  }
   let fleet: RelayPlan['fleet'];
   if (args.etcd !== undefined) {
     if (options.stateFile !== undefined) throw new UsageError('--state and --etcd do not go together: a fleet keeps its leases in etcd');
@@ -132,7 +139,8 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
     if (metrics === undefined) throw new UsageError('--metrics-host needs --metrics');
     metrics.hosts = metricsHostsArg(args.metricsHost);
   }
-  return { options, tenants, metrics, fleet };
+  const warning = loweredWarning(lowered, DERIVED_LIMITS);
+  return { options, tenants, metrics, fleet, warnings: warning === undefined ? [] : [warning] };
 }
 
 /** `--metrics-host NAME[,NAME...]`: names or addresses, without a port (the port does not matter). */
@@ -144,7 +152,8 @@ function metricsHostsArg(text: string): string[] {
   });
 }
 
-function relayOptions(args: Args): RelayOptions {
+/** `lowered` gets the limits above what the machine can hold, lowered to it. */
+function relayOptions(args: Args, lowered: Lowered[]): RelayOptions {
   const port = portArg('PORT', args.port, true);
   return {
     port,
@@ -154,9 +163,9 @@ function relayOptions(args: Args): RelayOptions {
     ...(args.bind === undefined ? {} : { bind: args.bind }),
     ...(args.secret === undefined || args.secret === '' ? {} : { secret: args.secret }),
     maxServices: flagValue(RELAY_RULES.maxServices, args.maxServices),
-    maxClientsPerService: flagValue(RELAY_RULES.maxClientsPerService, args.maxClients),
-    maxPendingPerService: flagValue(RELAY_RULES.maxPendingPerService, args.maxPending),
-    maxTunnels: flagValue(RELAY_RULES.maxTunnels, args.maxTunnels),
+    maxClientsPerService: machineBoundValue('maxClientsPerService', args.maxClients, DERIVED_LIMITS, lowered),
+    maxPendingPerService: machineBoundValue('maxPendingPerService', args.maxPending, DERIVED_LIMITS, lowered),
+    maxTunnels: machineBoundValue('maxTunnels', args.maxTunnels, DERIVED_LIMITS, lowered),
     maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
     handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
     dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),

@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { joinHostPort } from '../protocol/addresses.js';
 import type { OverviewSnapshot } from '../monitor/api.js';
-import { metricsAuthArg, parseListen, usageFailure } from './common.js';
+import { metricsAuthArg, PACKAGE_VERSION, parseListen, usageFailure } from './common.js';
 import { renderStatus } from './status-table.js';
 
 const DEFAULT_METRICS = '127.0.0.1:9100';
@@ -16,7 +16,7 @@ const parser = (argv: string[]) =>
     .example('$0 --metrics 127.0.0.1:9100', 'the relay started with --metrics 127.0.0.1:9100')
     .strict()
     .help()
-    .version(false)
+    .version(PACKAGE_VERSION)
     .fail(usageFailure('relay status'));
 
 /** One line on stderr and exit 1: the relay could not be asked, which is not a usage error. */

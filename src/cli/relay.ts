@@ -24,6 +24,7 @@ async function main(): Promise<void> {
   }
   const { options, metrics, fleet, tenants } = plan;
   const log = loggerFor('relay', args);
+  for (const warning of plan.warnings) log.warn(warning);
   const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat);
   if (go.ports !== undefined) {
     // A replacement for a worker that died: the same ports, even where 0 was asked.

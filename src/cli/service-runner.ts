@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { flagValue, SERVICE_RULES } from '../config/rules.js';
-import { fileArg, loggerFor, onStopSignals, portArg, usageFailure, withLogOptions } from './common.js';
+import { fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** How long resetting the open connections may take before the program exits anyway. */
 const CUT_SETTLE_MS = 1_000;
@@ -27,12 +27,12 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
-      .option('drain-timeout', { type: 'number', default: 10, describe: 'Seconds open connections may finish after SIGTERM' })
+      .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: "File keeping this service's resume key (created on first use): a restart gets the same public port, and clients wait for it" })
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
       .strict()
       .help()
-      .version(false),
+      .version(PACKAGE_VERSION),
   );
 }
 
@@ -54,7 +54,7 @@ interface ServiceArgs {
   ca?: string | undefined;
   publicPort?: string | undefined;
   prewarm: string;
-  drainTimeout: number;
+  drainTimeout: string;
   resumeFile?: string | undefined;
   leaveOnExit: boolean;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -24,6 +24,8 @@ export interface RelayOptions {
   secret?: string;
   /** TLS on the control and data ports (PEM); public ports stay plain TCP. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The files `tls` was read from (`--tls-cert`, `--tls-key`): reload() reads them again. */
+  tlsFiles?: { cert: string; key: string };
   maxServices: number;
   maxClientsPerService: number;
   maxPendingPerService: number;
@@ -65,7 +67,7 @@ export function publicRange(options: Pick<RelayOptions, 'ports' | 'port'>): Port
   return options.ports ?? { first: options.port + 1, last: 65535 };
 }
 
-export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'stateFile' | 'tenantsFile'>;
+export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile'>;
 
 /** The client limits this machine can hold (src/config/limits.ts), read once at start. */
 export const DERIVED_LIMITS: DerivedLimits = deriveLimits(machineFigures());

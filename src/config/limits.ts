@@ -24,6 +24,8 @@ export interface DerivedLimits {
   maxTunnels: number;
   /** One phrase saying where the figures came from, for --help and the start-up log line. */
   basis: string;
+  /** True when derived from this machine's figures: the command line's limits are then lowered to these. */
+  measured: boolean;
 }
 
 /** Descriptors of one tunnel: the public client and the data connection. */
@@ -44,6 +46,7 @@ export const FALLBACK_LIMITS: DerivedLimits = {
   maxPendingPerService: 4096,
   maxTunnels: 65_536,
   basis: 'fixed (open-file limit unknown on this platform)',
+  measured: false,
 };
 
 /**
@@ -59,7 +62,7 @@ export function deriveLimits(machine: MachineFigures): DerivedLimits {
   const byMemory = Math.floor((memoryBytes * MEMORY_SHARE) / MEMORY_PER_TUNNEL);
   const maxTunnels = Math.max(MIN_TUNNELS, Math.min(byFds, byMemory));
   const bound = byFds <= byMemory ? `open-file limit ${fdLimit}` : `memory ${formatGiB(memoryBytes)} (open-file limit ${fdLimit})`;
-  return { maxClientsPerService: maxTunnels, maxPendingPerService: maxTunnels, maxTunnels, basis: `derived from ${bound}` };
+  return { maxClientsPerService: maxTunnels, maxPendingPerService: maxTunnels, maxTunnels, basis: `derived from ${bound}`, measured: true };
 }
 
 function formatGiB(bytes: number): string {

@@ -5,6 +5,7 @@
  */
 import { createSecureContext } from 'node:tls';
 import type { RelayOptions, RelayTunable } from './defaults.js';
+import type { DerivedLimits } from './limits.js';
 import { UsageError } from '../errors.js';
 
 /** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
@@ -67,6 +68,41 @@ export function flagValue(rule: Rule, raw: unknown): number {
   throw new UsageError(`${rule.flag} must be from ${seconds(rule.min)} to ${seconds(rule.max)} seconds, got "${String(raw)}"`);
 }
 
+/** The limits this machine bounds (src/config/limits.ts), each with the flag that sets it. */
+export const MACHINE_BOUND = ['maxClientsPerService', 'maxPendingPerService', 'maxTunnels'] as const;
+
+/**
+ * A count flag this machine bounds: as flagValue, except that a whole number above what
+ * the machine can hold (`limits`, when measured) is lowered to it, and `lowered` gets a
+ * phrase quoting what was written. Lowered rather than refused: a config file shared by
+ * machines of different sizes (or kept across a change of `ulimit -n`) still starts
+ * everywhere, each at its own maximum, and clients beyond the descriptors left could not
+ * be served anyway (each would fail with EMFILE, taking control connections with it).
+ */
+export function machineBoundValue(key: (typeof MACHINE_BOUND)[number], raw: unknown, limits: DerivedLimits, lowered: Lowered[]): number {
+  const rule = RELAY_RULES[key];
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
+  const most = limits[key];
+  if (!limits.measured || !Number.isInteger(n) || n <= most) return flagValue(rule, raw);
+  lowered.push({ written: `${rule.flag} ${String(raw)}`, to: most });
+  return most;
+}
+
+/** A limit machineBoundValue lowered: the flag and value as written, and what is used instead. */
+export interface Lowered {
+  written: string;
+  to: number;
+}
+
+/** The one warning for every limit machineBoundValue lowered; undefined when none was. */
+export function loweredWarning(lowered: readonly Lowered[], limits: DerivedLimits): string | undefined {
+  if (lowered.length === 0) return undefined;
+  const list = (parts: string[]): string => parts.join(' and ');
+  const verb = lowered.length === 1 ? 'is' : 'are';
+  const what = `${list(lowered.map((l) => l.written))} ${verb} above what this machine can hold (${limits.basis})`;
+  return `${what}: using ${list(lowered.map((l) => String(l.to)))} instead; raise the open-file limit (ulimit -n) or the memory limit to allow more`;
+}
+
 /** Throws a UsageError naming the option unless its value (ms for a duration) keeps the rule. */
 export function checkOption(name: string, rule: Rule, value: unknown): void {
   const n = value as number;
@@ -126,6 +162,7 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
   }
   if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
+  if (options.tlsFiles !== undefined && options.tls === undefined) throw new UsageError('tlsFiles needs tls: the certificate and key read from those files');
   if (options.tls !== undefined) {
     try {
       createSecureContext(options.tls);

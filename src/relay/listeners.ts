@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
 import { setOnListener } from '../net/listener-options.js';
 import { acceptFailure, listenOrFail } from '../net/out-of-fds.js';
-import { tlsAcceptor } from '../net/tls-accept.js';
+import { describeCertificate, readCertificatePair, tlsAcceptor, type CertificateFiles, type TlsAcceptor } from '../net/tls-accept.js';
 import type { RelayContext } from './context.js';
 
 /** Listen backlog: bursts of thousands of clients must queue, not be reset by the kernel. */
@@ -20,20 +20,37 @@ const SERVER_OPTIONS = {
 type Accepted = (socket: Socket) => void;
 
 /**
- * Listens on a control or data port (TLS when the relay has a certificate) and hands
- * every accepted connection, already wrapped in TLS, to `accepted`. Rejects if the port
+ * The relay's TLS for its control and data ports, when it has a certificate: one
+ * acceptor for both, so a reload (Relay.reload) replaces the certificate on both.
+ */
+export function serviceTls(ctx: RelayContext): TlsAcceptor | undefined {
+  const { options, refusals } = ctx;
+  if (options.tls === undefined) return undefined;
+  return tlsAcceptor(options.tls, (socket, err) => {
+    const fields = { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message };
+    refusals.count('tls', fields, 'connection refused: TLS handshake failed');
+  });
+}
+
+/** New connections get the files' certificate, open ones keep theirs; a pair that does not load changes nothing. */
+export function reloadCertificate(ctx: RelayContext, tls: TlsAcceptor, files: CertificateFiles): void {
+  try {
+    const pair = readCertificatePair(files);
+    const described = describeCertificate(pair.cert);
+    tls.replace(pair);
+    ctx.log.info({ cert: files.cert, ...described }, 'SIGHUP: TLS certificate reloaded; new connections get it');
+  } catch (err) {
+    ctx.log.error({ err: (err as Error).message }, 'SIGHUP: TLS certificate not reloaded; still serving the previous one');
+  }
+}
+
+/**
+ * Listens on a control or data port (TLS when `secure` is given) and hands every
+ * accepted connection, already wrapped in TLS, to `accepted`. Rejects if the port
  * cannot be had.
  */
-export async function listenForServices(ctx: RelayContext, port: number, accepted: Accepted): Promise<Server> {
-  const { options, refusals } = ctx;
-  const secure =
-    options.tls === undefined
-      ? undefined
-      : tlsAcceptor(options.tls, (socket, err) => {
-          const fields = { peer: socket.remoteAddress, err: (err as NodeJS.ErrnoException).code ?? err.message };
-          refusals.count('tls', fields, 'connection refused: TLS handshake failed');
-        });
-  const server = createServer(SERVER_OPTIONS, (raw) => accepted(secure?.(raw) ?? raw));
+export async function listenForServices(ctx: RelayContext, port: number, secure: TlsAcceptor | undefined, accepted: Accepted): Promise<Server> {
+  const server = createServer(SERVER_OPTIONS, (raw) => accepted(secure?.wrap(raw) ?? raw));
   const failed = once(server, 'error');
   server.listen({ port, backlog: LISTEN_BACKLOG, ...bindOf(ctx) });
   try {

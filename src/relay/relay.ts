@@ -11,13 +11,15 @@ import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import type { RelayStats } from '../monitor/stats.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
+import type { TlsAcceptor } from '../net/tls-accept.js';
 import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
-import { listenForServices } from './listeners.js';
+import { listenForServices, reloadCertificate, serviceTls } from './listeners.js';
 import { followFleet } from './fleet-news.js';
 import { Registrar } from './registrar.js';
 import type { HeldAtPort } from './public-ports.js';
 import type { ServiceSession } from './service-session.js';
+import type { UpgradeSide } from './upgrade-side.js';
 
 /** What a relay is built from besides its options; tests inject a clock and a store. */
 export interface RelayParts {
@@ -42,6 +44,8 @@ export class Relay {
   readonly #ctx: RelayContext;
   readonly #registrar: Registrar;
   readonly #listeners: Server[] = [];
+  /** TLS on the control and data ports; its certificate is replaced by reload(). */
+  readonly #tls: TlsAcceptor | undefined;
   #controlPort = 0;
   /** During an upgrade: a DATA token unknown here may be the other worker's (see worker-link.ts). */
   #passDialBack: PassDialBack | undefined;
@@ -53,6 +57,7 @@ export class Relay {
     const store = parts.leaseStore ?? this.#fileStore();
     this.#registrar = new Registrar(this.#ctx, store, parts.tenants);
     followFleet(store, this.#registrar);
+    this.#tls = serviceTls(this.#ctx);
   }
 
   #fileStore(): LeaseStore {
@@ -125,7 +130,7 @@ export class Relay {
   }
 
   async #listen(port: number, accepts: Accepts): Promise<Server> {
-    const server = await listenForServices(this.#ctx, port, (socket) => {
+    const server = await listenForServices(this.#ctx, port, this.#tls, (socket) => {
       this.#onConnection(socket, accepts).catch((err: unknown) => {
         // A bug here must cost one connection, never the relay and its other tunnels.
         this.log.error({ err }, 'unexpected error handling a connection');
@@ -162,6 +167,17 @@ export class Relay {
   /** Counts a refusal for metrics and logs it, within the log's rate limit (e.g. the metrics listener's). */
   refused(reason: RefusalReason, fields: Record<string, unknown>, message: string): void {
     this.#ctx.refusals.count(reason, fields, message);
+  }
+
+  /**
+   * SIGHUP: reads the tenants file again (see reloadTenants) and the TLS certificate
+   * and key (options.tlsFiles); a logged no-op without either.
+   */
+  reload(): void {
+    const { tenantsFile, tlsFiles } = this.options;
+    if (tenantsFile === undefined && tlsFiles === undefined) return void this.log.info('SIGHUP: nothing to reload (the relay runs without --tenants and --tls-cert)');
+    if (tenantsFile !== undefined) this.reloadTenants();
+    if (tlsFiles !== undefined && this.#tls !== undefined) reloadCertificate(this.#ctx, this.#tls, tlsFiles);
   }
 
   /** SIGHUP: reads the tenants file again (see Registrar.reloadTenants); a no-op without one. */
@@ -240,7 +256,7 @@ export class Relay {
       acceptDialBack: (socket, token, head) => dialedBack(this.#ctx, socket, token, head, undefined),
       shutdown: (drainMs) => this.shutdown(drainMs),
       cutTunnels: () => this.cutTunnels(),
-      reloadTenants: () => this.reloadTenants(),
+      reload: () => this.reload(),
     };
   }
 }
@@ -248,37 +264,6 @@ export class Relay {
 interface Accepts {
   control: boolean;
   data: boolean;
-}
-
-/** What a worker's relay offers its master link for an upgrade and a stop (see upgrade/worker-link.ts). */
-export interface UpgradeSide {
-  /** Its counters: the start time and the figures a predecessor carries over are set here. */
-  readonly stats: RelayStats;
-  readonly controlPort: number;
-  readonly dataPort: number;
-  leaseSnapshot(): LeaseRecord[];
-  /** Reserves those ports for their keys (and holds their doors open) in this relay. */
-  installLeases(records: LeaseRecord[]): Promise<void>;
-  /** Stops writing the state file (after a last write) until resumeStateWrites(). */
-  pauseStateWrites(): Promise<void>;
-  resumeStateWrites(): void;
-  /**
-   * Stops accepting, asks every service to register again (with the successor), hands
-   * every public client it is holding to handOff, and resolves once its open tunnels
-   * have ended or drainMs has passed.
-   */
-  retire(handOff: (port: number, client: Socket) => void, drainMs?: number): Promise<void>;
-  /** A held public client from the predecessor: serve it when its service registers. */
-  adoptHeldClient(port: number, client: Socket): void;
-  /** Consulted for a DATA token this relay does not know; true when it took the socket. */
-  passDialBack: PassDialBack | undefined;
-  /** A DATA connection the successor received for one of this relay's tokens. */
-  acceptDialBack(socket: Socket, token: string, head: Buffer): void;
-  shutdown(drainMs?: number): Promise<void>;
-  /** Resets every open tunnel; resolves once each has its access-log line. */
-  cutTunnels(): Promise<void>;
-  /** SIGHUP: reads the tenants file again; a logged no-op without one. */
-  reloadTenants(): void;
 }
 
 /** The upgrade steps of a relay, for the worker's master link; not exported by the package. */

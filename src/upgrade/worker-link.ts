@@ -5,7 +5,7 @@ import { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
 import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
-import type { UpgradeSide } from '../relay/relay.js';
+import type { UpgradeSide } from '../relay/upgrade-side.js';
 import { resetSocket } from '../net/splice.js';
 
 type Start = Extract<ToWorker, { kind: 'start' }>;
@@ -89,7 +89,7 @@ export class MasterLink {
     else if (msg.kind === 'leases') void relay.installLeases(msg.leases);
     else if (msg.kind === 'figures') relay.stats.carryOver(msg.figures);
     else if (msg.kind === 'predecessor-gone') this.#predecessor = false;
-    else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reloadTenants();
+    else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reload();
   }
 
   async #prepare(relay: UpgradeSide): Promise<void> {

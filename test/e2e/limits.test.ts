@@ -23,7 +23,7 @@ test('limits: --help shows the defaults derived for this process', async () => {
   const help = await new Promise<string>((resolve, reject) =>
     execFile('bash', ['-c', 'ulimit -n 2048; exec ./relay --help'], { cwd: ROOT, timeout: 10_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
   );
-  assert.match(help, /--max-tunnels[^[]*open-file limit 2048\)\s*\[number\] \[default: 896\]/);
+  assert.match(help, /--max-tunnels[^[]*open-file limit 2048\)\s*\[string\] \[default: 896\]/);
 });
 
 test('limits: --max-tunnels 2 is one cap across services: a third client of another service is closed', async (t) => {

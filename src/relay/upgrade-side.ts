@@ -1,0 +1,35 @@
+import type { Socket } from 'node:net';
+import type { LeaseRecord } from '../leases/lease-store.js';
+import type { RelayStats } from '../monitor/stats.js';
+import type { PassDialBack } from './data-connections.js';
+
+/** What a worker's relay offers its master link for an upgrade and a stop (see upgrade/worker-link.ts). */
+export interface UpgradeSide {
+  /** Its counters: the start time and the figures a predecessor carries over are set here. */
+  readonly stats: RelayStats;
+  readonly controlPort: number;
+  readonly dataPort: number;
+  leaseSnapshot(): LeaseRecord[];
+  /** Reserves those ports for their keys (and holds their doors open) in this relay. */
+  installLeases(records: LeaseRecord[]): Promise<void>;
+  /** Stops writing the state file (after a last write) until resumeStateWrites(). */
+  pauseStateWrites(): Promise<void>;
+  resumeStateWrites(): void;
+  /**
+   * Stops accepting, asks every service to register again (with the successor), hands
+   * every public client it is holding to handOff, and resolves once its open tunnels
+   * have ended or drainMs has passed.
+   */
+  retire(handOff: (port: number, client: Socket) => void, drainMs?: number): Promise<void>;
+  /** A held public client from the predecessor: serve it when its service registers. */
+  adoptHeldClient(port: number, client: Socket): void;
+  /** Consulted for a DATA token this relay does not know; true when it took the socket. */
+  passDialBack: PassDialBack | undefined;
+  /** A DATA connection the successor received for one of this relay's tokens. */
+  acceptDialBack(socket: Socket, token: string, head: Buffer): void;
+  shutdown(drainMs?: number): Promise<void>;
+  /** Resets every open tunnel; resolves once each has its access-log line. */
+  cutTunnels(): Promise<void>;
+  /** SIGHUP: reads the tenants file and the TLS certificate again; a logged no-op without either. */
+  reload(): void;
+}
