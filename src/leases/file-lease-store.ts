@@ -4,6 +4,8 @@ import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { LeaseRecord, LeaseStore } from './lease-store.js';
 import { TENANT_NAME } from '../protocol/messages.js';
+import { temporaryBeside, writeNewFile } from './private-file.js';
+import { checkStatePath } from './state-path.js';
 
 /** Format version of the state file; a file of another version is read as corrupt. */
 const STATE_VERSION = 1;
@@ -25,7 +27,7 @@ interface FileLeaseStoreOptions {
 
 /**
  * Leases in a JSON file (`--state FILE`), replaced atomically: written to a temporary
- * file beside it, fsynced, renamed over it, and the directory fsynced, so a crash at
+ * file beside it (created exclusively, under a name nobody can guess), fsynced, renamed over it, and the directory fsynced, so a crash at
  * any moment leaves either the old file or the new one. Saves that arrive while a
  * write is in flight are batched into the next write (one fsync for many
  * registrations), and each save resolves only once a write that includes it is done.
@@ -51,6 +53,7 @@ export class FileLeaseStore implements LeaseStore {
   }
 
   async load(): Promise<LeaseRecord[]> {
+    await checkStatePath(this.#file, `${this.#file}.lock`);
     let text: string;
     try {
       text = await readFile(this.#file, 'utf8');
@@ -112,20 +115,15 @@ export class FileLeaseStore implements LeaseStore {
   }
 
   async #write(records: LeaseRecord[]): Promise<void> {
-    const temporary = `${this.#file}.${process.pid}.tmp`;
+    const temporary = temporaryBeside(this.#file);
     const text = JSON.stringify({ version: STATE_VERSION, leases: records }) + '\n';
     try {
-      const handle = await open(temporary, 'w', 0o600);
-      try {
-        await handle.writeFile(text);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeNewFile(temporary, text, true);
       await rename(temporary, this.#file);
       await syncDirectory(path.dirname(this.#file));
     } catch (err) {
-      await unlink(temporary).catch(() => {});
+      // Never remove what was there before us (EEXIST): it is not ours.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await unlink(temporary).catch(() => {});
       this.#writeFailed(err as NodeJS.ErrnoException);
     }
   }

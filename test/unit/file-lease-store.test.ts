@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { FileLeaseStore } from '../../src/leases/file-lease-store.js';
 import { leaseKey, type LeaseRecord } from '../../src/leases/lease-store.js';
+import { temporaryBeside, writeNewFile } from '../../src/leases/private-file.js';
+import { UsageError } from '../../src/errors.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const KEY_A = leaseKey('0123456789abcdef0123456789abcdef');
@@ -137,4 +139,65 @@ test("a lease keeps its tenant across a restart; a tenant's key differs from the
   const leases: LeaseRecord[] = [{ key: leaseKey(resume, 'alice'), port: 9003, until: clock.now() + 30_000, tenant: 'alice' }];
   await store.save(() => leases);
   assert.deepEqual(await store.load(), leases);
+});
+
+test('a symlink planted at the predictable temporary name FILE.<pid>.tmp is never written through', async (t) => {
+  const { dir, file, store } = setUp(t);
+  const victim = path.join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  symlinkSync(victim, `${file}.${process.pid}.tmp`);
+  await store.save(() => [{ key: KEY_A, port: 9001, until: null }]);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n', 'the file the link points to is untouched');
+  assert.match(readFileSync(file, 'utf8'), /9001/);
+  assert.equal(lstatSync(file).isSymbolicLink(), false);
+});
+
+test('a world-writable file planted at the predictable temporary name does not make the state file world-writable', async (t) => {
+  const { file, store } = setUp(t);
+  const planted = `${file}.${process.pid}.tmp`;
+  writeFileSync(planted, '');
+  chmodSync(planted, 0o666);
+  await store.save(() => [{ key: KEY_A, port: 9001, until: null }]);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+});
+
+test('the temporary file is created exclusively: anything already at its path (a link, a file) makes the write fail untouched', async (t) => {
+  const { dir } = setUp(t);
+  const victim = path.join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  const link = path.join(dir, 'link');
+  symlinkSync(victim, link);
+  await assert.rejects(writeNewFile(link, 'written through\n', false), { code: 'EEXIST' });
+  await assert.rejects(writeNewFile(victim, 'overwritten\n', false), { code: 'EEXIST' });
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  const names = new Set(Array.from({ length: 100 }, () => temporaryBeside(path.join(dir, 'leases.json'))));
+  assert.equal(names.size, 100, 'temporary names are not predictable');
+  for (const name of names) assert.match(path.basename(name), /^leases\.json\.[0-9a-f]{16}\.tmp$/);
+});
+
+test('a state file in a directory others can write without the sticky bit is refused at load; a sticky one like /tmp is accepted', async (t) => {
+  const { dir, store } = setUp(t);
+  for (const mode of [0o777, 0o770, 0o702]) {
+    chmodSync(dir, mode);
+    await assert.rejects(store.load(), (err: Error) => err instanceof UsageError && err.message.includes(`its directory ${dir} is writable by others`) && !err.message.includes('\n'));
+  }
+  chmodSync(dir, 0o1777);
+  assert.deepEqual(await store.load(), []);
+  chmodSync(dir, 0o755);
+  assert.deepEqual(await store.load(), []);
+});
+
+test('a state path that is a symbolic link is refused at load: the relay replaces the file, never what a link points to', async (t) => {
+  const { dir, file, store } = setUp(t);
+  writeFileSync(path.join(dir, 'elsewhere.json'), '');
+  symlinkSync(path.join(dir, 'elsewhere.json'), file);
+  await assert.rejects(store.load(), /is a symbolic link/);
+});
+
+test('in a sticky directory anyone can write, a state file planted by another user is refused', { skip: process.getuid?.() !== 0 && 'needs root to plant a file of another user' }, async (t) => {
+  const { dir, file, store } = setUp(t);
+  chmodSync(dir, 0o1777);
+  writeFileSync(file, `{"version":1,"leases":[{"key":"${KEY_A}","port":9001,"until":null}]}`);
+  chownSync(file, 65534, 65534);
+  await assert.rejects(store.load(), /belongs to another user \(uid 65534\)/);
 });
