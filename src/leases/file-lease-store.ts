@@ -3,17 +3,12 @@ import path from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { LeaseRecord, LeaseStore } from './lease-store.js';
-import { TENANT_NAME } from '../protocol/messages.js';
 import { temporaryBeside, writeNewFile } from './private-file.js';
+import { formatState, parseState } from './state-format.js';
 import { checkStatePath } from './state-path.js';
-
-/** Format version of the state file; a file of another version is read as corrupt. */
-const STATE_VERSION = 1;
 
 /** At most one warning per this many ms about a state file that cannot be written. */
 const WRITE_WARNING_INTERVAL_MS = 10_000;
-
-const KEY = /^[0-9a-f]{64}$/;
 
 interface FileLeaseStoreOptions {
   file: string;
@@ -54,20 +49,7 @@ export class FileLeaseStore implements LeaseStore {
 
   async load(): Promise<LeaseRecord[]> {
     await checkStatePath(this.#file, `${this.#file}.lock`);
-    let text: string;
-    try {
-      text = await readFile(this.#file, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'does not exist yet' : `cannot be read (${code ?? String(err)})`;
-      this.#log.warn({ stateFile: this.#file }, `state file ${why}: starting with no leases`);
-      return [];
-    }
-    const records = parseState(text);
-    if (records === undefined) {
-      this.#log.warn({ stateFile: this.#file }, 'state file is empty or corrupt: starting with no leases');
-      return [];
-    }
+    const records = await this.#read();
     const now = this.#clock.now();
     // A lease live at the stop gets the whole grace from now: a reboot longer than the
     // grace must not cost a service its port. Reservations that ran out meanwhile are gone.
@@ -78,6 +60,52 @@ export class FileLeaseStore implements LeaseStore {
       .filter((record) => record.until !== null && record.until > now);
     this.#log.info({ stateFile: this.#file, leases: live.length, dropped: records.length - live.length }, 'leases loaded');
     return live;
+  }
+
+  /** The valid leases in the file; a file that is unreadable or has invalid entries is kept aside first. */
+  async #read(): Promise<LeaseRecord[]> {
+    const stateFile = this.#file;
+    let text: string;
+    try {
+      text = await readFile(stateFile, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        this.#log.info({ stateFile }, 'state file does not exist yet: starting with no leases');
+        return [];
+      }
+      const keptAs = code === 'ENOTDIR' ? undefined : await this.#keepAside();
+      this.#log.warn({ stateFile, keptAs }, `state file cannot be read (${code ?? String(err)}): starting with no leases`);
+      return [];
+    }
+    const parsed = parseState(text);
+    if (parsed === undefined) {
+      const keptAs = await this.#keepAside();
+      this.#log.warn({ stateFile, keptAs }, 'state file is empty or corrupt: starting with no leases');
+      return [];
+    }
+    const dropped = Object.values(parsed.dropped).reduce((sum, count) => sum + count, 0);
+    if (dropped > 0) {
+      const keptAs = await this.#keepAside();
+      this.#log.warn({ stateFile, keptAs, dropped, reasons: parsed.dropped, kept: parsed.records.length }, 'state file has invalid leases: those are dropped, the others kept');
+    }
+    return parsed.records;
+  }
+
+  /**
+   * Moves the file the relay could not use fully to FILE.corrupt-<time> before a write
+   * replaces it, so the operator can see what was there. A rename moves a link itself:
+   * nothing is copied. Resolves with the new name, or undefined if it could not be moved.
+   */
+  async #keepAside(): Promise<string | undefined> {
+    const keptAs = `${this.#file}.corrupt-${new Date(this.#clock.now()).toISOString().replace(/:/g, '')}`;
+    try {
+      await rename(this.#file, keptAs);
+      return keptAs;
+    } catch (err) {
+      this.#log.warn({ stateFile: this.#file, err: (err as NodeJS.ErrnoException).code ?? String(err) }, 'cannot keep the unusable state file aside: the next write replaces it');
+      return undefined;
+    }
   }
 
   save(current: () => LeaseRecord[]): Promise<void> {
@@ -116,7 +144,7 @@ export class FileLeaseStore implements LeaseStore {
 
   async #write(records: LeaseRecord[]): Promise<void> {
     const temporary = temporaryBeside(this.#file);
-    const text = JSON.stringify({ version: STATE_VERSION, leases: records }) + '\n';
+    const text = formatState(records);
     try {
       await writeNewFile(temporary, text, true);
       await rename(temporary, this.#file);
@@ -149,30 +177,4 @@ async function syncDirectory(directory: string): Promise<void> {
   } catch {
     // best effort
   }
-}
-
-/** The leases in a state file's text, or undefined when it is not a state file this relay wrote. */
-function parseState(text: string): LeaseRecord[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const state = parsed as { version?: unknown; leases?: unknown };
-  if (typeof state !== 'object' || state === null || state.version !== STATE_VERSION || !Array.isArray(state.leases)) return undefined;
-  const records: LeaseRecord[] = [];
-  const ports = new Set<number>();
-  for (const item of state.leases as unknown[]) {
-    const { key, port, until, tenant } = (item ?? {}) as Record<string, unknown>;
-    const validUntil = until === null || (typeof until === 'number' && Number.isFinite(until));
-    const validTenant = tenant === undefined || (typeof tenant === 'string' && TENANT_NAME.test(tenant));
-    if (typeof key !== 'string' || !KEY.test(key) || !Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535 || !validUntil || !validTenant) {
-      return undefined;
-    }
-    if (ports.has(port as number)) return undefined;
-    ports.add(port as number);
-    records.push({ key, port: port as number, until: until as number | null, ...(tenant === undefined ? {} : { tenant: tenant as string }) });
-  }
-  return records;
 }

@@ -1,14 +1,18 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { portsFlag, within } from '../helpers/net.js';
+import { freeBlock, portsFlag, within } from '../helpers/net.js';
+import { leaseKey } from '../../src/leases/lease-store.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay } from '../helpers/processes.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'relay-state-e2e-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // The relays are killed only after this hook: one may be writing its state file
+  // here still. rm's retries (unlike rmSync's) start the whole removal again.
+  t.after(() => rm(dir, { recursive: true, force: true, maxRetries: 10 }));
   return dir;
 }
 
@@ -32,4 +36,39 @@ test('--state in a directory anyone can write without the sticky bit: one line n
   chmodSync(dir, 0o1777);
   const relay = await startRelay(t, [...portsFlag(), '--state', state], NO_ENV_SECRET);
   await relay.waitFor('stderr', /"msg":"relay listening"/);
+});
+
+test('a state file with one bad entry: the relay keeps the valid leases, logs what it dropped, and keeps the file as FILE.corrupt-<time>', async (t) => {
+  const dir = tempDir(t);
+  const state = path.join(dir, 'leases.json');
+  const block = await freeBlock(20);
+  const key = leaseKey('0123456789abcdef0123456789abcdef');
+  const text = JSON.stringify({
+    version: 1,
+    leases: [
+      { key, port: block.first, until: null },
+      { key: 'not a key', port: block.first + 1, until: null },
+    ],
+  });
+  writeFileSync(state, text);
+  const relay = await startRelay(t, ['--ports', `${block.first}-${block.last}`, '--state', state], NO_ENV_SECRET);
+  await relay.waitFor('stderr', /"dropped":1,"reasons":\{"bad key":1\},"kept":1,"msg":"state file has invalid leases/);
+  await relay.waitFor('stderr', /"leases":1,.*"msg":"leases loaded"/);
+  const kept = readdirSync(dir).filter((name) => /^leases\.json\.corrupt-\d{4}-\d\d-\d\dT\d{6}\.\d{3}Z$/.test(name));
+  assert.equal(kept.length, 1, `kept aside: ${readdirSync(dir).join(', ')}`);
+  assert.equal(readFileSync(path.join(dir, kept[0]!), 'utf8'), text);
+  const rewritten = JSON.parse(readFileSync(state, 'utf8')) as { leases: { port: number }[] };
+  assert.deepEqual(
+    rewritten.leases.map((lease) => lease.port),
+    [block.first],
+    'the valid lease is written back',
+  );
+  assert.ok(!relay.stderr.join('\n').includes(key), 'no lease key in the log');
+});
+
+test('the first start with --state: "state file does not exist yet" is an info line, not a warning', async (t) => {
+  const state = path.join(tempDir(t), 'leases.json');
+  const relay = await startRelay(t, [...portsFlag(), '--state', state], NO_ENV_SECRET);
+  await relay.waitFor('stderr', /"level":30,.*"msg":"state file does not exist yet: starting with no leases"/);
+  assert.ok(!relay.stderr.some((line) => /"level":40/.test(line)), 'no warning');
 });

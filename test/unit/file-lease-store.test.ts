@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -65,26 +65,72 @@ test('a reservation far in the future (a file from a clock that ran ahead) lasts
   assert.deepEqual(loaded, [{ key: KEY_B, port: 9002, until: clock.now() + GRACE_MS }]);
 });
 
-test('a missing, empty or corrupt state file means no leases and one warning, never a throw', async (t) => {
-  const { file, store, logged } = setUp(t);
+test('a missing state file is the normal first start: one info line, no warning', async (t) => {
+  const { store, logged } = setUp(t);
   assert.deepEqual(await store.load(), []);
-  for (const text of [
-    '',
-    '{',
-    '[]',
-    '{"version":1}',
-    '{"version":2,"leases":[]}',
-    `{"version":1,"leases":[{"key":"${KEY_A}","port":0,"until":null}]}`,
-    `{"version":1,"leases":[{"key":"short","port":9000,"until":null}]}`,
-    `{"version":1,"leases":[{"key":"${KEY_A}","port":9000,"until":null},{"key":"${KEY_B}","port":9000,"until":null}]}`,
-  ]) {
+  const line = logged.find((record) => /state file does not exist yet/.test(record.msg));
+  assert.equal(line?.level, 30, 'info, not a warning');
+  assert.equal(logged.filter((record) => record.level >= 40).length, 0);
+});
+
+test('an empty or corrupt state file means no leases and one warning, never a throw; the file is kept as FILE.corrupt-<time>', async (t) => {
+  const { dir, file, store, logged, clock } = setUp(t);
+  const texts = ['', '{', '[]', '{"version":1}', '{"version":2,"leases":[]}', 'null'];
+  for (const text of texts) {
     writeFileSync(file, text);
     assert.deepEqual(await store.load(), [], `read ${JSON.stringify(text)}`);
+    const keptAs = `leases.json.corrupt-${new Date(clock.now()).toISOString().replace(/:/g, '')}`;
+    assert.equal(readFileSync(path.join(dir, keptAs), 'utf8'), text, 'the corrupt file is kept, as it was');
+    assert.equal(existsSync(file), false, 'and no longer where the next write goes');
+    clock.advance(1000);
   }
   const warnings = logged.filter((line) => line.level === 40);
-  assert.equal(warnings.length, 9);
-  assert.match(warnings[0]!.msg, /does not exist yet/);
-  assert.match(warnings[1]!.msg, /empty or corrupt/);
+  assert.equal(warnings.length, texts.length);
+  for (const warning of warnings) assert.match(warning.msg, /state file is empty or corrupt/);
+  assert.match(JSON.stringify(warnings[0]), /"keptAs":".*leases\.json\.corrupt-2023-11-14T221320\.000Z"/);
+});
+
+test('one bad entry costs only itself: the valid leases are kept, the dropped ones counted by reason (never a key), the file kept aside', async (t) => {
+  const { dir, file, store, logged, clock } = setUp(t);
+  const KEY_C = leaseKey('c'.repeat(32));
+  const leases = [
+    { key: KEY_A, port: 9001, until: null },
+    { key: 'short', port: 9002, until: null },
+    { key: KEY_B, port: 0, until: null },
+    { key: KEY_B, port: 9001, until: null },
+    { key: KEY_A, port: 9004, until: null },
+    { key: KEY_B, port: 9005, until: 'later' },
+    { key: KEY_B, port: 9006, until: null, tenant: 'no spaces allowed' },
+    42,
+    { key: KEY_B, port: 9007, until: clock.now() + 30_000 },
+    { key: KEY_C, port: 9008, until: null, tenant: 'alice' },
+  ];
+  const text = JSON.stringify({ version: 1, leases });
+  writeFileSync(file, text);
+  assert.deepEqual(await store.load(), [
+    { key: KEY_A, port: 9001, until: clock.now() + GRACE_MS },
+    { key: KEY_B, port: 9007, until: clock.now() + 30_000 },
+    { key: KEY_C, port: 9008, until: clock.now() + GRACE_MS, tenant: 'alice' },
+  ]);
+  const warning = logged.find((line) => /invalid leases/.test(line.msg)) as unknown as Record<string, unknown>;
+  assert.equal(warning['level'], 40);
+  assert.equal(warning['dropped'], 7);
+  assert.equal(warning['kept'], 3);
+  assert.deepEqual(warning['reasons'], { 'bad key': 1, 'bad port': 1, 'duplicate port': 1, 'duplicate key': 1, 'bad until': 1, 'bad tenant': 1, 'not an object': 1 });
+  for (const line of logged) for (const key of [KEY_A, KEY_B, KEY_C]) assert.doesNotMatch(JSON.stringify(line), new RegExp(key), 'no lease key in the log');
+  const kept = readdirSync(dir).filter((name) => name.startsWith('leases.json.corrupt-'));
+  assert.equal(kept.length, 1);
+  assert.equal(readFileSync(path.join(dir, kept[0]!), 'utf8'), text);
+});
+
+test('an unreadable state file is kept aside before the first write replaces it', { skip: process.getuid?.() === 0 && 'root reads any file' }, async (t) => {
+  const { dir, file, store, logged } = setUp(t);
+  writeFileSync(file, 'secret leases');
+  chmodSync(file, 0o000);
+  assert.deepEqual(await store.load(), []);
+  assert.ok(logged.some((line) => /state file cannot be read \(EACCES\)/.test(line.msg)));
+  await store.save(() => []);
+  assert.equal(readdirSync(dir).filter((name) => name.startsWith('leases.json.corrupt-')).length, 1);
 });
 
 test('saves made while a write is in flight share the next write, and each resolves only once it is on disk', async (t) => {
