@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { LeaseRecord, LeaseStore } from './lease-store.js';
 import { temporaryBeside, writeNewFile } from './private-file.js';
 import { formatState, parseState } from './state-format.js';
+import { lockFileOf, StateLock } from './state-lock.js';
 import { checkStatePath } from './state-path.js';
 
 /** At most one warning per this many ms about a state file that cannot be written. */
@@ -22,10 +23,12 @@ interface FileLeaseStoreOptions {
 
 /**
  * Leases in a JSON file (`--state FILE`), replaced atomically: written to a temporary
- * file beside it (created exclusively, under a name nobody can guess), fsynced, renamed over it, and the directory fsynced, so a crash at
- * any moment leaves either the old file or the new one. Saves that arrive while a
- * write is in flight are batched into the next write (one fsync for many
- * registrations), and each save resolves only once a write that includes it is done.
+ * file beside it (created exclusively, under a name nobody can guess), fsynced,
+ * renamed over it, and the directory fsynced, so a crash at any moment leaves either
+ * the old file or the new one. Saves that arrive while a write is in flight are
+ * batched into the next write (one fsync for many registrations), and each save
+ * resolves only once a write that includes it is done. Loading checks the path is
+ * safe (state-path.ts) and takes the file's lock (state-lock.ts) first.
  */
 export class FileLeaseStore implements LeaseStore {
   readonly #file: string;
@@ -33,6 +36,7 @@ export class FileLeaseStore implements LeaseStore {
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #onWriteError: (err: NodeJS.ErrnoException) => void;
+  readonly #lock: StateLock;
   #current: () => LeaseRecord[] = () => [];
   #waiting: (() => void)[] = [];
   #writing: Promise<void> | undefined;
@@ -45,10 +49,12 @@ export class FileLeaseStore implements LeaseStore {
     this.#log = options.log;
     this.#clock = options.clock ?? systemClock;
     this.#onWriteError = options.onWriteError ?? (() => {});
+    this.#lock = new StateLock(options.file, options.log);
   }
 
   async load(): Promise<LeaseRecord[]> {
-    await checkStatePath(this.#file, `${this.#file}.lock`);
+    await checkStatePath(this.#file, lockFileOf(this.#file));
+    await this.#lock.acquire();
     const records = await this.#read();
     const now = this.#clock.now();
     // A lease live at the stop gets the whole grace from now: a reboot longer than the
@@ -124,6 +130,7 @@ export class FileLeaseStore implements LeaseStore {
 
   resume(current: () => LeaseRecord[]): void {
     this.#paused = false;
+    void this.#lock.reassert();
     void this.save(current);
   }
 

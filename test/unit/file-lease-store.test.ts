@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -246,4 +247,39 @@ test('in a sticky directory anyone can write, a state file planted by another us
   writeFileSync(file, `{"version":1,"leases":[{"key":"${KEY_A}","port":9001,"until":null}]}`);
   chownSync(file, 65534, 65534);
   await assert.rejects(store.load(), /belongs to another user \(uid 65534\)/);
+});
+
+test('a state file locked by another running relay is refused at load, in one line naming the file and its pid', async (t) => {
+  const { file, store } = setUp(t);
+  // The test runner: a process that runs and is not this one.
+  writeFileSync(`${file}.lock`, `${process.ppid}\n${process.ppid}\n`);
+  await assert.rejects(store.load(), (err: Error) => {
+    assert.ok(err instanceof UsageError);
+    assert.equal(err.message, `--state ${file} is in use by another relay (pid ${process.ppid}, in ${file}.lock): stop it, or give each relay its own --state file`);
+    return true;
+  });
+  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.ppid}\n${process.ppid}\n`, 'the other relay keeps its lock');
+});
+
+test('the lock of a relay that is no longer running is taken over, with a warning naming its pid', async (t) => {
+  const { file, store, logged } = setUp(t);
+  const dead = spawnSync(process.execPath, ['-e', '']).pid;
+  writeFileSync(`${file}.lock`, `${dead}\n${dead}\n`);
+  assert.deepEqual(await store.load(), []);
+  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
+  const warning = logged.find((line) => /taking over the lock of a relay that is no longer running/.test(line.msg)) as unknown as Record<string, unknown> | undefined;
+  assert.equal(warning?.['pid'], dead);
+  // Garbage in the lock (no pid at all) is no relay either.
+  writeFileSync(`${file}.lock`, 'not a pid\n');
+  assert.deepEqual(await store.load(), []);
+  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
+});
+
+test('the lock belongs to the relay, not the worker: a new worker of the same relay (a restart, an upgrade) takes it over without a warning', async (t) => {
+  const { file, store, logged } = setUp(t);
+  // This process is the relay; a worker of it that died left the lock.
+  writeFileSync(`${file}.lock`, `${process.pid}\n999999999\n`);
+  assert.deepEqual(await store.load(), []);
+  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
+  assert.equal(logged.filter((line) => line.level >= 40).length, 0);
 });
