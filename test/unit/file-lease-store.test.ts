@@ -11,6 +11,7 @@ import { leaseKey, type LeaseRecord } from '../../src/leases/lease-store.js';
 import { temporaryBeside, writeNewFile } from '../../src/leases/private-file.js';
 import { UsageError } from '../../src/errors.js';
 import { ManualClock } from '../helpers/clock.js';
+import { eventually } from '../helpers/net.js';
 
 const KEY_A = leaseKey('0123456789abcdef0123456789abcdef');
 const KEY_B = leaseKey('fedcba9876543210fedcba9876543210');
@@ -282,4 +283,13 @@ test('the lock belongs to the relay, not the worker: a new worker of the same re
   assert.deepEqual(await store.load(), []);
   assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
   assert.equal(logged.filter((line) => line.level >= 40).length, 0);
+});
+
+test('an upgrade called off (resume): the worker that keeps serving holds the lock again, not the new worker that failed', async (t) => {
+  const { file, store } = setUp(t);
+  await store.load();
+  await store.pause();
+  writeFileSync(`${file}.lock`, `${process.pid}\n999999999\n`); // the new worker took it, then failed
+  store.resume(() => []);
+  await eventually(() => readFileSync(`${file}.lock`, 'utf8') === `${process.pid}\n${process.pid}\n`, 2000, 'the lock to name this worker again');
 });
