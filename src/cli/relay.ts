@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { DERIVED_LIMITS } from '../config/defaults.js';
+import { UsageError } from '../errors.js';
 import type { FleetView } from '../monitor/fleet-view.js';
 import { boundPort, serveMonitor } from '../monitor/http.js';
 import { joinHostPort } from '../protocol/addresses.js';
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
   const { maxClientsPerService, maxPendingPerService, maxTunnels } = options;
   log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, defaults: DERIVED_LIMITS.basis }, 'client limits');
   // Fleet code (and etcd's client) is loaded only in fleet mode.
-  const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, fleetRefused);
+  const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, startRefused);
   const relay = new Relay(options, log, { ...(store === undefined ? {} : { leaseStore: store }), ...(tenants === undefined ? {} : { tenants }) });
   if (fleet !== undefined && store !== undefined) relay.stats.extraMetrics = () => fleet.module.fleetMetrics(store);
   try {
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     await relay.start();
     await upgradeSide(relay).installLeases(go.leases);
   } catch (err) {
+    if (err instanceof UsageError) startRefused(err.message); // the state file: unsafe, or another relay's
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'needs more privileges' : `cannot be opened (${String(err)})`;
     process.stderr.write(`relay: port ${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''} ${why}\n`);
@@ -52,7 +54,7 @@ async function main(): Promise<void> {
   master.serve(upgradeSide(relay), metricsServer, go.predecessor);
 }
 
-function fleetRefused(message: string): never {
+function startRefused(message: string): never {
   process.stderr.write(`relay: ${message}\n`);
   process.exit(2);
 }

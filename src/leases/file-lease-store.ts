@@ -3,15 +3,13 @@ import path from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { LeaseRecord, LeaseStore } from './lease-store.js';
-import { TENANT_NAME } from '../protocol/messages.js';
-
-/** Format version of the state file; a file of another version is read as corrupt. */
-const STATE_VERSION = 1;
+import { temporaryBeside, writeNewFile } from './private-file.js';
+import { formatState, parseState } from './state-format.js';
+import { lockFileOf, StateLock } from './state-lock.js';
+import { checkStatePath } from './state-path.js';
 
 /** At most one warning per this many ms about a state file that cannot be written. */
 const WRITE_WARNING_INTERVAL_MS = 10_000;
-
-const KEY = /^[0-9a-f]{64}$/;
 
 interface FileLeaseStoreOptions {
   file: string;
@@ -25,10 +23,12 @@ interface FileLeaseStoreOptions {
 
 /**
  * Leases in a JSON file (`--state FILE`), replaced atomically: written to a temporary
- * file beside it, fsynced, renamed over it, and the directory fsynced, so a crash at
- * any moment leaves either the old file or the new one. Saves that arrive while a
- * write is in flight are batched into the next write (one fsync for many
- * registrations), and each save resolves only once a write that includes it is done.
+ * file beside it (created exclusively, under a name nobody can guess), fsynced,
+ * renamed over it, and the directory fsynced, so a crash at any moment leaves either
+ * the old file or the new one. Saves that arrive while a write is in flight are
+ * batched into the next write (one fsync for many registrations), and each save
+ * resolves only once a write that includes it is done. Loading checks the path is
+ * safe (state-path.ts) and takes the file's lock (state-lock.ts) first.
  */
 export class FileLeaseStore implements LeaseStore {
   readonly #file: string;
@@ -36,6 +36,7 @@ export class FileLeaseStore implements LeaseStore {
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #onWriteError: (err: NodeJS.ErrnoException) => void;
+  readonly #lock: StateLock;
   #current: () => LeaseRecord[] = () => [];
   #waiting: (() => void)[] = [];
   #writing: Promise<void> | undefined;
@@ -48,23 +49,13 @@ export class FileLeaseStore implements LeaseStore {
     this.#log = options.log;
     this.#clock = options.clock ?? systemClock;
     this.#onWriteError = options.onWriteError ?? (() => {});
+    this.#lock = new StateLock(options.file, options.log);
   }
 
   async load(): Promise<LeaseRecord[]> {
-    let text: string;
-    try {
-      text = await readFile(this.#file, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'does not exist yet' : `cannot be read (${code ?? String(err)})`;
-      this.#log.warn({ stateFile: this.#file }, `state file ${why}: starting with no leases`);
-      return [];
-    }
-    const records = parseState(text);
-    if (records === undefined) {
-      this.#log.warn({ stateFile: this.#file }, 'state file is empty or corrupt: starting with no leases');
-      return [];
-    }
+    await checkStatePath(this.#file, lockFileOf(this.#file));
+    await this.#lock.acquire();
+    const records = await this.#read();
     const now = this.#clock.now();
     // A lease live at the stop gets the whole grace from now: a reboot longer than the
     // grace must not cost a service its port. Reservations that ran out meanwhile are gone.
@@ -75,6 +66,52 @@ export class FileLeaseStore implements LeaseStore {
       .filter((record) => record.until !== null && record.until > now);
     this.#log.info({ stateFile: this.#file, leases: live.length, dropped: records.length - live.length }, 'leases loaded');
     return live;
+  }
+
+  /** The valid leases in the file; a file that is unreadable or has invalid entries is kept aside first. */
+  async #read(): Promise<LeaseRecord[]> {
+    const stateFile = this.#file;
+    let text: string;
+    try {
+      text = await readFile(stateFile, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        this.#log.info({ stateFile }, 'state file does not exist yet: starting with no leases');
+        return [];
+      }
+      const keptAs = code === 'ENOTDIR' ? undefined : await this.#keepAside();
+      this.#log.warn({ stateFile, keptAs }, `state file cannot be read (${code ?? String(err)}): starting with no leases`);
+      return [];
+    }
+    const parsed = parseState(text);
+    if (parsed === undefined) {
+      const keptAs = await this.#keepAside();
+      this.#log.warn({ stateFile, keptAs }, 'state file is empty or corrupt: starting with no leases');
+      return [];
+    }
+    const dropped = Object.values(parsed.dropped).reduce((sum, count) => sum + count, 0);
+    if (dropped > 0) {
+      const keptAs = await this.#keepAside();
+      this.#log.warn({ stateFile, keptAs, dropped, reasons: parsed.dropped, kept: parsed.records.length }, 'state file has invalid leases: those are dropped, the others kept');
+    }
+    return parsed.records;
+  }
+
+  /**
+   * Moves the file the relay could not use fully to FILE.corrupt-<time> before a write
+   * replaces it, so the operator can see what was there. A rename moves a link itself:
+   * nothing is copied. Resolves with the new name, or undefined if it could not be moved.
+   */
+  async #keepAside(): Promise<string | undefined> {
+    const keptAs = `${this.#file}.corrupt-${new Date(this.#clock.now()).toISOString().replace(/:/g, '')}`;
+    try {
+      await rename(this.#file, keptAs);
+      return keptAs;
+    } catch (err) {
+      this.#log.warn({ stateFile: this.#file, err: (err as NodeJS.ErrnoException).code ?? String(err) }, 'cannot keep the unusable state file aside: the next write replaces it');
+      return undefined;
+    }
   }
 
   save(current: () => LeaseRecord[]): Promise<void> {
@@ -93,6 +130,7 @@ export class FileLeaseStore implements LeaseStore {
 
   resume(current: () => LeaseRecord[]): void {
     this.#paused = false;
+    void this.#lock.reassert();
     void this.save(current);
   }
 
@@ -112,20 +150,15 @@ export class FileLeaseStore implements LeaseStore {
   }
 
   async #write(records: LeaseRecord[]): Promise<void> {
-    const temporary = `${this.#file}.${process.pid}.tmp`;
-    const text = JSON.stringify({ version: STATE_VERSION, leases: records }) + '\n';
+    const temporary = temporaryBeside(this.#file);
+    const text = formatState(records);
     try {
-      const handle = await open(temporary, 'w', 0o600);
-      try {
-        await handle.writeFile(text);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await writeNewFile(temporary, text, true);
       await rename(temporary, this.#file);
       await syncDirectory(path.dirname(this.#file));
     } catch (err) {
-      await unlink(temporary).catch(() => {});
+      // Never remove what was there before us (EEXIST): it is not ours.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') await unlink(temporary).catch(() => {});
       this.#writeFailed(err as NodeJS.ErrnoException);
     }
   }
@@ -151,30 +184,4 @@ async function syncDirectory(directory: string): Promise<void> {
   } catch {
     // best effort
   }
-}
-
-/** The leases in a state file's text, or undefined when it is not a state file this relay wrote. */
-function parseState(text: string): LeaseRecord[] | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const state = parsed as { version?: unknown; leases?: unknown };
-  if (typeof state !== 'object' || state === null || state.version !== STATE_VERSION || !Array.isArray(state.leases)) return undefined;
-  const records: LeaseRecord[] = [];
-  const ports = new Set<number>();
-  for (const item of state.leases as unknown[]) {
-    const { key, port, until, tenant } = (item ?? {}) as Record<string, unknown>;
-    const validUntil = until === null || (typeof until === 'number' && Number.isFinite(until));
-    const validTenant = tenant === undefined || (typeof tenant === 'string' && TENANT_NAME.test(tenant));
-    if (typeof key !== 'string' || !KEY.test(key) || !Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535 || !validUntil || !validTenant) {
-      return undefined;
-    }
-    if (ports.has(port as number)) return undefined;
-    ports.add(port as number);
-    records.push({ key, port: port as number, until: until as number | null, ...(tenant === undefined ? {} : { tenant: tenant as string }) });
-  }
-  return records;
 }

@@ -19,7 +19,11 @@ export interface LeaseRecord {
  * relay keeps them in a file and a fleet of relays in etcd.
  */
 export interface LeaseStore {
-  /** The leases last saved. Trouble reading them is reported and means "none": never a crash. */
+  /**
+   * The leases last saved. Trouble reading them is reported and means "none": never a
+   * crash. Rejects with a UsageError only when the store must not be used at all (a
+   * state file others could tamper with).
+   */
   load(): Promise<LeaseRecord[]>;
   /**
    * Makes the current leases durable; resolves once they are (or once the attempt
