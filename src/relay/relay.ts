@@ -104,16 +104,17 @@ export class Relay {
 
   /**
    * Listens on the control port (and the data port when separate), then opens the
-   * doors of the leases in the state file. Rejects if a port is taken.
+   * doors of the leases in the state file. Rejects if a port is taken or the state
+   * file cannot be used (then nothing is left listening).
    */
   async start(): Promise<void> {
     try {
       await this.#startListening();
+      await this.#registrar.ports.install(await this.#registrar.ports.loadLeases());
     } catch (err) {
       for (const server of this.#listeners) server.close();
       throw err;
     }
-    await this.#registrar.ports.install(await this.#registrar.ports.loadLeases());
     this.log.info({ controlPort: this.#controlPort, dataPort: this.dataPort, publicPorts: this.#registrar.ports.range }, 'relay listening');
   }
 
