@@ -41,8 +41,7 @@ async function main(): Promise<void> {
   if (fleet !== undefined && store !== undefined) relay.stats.extraMetrics = () => fleet.module.fleetMetrics(store);
   try {
     // start() reads the state file first; a predecessor's leases are added to those.
-    await relay.start();
-    await upgradeSide(relay).installLeases(go.leases);
+    await relay.start(go.leases);
   } catch (err) {
     if (err instanceof UsageError) startRefused(err.message); // the state file: unsafe, or another relay's
     const code = (err as NodeJS.ErrnoException).code;

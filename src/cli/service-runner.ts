@@ -115,7 +115,9 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   });
   registration.on('error', (err: Error) => {
     process.stderr.write(`${program}: ${err.message}\n`);
-    process.exit(exitCodeOf(err));
+    // Clients still connected are cut by this exit: a reset, never a FIN after part of a transfer.
+    const exit = (): never => process.exit(exitCodeOf(err));
+    open.resetAll(CUT_SETTLE_MS).then(exit, exit);
   });
   stopOnSignals(log, registration, open, args.leaveOnExit, planned.drainTimeoutMs);
 }

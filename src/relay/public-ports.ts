@@ -68,13 +68,20 @@ export class PublicPorts {
     return claimPort(this.#pool, this.#store, (candidate) => this.#openDoor(candidate), wanted, key, scope);
   }
 
-  /** A claimed port that will not be used after all (the registration failed late). */
-  abandon(port: number, key: string, reason: string | undefined): void {
-    if (reason === undefined) {
-      this.#pool.release(port, key, this.#ctx.options.resumeGraceMs);
-    } else {
+  /**
+   * A claimed port that will not be used after all (the registration failed late):
+   * `revoked`, the key lost its right to it (freed, door closed); `gone`, its service
+   * went away before OK (reserved for the key, as any departure); `stopping`, the relay
+   * is stopping (reserved, but its door closes: nothing would take its clients, and
+   * doors opened after the stop began are not handed to a successor).
+   */
+  abandon(port: number, key: string, why: 'revoked' | 'gone' | 'stopping'): void {
+    if (why === 'revoked') {
       this.#pool.release(port);
-      this.#closeDoor(port, reason);
+      this.#closeDoor(port, 'its tenant was revoked during the registration');
+    } else {
+      this.#pool.release(port, key, this.#ctx.options.resumeGraceMs);
+      if (why === 'stopping') this.#closeDoor(port, 'the relay is stopping');
     }
     void this.persist();
   }

@@ -192,11 +192,11 @@ export class Registrar {
     await this.ports.persist();
     // A reload while the port was claimed may have revoked what this service proved.
     if (grant !== undefined && !Tenancy.valid(grant)) {
-      this.ports.abandon(port, key, 'its tenant was revoked during the registration');
+      this.ports.abandon(port, key, 'revoked');
       return this.#refuse(socket, 'auth', 'authentication failed: tenant credentials revoked', peer, hello.tenant);
     }
     if (socket.destroyed || this.#ctx.shuttingDown) {
-      this.ports.abandon(port, key, undefined);
+      this.ports.abandon(port, key, this.#ctx.shuttingDown ? 'stopping' : 'gone');
       if (this.#ctx.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
       return false;
     }

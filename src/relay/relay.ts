@@ -103,16 +103,20 @@ export class Relay {
   }
 
   /**
-   * Listens on the control port (and the data port when separate), then opens the
-   * doors of the leases in the state file. Rejects if a port is taken or the state
-   * file cannot be used (then nothing is left listening).
+   * Opens the doors of the leases in the state file (and of `inherited`, a
+   * predecessor's), then listens on the control port (and the data port when separate).
+   * Leases first: a registration that came before them could take a port reserved for
+   * a service that is coming back. Rejects if a port is taken or the state file cannot
+   * be used, and then leaves nothing listening.
    */
-  async start(): Promise<void> {
+  async start(inherited: LeaseRecord[] = []): Promise<void> {
+    const ports = this.#registrar.ports;
     try {
+      await ports.install([...(await ports.loadLeases()), ...inherited]);
       await this.#startListening();
-      await this.#registrar.ports.install(await this.#registrar.ports.loadLeases());
     } catch (err) {
       for (const server of this.#listeners) server.close();
+      for (const { client } of ports.closeAll()) resetSocket(client);
       throw err;
     }
     this.log.info({ controlPort: this.#controlPort, dataPort: this.dataPort, publicPorts: this.#registrar.ports.range }, 'relay listening');
@@ -186,6 +190,17 @@ export class Relay {
     this.#registrar.reloadTenants((revoked) => this.#ctx.tunnels.cutWhere(revoked));
   }
 
+  /**
+   * An exit without a drain: every public client the relay has, held at a door,
+   * waiting for its dial-back or spliced, is reset (the exit would close them with a
+   * FIN); resolves once every tunnel has its access-log line.
+   */
+  #cutEverything(): Promise<void> {
+    for (const { client } of this.#registrar.ports.closeAll()) resetSocket(client);
+    for (const session of this.#registrar.services) for (const { client } of this.#ctx.tokens.takeClientsOf(session)) resetSocket(client);
+    return this.cutTunnels();
+  }
+
   /** Cuts every open tunnel now (a reset to both ends); resolves once each has its access-log line. */
   cutTunnels(): Promise<void> {
     return this.#ctx.tunnels.cutAll();
@@ -256,7 +271,7 @@ export class Relay {
       },
       acceptDialBack: (socket, token, head) => dialedBack(this.#ctx, socket, token, head, undefined),
       shutdown: (drainMs) => this.shutdown(drainMs),
-      cutTunnels: () => this.cutTunnels(),
+      cutEverything: () => this.#cutEverything(),
       reload: () => this.reload(),
     };
   }

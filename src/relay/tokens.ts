@@ -98,10 +98,11 @@ export class TokenTable<Owner> {
     return this.#byOwner.get(owner)?.size ?? 0;
   }
 
-  /** Takes every client this owner is waiting for (it is going away), oldest first. */
+  /** Takes every client this owner is waiting for (it is going away, and is forgotten here), oldest first. */
   takeClientsOf(owner: Owner): PendingClient<Owner>[] {
     const own = [...(this.#byOwner.get(owner) ?? [])];
     for (const entry of own) this.#remove(entry);
+    this.#byOwner.delete(owner);
     return own;
   }
 
@@ -117,10 +118,9 @@ export class TokenTable<Owner> {
 
   #remove(entry: Pending<Owner>): void {
     this.#byToken.delete(entry.token);
-    if (entry.kind !== 'client') return;
-    const own = this.#byOwner.get(entry.owner);
-    own?.delete(entry);
-    if (own?.size === 0) this.#byOwner.delete(entry.owner);
+    // An owner's set stays while it lasts, even empty (takeClientsOf drops it): a set
+    // made and dropped again for every client of a quiet service would cost each of them.
+    if (entry.kind === 'client') this.#byOwner.get(entry.owner)?.delete(entry);
   }
 
   // Node rounds timers down to whole milliseconds from its cached loop time, so this often

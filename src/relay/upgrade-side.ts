@@ -28,8 +28,8 @@ export interface UpgradeSide {
   /** A DATA connection the successor received for one of this relay's tokens. */
   acceptDialBack(socket: Socket, token: string, head: Buffer): void;
   shutdown(drainMs?: number): Promise<void>;
-  /** Resets every open tunnel; resolves once each has its access-log line. */
-  cutTunnels(): Promise<void>;
+  /** Resets every public client (held, waiting or spliced); resolves once every tunnel has its access-log line. */
+  cutEverything(): Promise<void>;
   /** SIGHUP: reads the tenants file and the TLS certificate again; a logged no-op without either. */
   reload(): void;
 }

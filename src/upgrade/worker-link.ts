@@ -27,6 +27,8 @@ export class MasterLink {
   #onStart: ((start: Start) => void) | undefined;
   #start: Start | undefined;
   #stopping = false;
+  /** Leases from the predecessor being installed, in the order they came: held clients wait for them. */
+  #installing: Promise<void> = Promise.resolve();
   #retiring = false;
   /** The worker this one replaced still drains: a token unknown here may be its. */
   #predecessor = false;
@@ -76,7 +78,8 @@ export class MasterLink {
       // Before anything else, in this tick: see adoptHandedOver.
       adoptHandedOver(socket, msg.kind === 'held-client' ? Buffer.from(msg.head, 'base64') : Buffer.alloc(0));
       if (relay === undefined) return void resetSocket(socket); // a public client or dial-back nobody will serve
-      if (msg.kind === 'held-client') relay.adoptHeldClient(msg.port, socket);
+      // A held client's door may come with leases still being installed: after them.
+      if (msg.kind === 'held-client') void this.#installing.then(() => relay.adoptHeldClient(msg.port, socket));
       else relay.acceptDialBack(socket, msg.token, Buffer.from(msg.head, 'base64'));
       return;
     }
@@ -86,8 +89,9 @@ export class MasterLink {
       relay.resumeStateWrites();
       this.#log?.warn('upgrade called off: this worker keeps serving');
     } else if (msg.kind === 'retire') void this.#retire(relay);
-    else if (msg.kind === 'leases') void relay.installLeases(msg.leases);
-    else if (msg.kind === 'figures') relay.stats.carryOver(msg.figures);
+    else if (msg.kind === 'leases') {
+      this.#installing = this.#installing.then(() => relay.installLeases(msg.leases)).catch((err: unknown) => this.#log?.error({ err }, "installing the predecessor's leases failed"));
+    } else if (msg.kind === 'figures') relay.stats.carryOver(msg.figures);
     else if (msg.kind === 'predecessor-gone') this.#predecessor = false;
     else if (msg.kind === 'reload' && !this.#retiring && !this.#stopping) relay.reload();
   }
@@ -115,7 +119,7 @@ export class MasterLink {
   #stopNow(signal: string): void {
     this.#log?.warn({ signal }, 'second signal: resetting open tunnels and exiting now');
     // A cut tunnel must end in a reset, never a FIN after part of a transfer.
-    const cut = this.#relay?.cutTunnels() ?? Promise.resolve();
+    const cut = this.#relay?.cutEverything() ?? Promise.resolve();
     void Promise.race([cut, new Promise((resolve) => setTimeout(resolve, STOP_NOW_SETTLE_MS).unref())]).then(() => process.exit(1));
   }
 
