@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -83,7 +83,7 @@ test('an empty or corrupt state file means no leases and one warning, never a th
     assert.deepEqual(await store.load(), [], `read ${JSON.stringify(text)}`);
     const keptAs = `leases.json.corrupt-${new Date(clock.now()).toISOString().replace(/:/g, '')}`;
     assert.equal(readFileSync(path.join(dir, keptAs), 'utf8'), text, 'the corrupt file is kept, as it was');
-    assert.equal(existsSync(file), false, 'and no longer where the next write goes');
+    assert.equal(readFileSync(file, 'utf8'), text, 'a copy: the file stays until a write replaces it');
     clock.advance(1000);
   }
   const warnings = logged.filter((line) => line.level === 40);
@@ -123,6 +123,22 @@ test('one bad entry costs only itself: the valid leases are kept, the dropped on
   const kept = readdirSync(dir).filter((name) => name.startsWith('leases.json.corrupt-'));
   assert.equal(kept.length, 1);
   assert.equal(readFileSync(path.join(dir, kept[0]!), 'utf8'), text);
+});
+
+test('a partly invalid state file is copied aside, not moved: until a save replaces it, the file with its valid leases stays (a crash or a full disk loses nothing)', async (t) => {
+  const { dir, file, store } = setUp(t);
+  const text = JSON.stringify({ version: 1, leases: [{ key: KEY_A, port: 9001, until: null }, 42] });
+  writeFileSync(file, text);
+  const loaded = await store.load();
+  assert.equal(readFileSync(file, 'utf8'), text, 'the file is still there before any save');
+  const kept = readdirSync(dir).filter((name) => name.startsWith('leases.json.corrupt-'));
+  assert.equal(kept.length, 1);
+  assert.equal(readFileSync(path.join(dir, kept[0]!), 'utf8'), text);
+  await store.save(() => loaded);
+  assert.deepEqual(
+    (JSON.parse(readFileSync(file, 'utf8')) as { leases: LeaseRecord[] }).leases.map((lease) => lease.port),
+    [9001],
+  );
 });
 
 test('an unreadable state file is kept aside before the first write replaces it', { skip: process.getuid?.() === 0 && 'root reads any file' }, async (t) => {
