@@ -1,10 +1,12 @@
 import type { Logger } from '../log.js';
-import { joinHostPort } from '../protocol/addresses.js';
+import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
 import { MAX_NODE_LIST_CHARS, MAX_NODES } from '../protocol/messages.js';
-import type { EtcdClient } from './etcd-client.js';
+import type { EtcdClient, EtcdKv } from './etcd-client.js';
 
 /** A node's liveness key lives this long without a refresh. */
 const NODE_TTL_S = 10;
+/** A dropped node value is logged up to this many characters. */
+const LOGGED_VALUE_CHARS = 64;
 
 /**
  * The fleet's nodes as etcd knows them: this node's `nodes/<name>` key under a short
@@ -20,6 +22,8 @@ export class NodeRegistry {
   /** Where services reach each node, `host:port`, sorted; this node alone until etcd answers. */
   #nodes: string[];
   #lease: string | undefined;
+  /** The keys whose values were dropped at the last read, so each is logged once. */
+  #invalid = new Set<string>();
 
   constructor(etcd: EtcdClient, prefix: string, node: string, advertise: { host: string; port: number }, log: Logger) {
     this.#etcd = etcd;
@@ -66,11 +70,32 @@ export class NodeRegistry {
       kvs.push({ key: own, value: this.#address, createRevision: 0, lease: this.#lease! });
       registered = true;
     }
-    const nodes = kvs.map((kv) => kv.value).sort();
+    const nodes = this.#valid(kvs).sort();
     if (nodes.length === 0 || nodes.join() === this.#nodes.join()) return { registered, changed: false };
     this.#nodes = nodes;
     this.#log.info({ nodes: nodes.length }, 'fleet: nodes changed');
     return { registered, changed: true };
+  }
+
+  /**
+   * The values that are `host:port`: one malformed value (written by hand, or by another
+   * program) would make every `OK … nodes=` and `NODES` line unparsable for services.
+   */
+  #valid(kvs: EtcdKv[]): string[] {
+    const invalid = new Set<string>();
+    const nodes: string[] = [];
+    for (const kv of kvs) {
+      if (splitHostPort(kv.value) !== undefined) {
+        nodes.push(kv.value);
+        continue;
+      }
+      invalid.add(kv.key);
+      if (this.#invalid.has(kv.key)) continue;
+      const value = kv.value.length > LOGGED_VALUE_CHARS ? `${kv.value.slice(0, LOGGED_VALUE_CHARS)}…` : kv.value;
+      this.#log.warn({ key: kv.key, value, length: kv.value.length }, 'fleet: a node key in etcd holds no host:port: that node is left out of the list');
+    }
+    this.#invalid = invalid;
+    return nodes;
   }
 
   /** Refreshes the node's lease; true when it had to be granted (and the key written) anew. */

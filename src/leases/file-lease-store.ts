@@ -1,4 +1,5 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, link, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -63,7 +64,7 @@ export class FileLeaseStore implements LeaseStore {
       // A file edited or written by a clock far ahead could hold a port for ever (and
       // overflow the reservation's timer): no reservation outlasts one grace from now.
       .map((record) => ({ ...record, until: record.until === null ? now + this.#graceMs : Math.min(record.until, now + this.#graceMs) }))
-      .filter((record) => record.until !== null && record.until > now);
+      .filter((record) => record.until > now);
     this.#log.info({ stateFile: this.#file, leases: live.length, dropped: records.length - live.length }, 'leases loaded');
     return live;
   }
@@ -99,14 +100,19 @@ export class FileLeaseStore implements LeaseStore {
   }
 
   /**
-   * Moves the file the relay could not use fully to FILE.corrupt-<time> before a write
-   * replaces it, so the operator can see what was there. A rename moves a link itself:
-   * nothing is copied. Resolves with the new name, or undefined if it could not be moved.
+   * Copies the file the relay could not use fully to FILE.corrupt-<time>, so the
+   * operator can see what was there. The file itself stays until a write replaces it
+   * atomically: a crash or a failed write (a full disk) before then loses nothing. A
+   * file the relay cannot read is linked instead (a link needs no read). Resolves with
+   * the new name, or undefined if no copy could be made.
    */
   async #keepAside(): Promise<string | undefined> {
     const keptAs = `${this.#file}.corrupt-${new Date(this.#clock.now()).toISOString().replace(/:/g, '')}`;
     try {
-      await rename(this.#file, keptAs);
+      await copyFile(this.#file, keptAs, constants.COPYFILE_EXCL).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EACCES') throw err;
+        await link(this.#file, keptAs);
+      });
       return keptAs;
     } catch (err) {
       this.#log.warn({ stateFile: this.#file, err: (err as NodeJS.ErrnoException).code ?? String(err) }, 'cannot keep the unusable state file aside: the next write replaces it');

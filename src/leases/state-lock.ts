@@ -5,25 +5,57 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { temporaryBeside, writeNewFile } from './private-file.js';
 
-/** Who holds a lock: the relay (the pid to signal) and the worker that took it. */
+/**
+ * Who holds a lock: the relay (the pid to signal) and the worker that took it, and where
+ * known the boot it ran in and the relay's start time, so a pid reused after a reboot or
+ * by another process is not taken for the relay.
+ */
 interface Holder {
   relay: number;
   worker: number;
+  boot: string | undefined;
+  start: string | undefined;
 }
+
+const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
 
 /**
  * The relay this process is: in a worker of ./relay its master (a restarted worker, or
  * the new worker of an upgrade, is the same relay), else the process itself.
  */
 function me(): Holder {
-  return { relay: cluster.isWorker ? process.ppid : process.pid, worker: process.pid };
+  const relay = cluster.isWorker ? process.ppid : process.pid;
+  return { relay, worker: process.pid, boot: bootId(), start: startTime(relay) };
+}
+
+/** This boot's id (Linux); undefined where the system has none. */
+function bootId(): string | undefined {
+  return readOptional(BOOT_ID_FILE);
+}
+
+/** When the process started, in clock ticks since the boot (field 22 of /proc/PID/stat); undefined where unreadable. */
+function startTime(pid: number): string | undefined {
+  const stat = readOptional(`/proc/${pid}/stat`);
+  // Fields 3 on follow the command name, which is in parentheses and may hold spaces.
+  const start = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  return start !== undefined && /^[0-9]+$/.test(start) ? start : undefined;
+}
+
+function readOptional(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * `FILE.lock` beside a state file, so two relays never share one (each would replace
- * the other's leases). It holds two lines: the relay's pid (the master's: what
- * --pid-file holds) and the worker's. A lock of a relay that is no longer running is
- * taken over; the worker that holds it removes it when it exits cleanly, unless a
+ * the other's leases). It holds the relay's pid (the master's: what --pid-file holds),
+ * the worker's, and where known the boot id and the relay's start time. A lock of a
+ * relay that is no longer running is taken over (a lock from another boot, or whose
+ * pid now names a process started at another time, too; one with the pids alone is
+ * judged by the pid); the worker that holds it removes it when it exits cleanly, unless a
  * newer worker of the same relay (an upgrade) has taken it since. It guards relays
  * that see each other's pids: one host, one pid namespace.
  */
@@ -47,7 +79,7 @@ export class StateLock {
         if (await this.#create(mine)) return this.#hold();
         const holder = await readHolder(this.#lockFile);
         if (holder === 'gone') continue;
-        if (holder !== undefined && holder.relay !== mine.relay && isRunning(holder.relay)) {
+        if (holder !== undefined && holder.relay !== mine.relay && isRunning(holder)) {
           throw new UsageError(`--state ${this.#stateFile} is in use by another relay (pid ${holder.relay}, in ${this.#lockFile}): stop it, or give each relay its own --state file`);
         }
         // Ours (a restarted worker, or an upgrade's new one), or a relay that died.
@@ -111,8 +143,11 @@ export function lockFileOf(stateFile: string): string {
   return `${stateFile}.lock`;
 }
 
+/** One value a line; the boot id and start time only where known (a line left empty when only the start time is). */
 function lockText(holder: Holder): string {
-  return `${holder.relay}\n${holder.worker}\n`;
+  const lines = [String(holder.relay), String(holder.worker), holder.boot ?? '', holder.start ?? ''];
+  while (lines.at(-1) === '') lines.pop();
+  return `${lines.join('\n')}\n`;
 }
 
 /** The lock's holder; undefined when the file holds no pids; 'gone' when there is no lock. */
@@ -128,19 +163,26 @@ async function readHolder(lockFile: string): Promise<Holder | undefined | 'gone'
 }
 
 function parseHolder(text: string): Holder | undefined {
-  const [relay, worker] = text.split('\n').map((line) => Number(line.trim()));
+  const lines = text.split('\n').map((line) => line.trim());
+  const [relay, worker] = lines.slice(0, 2).map(Number);
   if (!Number.isInteger(relay) || (relay as number) <= 0) return undefined;
-  return { relay: relay as number, worker: Number.isInteger(worker) ? (worker as number) : 0 };
+  return { relay: relay as number, worker: Number.isInteger(worker) ? (worker as number) : 0, boot: lines[2] || undefined, start: lines[3] || undefined };
 }
 
-/** Whether a process with this pid exists (signal 0 checks without sending anything). */
-function isRunning(pid: number): boolean {
+/**
+ * Whether the relay that holds the lock still runs: its pid exists (signal 0 checks
+ * without sending anything), in this boot, and was started when the lock says.
+ */
+function isRunning(holder: Holder): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(holder.relay, 0);
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const boot = bootId();
+  if (holder.boot !== undefined && boot !== undefined && holder.boot !== boot) return false;
+  const start = holder.start === undefined ? undefined : startTime(holder.relay);
+  return start === undefined || start === holder.start;
 }
 
 const heldHere = new Set<string>();

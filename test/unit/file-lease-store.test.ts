@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -83,7 +83,7 @@ test('an empty or corrupt state file means no leases and one warning, never a th
     assert.deepEqual(await store.load(), [], `read ${JSON.stringify(text)}`);
     const keptAs = `leases.json.corrupt-${new Date(clock.now()).toISOString().replace(/:/g, '')}`;
     assert.equal(readFileSync(path.join(dir, keptAs), 'utf8'), text, 'the corrupt file is kept, as it was');
-    assert.equal(existsSync(file), false, 'and no longer where the next write goes');
+    assert.equal(readFileSync(file, 'utf8'), text, 'a copy: the file stays until a write replaces it');
     clock.advance(1000);
   }
   const warnings = logged.filter((line) => line.level === 40);
@@ -123,6 +123,22 @@ test('one bad entry costs only itself: the valid leases are kept, the dropped on
   const kept = readdirSync(dir).filter((name) => name.startsWith('leases.json.corrupt-'));
   assert.equal(kept.length, 1);
   assert.equal(readFileSync(path.join(dir, kept[0]!), 'utf8'), text);
+});
+
+test('a partly invalid state file is copied aside, not moved: until a save replaces it, the file with its valid leases stays (a crash or a full disk loses nothing)', async (t) => {
+  const { dir, file, store } = setUp(t);
+  const text = JSON.stringify({ version: 1, leases: [{ key: KEY_A, port: 9001, until: null }, 42] });
+  writeFileSync(file, text);
+  const loaded = await store.load();
+  assert.equal(readFileSync(file, 'utf8'), text, 'the file is still there before any save');
+  const kept = readdirSync(dir).filter((name) => name.startsWith('leases.json.corrupt-'));
+  assert.equal(kept.length, 1);
+  assert.equal(readFileSync(path.join(dir, kept[0]!), 'utf8'), text);
+  await store.save(() => loaded);
+  assert.deepEqual(
+    (JSON.parse(readFileSync(file, 'utf8')) as { leases: LeaseRecord[] }).leases.map((lease) => lease.port),
+    [9001],
+  );
 });
 
 test('an unreadable state file is kept aside before the first write replaces it', { skip: process.getuid?.() === 0 && 'root reads any file' }, async (t) => {
@@ -267,13 +283,13 @@ test('the lock of a relay that is no longer running is taken over, with a warnin
   const dead = spawnSync(process.execPath, ['-e', '']).pid;
   writeFileSync(`${file}.lock`, `${dead}\n${dead}\n`);
   assert.deepEqual(await store.load(), []);
-  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
+  assert.match(readFileSync(`${file}.lock`, 'utf8'), new RegExp(`^${process.pid}\n${process.pid}\n`));
   const warning = logged.find((line) => /taking over the lock of a relay that is no longer running/.test(line.msg)) as unknown as Record<string, unknown> | undefined;
   assert.equal(warning?.['pid'], dead);
   // Garbage in the lock (no pid at all) is no relay either.
   writeFileSync(`${file}.lock`, 'not a pid\n');
   assert.deepEqual(await store.load(), []);
-  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
+  assert.match(readFileSync(`${file}.lock`, 'utf8'), new RegExp(`^${process.pid}\n${process.pid}\n`));
 });
 
 test('the lock belongs to the relay, not the worker: a new worker of the same relay (a restart, an upgrade) takes it over without a warning', async (t) => {
@@ -281,7 +297,7 @@ test('the lock belongs to the relay, not the worker: a new worker of the same re
   // This process is the relay; a worker of it that died left the lock.
   writeFileSync(`${file}.lock`, `${process.pid}\n999999999\n`);
   assert.deepEqual(await store.load(), []);
-  assert.equal(readFileSync(`${file}.lock`, 'utf8'), `${process.pid}\n${process.pid}\n`);
+  assert.match(readFileSync(`${file}.lock`, 'utf8'), new RegExp(`^${process.pid}\n${process.pid}\n`));
   assert.equal(logged.filter((line) => line.level >= 40).length, 0);
 });
 
@@ -291,5 +307,5 @@ test('an upgrade called off (resume): the worker that keeps serving holds the lo
   await store.pause();
   writeFileSync(`${file}.lock`, `${process.pid}\n999999999\n`); // the new worker took it, then failed
   store.resume(() => []);
-  await eventually(() => readFileSync(`${file}.lock`, 'utf8') === `${process.pid}\n${process.pid}\n`, 2000, 'the lock to name this worker again');
+  await eventually(() => readFileSync(`${file}.lock`, 'utf8').startsWith(`${process.pid}\n${process.pid}\n`), 2000, 'the lock to name this worker again');
 });
