@@ -109,6 +109,23 @@ test('fleet members: a name resolving to both families of one relay gets one reg
   fleet.close(false);
 });
 
+test("fleet members: the owner's own connection, reached as IPv4-mapped IPv6, gets no second member for its IPv4 address", async () => {
+  const made: string[] = [];
+  const base = { host: 'a.test', port: 7000, resumeKey: '0'.repeat(32) };
+  const events = { established: () => {}, unauthenticated: () => {}, failed: () => {} };
+  const fleet = new FleetMembers(
+    base,
+    (options: RelayClientOptions) => (made.push(`${options.host} ${options.port}`), new FakeMember()),
+    silentLogger,
+    events,
+    async () => ['10.0.0.1'],
+  );
+  fleet.markOwn('::ffff:10.0.0.1', 7000);
+  await fleet.add(['a.test', '10.0.0.2:7000'], false);
+  assert.deepEqual(made, ['10.0.0.2 7000']);
+  fleet.close(false);
+});
+
 test('fleet members: the address is news at a registration while no other member is up, not once per node', async () => {
   const members: FakeMember[] = [];
   const seen: boolean[] = [];
