@@ -1,5 +1,6 @@
 import { RegistrationRefusedError } from '../errors.js';
 import { joinHostPort } from '../protocol/addresses.js';
+import { RELAY_KINDS } from '../protocol/parse.js';
 
 /** What a control connection saw before it ended: enough to tell a setting that can never work from a loss. */
 export interface AttemptRecord {
@@ -7,7 +8,7 @@ export interface AttemptRecord {
   error: NodeJS.ErrnoException | undefined;
   /** The first bytes the peer sent, if it sent any. */
   firstBytes: Buffer | undefined;
-  /** The peer's first line was no message a relay sends. */
+  /** The peer's first line did not parse as a message a relay sends. */
   badFirstLine: boolean;
   /** This side ended the connection (a timeout, a refusal, a bad line), not the peer. */
   endedHere: boolean;
@@ -56,6 +57,16 @@ function firstLineOf(bytes: Buffer): string {
   return printable.length > 60 ? `${printable.slice(0, 60)}...` : printable;
 }
 
+/** Whether the first line starts with a verb of the relay's, in printable ASCII: a relay's line, if one this version cannot read. */
+function relayShaped(bytes: Buffer): boolean {
+  const end = bytes.indexOf(0x0a);
+  const line = bytes
+    .subarray(0, end === -1 ? bytes.length : end)
+    .toString('latin1')
+    .replace(/\r$/, '');
+  return !/[^\x20-\x7e]/.test(line) && RELAY_KINDS.has(line.split(' ')[0] ?? '');
+}
+
 function tlsFailure(error: NodeJS.ErrnoException, relay: string, host: string): RegistrationRefusedError | undefined {
   const code = error.code ?? '';
   const why = `${code}: ${error.message}`;
@@ -72,7 +83,8 @@ function tlsFailure(error: NodeJS.ErrnoException, relay: string, host: string): 
 export function attemptFailure(record: AttemptRecord, endpoint: { host: string; port: number; tls: boolean }): AttemptFailure {
   const relay = joinHostPort(endpoint.host, endpoint.port);
   const { error, firstBytes } = record;
-  if (record.badFirstLine && firstBytes !== undefined) {
+  // HTTP, binary, or words no relay sends; a relay's verb with a bad line is a protocol error, retried.
+  if (record.badFirstLine && firstBytes !== undefined && !relayShaped(firstBytes)) {
     const answered = firstLineOf(firstBytes);
     return { kind: 'wrong-settings', error: new RegistrationRefusedError('not-a-relay', `${relay} is not a relay's control port: it answered "${answered}"`) };
   }

@@ -2,7 +2,7 @@ import { lookup } from 'node:dns/promises';
 import type { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.js';
-import { joinHostPort, splitHostPort } from '../protocol/addresses.js';
+import { joinHostPort, plainAddress, splitHostPort } from '../protocol/addresses.js';
 import type { CloseOptions, PublicAddress, RelayClientOptions } from './options.js';
 
 /**
@@ -80,9 +80,7 @@ export class FleetMembers {
 
   /** The address the owner's own connection reached: no member is made for it. */
   markOwn(address: string, port: number): void {
-    // TODO(lead): plainAddress
-    const ip = address.startsWith('::ffff:') ? address.slice(7) : address;
-    this.#members.set(joinHostPort(ip, port), undefined);
+    this.#members.set(joinHostPort(plainAddress(address), port), undefined);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { ipv6Groups } from '../protocol/addresses.js';
+import { addressGroup } from '../protocol/addresses.js';
 
 /*
  * Bounds on what a client of the --metrics listener can hold. Its requests are small GETs
@@ -30,15 +30,6 @@ export const MAX_CONNECTIONS_PER_ADDRESS = 32;
 /** The options Node takes only at creation: how often the timeouts are checked. */
 export const SERVER_OPTIONS = { connectionsCheckingInterval: CHECK_INTERVAL_MS } as const;
 
-/** One IPv4 address as it is (also IPv4-mapped), an IPv6 address by its /64, which one host can rotate through. */
-function addressKey(address: string): string {
-  const groups = ipv6Groups(address);
-  if (groups === undefined) return address;
-  const [a, b, c, d, e, f, g = 0, h = 0] = groups;
-  if (a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff) return [g >> 8, g & 0xff, h >> 8, h & 0xff].join('.');
-  return `${[a, b, c, d].map((n) => (n ?? 0).toString(16)).join(':')}::/64`;
-}
-
 /** Applies the timeouts and both caps to the listener; a connection over a cap is closed at once, unread. */
 export function limitConnections(server: Server): void {
   server.headersTimeout = HEADERS_TIMEOUT_MS;
@@ -48,7 +39,7 @@ export function limitConnections(server: Server): void {
   server.maxConnections = MAX_CONNECTIONS;
   const perAddress = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
-    const key = addressKey(socket.remoteAddress ?? '');
+    const key = addressGroup(socket.remoteAddress ?? '');
     const count = perAddress.get(key) ?? 0;
     if (count >= MAX_CONNECTIONS_PER_ADDRESS) {
       socket.destroy();

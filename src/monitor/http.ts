@@ -146,6 +146,7 @@ export async function serveMonitor(source: MonitorSource, host: string, port: nu
   const failed = once(server, 'error').then(([err]) => Promise.reject(err as Error));
   server.listen(port, host);
   await Promise.race([once(server, 'listening'), failed]);
+  served.addBound((server.address() as AddressInfo).address);
   server.on('error', options.onError ?? (() => {}));
   const warning = exposureWarning(host, options.auth !== undefined);
   if (warning !== undefined) options.log?.warn({ metrics: joinHostPort(host, boundPort(server)) }, warning);

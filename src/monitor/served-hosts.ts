@@ -50,7 +50,7 @@ function interfaceAddresses(): Set<string> {
 /** The names a listener bound to `bind` answers to, plus `extra` (--metrics-host). */
 export class ServedHosts {
   readonly #names: Set<string>;
-  readonly #localhost: boolean;
+  #localhost: boolean;
   readonly #anyInterface: boolean;
 
   constructor(bind: string, extra: readonly string[] = []) {
@@ -61,14 +61,22 @@ export class ServedHosts {
     if (!this.#anyInterface) this.#names.add(own);
   }
 
+  /** Adds the address the listener actually bound (a bind by name answers to it too); a loopback one makes this a loopback bind. */
+  addBound(address: string): void {
+    const own = address.split('%')[0]!.toLowerCase();
+    if (WILDCARDS.has(own)) return;
+    this.#names.add(own);
+    if (isLoopback(own)) this.#localhost = true;
+  }
+
   /** Whether a request with this Host header is answered. None at all (HTTP/1.0) is: no browser omits it. */
   allows(header: string | undefined): boolean {
     if (header === undefined) return true;
     const name = hostName(header);
     if (name === undefined) return false;
     if (this.#names.has(name)) return true;
-    // A loopback bind answers to the localhost names, but to no other loopback address than its own.
-    if (isIP(name) === 0) return this.#localhost && isLoopback(name);
-    return this.#anyInterface && (isLoopback(name) || interfaceAddresses().has(name));
+    // A loopback bind answers to the localhost names and every loopback address: no other machine has them.
+    if (this.#localhost && isLoopback(name)) return true;
+    return this.#anyInterface && isIP(name) !== 0 && interfaceAddresses().has(name);
   }
 }

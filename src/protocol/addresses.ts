@@ -88,3 +88,18 @@ function ipv4Octets(text: string): number[] | undefined {
   const parts = text.split('.');
   return parts.length === 4 && parts.every((part) => OCTET.test(part)) ? parts.map(Number) : undefined;
 }
+
+/**
+ * The key an address is limited under: an IPv4 address as it is (also when written as
+ * IPv4-mapped IPv6), an IPv6 address by its /64. One host or one customer line gets a
+ * whole /64, so limiting single IPv6 addresses would let it rotate through 2^64 of them.
+ */
+export function addressGroup(address: string): string {
+  const groups = ipv6Groups(address);
+  if (groups === undefined) return address;
+  const [a, b, c, d, e, f, g, h] = groups as [number, number, number, number, number, number, number, number];
+  if (a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff) {
+    return `${g >> 8}.${g & 0xff}.${h >> 8}.${h & 0xff}`;
+  }
+  return `${[a, b, c, d].map((n) => n.toString(16)).join(':')}::/64`;
+}

@@ -23,8 +23,9 @@ import {
 const MAX_FEATURES = 32;
 const FEATURE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
-const SERVICE_KINDS: ReadonlySet<Message['kind']> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DATA', 'IDLE']);
-const RELAY_KINDS: ReadonlySet<Message['kind']> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR']);
+const SERVICE_KINDS: ReadonlySet<string> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DATA', 'IDLE']);
+/** The verbs of the messages a relay sends: a first line that starts with one is a relay's, if perhaps a newer one's. */
+export const RELAY_KINDS: ReadonlySet<string> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR']);
 
 const TOKEN = /^[0-9a-f]{32}$/;
 const MAC = /^[0-9a-f]{64}$/;
@@ -286,7 +287,7 @@ export function parseRelayLine(line: string): ParseResult<RelayMessage> {
 }
 
 // The one cast is here, checked against the kinds of the direction's union above.
-function parseFrom(line: string, kinds: ReadonlySet<Message['kind']>, sender: string): ParseResult {
+function parseFrom(line: string, kinds: ReadonlySet<string>, sender: string): ParseResult {
   const parsed = parseLine(line);
   if (parsed.ok && !kinds.has(parsed.msg.kind)) return fail('bad-line', `${parsed.msg.kind} is not a message ${sender} sends`);
   return parsed;

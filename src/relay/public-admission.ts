@@ -2,8 +2,8 @@ import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config/defaults.js';
 import { resetSocket } from '../net/splice.js';
-import { addressGroup, ClientsPerAddress, ConnectRate } from './address-limits.js';
-import { plainAddress } from '../protocol/addresses.js';
+import { addressGroup, plainAddress } from '../protocol/addresses.js';
+import { ClientsPerAddress, ConnectRate } from './address-limits.js';
 import type { Refusals } from './refusals.js';
 
 /**

@@ -11,6 +11,7 @@ import { CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, MAX_CONNECTIONS_PER_ADDRESS } fr
 import type { FleetView } from '../../src/monitor/fleet-view.js';
 import { boundPort, exposureWarning, serveMonitor } from '../../src/monitor/http.js';
 import { Overview } from '../../src/monitor/overview.js';
+import { ServedHosts } from '../../src/monitor/served-hosts.js';
 import { RelayStats } from '../../src/monitor/stats.js';
 import { getWithHost } from '../helpers/dashboard.js';
 import { deadline, dial, eventually } from '../helpers/net.js';
@@ -83,10 +84,22 @@ test('metrics listener: a connection that sends nothing is closed within the hea
 test('metrics listener: only its own names and addresses are answered (DNS rebinding); others get 421 with one line, and one log line', async (t) => {
   const { logger, records } = capturedLog();
   const { port } = await monitor(t, { log: logger, hosts: ['metrics.internal', '192.0.2.7'] });
-  for (const host of [`127.0.0.1:${port}`, '127.0.0.1', `localhost:${port}`, 'LOCALHOST.', `dash.localhost:${port}`, `metrics.internal:${port}`, 'Metrics.Internal:8080', '192.0.2.7', hostname()]) {
+  for (const host of [
+    `127.0.0.1:${port}`,
+    '127.0.0.1',
+    `localhost:${port}`,
+    'LOCALHOST.',
+    `dash.localhost:${port}`,
+    `metrics.internal:${port}`,
+    'Metrics.Internal:8080',
+    '192.0.2.7',
+    hostname(),
+    `127.0.0.2:${port}`,
+    `[::1]:${port}`,
+  ]) {
     assert.equal((await getWithHost(port, host)).status, 200, `Host: ${host}`);
   }
-  for (const host of [`attacker.example:${port}`, 'attacker.example', `127.0.0.2:${port}`, `[::1]:${port}`, '10.0.0.1', `localhost:${port}:1`, 'metrics.internal.attacker.example']) {
+  for (const host of [`attacker.example:${port}`, 'attacker.example', '10.0.0.1', `localhost:${port}:1`, 'metrics.internal.attacker.example']) {
     const { status, body } = await getWithHost(port, host, '/api/overview');
     assert.equal(status, 421, `Host: ${host}`);
     assert.match(body, /^this listener does not answer to that host name; the relay operator can add it with --metrics-host\n$/);
@@ -94,6 +107,27 @@ test('metrics listener: only its own names and addresses are answered (DNS rebin
   const refusedLines = records.filter((r) => String(r['msg']).startsWith('metrics: refused a request for a host name'));
   assert.equal(refusedLines.length, 1, 'logged once, not once per request');
   assert.equal(refusedLines[0]!['host'], `attacker.example:${port}`);
+});
+
+test('metrics listener: bound by the name localhost, it answers to the address it bound and to every loopback address', async (t) => {
+  const stats = new RelayStats();
+  const server = await serveMonitor({ stats, overview: new Overview(stats.bytes, () => []) }, 'localhost', 0);
+  t.after(() => server.close());
+  const port = boundPort(server);
+  for (const host of [`127.0.0.1:${port}`, '127.0.0.1', '127.9.0.1', '[::1]', `localhost:${port}`]) {
+    assert.equal((await getWithHost(port, host)).status, 200, `Host: ${host}`);
+  }
+  for (const host of ['attacker.example', '10.0.0.1', '[fe80::1]']) assert.equal((await getWithHost(port, host)).status, 421, `Host: ${host}`);
+});
+
+test('metrics listener: bound by a name that is not localhost, it answers to the address the name resolved to', () => {
+  const served = new ServedHosts('metrics.lan');
+  assert.equal(served.allows('192.0.2.5:9100'), false);
+  served.addBound('192.0.2.5');
+  assert.equal(served.allows('192.0.2.5:9100'), true);
+  assert.equal(served.allows('127.0.0.1'), false, 'not a loopback bind');
+  served.addBound('127.0.0.1');
+  assert.equal(served.allows('[::1]:9100'), true, 'a name that resolved to loopback makes a loopback bind');
 });
 
 test('metrics listener: with --metrics-auth, a foreign host name is refused before the password is looked at', async (t) => {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { addressGroup, ClientsPerAddress, ConnectRate } from '../../src/relay/address-limits.js';
+import { addressGroup } from '../../src/protocol/addresses.js';
+import { ClientsPerAddress, ConnectRate } from '../../src/relay/address-limits.js';
 import { IdleSweep } from '../../src/relay/idle-sweep.js';
 import { ManualClock } from '../helpers/clock.js';
 

@@ -27,6 +27,17 @@ test('settings: a peer whose first line is no relay message is not a relay, name
   assert.ok(binary.kind === 'wrong-settings' && binary.error.message.endsWith('"\\x15\\x03\\x03\\x00\\x02"'));
 });
 
+test('settings: a relay-shaped first line that does not parse (an unknown ERR code, a malformed OK) is a protocol error, retried, not "not a relay"', () => {
+  for (const line of ['ERR code-from-a-newer-relay something went wrong\n', 'OK host=relay.example.com\r\n', 'AUTH', 'PING now\n']) {
+    const failure = attemptFailure(record({ badFirstLine: true, endedHere: true, firstBytes: Buffer.from(line) }), PLAIN);
+    assert.equal(failure.kind, 'other', JSON.stringify(line));
+  }
+  for (const line of ['SSH-2.0-OpenSSH_9.6\r\n', 'HELLO 1\n', 'GET / HTTP/1.1\r\n', 'OKAY\n', 'ERR\x00 x\n']) {
+    const failure = attemptFailure(record({ badFirstLine: true, endedHere: true, firstBytes: Buffer.from(line) }), PLAIN);
+    assert.ok(failure.kind === 'wrong-settings' && failure.error.code === 'not-a-relay', JSON.stringify(line));
+  }
+});
+
 test('settings: a certificate that fails verification names the reason and the flag that fixes it', () => {
   const cases: [string, string, RegExp][] = [
     ['DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate', /\(DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate\): give the CA that signed it with --ca FILE$/],
@@ -95,6 +106,23 @@ test('fleet members: a name resolving to both families of one relay gets one reg
   // The nodes= of an OK name them again, by other names: nothing more.
   await fleet.add(['dual.test:7000', 'other.test:7001'], true);
   assert.deepEqual(made, ['127.0.0.1 7000', '::1 7001']);
+  fleet.close(false);
+});
+
+test("fleet members: the owner's own connection, reached as IPv4-mapped IPv6, gets no second member for its IPv4 address", async () => {
+  const made: string[] = [];
+  const base = { host: 'a.test', port: 7000, resumeKey: '0'.repeat(32) };
+  const events = { established: () => {}, unauthenticated: () => {}, failed: () => {} };
+  const fleet = new FleetMembers(
+    base,
+    (options: RelayClientOptions) => (made.push(`${options.host} ${options.port}`), new FakeMember()),
+    silentLogger,
+    events,
+    async () => ['10.0.0.1'],
+  );
+  fleet.markOwn('::ffff:10.0.0.1', 7000);
+  await fleet.add(['a.test', '10.0.0.2:7000'], false);
+  assert.deepEqual(made, ['10.0.0.2 7000']);
   fleet.close(false);
 });
 
