@@ -94,7 +94,7 @@ export class PortAssignments {
   async #keep(key: string, port: number, tenant: string | undefined, owner: EtcdKv | undefined): Promise<void> {
     if (owner !== undefined && owner.value !== key) return this.#contest(key, port, tenant, { key: owner.value, lease: owner.lease });
     if (owner !== undefined && (await this.#etcd.keepAlive(owner.lease)) > 0) {
-      const since = this.#held.get(key)?.since ?? (await this.#sinceOf(key));
+      const since = this.#held.get(key)?.since ?? (await this.#sinceOf(key)) ?? 0;
       this.#held.set(key, { port, lease: owner.lease, refreshedAt: Date.now(), since });
       return;
     }
@@ -116,7 +116,11 @@ export class PortAssignments {
   async #contest(key: string, port: number, tenant: string | undefined, rival: Rival): Promise<void> {
     this.conflicts++;
     const mine = this.#held.get(key)?.since ?? Date.now();
-    const theirs = await this.#sinceOf(rival.key);
+    const recorded = await this.#sinceOf(rival.key);
+    // No `since/` may also mean the rival was revoked a moment ago (by another node of
+    // this key): then nothing stands against ours, and the next check writes it back.
+    if (recorded === undefined && !(await this.#stillAssigned(rival))) return;
+    const theirs = recorded ?? 0;
     if (mine < theirs || (mine === theirs && key < rival.key)) {
       await this.#etcd.revoke(rival.lease);
       const { succeeded } = await this.#assign(key, port, tenant, mine);
@@ -129,10 +133,20 @@ export class PortAssignments {
     this.lost(key, port);
   }
 
-  /** When a key's assignment was first made; 0 (the oldest) when etcd has no `since/` for it (a node of an older version wrote it). */
-  async #sinceOf(key: string): Promise<number> {
+  /**
+   * When a key's assignment was first made; undefined when etcd has no `since/` for it
+   * (a node of an older version wrote it, which then counts as the oldest).
+   */
+  async #sinceOf(key: string): Promise<number | undefined> {
     const name = this.#key(`since/${key}`);
-    return sinceIn(await this.#etcd.range(name), name);
+    const since = sinceIn(await this.#etcd.range(name), name, Number.NaN);
+    return Number.isNaN(since) ? undefined : since;
+  }
+
+  /** Whether the rival's assignment still stands: its `keys/` entry, on the lease it was seen with. */
+  async #stillAssigned(rival: Rival): Promise<boolean> {
+    const name = this.#key(`keys/${rival.key}`);
+    return (await this.#etcd.range(name)).some((kv) => kv.key === name && kv.lease === rival.lease);
   }
 
   /**
