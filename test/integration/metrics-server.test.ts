@@ -3,9 +3,6 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import type { Logger } from '../../src/log.js';
 import type { OverviewSnapshot } from '../../src/monitor/api.js';
 import { CHECK_INTERVAL_MS, HEADERS_TIMEOUT_MS, MAX_CONNECTIONS_PER_ADDRESS } from '../../src/monitor/connection-limits.js';
 import type { FleetView } from '../../src/monitor/fleet-view.js';
@@ -15,6 +12,7 @@ import { ServedHosts } from '../../src/monitor/served-hosts.js';
 import { RelayStats } from '../../src/monitor/stats.js';
 import { getWithHost } from '../helpers/dashboard.js';
 import { deadline, dial, eventually } from '../helpers/net.js';
+import { capturedLog } from '../helpers/log.js';
 
 test('metrics listener: an error after it is up (a failed accept) is reported, not thrown, and /metrics keeps answering', async (t) => {
   const reported: Error[] = [];
@@ -35,18 +33,6 @@ async function monitor(t: TestContext, options: Parameters<typeof serveMonitor>[
   const server = await serveMonitor({ stats, overview: new Overview(stats.bytes, () => []), ...(fleet === undefined ? {} : { fleet }) }, '127.0.0.1', 0, options);
   t.after(() => server.close());
   return { server, port: boundPort(server) };
-}
-
-/** A pino logger whose records the test can read back. */
-function capturedLog(): { logger: Logger; records: Record<string, unknown>[] } {
-  const records: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) records.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink) as Logger, records };
 }
 
 test('metrics listener: 400 half-sent requests from one address are all closed within the header timeout, and another client is answered meanwhile', async (t) => {

@@ -1,27 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import type { Logger } from '../../src/log.js';
 import { renderMetrics } from '../../src/monitor/metrics.js';
 import { Relay } from '../../src/index.js';
 import { dataGate } from '../helpers/data-gate.js';
 import { dial, echoThrough, eventually, portBlock } from '../helpers/net.js';
 import { dialData, registerRaw } from '../helpers/protocol.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
-
-/** A pino logger whose records the test can read back. */
-function capturedLog(): { logger: Logger; records: Record<string, unknown>[] } {
-  const records: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line) records.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink) as Logger, records };
-}
+import { capturedLog } from '../helpers/log.js';
 
 const said = (records: Record<string, unknown>[], fragment: string): number => records.filter((r) => String(r['msg']).includes(fragment)).length;
 
