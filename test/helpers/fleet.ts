@@ -97,7 +97,8 @@ export async function planFleet(t: TestContext, size = 150, certs?: string): Pro
  */
 async function belowEphemeral(size: number): Promise<{ first: number; last: number }> {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const first = 21_000 + Math.floor(Math.random() * 110) * 100;
+    // 26000-32699: apart from portBlock's blocks (test/helpers/net.ts).
+    const first = 26_000 + Math.floor(Math.random() * (67 - Math.ceil(size / 100) + 1)) * 100;
     if ((await Promise.all([1, 2, 3].map((n) => canListen(`127.0.0.${n}`, first)))).every(Boolean)) return { first, last: first + size - 1 };
   }
   throw new Error('no free port block below the ephemeral range in 20 tries');
