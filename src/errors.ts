@@ -17,9 +17,10 @@ export type RelayErrorCode =
 /**
  * Why a service stops for good: the relay refused it (`auth`, `version`, `superseded`), or,
  * before any registration worked, what answered is no relay (`not-a-relay`) or TLS cannot
- * work with it (`tls`: a certificate that fails verification, or a relay without TLS).
+ * work with it (`tls`: a certificate that fails verification, or a relay without TLS), or
+ * a name was asked of a relay that gives none (`no-names`: its OK lacks `feat=name`).
  */
-export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls';
+export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { PortRange } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
+import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 
 /** Limits of one tenant; a limit left out is only bounded by the relay-wide one. */
 export interface TenantLimits {
@@ -20,14 +21,17 @@ export interface TenantSpec {
   /** The public ports it may get, as ranges inside the relay's; the relay's whole range when the file names none. */
   readonly ports: readonly PortRange[];
   readonly limits: TenantLimits;
+  /** Patterns of the names it may take on the names ports (`www.alice`, `*.alice`); none when the file lists none. */
+  readonly names?: readonly string[];
 }
 
-const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp']);
+const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp', 'names']);
 const LIMIT_KEYS = ['maxServices', 'maxClients', 'maxClientsPerIp'] as const;
 /** Most secrets one tenant may list: a proof is checked against this many, whoever asks. */
 export const MAX_SECRETS = 16;
 const MAX_SECRET_LENGTH = 1024;
 const MAX_PORT_PARTS = 1024;
+const MAX_NAME_PATTERNS = 1024;
 
 /**
  * The tenants in a tenants file's text, checked against the relay's public range;
@@ -96,7 +100,16 @@ function parseTenant(entry: unknown, index: number, relayRange: PortRange): Tena
     limits[key] = value;
   }
   const ports = entry['ports'] === undefined ? [relayRange] : parsePorts(entry['ports'], where, relayRange);
-  return { name, secrets: secrets as string[], ports, limits };
+  const names = entry['names'] === undefined ? undefined : parseNames(entry['names'], where);
+  return { name, secrets: secrets as string[], ports, limits, ...(names === undefined ? {} : { names }) };
+}
+
+/** `["*.alice", "www.alice"]`: each pattern a name a service may ask for (`*` and `*.LABELS` are wildcards). */
+function parseNames(value: unknown, where: string): string[] {
+  if (!Array.isArray(value) || value.length > MAX_NAME_PATTERNS || !value.every((pattern) => typeof pattern === 'string' && isServiceName(pattern))) {
+    throw new UsageError(`${where}: "names" must be a list of up to ${MAX_NAME_PATTERNS} names or patterns, each ${SERVICE_NAME_RULE}`);
+  }
+  return value as string[];
 }
 
 /** "20000-20099", "20000,20005-20010" or a single port number, each inside the relay's range. */

@@ -4,7 +4,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadTenants, type TenantSpec } from '../access/tenants-file.js';
 import { DERIVED_LIMITS, RELAY_DEFAULTS, publicRange, type PortRange, type RelayOptions } from '../config/defaults.js';
-import { checkCombinations, flagValue, loweredWarning, machineBoundValue, RELAY_RULES, type Lowered } from '../config/rules.js';
+import { checkCombinations, checkNames, flagValue, loweredWarning, machineBoundValue, RELAY_RULES, type Lowered } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { FleetPlan } from '../fleet/fleet.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
@@ -35,6 +35,8 @@ export const parser = withLogOptions(
     .option('data-port', { type: 'string', describe: 'Separate port for data (dial-back) connections' })
     .option('ports', { type: 'string', describe: 'Public port range A-B [default: PORT+1-65535]' })
     .option('public-host', { type: 'string', describe: 'Host name given to services as their public host [default: the name the service dialed]' })
+    .option('names-port', { type: 'string', describe: 'A shared public port routed by TLS SNI or HTTP Host to the service that took the name (repeatable, or P,P)' })
+    .option('names-domain', { type: 'string', describe: 'Names are NAME.DOMAIN on the names ports [default: the public host]' })
     .option('bind', { type: 'string', describe: 'Interface address to listen on [default: all]' })
     .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
     .option('tenants', { type: 'string', describe: 'JSON file of tenants (name, secrets, ports, quotas): every service names one; SIGHUP reloads it' })
@@ -79,6 +81,7 @@ export const parser = withLogOptions(
     .example('$0 8080 --state /var/lib/relay/leases.json', 'services get their ports back after a restart of the relay')
     .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; dashboard and metrics on 9100')
     .example('$0 status --metrics 127.0.0.1:9100', "a running relay's services, tunnels and refusals as a table")
+    .example('$0 8080 --names-port 443 --names-domain relay.example.com', 'a service with --name www is reached at www.relay.example.com:443')
     .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
@@ -112,6 +115,7 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
   const lowered: Lowered[] = [];
   const options = relayOptions(args, lowered);
   checkCombinations(options, 'flags');
+  checkNames(options);
   // Read once, here: a file that does not load stops the relay with one line (exit 2).
   const tenants = options.tenantsFile === undefined ? undefined : loadTenants(options.tenantsFile, publicRange(options));
   const host = options.publicHost;
@@ -179,5 +183,15 @@ function relayOptions(args: Args, lowered: Lowered[]): RelayOptions {
     idleTimeoutMs: flagValue(RELAY_RULES.idleTimeoutMs, args.idleTimeout),
     ...(args.state === undefined || args.state === '' ? {} : { stateFile: args.state }),
     ...(args.tenants === undefined || args.tenants === '' ? {} : { tenantsFile: path.resolve(args.tenants) }),
+    ...(args.namesPort === undefined ? {} : { namesPorts: namesPortsArg(args.namesPort as string | string[]) }),
+    ...(args.namesDomain === undefined ? {} : { namesDomain: args.namesDomain.toLowerCase().replace(/\.$/, '') }),
   };
+}
+
+/** `--names-port P` given once or more, each perhaps `P,P`. */
+function namesPortsArg(given: string | string[]): number[] {
+  return [given]
+    .flat()
+    .flatMap((text) => String(text).split(','))
+    .map((text) => portArg('--names-port', text));
 }

@@ -46,7 +46,8 @@ async function main(): Promise<void> {
     if (err instanceof UsageError) startRefused(err.message); // the state file: unsafe, or another relay's
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'EADDRINUSE' ? 'is already in use' : code === 'EACCES' ? 'needs more privileges' : `cannot be opened (${String(err)})`;
-    process.stderr.write(`relay: port ${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''} ${why}\n`);
+    const port = (err as { port?: number }).port;
+    process.stderr.write(`relay: port ${port ?? `${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''}`} ${why}\n`);
     process.exit(1);
   }
   const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics, store === undefined ? undefined : () => store.view());

@@ -6,6 +6,7 @@ import { UsageError, type RelayError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
+import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 import { flagValue, SERVICE_RULES } from '../config/rules.js';
 import { fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
 
@@ -25,6 +26,7 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('tenant', { type: 'string', describe: 'Register as this tenant, on a relay started with --tenants (also RELAY_TENANT)' })
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
+      .option('name', { type: 'string', describe: "Be reached at NAME.DOMAIN on the relay's names ports (routed by TLS SNI or HTTP Host) instead of on a port of its own" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
@@ -53,6 +55,7 @@ interface ServiceArgs {
   tls: boolean;
   ca?: string | undefined;
   publicPort?: string | undefined;
+  name?: string | undefined;
   prewarm: string;
   drainTimeout: string;
   resumeFile?: string | undefined;
@@ -67,6 +70,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
   if (!args.relayhost) throw new UsageError('RELAYHOST is missing');
   const port = portArg('RELAYPORT', args.relayport);
   const publicPort = args.publicPort === undefined ? undefined : portArg('--public-port', args.publicPort);
+  if (args.name !== undefined && !isServiceName(args.name)) throw new UsageError(`--name must be ${SERVICE_NAME_RULE}, got "${args.name.slice(0, 70)}"`);
   const prewarm = prewarmArg(args.prewarm);
   if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be ${TENANT_NAME_RULE}, got "${args.tenant.slice(0, 70)}"`);
   const drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
@@ -77,6 +81,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
     ...(args.tenant ? { tenant: args.tenant } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
+    ...(args.name === undefined ? {} : { name: args.name }),
     ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
   };
@@ -128,7 +133,7 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
  */
 function exitCodeOf(err: Error): number {
   const code = (err as Partial<RelayError>).code;
-  return code === 'not-a-relay' || code === 'tls' ? 2 : 1;
+  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' ? 2 : 1;
 }
 
 /** SIGTERM: leave the relay, let open connections finish within the drain timeout, then reset the rest. */

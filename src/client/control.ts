@@ -7,7 +7,8 @@ import { formatMessage } from '../protocol/format.js';
 import type { Feature, RelayMessage } from '../protocol/messages.js';
 import { parseRelayLine } from '../protocol/parse.js';
 import type { AttemptRecord } from './attempt-failure.js';
-import { missingSecretError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
+import { joinHostPort } from '../protocol/addresses.js';
+import { missingSecretError, namesMissingError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
 import { HeartbeatWatch } from './heartbeat.js';
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
@@ -157,6 +158,11 @@ export class ControlConnection {
     this.#clock.clearTimeout(this.#handshakeTimer);
     this.#registered = true;
     this.#features = new Set(msg.features ?? []);
+    const { name } = this.#settings.hello;
+    if (name !== undefined && !this.#features.has('name')) {
+      this.#events.refused(namesMissingError(name, joinHostPort(this.#settings.relay.host, this.#settings.relay.port)));
+      return this.#end('relay cannot give names');
+    }
     this.#heartbeat?.stop();
     this.#heartbeat = new HeartbeatWatch(this.#clock, msg.heartbeatMs, (silentMs) => this.#silent(silentMs));
     this.#events.registered(msg, this.#authenticated);

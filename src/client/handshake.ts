@@ -5,7 +5,7 @@ import type { PublicAddress, RelayClientOptions } from './options.js';
 import { helloWarm } from './warm-sizer.js';
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
-const LIBRARY_FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet', 'nodes'];
+const LIBRARY_FEATURES: Feature[] = ['rejoin', 'leave', 'superseded', 'probe', 'fleet', 'nodes', 'name'];
 
 export type Hello = ServiceMessage & { kind: 'HELLO' };
 export type Registered = RelayMessage & { kind: 'OK' };
@@ -28,7 +28,13 @@ export function helloFor(options: RelayClientOptions, previousPort: number | und
     ...(warm > 0 ? { warm } : {}),
     features: LIBRARY_FEATURES,
     ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+    ...(options.name === undefined ? {} : { name: options.name }),
   };
+}
+
+/** A relay that ignored `name=` (an older one: no `name` in its OK's feat=) registered a plain port instead. */
+export function namesMissingError(name: string, relay: string): RegistrationRefusedError {
+  return new RegistrationRefusedError('no-names', `the relay at ${relay} cannot give names (its OK lacks feat=name: an older relay), so --name ${name} cannot be served there`);
 }
 
 /** The relay asked for proof of a secret this program was not given. */

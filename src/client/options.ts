@@ -4,6 +4,7 @@ import { checkOption, checkPort, LIBRARY_TIMEOUT, SERVICE_RULES } from '../confi
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
+import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 import type { BackoffPolicy } from './backoff.js';
 import { RESUME_KEY } from './resume-file.js';
 import type { RelayTlsOptions } from './transport.js';
@@ -24,6 +25,12 @@ export interface RelayClientOptions {
   tenant?: string;
   /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
   tls?: boolean | RelayTlsOptions;
+  /**
+   * Be reached by name on the relay's shared names ports, at NAME.DOMAIN (`www`, `api.eu`,
+   * or a wildcard `*` / `*.eu`), routed by TLS SNI or HTTP Host, instead of on a port of
+   * its own. A relay that cannot give names stops the registration (`no-names`).
+   */
+  name?: string;
   /** Ask for this public port (the relay gives another if it is taken). */
   publicPort?: number;
   /**
@@ -74,6 +81,9 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (typeof options.host !== 'string' || options.host === '') throw new UsageError(`host must be the relay's host name or address, got ${String(options.host)}`);
   checkPort('port', options.port, 1);
   if (options.publicPort !== undefined) checkPort('publicPort', options.publicPort, 1);
+  if (options.name !== undefined && (typeof options.name !== 'string' || !isServiceName(options.name))) {
+    throw new UsageError(`name must be ${SERVICE_NAME_RULE}, got "${String(options.name).slice(0, 70)}"`);
+  }
   if (options.resumeKey !== undefined && !RESUME_KEY.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
     throw new UsageError(`tenant must be ${TENANT_NAME_RULE}, got "${String(options.tenant).slice(0, 70)}"`);

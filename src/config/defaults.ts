@@ -60,6 +60,13 @@ export interface RelayOptions {
    * read at start and again on reloadTenants(). Every service must then name a tenant.
    */
   tenantsFile?: string;
+  /**
+   * Shared public ports routed by name (`--names-port`): a client's TLS SNI or HTTP Host
+   * picks the service that registered that name. The first is the one `OK` gives.
+   */
+  namesPorts?: number[];
+  /** Names are NAME.namesDomain (`--names-domain`); the public host when undefined. */
+  namesDomain?: string;
 }
 
 /** The public ports a relay hands out: `ports`, or every port above its control port. */
@@ -67,7 +74,10 @@ export function publicRange(options: Pick<RelayOptions, 'ports' | 'port'>): Port
   return options.ports ?? { first: options.port + 1, last: 65535 };
 }
 
-export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile'>;
+export type RelayTunable = Exclude<
+  keyof RelayOptions,
+  'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile' | 'namesPorts' | 'namesDomain'
+>;
 
 /** The client limits this machine can hold (src/config/limits.ts), read once at start. */
 export const DERIVED_LIMITS: DerivedLimits = deriveLimits(machineFigures());

@@ -7,6 +7,7 @@ import { createSecureContext } from 'node:tls';
 import type { RelayOptions, RelayTunable } from './defaults.js';
 import type { DerivedLimits } from './limits.js';
 import { UsageError } from '../errors.js';
+import { clientHost } from '../protocol/names.js';
 
 /** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -161,6 +162,7 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     checkPort('ports.last', ports.last, 1);
     if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
   }
+  checkNames(options);
   if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
   if (options.tlsFiles !== undefined && options.tls === undefined) throw new UsageError('tlsFiles needs tls: the certificate and key read from those files');
   if (options.tls !== undefined) {
@@ -171,4 +173,21 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     }
   }
   return options;
+}
+
+/** The names ports and domain: real ports, none shared with the control or data port, a host name for a domain. */
+export function checkNames(options: Pick<RelayOptions, 'port' | 'dataPort' | 'namesPorts' | 'namesDomain'>): void {
+  const { namesPorts, namesDomain } = options;
+  if (namesPorts === undefined) {
+    if (namesDomain !== undefined) throw new UsageError('namesDomain (--names-domain) needs namesPorts (--names-port)');
+    return;
+  }
+  if (!Array.isArray(namesPorts) || namesPorts.length === 0) throw new UsageError('namesPorts (--names-port) must list at least one port');
+  namesPorts.forEach((port, i) => checkPort(`namesPorts[${i}] (--names-port)`, port, 1));
+  const others = [options.port, options.dataPort];
+  const clash = namesPorts.find((port, i) => others.includes(port) || namesPorts.indexOf(port) !== i);
+  if (clash !== undefined) throw new UsageError(`--names-port ${clash} is given twice, or is also the control or data port`);
+  if (namesDomain !== undefined && (clientHost(namesDomain) !== namesDomain.toLowerCase().replace(/\.$/, '') || /^[0-9.]+$/.test(namesDomain))) {
+    throw new UsageError(`--names-domain must be a DNS name such as example.com, got "${String(namesDomain).slice(0, 80)}"`);
+  }
 }

@@ -12,6 +12,8 @@ export interface LeaseRecord {
   until: number | null;
   /** The tenant whose service holds it, with --tenants: only that tenant's newcomers may evict it. */
   tenant?: string;
+  /** The host its key registered on the names ports (`www.example.com`, `*.example.com`): the port is then only its slot. */
+  name?: string;
 }
 
 /**

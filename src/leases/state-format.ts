@@ -1,4 +1,5 @@
 import { TENANT_NAME } from '../protocol/messages.js';
+import { isRegisteredHost } from '../protocol/names.js';
 import type { LeaseRecord } from './lease-store.js';
 
 /** Format version of the state file; a file of another version is read as corrupt. */
@@ -54,10 +55,11 @@ export function parseState(text: string): ParsedState | undefined {
 /** One entry as a lease, or what is wrong with it (never the key itself: it names the lease). */
 function leaseOf(item: unknown): LeaseRecord | string {
   if (typeof item !== 'object' || item === null || Array.isArray(item)) return 'not an object';
-  const { key, port, until, tenant } = item as Record<string, unknown>;
+  const { key, port, until, tenant, name } = item as Record<string, unknown>;
   if (typeof key !== 'string' || !KEY.test(key)) return 'bad key';
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return 'bad port';
   if (!(until === null || (typeof until === 'number' && Number.isFinite(until)))) return 'bad until';
   if (!(tenant === undefined || (typeof tenant === 'string' && TENANT_NAME.test(tenant)))) return 'bad tenant';
-  return { key, port, until, ...(tenant === undefined ? {} : { tenant }) };
+  if (!(name === undefined || (typeof name === 'string' && isRegisteredHost(name)))) return 'bad name';
+  return { key, port, until, ...(tenant === undefined ? {} : { tenant }), ...(name === undefined ? {} : { name }) };
 }

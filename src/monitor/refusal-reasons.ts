@@ -21,6 +21,11 @@ export const OTHER_REFUSAL_REASONS = [
   'control-busy',
   'dialback-timeout',
   'hold-timeout',
+  // Clients of a names port refused before their host was known, or for it.
+  'unknown-name', // no service registered the host the SNI or Host header named (or none was named)
+  'prelude-timeout', // no host named within the handshake timeout
+  'prelude-too-long', // no host named within 16 KiB
+  'prelude-bad', // neither a TLS ClientHello nor an HTTP/1.x request
 ] as const;
 
 /**

@@ -127,7 +127,7 @@ function uncork(socket: Socket): void {
  * Refuses a peer: the reply (an ERR line, or raw text for a peer that spoke HTTP)
  * then FIN, and a destroy after a short linger whether or not the peer closes.
  */
-export function refuse(socket: Socket, reply: string | undefined): void {
+export function refuse(socket: Socket, reply: string | Buffer | undefined): void {
   if (socket.destroyed) return;
   // Whatever the peer keeps sending is unwanted; reading it keeps the kernel from
   // answering with a RST that could destroy our reply before the peer reads it.

@@ -48,6 +48,7 @@ function formatHello(msg: Message & { kind: 'HELLO' }): string {
   if (msg.warm !== undefined) words.push(`warm=${msg.warm}`);
   if (msg.features !== undefined) words.push(`feat=${msg.features.join(',')}`);
   if (msg.tenant !== undefined) words.push(`tenant=${msg.tenant}`);
+  if (msg.name !== undefined) words.push(`name=${msg.name}`);
   return words.join(' ') + '\n';
 }
 

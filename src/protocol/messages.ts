@@ -47,13 +47,14 @@ export const FEATURES = [
   'probe', // relay -> service PROBE: dial back with this token to prove the data path works
   'fleet', // relay -> service OK … nodes=: every node of the relay fleet; register with each
   'nodes', // relay -> service NODES: the fleet's nodes changed (sent only to services that listed fleet too)
+  'name', // relay -> service OK … feat=name: this relay routes HELLO … name= on its names ports (an older one ignores name=)
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string; name?: string }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */

@@ -13,6 +13,7 @@ import {
   type RelayMessage,
   type ServiceMessage,
 } from './messages.js';
+import { parseServiceName, SERVICE_NAME_RULE, splitPublicAddress } from './names.js';
 
 /**
  * Line to message: every rule a line must follow to be a message of protocol.md, and
@@ -112,9 +113,7 @@ const HELLO_OPTIONS: readonly OptionRule<Hello>[] = [
       msg.port = port;
     },
   ),
-  option('resume', matching(TOKEN), 'resume= must be 32 hex digits', (msg: Hello, resume) => {
-    msg.resume = resume;
-  }),
+  option('resume', matching(TOKEN), 'resume= must be 32 hex digits', (msg: Hello, resume) => void (msg.resume = resume)),
   option(
     'warm',
     (text) => (/^[0-9]{1,4}$/.test(text) ? Number(text) : undefined),
@@ -129,6 +128,7 @@ const HELLO_OPTIONS: readonly OptionRule<Hello>[] = [
   option('tenant', matching(TENANT_NAME), `tenant= must be ${TENANT_NAME_RULE}`, (msg: Hello, tenant) => {
     msg.tenant = tenant;
   }),
+  option('name', parseServiceName, `name= must be ${SERVICE_NAME_RULE}`, (msg: Hello, name) => void (msg.name = name)),
 ];
 
 const OK_OPTIONS: readonly OptionRule<Ok>[] = [
@@ -160,7 +160,7 @@ function parseHello(words: string[]): ParseResult {
 }
 
 function parseOk(words: string[]): ParseResult {
-  const address = splitHostPort(words[1] ?? '');
+  const address = splitPublicAddress(words[1] ?? '');
   if (address === undefined) return fail('bad-line', 'OK needs HOST:PORT');
   const options = parseOptions(words.slice(2));
   if (typeof options === 'string') return fail('bad-line', options);

@@ -29,7 +29,8 @@ interface HeldClient {
  */
 export class PublicDoor {
   readonly port: number;
-  readonly #server: Server;
+  /** Undefined for a name's door: its clients come from the names ports (names-ports.ts). */
+  readonly #server: Server | undefined;
   readonly #ctx: RelayContext;
   readonly #log: Logger;
   /** A tenant's own limit on its ports, where it has one; else the relay-wide one applies. */
@@ -38,13 +39,13 @@ export class PublicDoor {
   readonly #held: HeldClient[] = [];
   #closed = false;
 
-  constructor(ctx: RelayContext, port: number, server: Server, maxClientsPerIp: () => number | undefined) {
+  constructor(ctx: RelayContext, port: number, server: Server | undefined, maxClientsPerIp: () => number | undefined) {
     this.port = port;
     this.#server = server;
     this.#ctx = ctx;
     this.#log = ctx.log.child({ publicPort: port });
     this.#maxClientsPerIp = maxClientsPerIp;
-    server.on('connection', (client: Socket) => this.#onClient(client));
+    server?.on('connection', (client: Socket) => this.#onClient(client));
   }
 
   get heldCount(): number {
@@ -110,7 +111,7 @@ export class PublicDoor {
 
   /** Stops accepting and gives up the clients held so far (a worker hands them to its successor). */
   stopAccepting(): Socket[] {
-    this.#server.close();
+    this.#server?.close();
     return this.#release();
   }
 
@@ -144,7 +145,11 @@ export class PublicDoor {
 
   #onClient(client: Socket): void {
     client.on('error', ignoreSocketError);
-    if (!this.#ctx.admission.admit(client, this.port, this.#maxClientsPerIp())) return;
+    if (this.#ctx.admission.admit(client, this.port, this.#maxClientsPerIp())) this.arrive(client);
+  }
+
+  /** An admitted client: to the owner, or held until there is one. */
+  arrive(client: Socket): void {
     if (this.#owner !== undefined) this.#owner.takeClient(client);
     else this.hold(client);
   }

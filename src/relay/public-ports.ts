@@ -7,6 +7,7 @@ import type { LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { PortPool, type ClaimScope, type ReservationEnd } from '../leases/port-pool.js';
 import { OutOfFdsError } from '../errors.js';
 import { resetSocket } from '../net/splice.js';
+import { hostCandidates } from '../protocol/names.js';
 import type { RelayContext } from './context.js';
 import { listenPublic } from './listeners.js';
 import { PublicDoor } from './public-door.js';
@@ -41,6 +42,9 @@ export class PublicPorts {
    * own socket: that listen goes to the master, which reads the close first.
    */
   readonly #closedHere = new Set<number>();
+  /** The doors of names (their ports are slots, not listened on), by registered host, and each slot's host. */
+  readonly #named = new Map<string, PublicDoor>();
+  readonly #hostOf = new Map<number, string>();
   /** The service of each door whose service is away (within its grace), by port: the dashboard still lists it. */
   readonly #away = new Map<number, WatchedService>();
 
@@ -63,9 +67,29 @@ export class PublicPorts {
     return this.#doors.get(port);
   }
 
-  /** A port for `key`: its own (reserved) one, else `wanted`, else the lowest free; its door is open. */
-  claim(wanted: number | undefined, key: string, scope: ClaimScope | undefined): Promise<PortClaim> {
-    return claimPort(this.#pool, this.#store, (candidate) => this.#openDoor(candidate), wanted, key, scope);
+  /**
+   * A port for `key`: its own (reserved) one, else `wanted`, else the lowest free; its door is open.
+   * With `name` (a host on the names ports) the port is only the name's slot: its door does not listen.
+   */
+  claim(wanted: number | undefined, key: string, scope: ClaimScope | undefined, name?: string): Promise<PortClaim> {
+    const own = this.#pool.reservedPortOf(key);
+    // Back for another kind of address (a name for a port, or the reverse): the old one is not kept.
+    if (own !== undefined && (this.#pool.nameOf(own) === undefined) !== (name === undefined)) this.#free(own, 'its service came back for another kind of address');
+    return claimPort(this.#pool, this.#store, (candidate) => this.#openDoor(candidate, name), name === undefined ? wanted : undefined, key, scope, name);
+  }
+
+  /** The key that holds a name on the names ports (live, being claimed, or reserved), if any. */
+  nameHolder(host: string): string | undefined {
+    return this.#pool.nameHolder(host);
+  }
+
+  /** The door of a name's exact host, else of the longest wildcard that matches it. */
+  doorOfHost(host: string): PublicDoor | undefined {
+    for (const candidate of hostCandidates(host)) {
+      const door = this.#named.get(candidate);
+      if (door !== undefined) return door;
+    }
+    return undefined;
   }
 
   /**
@@ -146,7 +170,13 @@ export class PublicPorts {
       const until = record.until ?? now + this.#ctx.options.resumeGraceMs;
       // A lease of a tenant no longer in the file is not kept for anyone.
       const gone = record.tenant !== undefined && this.#tenancy?.has(record.tenant) === false;
-      if (until <= now || gone || this.#doors.has(record.port) || !this.#pool.reserve(record.port, record.key, until, record.tenant)) continue;
+      // A name with no names port to serve it now, or one listed twice, is not kept.
+      const unnamed = record.name !== undefined && (this.#ctx.options.namesPorts === undefined || this.#named.has(record.name));
+      if (until <= now || gone || unnamed || this.#doors.has(record.port) || !this.#pool.reserve(record.port, record.key, until, record.tenant, record.name)) continue;
+      if (record.name !== undefined) {
+        this.#addDoor(record.port, undefined, record.name);
+        continue;
+      }
       // Not looked at first: a predecessor may be listening on it through the master's socket.
       const listening = await listenPublic(this.#ctx, record.port, false);
       if (!listening.ok) {
@@ -178,8 +208,16 @@ export class PublicPorts {
   /** Every door stops accepting; the clients held at them are returned (for a successor, or to be reset). */
   closeAll(): HeldAtPort[] {
     const held: HeldAtPort[] = [];
-    for (const [port, door] of this.#doors) for (const client of door.stopAccepting()) held.push({ port, client });
+    for (const [port, door] of this.#doors) {
+      // A name's held clients had their first bytes read here, which a successor could not send on: reset.
+      for (const client of door.stopAccepting()) {
+        if (this.#hostOf.has(port)) resetSocket(client);
+        else held.push({ port, client });
+      }
+    }
     this.#doors.clear();
+    this.#named.clear();
+    this.#hostOf.clear();
     return held;
   }
 
@@ -201,8 +239,13 @@ export class PublicPorts {
   }
 
   /** The door of a port the pool says we may have: ours already (reserved for this key), or a new listener. */
-  async #openDoor(port: number): Promise<boolean> {
-    if (this.#doors.has(port)) return true;
+  async #openDoor(port: number, name: string | undefined): Promise<boolean> {
+    const door = this.#doors.get(port);
+    if (door !== undefined && name !== undefined) this.#nameDoor(port, door, name);
+    if (door !== undefined || name !== undefined) {
+      if (door === undefined) this.#addDoor(port, undefined, name);
+      return true;
+    }
     const listening = await listenPublic(this.#ctx, port, !this.#closedHere.delete(port));
     if (!listening.ok && listening.why === 'fds') throw new OutOfFdsError();
     if (!listening.ok) return false;
@@ -210,8 +253,18 @@ export class PublicPorts {
     return true;
   }
 
-  #addDoor(port: number, server: Server): void {
-    this.#doors.set(port, new PublicDoor(this.#ctx, port, server, () => this.#maxClientsPerIpOf(port)));
+  #addDoor(port: number, server: Server | undefined, name?: string): void {
+    const door = new PublicDoor(this.#ctx, port, server, () => this.#maxClientsPerIpOf(port));
+    this.#doors.set(port, door);
+    if (name !== undefined) this.#nameDoor(port, door, name);
+  }
+
+  /** The slot's door now answers for `host` (a key back with another name gives up its old one). */
+  #nameDoor(port: number, door: PublicDoor, host: string): void {
+    const old = this.#hostOf.get(port);
+    if (old !== undefined) this.#named.delete(old);
+    this.#named.set(host, door);
+    this.#hostOf.set(port, host);
   }
 
   /** A tenant's maxClientsPerIp replaces the relay-wide one on its ports. */
@@ -221,6 +274,9 @@ export class PublicPorts {
   }
 
   #closeDoor(port: number, reason: string): void {
+    const host = this.#hostOf.get(port);
+    if (host !== undefined) this.#named.delete(host);
+    this.#hostOf.delete(port);
     this.#doors.get(port)?.close(reason);
     if (this.#doors.delete(port)) this.#closedHere.add(port);
   }

@@ -6,11 +6,11 @@ import { publicRange } from '../config/defaults.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
 import { refuse, refusalReply } from '../net/lines.js';
 import { newToken } from '../protocol/auth.js';
-import { plainAddress } from '../protocol/addresses.js';
 import { formatMessage } from '../protocol/format.js';
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import type { ListedService } from '../monitor/overview.js';
 import type { RelayContext } from './context.js';
+import { claimName, publicHostFor } from './name-claim.js';
 import { PublicPorts, type HeldAtPort } from './public-ports.js';
 import { ServiceSession } from './service-session.js';
 
@@ -175,11 +175,14 @@ export class Registrar {
   async #claimAndStart(socket: Socket, admitted: Admitted): Promise<boolean> {
     const { hello, key, grant, peer } = admitted;
     const tenant = grant?.account;
-    const claim = await this.ports.claim(hello.port, key, tenant?.scope);
+    const named = claimName(this.#ctx, this.ports, hello, socket, key, tenant);
+    if (!named.ok) return this.#refuse(socket, named.code, named.reason, peer);
+    const claim = await this.ports.claim(hello.port, key, tenant?.scope, named.host);
     if (!claim.ok) {
       if (claim.why === 'fds') {
         this.#ctx.refusals.count('fds', { peer }, 'connection refused: out of file descriptors (raise ulimit -n)');
-        this.#refuseQuietly(socket, 'limit', 'out of file descriptors');
+        // Not counted again: the refusal was counted as fds.
+        refuse(socket, refusalReply('limit', 'out of file descriptors'));
         return false;
       }
       if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
@@ -200,19 +203,21 @@ export class Registrar {
       if (this.#ctx.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
       return false;
     }
-    this.#startSession(socket, admitted, port);
+    this.#startSession(socket, admitted, port, named.host);
     return true;
   }
 
-  #startSession(socket: Socket, admitted: Admitted, port: number): void {
+  /** `named`: the host of its name on the names ports, whose first port OK gives instead of `port` (then only a slot). */
+  #startSession(socket: Socket, admitted: Admitted, port: number, named: string | undefined): void {
     const { hello, key, resume, grant, rest } = admitted;
     const door = this.ports.doorOf(port);
     if (door === undefined) throw new Error(`no door for claimed port ${port}`);
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
     const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
-    const host = this.#ctx.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
-    const figures = this.#ctx.overview.figuresFor(host, port, grant?.account.name);
+    const host = named ?? publicHostFor(this.#ctx, hello, socket);
+    const shownPort = named === undefined ? port : this.#ctx.options.namesPorts![0]!;
+    const figures = this.#ctx.overview.figuresFor(host, shownPort, grant?.account.name);
     const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures };
     const session = new ServiceSession(this.#ctx, identity, socket, door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
@@ -225,7 +230,7 @@ export class Registrar {
     const ok = {
       kind: 'OK',
       host,
-      port,
+      port: shownPort,
       dataPort: this.#ctx.dataPort,
       heartbeatMs: this.#ctx.options.heartbeatMs,
       resume,
@@ -288,10 +293,5 @@ export class Registrar {
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): false {
     this.#ctx.refusals.reply(socket, code, reason, tenant === undefined ? { peer } : { peer, tenant });
     return false;
-  }
-
-  /** Replies without counting: the refusal was counted under another reason. */
-  #refuseQuietly(socket: Socket, code: ErrorCode, reason: string): void {
-    refuse(socket, refusalReply(code, reason));
   }
 }

@@ -16,6 +16,7 @@ import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
 import { listenForServices, reloadCertificate, serviceTls } from './listeners.js';
 import { followFleet } from './fleet-news.js';
+import { NamesPorts } from './names-ports.js';
 import { Registrar } from './registrar.js';
 import type { HeldAtPort } from './public-ports.js';
 import type { ServiceSession } from './service-session.js';
@@ -46,6 +47,8 @@ export class Relay {
   readonly #listeners: Server[] = [];
   /** TLS on the control and data ports; its certificate is replaced by reload(). */
   readonly #tls: TlsAcceptor | undefined;
+  /** The shared ports routed by name (--names-port), if any. */
+  readonly #names: NamesPorts;
   #controlPort = 0;
   /** During an upgrade: a DATA token unknown here may be the other worker's (see worker-link.ts). */
   #passDialBack: PassDialBack | undefined;
@@ -58,6 +61,7 @@ export class Relay {
     this.#registrar = new Registrar(this.#ctx, store, parts.tenants);
     followFleet(store, this.#registrar);
     this.#tls = serviceTls(this.#ctx);
+    this.#names = new NamesPorts(this.#ctx, (host) => this.#registrar.ports.doorOfHost(host));
   }
 
   #fileStore(): LeaseStore {
@@ -132,6 +136,7 @@ export class Relay {
       const data = await this.#listen(dataPort, { control: false, data: true });
       this.#ctx.dataPort = (data.address() as { port: number }).port;
     }
+    this.#listeners.push(...(await this.#names.listen()));
   }
 
   async #listen(port: number, accepts: Accepts): Promise<Server> {
@@ -224,6 +229,7 @@ export class Relay {
     await this.#registrar.ports.pauseWrites();
     const closing = this.#listeners.map((server) => new Promise((resolve) => server.close(resolve)));
     ctx.handshakes.destroyAll();
+    this.#names.resetAll();
     const held = this.#registrar.closeAll(handingOver);
     if (handOff !== undefined) handOff(held);
     else for (const { client } of held) resetSocket(client);

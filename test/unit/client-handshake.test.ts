@@ -7,7 +7,7 @@ import type { RelayMessage } from '../../src/protocol/messages.js';
 import { parseRelayLine } from '../../src/protocol/parse.js';
 
 const KEY = '0123456789abcdef0123456789abcdef';
-const FEAT = 'feat=rejoin,leave,superseded,probe,fleet,nodes';
+const FEAT = 'feat=rejoin,leave,superseded,probe,fleet,nodes,name';
 
 test('HELLO: a first registration names the relay host and every feature the library understands', () => {
   assert.equal(formatMessage(helloFor({ host: 'relay.example', port: 7000 }, undefined, undefined)), `HELLO 1 host=relay.example ${FEAT}\n`);
