@@ -91,8 +91,8 @@ async function warmup(tool: Tool, paths: BenchPath[]): Promise<void> {
   for (const p of paths) {
     progress(`warm-up ${p.name}`);
     if (notPrewarm(p)) await tput(tool, p.port, 'down', 64 * 2 ** 20, 1);
-    await firstEcho(tool, p.port, 50, 0);
-    await conns(tool, p.port, 50, 0.5);
+    await firstEcho(tool, p.port, 50, 0, p.prelude);
+    await conns(tool, p.port, 50, 0.5, p.prelude);
   }
 }
 

@@ -9,7 +9,7 @@
  *   'r' + u64 BE   source that many bytes
  * After a sink or a source the connection takes the next command.
  *
- * Usage: node dist/scripts/relayed-backend.js RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM]
+ * Usage: node dist/scripts/relayed-backend.js RELAYHOST RELAYPORT [--prewarm N|auto] [--ca PEM] [--name NAME]
  * Prints `established relay address: HOST:PORT` on stdout, like ./echoserver, and on
  * SIGUSR1 `clients N prewarmed M` (tunnel.clientCounts). --ca: TLS to the relay.
  *
@@ -27,7 +27,7 @@ import { listenViaRelay } from '../src/index.js';
 const SOURCE_CHUNK = Buffer.alloc(256 * 1024, 'b');
 const ACK = Buffer.from('k');
 
-type State = 'cmd' | 'hdr' | 'echo' | 'sink' | 'source';
+type State = 'cmd' | 'prelude' | 'hdr' | 'echo' | 'sink' | 'source';
 
 function serveBenchProtocol(socket: Socket): void {
   socket.setNoDelay(true);
@@ -55,6 +55,7 @@ function serveBenchProtocol(socket: Socket): void {
         case 'cmd': {
           command = chunk[off++]!;
           if (command === 0x65 /* e */) state = 'echo';
+          else if (command === 0x47 /* G */) state = 'prelude';
           else if (command === 0x73 /* s */ || command === 0x72 /* r */) {
             state = 'hdr';
             headerLength = 0;
@@ -62,6 +63,15 @@ function serveBenchProtocol(socket: Socket): void {
             socket.destroy();
             return;
           }
+          break;
+        }
+        case 'prelude': {
+          // The bench's names path sends an HTTP request head first (the relay routes by its
+          // Host): skipped up to its blank line, then the commands begin.
+          const end = chunk.indexOf('\r\n\r\n', off);
+          if (end === -1) return; // the rest of this chunk is head; a blank line split over two chunks is not expected
+          off = end + 4;
+          state = 'cmd';
           break;
         }
         case 'hdr': {
@@ -114,7 +124,7 @@ function serveBenchProtocol(socket: Socket): void {
 function main(): void {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { prewarm: { type: 'string', default: '0' }, ca: { type: 'string' }, listen: { type: 'string' } },
+    options: { prewarm: { type: 'string', default: '0' }, ca: { type: 'string' }, listen: { type: 'string' }, name: { type: 'string' } },
   });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => process.exit(0));
   if (values.listen !== undefined) {
@@ -135,6 +145,7 @@ function main(): void {
     port: Number(port),
     ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(values.ca === undefined ? {} : { tls: { ca: readFileSync(values.ca), servername: 'localhost' } }),
+    ...(values.name === undefined ? {} : { name: values.name }),
   });
   process.on('SIGUSR1', () => {
     const { clients, prewarmed } = tunnel.clientCounts;

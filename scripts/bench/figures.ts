@@ -87,7 +87,7 @@ export async function measureRtt(tool: Tool, p: BenchPath, s: Settings): Promise
 
 /** Figure 4: connect() to the first echoed byte, one new connection at a time. */
 export async function measureFirstEcho(tool: Tool, p: BenchPath, s: Settings): Promise<Outcome> {
-  const result = await firstEcho(tool, p.port, s.firstCount, s.firstWarmup);
+  const result = await firstEcho(tool, p.port, s.firstCount, s.firstWarmup, p.prelude);
   const problems = result.failed ? [`first-echo: ${result.failed} of ${s.firstCount} connections failed (last: ${result.lastError})`] : [];
   return { samples: [{ path: p.name, figure: 'first-echo', value: result.p50, p99: result.p99 }], problems };
 }
@@ -97,7 +97,7 @@ export async function measureConns(tool: Tool, p: BenchPath, s: Settings): Promi
   const cpu = (): number => p.forwarders.reduce((sum, f) => sum + treeCpuSeconds(f.pid), 0);
   const serviceCpu = (): number => (p.servicePid === undefined ? NaN : treeCpuSeconds(p.servicePid));
   const before = { forwarders: cpu(), service: serviceCpu() };
-  const result = await conns(tool, p.port, s.connsWorkers, s.connsSeconds);
+  const result = await conns(tool, p.port, s.connsWorkers, s.connsSeconds, p.prelude);
   await forwardersSettled(p);
   // Per connection, the cost that decides conns/s once the cores are shared: the
   // relayed service's (the library's) counts too, it runs on the same cores.

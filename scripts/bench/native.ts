@@ -64,8 +64,9 @@ export function rtt(tool: Tool, port: number, size: number, count: number, warmu
   return runJson('benchtool rtt', tool.binary, ['rtt', HOST, String(port), String(size), String(count), String(warmup)], 30_000 + count * 10);
 }
 
-export function firstEcho(tool: Tool, port: number, count: number, warmup: number): Promise<LatencyResult> {
-  return runJson('benchtool first', tool.binary, ['first', HOST, String(port), String(count), String(warmup)], 30_000 + count * 50);
+/** `prelude`: bytes sent first on every connection, for a names port (an HTTP request naming the host). */
+export function firstEcho(tool: Tool, port: number, count: number, warmup: number, prelude?: string): Promise<LatencyResult> {
+  return runJson('benchtool first', tool.binary, ['first', HOST, String(port), String(count), String(warmup)], 30_000 + count * 50, preludeEnv(prelude));
 }
 
 export interface ConnsResult {
@@ -76,9 +77,11 @@ export interface ConnsResult {
   errors: Record<string, number>;
 }
 
-export function conns(tool: Tool, port: number, workers: number, seconds: number): Promise<ConnsResult> {
-  return runJson('benchtool conns', tool.binary, ['conns', HOST, String(port), String(workers), String(seconds)], seconds * 1000 + 15_000);
+export function conns(tool: Tool, port: number, workers: number, seconds: number, prelude?: string): Promise<ConnsResult> {
+  return runJson('benchtool conns', tool.binary, ['conns', HOST, String(port), String(workers), String(seconds)], seconds * 1000 + 15_000, preludeEnv(prelude));
 }
+
+const preludeEnv = (prelude: string | undefined): Record<string, string> => (prelude === undefined ? {} : { BENCH_PRELUDE: prelude });
 
 export interface HoldOpened {
   open: number;

@@ -102,7 +102,8 @@ export const USAGE = `usage: npm run bench -- [options]
 Measures direct, socat, haproxy (one thread), haproxy-default (one thread per core),
 node (a plain Node server: the floor of any Node process), relay, relay+expose,
 relay+prewarm (--prewarm N), relay+auto (--prewarm auto), relay+tls (TLS to the
-relay) and relay+fleet (a one-node fleet on etcd) on 127.0.0.1,
+relay), relay+fleet (a one-node fleet on etcd) and relay+names (through a
+--names-port, each connection routed by an HTTP Host header) on 127.0.0.1,
 repetitions interleaved, and prints medians with ratios to direct and to haproxy.
 
   --smoke             under a minute, tiny counts (CI): every path and figure once

@@ -12,9 +12,23 @@ import path from 'node:path';
 import { descendants } from './proc-stats.js';
 import { ROOT, sleep, startProcess, stopProcess, tail, type Proc } from './procs.js';
 
-export const PATH_NAMES = ['direct', 'socat', 'haproxy', 'haproxy-default', 'node', 'relay', 'relay@baseline', 'relay+expose', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'] as const;
+export const PATH_NAMES = [
+  'direct',
+  'socat',
+  'haproxy',
+  'haproxy-default',
+  'node',
+  'relay',
+  'relay@baseline',
+  'relay+expose',
+  'relay+prewarm',
+  'relay+auto',
+  'relay+tls',
+  'relay+fleet',
+  'relay+names',
+] as const;
 /** Paths measured only for the connection figures (first echo, conns/s, bursts). */
-export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet'];
+export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet', 'relay+names'];
 export type PathName = (typeof PATH_NAMES)[number];
 
 const HOST = '127.0.0.1';
@@ -35,6 +49,8 @@ export interface BenchPath {
   procs: Proc[];
   /** The library-based service (relayed-backend), which reports its client counts on SIGUSR1. */
   relayedBackend?: Proc;
+  /** Bytes every connection sends first: on a names port, the HTTP request that names the service. */
+  prelude?: string;
 }
 
 export interface PathContext {
@@ -250,6 +266,27 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
       return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service], relayedBackend: service };
+    }
+    case 'relay+names': {
+      // The relay path through a names port: every connection is routed by an HTTP Host
+      // header (the prelude the relay reads and passes on), the backend skips it.
+      const namesPort = await freePort();
+      const flags = ['--names-port', String(namesPort), '--names-domain', 'bench.test'];
+      const started = await startRelayed((relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), '--name', 'echo'])), flags);
+      if (started.port !== namesPort) throw new Error(`relay+names: the service got port ${started.port}, not the names port ${namesPort}`);
+      const { relay, workerPid, service } = started;
+      const prelude = 'GET / HTTP/1.1\r\nHost: echo.bench.test\r\n\r\n';
+      return {
+        name,
+        port: namesPort,
+        forwarders: [{ name: 'relay', pid: workerPid }],
+        relayPid: workerPid,
+        servicePid: service.pid,
+        backendPid: service.pid,
+        procs: [relay, service],
+        relayedBackend: service,
+        prelude,
+      };
     }
     case 'relay+fleet': {
       const etcdProgram = findProgram('etcd');
