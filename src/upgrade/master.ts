@@ -8,6 +8,7 @@ import { UsageError, type WorkerFailedError } from '../errors.js';
 import { expect, forward, send } from './master-ipc.js';
 import { MasterLeases } from './master-leases.js';
 import { isFromWorker, type FromWorker, type ListeningPorts, type ToWorker } from './messages.js';
+import { replacementPorts, successorPorts } from './worker-ports.js';
 import { workerEnv, workerExecArgv } from './worker-tuning.js';
 
 /** A new worker must be listening within this, or the upgrade is called off. */
@@ -45,9 +46,8 @@ interface Slot {
  * The master process: the one systemd or a container runtime watches. It owns every
  * listening socket (cluster with SCHED_NONE: it binds, the workers accept), runs the
  * relay in one worker or several (`--workers`), passes stop signals on, and on SIGUSR2
- * moves the relay onto the code on disk, one worker after the other. It runs the old
- * code for ever, so it holds no relay logic; with several workers it also answers their
- * lease claims (master-leases.ts), the one thing they must agree on.
+ * moves each worker onto the code on disk. It runs the old code for ever, so it holds
+ * no relay logic but the lease claims several workers must agree on (master-leases.ts).
  */
 class Master {
   #log: Logger = createLogger({ name: 'relay', level: 'warn', format: 'json' });
@@ -198,7 +198,9 @@ class Master {
       const preparing = expect(old.worker, 'prepared', PREPARE_TIMEOUT_MS, false);
       send(old.worker, { kind: 'prepare' });
       const { leases } = await preparing;
-      next = await this.#spawn(slot, leases, true, old.pinned);
+      // A stop signal while the old one prepared: a new worker would miss it and never stop.
+      if (this.#stopSignals > 0) throw new Error('the relay is stopping');
+      next = await this.#spawn(slot, leases, true, successorPorts(this.#workers, old));
     } catch (err) {
       this.#log.error({ reason: (err as Error).message, oldWorker: oldPid }, 'upgrade failed: the old worker keeps serving');
       if (slot.current === old) send(old.worker, { kind: 'abort' });
@@ -256,7 +258,15 @@ class Master {
     if (this.#stopSignals > 0) return this.#finish(this.#exitCode);
     try {
       // A single worker reads the state file itself; one of several gets its share from the master.
-      slot.current = await this.#spawn(slot, this.#leases?.leasesOf(slot.index) ?? [], false, slot.lastPorts);
+      slot.current = await this.#spawn(
+        slot,
+        this.#leases?.leasesOf(slot.index) ?? [],
+        false,
+        replacementPorts(
+          slot.lastPorts,
+          this.#slots.some((other) => other !== slot && other.current !== undefined),
+        ),
+      );
       this.#log.info({ worker: slot.current.worker.process.pid, ...this.#slotField(slot) }, 'worker restarted');
     } catch (err) {
       this.#log.fatal({ reason: (err as Error).message }, 'the restarted worker died before it was ready: exiting');

@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertNewClientEchoes } from '../helpers/echo.js';
+import { assertEchoes, assertNewClientEchoes } from '../helpers/echo.js';
 import { dial, portBlock } from '../helpers/net.js';
 import { NO_ENV_SECRET, startRelay, startService, type RelayProcess } from '../helpers/processes.js';
 import { dialData, nextConnect, randomHex, registerRaw, type Peer, type Registration } from '../helpers/protocol.js';
@@ -90,5 +90,20 @@ test('workers: a worker that dies is restarted, and its services come back', asy
   for (const pid of pids) process.kill(pid, 'SIGKILL');
   await relay.waitFor('stderr', /worker restarted/, 20_000, from);
   await echo.waitFor('stdout', new RegExp(`:${echo.publicPort}$`), 20_000, 1);
+  await assertNewClientEchoes(t, echo.publicPort, 'after', 20_000);
+});
+
+test('workers: SIGUSR2 replaces the workers one after the other; services echo after, a tunnel open through it goes on', async (t) => {
+  const { relay } = await twoWorkers(t, ['--drain-timeout', '30']);
+  const echo = await startService(t, 'echoserver', ['127.0.0.1', String(relay.port)], NO_ENV_SECRET);
+  const open = await dial(t, echo.publicPort);
+  await assertEchoes(open, 'before', 5000);
+  const from = relay.stderr.length;
+  process.kill(relay.pid, 'SIGUSR2');
+  await relay.waitFor('stderr', /upgrade: new worker serving/, 30_000, from);
+  const second = relay.stderr.findIndex((line, i) => i >= from && /upgrade: new worker serving/.test(line));
+  await relay.waitFor('stderr', /upgrade: new worker serving/, 30_000, second + 1);
+  assert.ok(!relay.stderr.slice(from).some((line) => /other ports/.test(line)), 'each new worker listens where its predecessor did');
+  await assertEchoes(open, 'during', 5000);
   await assertNewClientEchoes(t, echo.publicPort, 'after', 20_000);
 });
