@@ -1,10 +1,11 @@
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { loadTenants, type TenantSpec } from '../access/tenants-file.js';
 import { DERIVED_LIMITS, RELAY_DEFAULTS, publicRange, type PortRange, type RelayOptions } from '../config/defaults.js';
-import { checkCombinations, checkNames, flagValue, loweredWarning, machineBoundValue, RELAY_RULES, type Lowered } from '../config/rules.js';
+import { checkCombinations, checkNames, flagValue, loweredWarning, machineBoundValue, RELAY_PROGRAM_RULES, RELAY_RULES, type Lowered } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { FleetPlan } from '../fleet/fleet.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
@@ -73,6 +74,7 @@ export const parser = withLogOptions(
     .option('etcd-ca', { type: 'string', describe: 'PEM CA that signed the etcd server certificate' })
     .option('etcd-cert', { type: 'string', describe: 'PEM client certificate for etcd' })
     .option('etcd-key', { type: 'string', describe: 'PEM private key for --etcd-cert' })
+    .option('workers', { type: 'string', default: '1', describe: 'Worker processes that relay, N or auto (one per core): each serves the services whose control connection it accepted' })
     .option('pid-file', { type: 'string', describe: 'Write the pid to signal (SIGUSR2 upgrades, SIGTERM stops) to FILE' })
     .config('config', 'JSON file of options (keys as the long flags)', configFile)
     .example('$0 8080', 'services connect to 8080; the first gets public port 8081')
@@ -82,6 +84,7 @@ export const parser = withLogOptions(
     .example('$0 8080 --tls-cert cert.pem --tls-key key.pem --metrics 127.0.0.1:9100', 'TLS to services; dashboard and metrics on 9100')
     .example('$0 status --metrics 127.0.0.1:9100', "a running relay's services, tunnels and refusals as a table")
     .example('$0 8080 --names-port 443 --names-domain relay.example.com', 'a service with --name www is reached at www.relay.example.com:443')
+    .example('$0 8080 --workers auto --data-port 8070', 'one worker per core, with data ports 8070, 8071, ...')
     .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
@@ -98,6 +101,8 @@ export interface RelayPlan {
   fleet: { module: typeof import('../fleet/fleet.js'); plan: FleetPlan } | undefined;
   /** For the log, once it is set up: what the relay does differently from what was asked. */
   warnings: string[];
+  /** How many worker processes (`--workers`). */
+  workers: number;
 }
 
 export interface MetricsListen {
@@ -144,7 +149,27 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
     metrics.hosts = metricsHostsArg(args.metricsHost);
   }
   const warning = loweredWarning(lowered, DERIVED_LIMITS);
-  return { options, tenants, metrics, fleet, warnings: warning === undefined ? [] : [warning] };
+  const workers = workersArg(args.workers, options, fleet !== undefined);
+  return { options, tenants, metrics, fleet, warnings: warning === undefined ? [] : [warning], workers };
+}
+
+/**
+ * `--workers N|auto` (auto: the cores this process may use). With several, a fixed
+ * --data-port is the first of N consecutive data ports, one per worker.
+ */
+function workersArg(raw: unknown, options: RelayOptions, inFleet: boolean): number {
+  const workers = raw === 'auto' ? Math.min(availableParallelism(), RELAY_PROGRAM_RULES.workers.max) : flagValue(RELAY_PROGRAM_RULES.workers, raw);
+  if (workers === 1) return workers;
+  if (inFleet) throw new UsageError('--workers above 1 and --etcd do not go together yet: run one fleet node per core instead');
+  const { dataPort, port } = options;
+  if (dataPort === undefined || dataPort === 0) return workers;
+  const last = dataPort + workers - 1;
+  if (last > 65535) throw new UsageError(`--data-port ${dataPort} with --workers ${workers} needs data ports up to ${last}, above 65535`);
+  if (port >= dataPort && port <= last) throw new UsageError(`--data-port ${dataPort} with --workers ${workers} uses ports ${dataPort}-${last}, which include PORT ${port}`);
+  const range = publicRange(options);
+  if (dataPort <= range.last && last >= range.first)
+    throw new UsageError(`--data-port ${dataPort} with --workers ${workers} uses ports ${dataPort}-${last}, which overlap the public ports ${range.first}-${range.last}`);
+  return workers;
 }
 
 /** `--metrics-host NAME[,NAME...]`: names or addresses, without a port (the port does not matter). */

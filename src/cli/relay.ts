@@ -1,13 +1,15 @@
 import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { DERIVED_LIMITS } from '../config/defaults.js';
+import { DERIVED_LIMITS, type RelayOptions } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import type { FleetView } from '../monitor/fleet-view.js';
 import { boundPort, serveMonitor } from '../monitor/http.js';
 import { joinHostPort } from '../protocol/addresses.js';
 import { Relay, upgradeSide } from '../relay/relay.js';
+import { freshPort } from '../net/out-of-fds.js';
 import { runMaster } from '../upgrade/master.js';
+import { MasterLeaseStore } from '../upgrade/master-lease-store.js';
 import { MasterLink } from '../upgrade/worker-link.js';
 import { loggerFor, usageFailure } from './common.js';
 import { argvWithEnv } from './env-options.js';
@@ -26,19 +28,28 @@ async function main(): Promise<void> {
   const { options, metrics, fleet, tenants } = plan;
   const log = loggerFor('relay', args);
   for (const warning of plan.warnings) log.warn(warning);
-  const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat);
+  const many = { workers: plan.workers, graceMs: options.resumeGraceMs, ...(plan.workers > 1 && options.stateFile !== undefined ? { stateFile: path.resolve(options.stateFile) } : {}) };
+  const go = await master.waitForStart(args.pidFile === undefined ? undefined : path.resolve(args.pidFile), log, args.logFormat, many);
+  // One of several workers: ports of its own after the first's (a given port: its successor's; 0: one picked below).
+  if (go.slot !== undefined) {
+    options.dataPort = options.dataPort === undefined || options.dataPort === 0 ? 0 : options.dataPort + go.slot.index;
+    if (metrics !== undefined && metrics.port !== 0) metrics.port += go.slot.index;
+  }
   if (go.ports !== undefined) {
-    // A replacement for a worker that died: the same ports, even where 0 was asked.
+    // A replacement for a worker that died (or a successor of one of several): the same ports, even where 0 was asked.
     if (options.port === 0) options.port = go.ports.control;
     if (options.dataPort === 0) options.dataPort = go.ports.data;
     if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
   }
+  if (go.slot !== undefined) await portsOfTheirOwn(options, metrics);
   const { maxClientsPerService, maxPendingPerService, maxTunnels } = options;
   log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, defaults: DERIVED_LIMITS.basis }, 'client limits');
   // Fleet code (and etcd's client) is loaded only in fleet mode.
-  const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, startRefused);
+  const fleetStore = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, startRefused);
+  // One of several workers claims its ports through the master, which keeps the state file.
+  const store = fleetStore ?? (go.slot === undefined ? undefined : new MasterLeaseStore(log));
   const relay = new Relay(options, log, { ...(store === undefined ? {} : { leaseStore: store }), ...(tenants === undefined ? {} : { tenants }) });
-  if (fleet !== undefined && store !== undefined) relay.stats.extraMetrics = () => fleet.module.fleetMetrics(store);
+  if (fleet !== undefined && fleetStore !== undefined) relay.stats.extraMetrics = () => fleet.module.fleetMetrics(fleetStore);
   try {
     // start() reads the state file first; a predecessor's leases are added to those.
     await relay.start(go.leases);
@@ -50,8 +61,18 @@ async function main(): Promise<void> {
     process.stderr.write(`relay: port ${port ?? `${options.port}${options.dataPort ? ` or ${options.dataPort}` : ''}`} ${why}\n`);
     process.exit(1);
   }
-  const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics, store === undefined ? undefined : () => store.view());
+  const metricsServer = metrics === undefined ? undefined : await startMetrics(relay, metrics, fleetStore === undefined ? undefined : () => fleetStore.view());
   master.serve(upgradeSide(relay), metricsServer, go.predecessor);
+}
+
+/**
+ * One of several workers has a data port (services dial back to the worker that asked)
+ * and a metrics listener (its own figures) of its own; 0 asks for one the kernel picks,
+ * which a listen through the master would share with every sibling.
+ */
+async function portsOfTheirOwn(options: RelayOptions, metrics: MetricsListen | undefined): Promise<void> {
+  if (options.dataPort === 0) options.dataPort = await freshPort(options.bind);
+  if (metrics?.port === 0) metrics.port = await freshPort(metrics.host);
 }
 
 function startRefused(message: string): never {

@@ -48,6 +48,11 @@ export const SERVICE_RULES = {
   drainTimeoutMs: duration('--drain-timeout', 0),
 } as const;
 
+/** The relay program's own settings, not the library's: how many worker processes it runs. */
+export const RELAY_PROGRAM_RULES = {
+  workers: count('--workers', 1, 1024),
+} as const;
+
 /** Library-only timeouts, named by the option that holds them. */
 export const LIBRARY_TIMEOUT = duration('', 1);
 

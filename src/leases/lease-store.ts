@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 
 /**
  * A lease: which key owns which public port, until when. `key` is the SHA-256 of the
@@ -55,6 +56,18 @@ export interface LeaseStore {
    * last seen (a few seconds old at most), so maxClients is counted fleet-wide.
    */
   shareTenantClients?(local: () => ReadonlyMap<string, number>): (tenant: string) => number;
+  /**
+   * Registered services that other processes of this relay serve (one of several
+   * workers), `key` not counted, so --max-services holds across them. Never rejects.
+   */
+  servicesElsewhere?(key: string): Promise<number>;
+  /**
+   * True once for a port just granted to this key that another worker of this relay
+   * still listens on: listen without looking first (only the master's socket can have it).
+   */
+  heldBySibling?(port: number): boolean;
+  /** Passes a client held at the door of a port whose key moved to another worker on to that worker. */
+  handOver?(port: number, client: Socket): void;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
   /** A fleet's news for the relay, from then on (set once, by the relay). */
@@ -67,6 +80,8 @@ export interface FleetEvents {
   lost(key: string, port: number): void;
   /** The fleet's nodes changed; every one of them now, as `nodes()` lists them. */
   nodes(nodes: string[]): void;
+  /** The key registered at another worker of this relay, which serves `port` now: stop serving it here. */
+  moved?(key: string, port: number): void;
 }
 
 /**

@@ -139,6 +139,12 @@ export class PortPool {
     for (const [port, reservation] of [...this.#reserved]) if (reservation.tenant === tenant) this.#end(port, 'revoked');
   }
 
+  /** The port is no longer this process's (its key moved to another worker): neither live nor reserved, nobody told. */
+  forget(port: number): void {
+    this.#inUse.delete(port);
+    this.#drop(port);
+  }
+
   isReserved(port: number): boolean {
     return this.#reserved.has(port);
   }

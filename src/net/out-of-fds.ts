@@ -86,3 +86,17 @@ function listened(server: Server, options: ListenOptions): Promise<Error | undef
     server.listen(options);
   });
 }
+
+/**
+ * A port the kernel picks as free now, found with an exclusive listener of this process
+ * and closed at once: for a cluster worker that needs a port of its own, where a
+ * listen on port 0 would share its siblings' (the master keys sockets by the port asked for).
+ */
+export async function freshPort(host: string | undefined): Promise<number> {
+  const probe = createServer();
+  const failure = await listened(probe, { port: 0, exclusive: true, ...(host === undefined ? {} : { host }) });
+  if (failure !== undefined) throw failure;
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}

@@ -1,4 +1,6 @@
 import type { LeaseStore } from '../leases/lease-store.js';
+import { refusalReply } from '../net/lines.js';
+import { resetSocket } from '../net/splice.js';
 import { formatMessage } from '../protocol/format.js';
 import type { Registrar } from './registrar.js';
 
@@ -16,6 +18,14 @@ export function followFleet(store: LeaseStore, registrar: Registrar): void {
       const reason = 'the fleet gives its port to an older registration';
       if (session !== undefined) return session.close(reason, session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : undefined, 'left');
       if (registrar.ports.pool.reservedPortOf(key) === port) registrar.ports.left(port);
+    },
+    // One of several workers: the key registered at another, which takes its held clients too.
+    moved: (key, port) => {
+      const session = [...registrar.services].find((service) => service.key === key && service.port === port);
+      const farewell = session?.features.has('superseded') === true ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
+      // The door first: its held clients go over; the session's clients waiting for a dial-back are reset.
+      registrar.ports.movedAway(port, (client) => (store.handOver === undefined ? resetSocket(client) : store.handOver(port, client)));
+      session?.close('superseded by a registration at another worker', farewell, 'left');
     },
     nodes: (nodes) => {
       for (const session of registrar.services) if (session.features.has('fleet') && session.features.has('nodes')) session.notify({ kind: 'NODES', nodes });

@@ -116,9 +116,22 @@ export class PublicPorts {
   }
 
   /**
-   * The key's service went away: its port stays reserved for the grace, shown as away.
-   * With no grace (--resume-grace 0) nothing is kept: the door closes as if it had left.
+   * The key registered at another worker, which listens on the port now: the port is no
+   * longer ours, and the clients held at its door go to that worker through `handOver`.
    */
+  movedAway(port: number, handOver: (client: Socket) => void): void {
+    this.#pool.forget(port);
+    this.#away.delete(port);
+    const door = this.#doors.get(port);
+    if (door !== undefined) {
+      this.#doors.delete(port);
+      this.#closedHere.add(port);
+      for (const client of door.stopAccepting()) handOver(client);
+    }
+    void this.persist();
+  }
+
+  /** The key's service went away: its port stays reserved for the grace (none: closed as if it left). */
   away(port: number, key: string, service: WatchedService): void {
     if (this.#ctx.options.resumeGraceMs === 0) return this.#free(port, 'its service went away and --resume-grace is 0');
     this.#away.set(port, service);
@@ -246,7 +259,9 @@ export class PublicPorts {
       if (door === undefined) this.#addDoor(port, undefined, name);
       return true;
     }
-    const listening = await listenPublic(this.#ctx, port, !this.#closedHere.delete(port));
+    // A port another worker still listens on for this key: only the master's socket can have it.
+    const look = !this.#closedHere.delete(port) && this.#store.heldBySibling?.(port) !== true;
+    const listening = await listenPublic(this.#ctx, port, look);
     if (!listening.ok && listening.why === 'fds') throw new OutOfFdsError();
     if (!listening.ok) return false;
     this.#addDoor(port, listening.server);

@@ -143,7 +143,8 @@ export class Registrar {
    */
   async #overLimit(key: string, tenant: TenantAccount | undefined, previous: ServiceSession | undefined): Promise<Refusal | undefined> {
     const { maxServices } = this.#ctx.options;
-    if (this.#services.size + this.#registering - (previous === undefined ? 0 : 1) >= maxServices) {
+    const elsewhere = this.#store.servicesElsewhere === undefined ? 0 : await this.#store.servicesElsewhere(key);
+    if (this.#services.size + this.#registering + elsewhere - (previous === undefined ? 0 : 1) >= maxServices) {
       return { code: 'limit', reason: `relay has its maximum of ${maxServices} services` };
     }
     if (tenant === undefined) return undefined;

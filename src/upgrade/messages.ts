@@ -4,7 +4,7 @@
  * only ever reads `kind` and passes the rest along.
  */
 
-import type { LeaseRecord } from '../leases/lease-store.js';
+import type { ClaimAnswer, LeaseRecord } from '../leases/lease-store.js';
 import type { FigureLedger } from '../monitor/stats.js';
 
 export interface ListeningPorts {
@@ -13,13 +13,28 @@ export interface ListeningPorts {
   metrics?: number;
 }
 
+/**
+ * A worker's place among several (`--workers N`, N > 1): which one it is, of how many.
+ * Absent with one worker, which then runs exactly as a relay without siblings.
+ */
+export interface WorkerSlot {
+  index: number;
+  count: number;
+}
+
+/** A question a worker asks the master's lease authority (one of several workers); answered by `answer` with its id. */
+export type LeaseQuestion = { ask: 'claim'; key: string; port: number; tenant?: string } | { ask: 'services'; key: string } | { ask: 'tenant-keys'; tenant: string };
+
+/** The answer to a LeaseQuestion of that kind. */
+export type LeaseAnswer = ClaimAnswer | 'moved' | number | string[];
+
 /** Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle. */
 export type ToWorker =
   /**
    * `ports`, when given, replace the configured port 0s: a restart keeps the ports it had.
    * `startedAt`: the master's start (ms since the epoch), the relay's uptime for operators.
    */
-  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean; ports?: ListeningPorts; startedAt: number }
+  | { kind: 'start'; leases: LeaseRecord[]; predecessor: boolean; ports?: ListeningPorts; startedAt: number; slot?: WorkerSlot }
   | { kind: 'prepare' }
   | { kind: 'abort' }
   | { kind: 'retire' }
@@ -32,17 +47,33 @@ export type ToWorker =
   | { kind: 'held-client'; port: number; head: string }
   | { kind: 'dial-back'; token: string; head: string }
   /** SIGHUP reached the master: read the tenants file again. */
-  | { kind: 'reload' };
+  | { kind: 'reload' }
+  /** The lease authority's answer to the worker's question `id`. */
+  | { kind: 'answer'; id: number; answer: LeaseAnswer }
+  /** The key registered at another worker, which serves its port now: stop serving it here, hand its held clients over. */
+  | { kind: 'moved'; key: string; port: number }
+  /** Each tenant's open public clients at the other workers. */
+  | { kind: 'tenant-clients'; elsewhere: [string, number][] };
 
 /** Worker → master. */
 export type FromWorker =
-  | { kind: 'waiting'; pidFile: string | undefined; log: { level: string; format: 'json' | 'pretty' } }
+  /**
+   * `workers`: how many the command line asks for; with several, `graceMs` is
+   * --resume-grace and `stateFile` the state file the master keeps for all of them.
+   */
+  | { kind: 'waiting'; pidFile: string | undefined; log: { level: string; format: 'json' | 'pretty' }; workers: number; graceMs: number; stateFile?: string }
   | { kind: 'ready'; ports: ListeningPorts }
   | { kind: 'prepared'; leases: LeaseRecord[] }
   | { kind: 'leases'; leases: LeaseRecord[] }
   | { kind: 'figures'; figures: FigureLedger }
   | { kind: 'held-client'; port: number; head: string }
-  | { kind: 'dial-back'; token: string; head: string };
+  | { kind: 'dial-back'; token: string; head: string }
+  /** One of several workers asks the lease authority. */
+  | { kind: 'ask'; id: number; question: LeaseQuestion }
+  /** One of several workers: every lease it has now (its whole share; live ones with `until: null`). */
+  | { kind: 'lease-table'; leases: LeaseRecord[] }
+  /** One of several workers: its tenants' open public clients now. */
+  | { kind: 'tenant-clients'; local: [string, number][] };
 
 export function isFromWorker(value: unknown): value is FromWorker {
   return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';

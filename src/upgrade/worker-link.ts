@@ -9,6 +9,7 @@ import type { UpgradeSide } from '../relay/upgrade-side.js';
 import { resetSocket } from '../net/splice.js';
 
 type Start = Extract<ToWorker, { kind: 'start' }>;
+type Workers = Pick<Extract<FromWorker, { kind: 'waiting' }>, 'workers' | 'graceMs' | 'stateFile'>;
 
 /** How long a second signal waits for the resets (and their log lines) before exiting. */
 const STOP_NOW_SETTLE_MS = 1_000;
@@ -47,11 +48,14 @@ export class MasterLink {
     process.on('message', (msg: ToWorker, handle: unknown) => this.#onMessage(msg, handle as Socket | undefined));
   }
 
-  /** Tells the master this worker parsed its command line; resolves with its go. */
-  waitForStart(pidFile: string | undefined, log: Logger, format: 'json' | 'pretty'): Promise<Start> {
+  /**
+   * Tells the master this worker parsed its command line (`workers`: how many it asks
+   * for, with the leases' grace and state file the master needs for several); resolves with its go.
+   */
+  waitForStart(pidFile: string | undefined, log: Logger, format: 'json' | 'pretty', workers: Workers): Promise<Start> {
     this.#log = log;
     const started = new Promise<Start>((resolve) => (this.#onStart = resolve)).then((start) => (this.#start = start));
-    tell({ kind: 'waiting', pidFile, log: { level: log.level, format } });
+    tell({ kind: 'waiting', pidFile, log: { level: log.level, format }, ...workers });
     return started;
   }
 
@@ -196,7 +200,8 @@ function sendsDone(): Promise<unknown> {
   return Promise.race([Promise.all(sending), new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
 }
 
-function handOff(port: number, client: Socket, log: Logger | undefined): void {
+/** Hands a public client held at the door of `port` to the master, for the worker that serves the port next. */
+export function handOff(port: number, client: Socket, log: Logger | undefined): void {
   sendSocket(client, (head, handle, sent) => tellWithSocket({ kind: 'held-client', port, head: head.toString('base64') }, handle, sent, log));
 }
 

@@ -97,9 +97,26 @@ export interface RelayProcess extends Child {
  * `bin` is where the launcher is (an installed package's node_modules/.bin, say).
  */
 export async function startRelay(t: TestContext, args: string[] = [], env: Record<string, string> = {}, bin = ROOT): Promise<RelayProcess> {
-  const relay = start(t, path.join(bin, 'relay'), ['0', ...args], env);
+  const relay = start(t, path.join(bin, 'relay'), ['0', ...withWorkers(args)], env);
   const match = await relay.waitFor('stderr', /"pid":(\d+).*"controlPort":(\d+),"dataPort":(\d+)/);
+  // With several workers the first one listening is not all: the master says when every one is.
+  if (workersOf(args) > 1) await relay.waitFor('stderr', /master running/, 30_000);
   return { ...relay, workerPid: Number(match[1]), port: Number(match[2]), dataPort: Number(match[3]) };
+}
+
+/**
+ * TEST_RELAY_WORKERS=N starts every relay of startRelay with `--workers N` (unless the
+ * test chose), so that a test file can be run against a relay of several workers.
+ */
+export const RELAY_WORKERS = Number(process.env['TEST_RELAY_WORKERS'] ?? '1');
+
+function withWorkers(args: string[]): string[] {
+  return RELAY_WORKERS > 1 && !args.includes('--workers') ? [...args, '--workers', String(RELAY_WORKERS)] : args;
+}
+
+function workersOf(args: string[]): number {
+  const given = args.indexOf('--workers');
+  return given >= 0 ? Number(args[given + 1]) || 1 : RELAY_WORKERS;
 }
 
 export interface ServiceProcess extends Child {

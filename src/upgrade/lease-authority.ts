@@ -1,0 +1,142 @@
+import type { ClaimAnswer, LeaseRecord } from '../leases/lease-store.js';
+
+/** A claim not yet seen in its worker's lease table is kept this long, then forgotten (its registration failed). */
+const PENDING_CLAIM_MS = 30_000;
+
+interface Entry {
+  slot: number;
+  port: number;
+  /** null while its service is registered, else when its reservation ends (ms since the epoch). */
+  until: number | null;
+  tenant: string | undefined;
+  /** Claimed at this time and not yet in the worker's table. */
+  pendingSince: number | undefined;
+}
+
+/** A key that registered at `to`: the worker `from` must stop serving it on `port`. */
+export interface Move {
+  key: string;
+  port: number;
+  from: number;
+}
+
+/**
+ * With several workers (`--workers N`), the master's record of which key owns which
+ * public port and which worker serves it: the one authority across workers, as etcd is
+ * across the nodes of a fleet. Workers claim ports here before they listen, and report
+ * their whole share after every change; a key claimed by another worker than its
+ * holder moves there. Pure: no IPC, no timers (the caller gives the time).
+ */
+export class LeaseAuthority {
+  readonly #byKey = new Map<string, Entry>();
+  readonly #byPort = new Map<number, string>();
+  /** Keys claimed by another worker, to be given up by `from` once the new one reports them live. */
+  readonly #moving = new Map<string, Move>();
+
+  /**
+   * The answer to worker `slot` asking for `port` for `key`: the key's port is another
+   * one (`elsewhere`), another key has this one (`taken`), or it is the key's now
+   * (`moved` when another worker serves it there still, until it is told to give it up).
+   */
+  claim(slot: number, key: string, port: number, tenant: string | undefined, now: number): ClaimAnswer | 'moved' {
+    const held = this.#byKey.get(key);
+    if (held !== undefined && held.port !== port) return { elsewhere: held.port };
+    const owner = this.#byPort.get(port);
+    if (owner !== undefined && owner !== key) return 'taken';
+    const moving = held !== undefined && held.slot !== slot;
+    if (moving) this.#moving.set(key, { key, port, from: held.slot });
+    this.#set(key, { slot, port, until: null, tenant, pendingSince: now });
+    return moving ? 'moved' : 'granted';
+  }
+
+  /**
+   * Worker `slot`'s whole share now; returns the moves it completes (keys it reports live
+   * that another worker must give up). Keys that moved away from it are not its to report.
+   */
+  report(slot: number, records: readonly LeaseRecord[], now: number): Move[] {
+    const reported = new Set<string>();
+    for (const record of records) {
+      const held = this.#byKey.get(record.key);
+      if (held !== undefined && held.slot !== slot) continue;
+      if (held === undefined && this.#byPort.has(record.port)) continue;
+      reported.add(record.key);
+      this.#set(record.key, { slot, port: record.port, until: record.until, tenant: record.tenant, pendingSince: undefined });
+    }
+    for (const [key, entry] of [...this.#byKey]) {
+      if (entry.slot !== slot || reported.has(key)) continue;
+      if (entry.pendingSince !== undefined && now - entry.pendingSince < PENDING_CLAIM_MS) continue;
+      this.#delete(key);
+    }
+    const done: Move[] = [];
+    for (const move of [...this.#moving.values()]) {
+      const entry = this.#byKey.get(move.key);
+      if (entry === undefined || entry.slot === move.from) this.#moving.delete(move.key);
+      else if (entry.slot === slot && reported.has(move.key)) {
+        this.#moving.delete(move.key);
+        done.push(move);
+      }
+    }
+    return done;
+  }
+
+  /** The worker of `slot` died: its services' ports are kept for them for the grace, as any departure. */
+  died(slot: number, graceMs: number, now: number): void {
+    for (const [key, entry] of [...this.#byKey]) {
+      if (entry.slot !== slot) continue;
+      if (graceMs === 0 || entry.pendingSince !== undefined) this.#delete(key);
+      else if (entry.until === null) entry.until = now + graceMs;
+    }
+  }
+
+  /** The leases `slot` serves (for a worker that replaces one that died, or the state file's at the start). */
+  leasesOf(slot: number): LeaseRecord[] {
+    return this.#records((entry) => entry.slot === slot);
+  }
+
+  /** Every lease of every worker: what the state file keeps. */
+  snapshot(): LeaseRecord[] {
+    return this.#records(() => true);
+  }
+
+  /** The worker that serves a port now, if any. */
+  slotOfPort(port: number): number | undefined {
+    const key = this.#byPort.get(port);
+    return key === undefined ? undefined : this.#byKey.get(key)?.slot;
+  }
+
+  /** Registered services at workers other than `slot`, `key` not counted (for --max-services across workers). */
+  servicesElsewhere(slot: number, key: string): number {
+    let count = 0;
+    for (const [other, entry] of this.#byKey) if (entry.slot !== slot && other !== key && entry.until === null) count++;
+    return count;
+  }
+
+  /** The keys a tenant holds at any worker, registered or reserved (its maxServices counts them all). */
+  tenantKeys(tenant: string): string[] {
+    return [...this.#byKey].filter(([, entry]) => entry.tenant === tenant).map(([key]) => key);
+  }
+
+  #records(which: (entry: Entry) => boolean): LeaseRecord[] {
+    const records: LeaseRecord[] = [];
+    for (const [key, entry] of this.#byKey) {
+      if (!which(entry)) continue;
+      const { port, until, tenant } = entry;
+      records.push(tenant === undefined ? { key, port, until } : { key, port, until, tenant });
+    }
+    return records;
+  }
+
+  #set(key: string, entry: Entry): void {
+    const before = this.#byKey.get(key);
+    if (before !== undefined && before.port !== entry.port) this.#byPort.delete(before.port);
+    this.#byKey.set(key, entry);
+    this.#byPort.set(entry.port, key);
+  }
+
+  #delete(key: string): void {
+    const entry = this.#byKey.get(key);
+    if (entry === undefined) return;
+    this.#byKey.delete(key);
+    if (this.#byPort.get(entry.port) === key) this.#byPort.delete(entry.port);
+  }
+}

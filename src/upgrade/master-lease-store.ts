@@ -1,0 +1,116 @@
+import type { Socket } from 'node:net';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+import type { Logger } from '../log.js';
+import type { FromWorker, LeaseAnswer, LeaseQuestion, ToWorker } from './messages.js';
+import { handOff } from './worker-link.js';
+
+/** A question the master has not answered within this is taken as unanswerable (the master is gone or stuck). */
+const ANSWER_TIMEOUT_MS = 5_000;
+/** How often a worker tells the master its tenants' open clients (maxClients counts them across workers). */
+const TENANT_CLIENTS_INTERVAL_MS = 1_000;
+
+/**
+ * The lease store of one of several workers (`--workers N`): the master is the one
+ * authority on which key owns which port across them (upgrade/lease-authority.ts),
+ * with the state file behind it. Claims, counts and the worker's whole share go to the
+ * master over IPC; the master says when a key this worker serves registered at another.
+ */
+export class MasterLeaseStore implements LeaseStore {
+  readonly #log: Logger;
+  readonly #asked = new Map<number, (answer: LeaseAnswer | undefined) => void>();
+  #nextId = 1;
+  #paused = false;
+  #events: FleetEvents | undefined;
+  /** Ports granted to this worker that another still listened on for the same key. */
+  readonly #shared = new Set<number>();
+  #clientsElsewhere = new Map<string, number>();
+
+  constructor(log: Logger) {
+    this.#log = log;
+    process.on('message', (msg: ToWorker) => this.#onMessage(msg));
+  }
+
+  /** The leases come with the master's start message (the state file's, or a dead worker's), not from here. */
+  async load(): Promise<LeaseRecord[]> {
+    return [];
+  }
+
+  async save(current: () => LeaseRecord[]): Promise<void> {
+    if (!this.#paused) tell({ kind: 'lease-table', leases: current() });
+  }
+
+  async pause(): Promise<void> {
+    this.#paused = true;
+  }
+
+  resume(current: () => LeaseRecord[]): void {
+    this.#paused = false;
+    void this.save(current);
+  }
+
+  async claim(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer> {
+    const answer = await this.#ask(tenant === undefined ? { ask: 'claim', key, port } : { ask: 'claim', key, port, tenant });
+    if (answer === 'moved') {
+      this.#shared.add(port);
+      return 'granted';
+    }
+    if (answer === 'granted' || answer === 'taken' || (typeof answer === 'object' && !Array.isArray(answer))) return answer;
+    // No answer: a port this worker holds for the key already may be kept, as a fleet node does.
+    return known ? 'granted' : 'unreachable';
+  }
+
+  async servicesElsewhere(key: string): Promise<number> {
+    const answer = await this.#ask({ ask: 'services', key });
+    return typeof answer === 'number' ? answer : 0;
+  }
+
+  async tenantKeys(tenant: string): Promise<string[]> {
+    const answer = await this.#ask({ ask: 'tenant-keys', tenant });
+    if (!Array.isArray(answer)) throw new Error('the master did not answer');
+    return answer;
+  }
+
+  shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
+    setInterval(() => tell({ kind: 'tenant-clients', local: [...local()] }), TENANT_CLIENTS_INTERVAL_MS).unref();
+    return (tenant) => this.#clientsElsewhere.get(tenant) ?? 0;
+  }
+
+  heldBySibling(port: number): boolean {
+    return this.#shared.delete(port);
+  }
+
+  handOver(port: number, client: Socket): void {
+    handOff(port, client, this.#log);
+  }
+
+  follow(events: FleetEvents): void {
+    this.#events = events;
+  }
+
+  #ask(question: LeaseQuestion): Promise<LeaseAnswer | undefined> {
+    if (!process.connected) return Promise.resolve(undefined);
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(undefined), ANSWER_TIMEOUT_MS);
+      const settle = (answer: LeaseAnswer | undefined): void => {
+        clearTimeout(timer);
+        this.#asked.delete(id);
+        resolve(answer);
+      };
+      this.#asked.set(id, settle);
+      tell({ kind: 'ask', id, question });
+    });
+  }
+
+  #onMessage(msg: ToWorker): void {
+    if (msg.kind === 'answer') this.#asked.get(msg.id)?.(msg.answer);
+    else if (msg.kind === 'moved') {
+      this.#log.info({ publicPort: msg.port }, 'its service registered at another worker: that worker serves the port now');
+      this.#events?.moved?.(msg.key, msg.port);
+    } else if (msg.kind === 'tenant-clients') this.#clientsElsewhere = new Map(msg.elsewhere);
+  }
+}
+
+function tell(msg: FromWorker): void {
+  if (process.connected) process.send?.(msg);
+}
