@@ -14,9 +14,10 @@ export type Refusal = RelayMessage & { kind: 'ERR' };
 /**
  * The HELLO that opens a control connection. Once registered, a service asks for the
  * port it had (over `publicPort`), and presents the resume key it was given, so a
- * reconnect keeps its address.
+ * reconnect keeps its address. A pool member presents its pool key instead, and lists
+ * `pool` (only it: a service that is no member has nothing to say in that feature).
  */
-export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined): Hello {
+export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined, pool?: string): Hello {
   const port = previousPort ?? options.publicPort;
   const warm = helloWarm(options.prewarm);
   return {
@@ -24,11 +25,19 @@ export function helloFor(options: RelayClientOptions, previousPort: number | und
     version: PROTOCOL_VERSION,
     host: options.host,
     ...(port === undefined ? {} : { port }),
-    ...(resume === undefined ? {} : { resume }),
+    ...(pool !== undefined ? { pool } : resume === undefined ? {} : { resume }),
     ...(warm > 0 ? { warm } : {}),
-    features: LIBRARY_FEATURES,
+    features: pool === undefined ? LIBRARY_FEATURES : [...LIBRARY_FEATURES, 'pool'],
     ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
   };
+}
+
+/**
+ * A pool member's OK without `pool`: the relay ignored `pool=` (it is older than pools)
+ * and gave this process an address of its own, which it must not serve.
+ */
+export function poolUnknownError(relay: string): RegistrationRefusedError {
+  return new RegistrationRefusedError('pool', `the relay at ${relay} is too old for pools (its OK does not list feature pool): upgrade the relay, or run without --pool-file`);
 }
 
 /** The relay asked for proof of a secret this program was not given. */
