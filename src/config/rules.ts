@@ -45,6 +45,7 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
 export const SERVICE_RULES = {
   prewarm: count('--prewarm', 0, 1000),
   drainTimeoutMs: duration('--drain-timeout', 0),
+  checkIntervalMs: duration('--check-interval', 0, 3_600_000),
 } as const;
 
 /** Library-only timeouts, named by the option that holds them. */
