@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NO_ENV_SECRET, ROOT, start, type Child } from '../helpers/processes.js';
@@ -220,4 +220,15 @@ test('pool member: ./echoserver with --pool-file registers with pool= and drains
   assert.equal(await peer.endsWithin(5000), 'end');
   assert.deepEqual(peer.lines.slice(1), ['DRAIN']);
   assert.equal((await within(child.exited, 5000, 'echoserver to exit')).code, 0);
+});
+
+test('pool file: two replicas started at once with one new --pool-file both join with the one key it holds', async (t) => {
+  const relay = await ScriptedRelay.start(t);
+  const file = await poolFile(t);
+  for (let i = 0; i < 2; i++) start(t, path.join(ROOT, 'echoserver'), ['127.0.0.1', String(relay.controlPort), '--pool-file', file], NO_ENV_SECRET);
+  const keys = [];
+  for (let i = 0; i < 2; i++) keys.push(/\bpool=([0-9a-f]{32})\b/.exec((await relay.nextControl()).hello)?.[1]);
+  assert.match(keys[0] ?? '', /^[0-9a-f]{32}$/);
+  assert.equal(keys[1], keys[0]);
+  assert.equal((await readFile(file, 'utf8')).trim(), keys[0]);
 });

@@ -179,3 +179,22 @@ test('pool: a service that is no pool member never sends a pool message, even if
   assert.equal(await data.nextLine(), `DATA ${TOKEN}`);
   assert.deepEqual(peer.lines.slice(1), []);
 });
+
+test('pool in a fleet: the member registers with every node in nodes= with the same pool key, and drain() reaches each node', async (t) => {
+  const one = await ScriptedRelay.start(t);
+  const two = await ScriptedRelay.start(t);
+  const nodes = `nodes=127.0.0.1:${one.controlPort},127.0.0.1:${two.controlPort}`;
+  const tunnel = member(t, one, () => {});
+  const first = await one.nextControl();
+  first.peer.send(`${one.ok(KEY, ALL_FEATURES)} ${nodes}`);
+  const second = await two.nextControl();
+  assert.match(second.hello, new RegExp(`\\bpool=${KEY}\\b`));
+  assert.doesNotMatch(second.hello, /resume=/);
+  second.peer.send(`${two.ok(KEY, ALL_FEATURES)} ${nodes}`);
+  await within(tunnel.established(), 5000, 'established');
+  await within(tunnel.drain(), 5000, 'drain() on both nodes');
+  assert.equal(await first.peer.nextLine(), 'DRAIN');
+  assert.equal(await second.peer.nextLine(), 'DRAIN');
+  assert.equal(one.controls.all.length, 1, 'one registration per node');
+  assert.equal(two.controls.all.length, 1);
+});
