@@ -18,9 +18,10 @@ export type RelayErrorCode =
  * Why a service stops for good: the relay refused it (`auth`, `version`, `superseded`), or,
  * before any registration worked, what answered is no relay (`not-a-relay`) or TLS cannot
  * work with it (`tls`: a certificate that fails verification, or a relay without TLS), or
- * a name was asked of a relay that gives none (`no-names`: its OK lacks `feat=name`).
+ * a name was asked of a relay that gives none (`no-names`: its OK lacks `feat=name`), or
+ * a pool member reached a relay too old for pools (`pool`).
  */
-export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names';
+export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names' | 'pool';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;
@@ -44,7 +45,8 @@ export class UsageError extends RelayError {
  * The relay refused the service for good: wrong or missing secret, a protocol version
  * it does not speak, or another process took over its resume key (`superseded`); or the
  * settings can never work: the host and port reach something that is not a relay
- * (`not-a-relay`), or TLS fails there (`tls`). Retrying cannot help, so the library stops.
+ * (`not-a-relay`), or TLS fails there (`tls`), or it does not know pools (`pool`).
+ * Retrying cannot help, so the library stops.
  */
 export class RegistrationRefusedError extends RelayError {
   declare readonly code: RefusalCode;

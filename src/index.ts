@@ -5,7 +5,7 @@
 import { RelayRegistration } from './client/registration.js';
 
 export { listenViaRelay, RelayRegistration } from './client/registration.js';
-export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions } from './client/options.js';
+export type { RelayClientOptions, PublicAddress, ConnectionTarget, CloseOptions, Admission } from './client/options.js';
 export { relayInfo } from './client/dial-back.js';
 export type { RelayTlsOptions } from './client/transport.js';
 export type { RelayedClientInfo } from './client/dial-back.js';

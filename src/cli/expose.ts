@@ -1,7 +1,8 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
+import type { Admission } from '../client/options.js';
+import { flagValue, SERVICE_RULES } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { resetSocket, splice } from '../net/splice.js';
@@ -10,6 +11,7 @@ import { proxyHeader } from '../protocol/proxy-header.js';
 import { relayInfo } from '../client/dial-back.js';
 import { portArg, usageFailure } from './common.js';
 import { argvWithEnv } from './env-options.js';
+import { connectTarget, TargetCheck, type TargetFailure } from './expose-target.js';
 import { runService, SERVICE_POSITIONALS, withServiceOptions } from './service-runner.js';
 
 // TARGET after the service's own positionals, so that --help lists them in the order of the usage line.
@@ -21,10 +23,16 @@ const parser = withServiceOptions(
     .example('$0 localhost 8080 3000', 'expose localhost:3000; prints "established relay address: localhost:8081"')
     .example('$0 relay.example.com 8080 192.168.1.20:22', 'expose an ssh server of the private network')
     .example('$0 localhost 8080 80 --proxy-protocol v2', 'nginx on port 80 (listen 80 proxy_protocol) logs the real client address')
+    .example('$0 relay.example.com 8080 3000 --pool-file /etc/app/pool.key', 'one of several replicas behind one address (copy pool.key to each)')
     .fail(usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')),
 )
   .positional('target', { type: 'string', describe: 'The server to expose: PORT (on localhost) or HOST:PORT' })
-  .option('proxy-protocol', { choices: ['v1', 'v2'] as const, describe: "Send TARGET a PROXY protocol header with the public client's address" });
+  .option('proxy-protocol', { choices: ['v1', 'v2'] as const, describe: "Send TARGET a PROXY protocol header with the public client's address" })
+  .option('check-interval', {
+    type: 'string',
+    default: '2',
+    describe: 'With --pool-file: seconds between TCP checks of TARGET; while it is down the relay sends clients to the other members (0: no checks)',
+  });
 const args = await parser.parseAsync(argvWithEnv(parser, [...SERVICE_POSITIONALS, 'target']));
 
 function parseTarget(text: string | undefined): { host: string; port: number } {
@@ -36,38 +44,66 @@ function parseTarget(text: string | undefined): { host: string; port: number } {
 }
 
 let target: { host: string; port: number };
+let checkIntervalMs: number;
 try {
   target = parseTarget(args.target);
+  checkIntervalMs = flagValue(SERVICE_RULES.checkIntervalMs, args.checkInterval);
 } catch (err) {
   usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')(undefined, err as Error);
 }
 
 const TARGET_CONNECT_TIMEOUT_MS = 10_000;
-
-function forward(client: Socket, log: Logger): void {
-  const backend = connect({ ...target, allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
-  backend.on('error', () => {});
-  // A TARGET that drops packets would leave the client hanging for the kernel's SYN
-  // timeout (minutes); give up as a refusal after a bound instead.
-  const connectTimer = setTimeout(() => {
-    log.warn({ target: `${target.host}:${target.port}`, timeoutMs: TARGET_CONNECT_TIMEOUT_MS }, 'target did not answer; client reset');
-    backend.destroy();
-    resetSocket(client);
-  }, TARGET_CONNECT_TIMEOUT_MS);
-  backend.once('close', () => clearTimeout(connectTimer));
-  backend.once('connect', () => {
-    clearTimeout(connectTimer);
-    const info = relayInfo(client);
-    if (args.proxyProtocol !== undefined && info !== undefined) backend.write(proxyHeader(args.proxyProtocol, info));
-    void splice(client, backend).then((result) => log.debug({ client: client.remoteAddress, bytesIn: result.bytesAToB, bytesOut: result.bytesBToA, outcome: result.outcome }, 'connection closed'));
-  });
-  // The target refused or is unreachable: the public client learns at once, by a reset.
-  backend.once('error', (err: NodeJS.ErrnoException) => {
-    if (backend.connecting || !backend.remoteAddress) {
-      log.warn({ target: `${target.host}:${target.port}`, err: err.code ?? err.message }, 'target refused the connection');
-      resetSocket(client);
-    }
-  });
+function logFailure(log: Logger, err: TargetFailure, outcome: string): void {
+  const targetName = `${target.host}:${target.port}`;
+  if (err.kind === 'timeout') log.warn({ target: targetName, timeoutMs: TARGET_CONNECT_TIMEOUT_MS }, `target did not answer; ${outcome}`);
+  else log.warn({ target: targetName, err: err.message }, `target refused the connection; ${outcome}`);
 }
 
-runService('expose', args, forward);
+function serve(client: Socket, backend: Socket, log: Logger): void {
+  const info = relayInfo(client);
+  if (args.proxyProtocol !== undefined && info !== undefined) backend.write(proxyHeader(args.proxyProtocol, info));
+  void splice(client, backend).then((result) => log.debug({ client: client.remoteAddress, bytesIn: result.bytesAToB, bytesOut: result.bytesBToA, outcome: result.outcome }, 'connection closed'));
+}
+
+function forward(client: Socket, log: Logger): void {
+  connectTarget(target, TARGET_CONNECT_TIMEOUT_MS).then(
+    (backend) => serve(client, backend, log),
+    // The target refused or is unreachable: the public client learns at once, by a reset.
+    (err: TargetFailure) => {
+      logFailure(log, err, 'client reset');
+      resetSocket(client);
+    },
+  );
+}
+
+let check: TargetCheck | undefined;
+
+/**
+ * A pool member connects the target before it dials back, so a client the target would
+ * refuse goes back to the relay (DECLINE) for another member, its bytes untouched.
+ */
+function admitter(log: Logger, track: (socket: Socket) => void) {
+  return async (): Promise<Admission | 'decline'> => {
+    if (check?.state === 'down') return 'decline';
+    try {
+      const backend = await connectTarget(target, TARGET_CONNECT_TIMEOUT_MS);
+      const serveClient = (client: Socket): void => {
+        track(client);
+        serve(client, backend, log);
+      };
+      return { serve: serveClient, cancel: () => backend.destroy() };
+    } catch (err) {
+      logFailure(log, err as TargetFailure, 'client declined');
+      return 'decline';
+    }
+  };
+}
+
+runService('expose', args, forward, {
+  ...(args.poolFile ? { admit: admitter } : {}),
+  started: (registration, log) => {
+    if (!args.poolFile || checkIntervalMs === 0) return;
+    check = new TargetCheck(target, checkIntervalMs, log, (state) => registration.setHealth(state));
+    check.start();
+  },
+});

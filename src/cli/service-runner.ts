@@ -31,7 +31,11 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: "File keeping this service's resume key (created on first use): a restart gets the same public port, and clients wait for it" })
-      .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
+      .option('pool-file', {
+        type: 'string',
+        describe: 'File keeping a pool key (created on first use; copy it to every replica): every process with it serves the same public address, the relay spreading clients among them',
+      })
+      .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file or --pool-file (a final stop, not a restart)' })
       .strict()
       .help()
       .version(PACKAGE_VERSION),
@@ -59,6 +63,7 @@ interface ServiceArgs {
   prewarm: string;
   drainTimeout: string;
   resumeFile?: string | undefined;
+  poolFile?: string | undefined;
   leaveOnExit: boolean;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'json' | 'pretty';
@@ -74,6 +79,9 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
   const prewarm = prewarmArg(args.prewarm);
   if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be ${TENANT_NAME_RULE}, got "${args.tenant.slice(0, 70)}"`);
   const drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
+  if (args.poolFile && args.resumeFile) {
+    throw new UsageError("--pool-file and --resume-file cannot be used together: a pool's address belongs to the pool key, shared by every replica, not to one process's resume key");
+  }
   const options = {
     host: args.relayhost,
     port,
@@ -84,17 +92,24 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
     ...(args.name === undefined ? {} : { name: args.name }),
     ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
+    ...(args.poolFile ? { poolFile: args.poolFile } : {}),
   };
   return { options, drainTimeoutMs };
+}
+
+/** What a program adds to the library's options and does once registration has begun (./expose: admit, health checks). */
+export interface ServiceHooks {
+  admit?: (log: Logger, track: (socket: Socket) => void) => NonNullable<RelayClientOptions['admit']>;
+  started?: (registration: RelayRegistration, log: Logger) => void;
 }
 
 /**
  * Registers `handle` with the relay, prints the contract line on stdout when the service
  * becomes reachable or its address changes (the library's `established`), exits non-zero
  * when the relay refuses for good or the settings cannot work, and on SIGTERM leaves
- * the relay and lets open connections finish.
+ * the relay (a pool member: drains first) and lets open connections finish.
  */
-export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void): void {
+export function runService(program: string, args: ServiceArgs, handle: (socket: Socket, log: Logger) => void, hooks: ServiceHooks = {}): void {
   let planned: ReturnType<typeof serviceOptions>;
   try {
     planned = serviceOptions(args);
@@ -103,14 +118,18 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
   }
   const log = loggerFor(program, args);
   const open = new OpenConnections();
-  const deliver = (socket: Socket): void => {
+  const track = (socket: Socket): void => {
     open.add(socket);
     socket.once('close', () => open.delete(socket));
+  };
+  const deliver = (socket: Socket): void => {
+    track(socket);
     handle(socket, log);
   };
+  const admit = hooks.admit?.(log, track);
   let registration: RelayRegistration;
   try {
-    registration = listenViaRelay(deliver, { ...planned.options, logger: log });
+    registration = listenViaRelay(deliver, { ...planned.options, logger: log, ...(admit === undefined ? {} : { admit }) });
   } catch (err) {
     // An unreadable or malformed --resume-file.
     return usageFailure(program)(undefined, err as Error);
@@ -124,7 +143,8 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
     const exit = (): never => process.exit(exitCodeOf(err));
     open.resetAll(CUT_SETTLE_MS).then(exit, exit);
   });
-  stopOnSignals(log, registration, open, args.leaveOnExit, planned.drainTimeoutMs);
+  hooks.started?.(registration, log);
+  stopOnSignals(log, registration, open, { leave: args.leaveOnExit, pool: planned.options.poolFile !== undefined, drainTimeoutMs: planned.drainTimeoutMs });
 }
 
 /**
@@ -133,23 +153,45 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
  */
 function exitCodeOf(err: Error): number {
   const code = (err as Partial<RelayError>).code;
-  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' ? 2 : 1;
+  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' || code === 'pool' ? 2 : 1;
 }
 
-/** SIGTERM: leave the relay, let open connections finish within the drain timeout, then reset the rest. */
-function stopOnSignals(log: Logger, registration: RelayRegistration, open: OpenConnections, leave: boolean, drainTimeoutMs: number): void {
+/**
+ * SIGTERM: leave the relay, let open connections finish within the drain timeout, then
+ * reset the rest. A pool member instead drains (DRAIN: the relay sends its clients to the
+ * other members), lets its connections finish, and only then closes its control
+ * connection, without LEAVE unless asked: the address stays reserved for the next deploy.
+ */
+function stopOnSignals(log: Logger, registration: RelayRegistration, open: OpenConnections, stop: { leave: boolean; pool: boolean; drainTimeoutMs: number }): void {
   // A connection cut here must reach its public client as a reset (the relay passes a
   // reset on); a FIN would pass a truncated transfer off as a complete one.
   const cut = (): Promise<boolean> => open.resetAll(CUT_SETTLE_MS);
+  const finish = async (ms: number): Promise<void> => {
+    if (!(await open.whenEmpty(ms))) {
+      log.warn({ connections: open.size }, 'drain timeout: resetting open connections');
+      await cut();
+    }
+  };
   onStopSignals(
     log,
     async () => {
-      registration.close(leave ? { leave: true } : {});
-      if (!(await open.whenEmpty(drainTimeoutMs))) {
-        log.warn({ connections: open.size }, 'drain timeout: resetting open connections');
-        await cut();
+      if (!stop.pool) {
+        registration.close(stop.leave ? { leave: true } : {});
+        return finish(stop.drainTimeoutMs);
       }
+      const began = performance.now();
+      log.info('draining: the relay sends new clients to the other members');
+      await within(registration.drain(), stop.drainTimeoutMs);
+      await finish(Math.max(0, stop.drainTimeoutMs - (performance.now() - began)));
+      registration.close({ leave: stop.leave });
     },
     cut,
   );
+}
+
+/** Resolves when `promise` does, or after ms, whichever is first. */
+function within(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

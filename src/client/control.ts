@@ -4,23 +4,26 @@ import type { Logger } from '../log.js';
 import { readLines, sendMessage } from '../net/lines.js';
 import { computeProof } from '../protocol/auth.js';
 import { formatMessage } from '../protocol/format.js';
-import type { Feature, RelayMessage } from '../protocol/messages.js';
+import type { Feature, RelayMessage, ServiceMessage } from '../protocol/messages.js';
 import { parseRelayLine } from '../protocol/parse.js';
 import type { AttemptRecord } from './attempt-failure.js';
 import { joinHostPort } from '../protocol/addresses.js';
-import { missingSecretError, namesMissingError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
+import { missingSecretError, namesMissingError, poolUnknownError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
 import { HeartbeatWatch } from './heartbeat.js';
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
 /** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
 const LEAVE_LINGER_MS = 2_000;
 
+/** What a pool member tells the relay (feature `pool`). */
+export type PoolMessage = ServiceMessage & { kind: 'DRAIN' | 'HEALTH' | 'DECLINE' };
+
 /** What a control connection reports to the registration that opened it. */
 export interface ControlEvents {
   /** The relay took the HELLO (its OK); `authenticated`: it asked for the secret first. */
   registered(msg: Registered, authenticated: boolean): void;
-  /** A public client waits for a dial-back with this token. */
-  connect(token: string): void;
+  /** A public client (from `client`) waits for a dial-back with this token. */
+  connect(token: string, client: { address: string; port: number }): void;
   /** The relay asks for a dial-back with this token that proves the data path works. */
   probe(token: string): void;
   /** A fleet node says which nodes the fleet has now (NODES). */
@@ -62,6 +65,8 @@ export class ControlConnection {
   readonly #attempt: AttemptRecord = { error: undefined, firstBytes: undefined, badFirstLine: false, endedHere: false };
   #heardRelay = false;
   #authenticated = false;
+  /** Waiting for the relay's PONG to a PING of ours (see barrier). */
+  #pongWaiters: (() => void)[] = [];
 
   constructor(settings: ControlSettings, events: ControlEvents) {
     this.#settings = settings;
@@ -103,6 +108,29 @@ export class ControlConnection {
     return this.#socket.remotePort;
   }
 
+  /** Registered with a relay that listed `pool`: the pool's messages may be sent. */
+  get pooled(): boolean {
+    return this.#registered && this.#features.has('pool') && !this.#socket.destroyed;
+  }
+
+  /** Sends a pool member's message, if the relay can read it (see `pooled`); else drops it. */
+  sendPool(msg: PoolMessage): void {
+    if (this.pooled) sendMessage(this.#socket, msg);
+  }
+
+  /**
+   * Resolves once the relay has answered a PING sent now: it has read every line sent
+   * before (a DRAIN, say), and every line it wrote before reading them (a CONNECT) has
+   * arrived. Resolves at once when not registered, and when the connection ends.
+   */
+  barrier(): Promise<void> {
+    if (!this.#registered || this.#socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#pongWaiters.push(resolve);
+      sendMessage(this.#socket, { kind: 'PING' });
+    });
+  }
+
   /** Ends the connection; with `leave`, a registered relay that understands LEAVE is told first. */
   close(leave: boolean): void {
     this.#heartbeat?.stop();
@@ -116,6 +144,8 @@ export class ControlConnection {
   }
 
   #onLine(msg: RelayMessage): void {
+    // Lines that came in the same read as the one that ended it (CONNECTs after an OK refused, say) are not acted on.
+    if (this.#socket.destroyed) return;
     this.#heardRelay = true;
     this.#heartbeat?.heard();
     switch (msg.kind) {
@@ -124,10 +154,12 @@ export class ControlConnection {
       case 'OK':
         return this.#onRegistered(msg);
       case 'CONNECT':
-        return this.#events.connect(msg.token);
+        return this.#events.connect(msg.token, { address: msg.clientAddress, port: msg.clientPort });
       case 'PING':
         sendMessage(this.#socket, { kind: 'PONG' });
         return;
+      case 'PONG':
+        return this.#pongWaiters.shift()?.();
       case 'PROBE':
         return this.#events.probe(msg.token);
       case 'NODES':
@@ -156,13 +188,18 @@ export class ControlConnection {
 
   #onRegistered(msg: Registered): void {
     this.#clock.clearTimeout(this.#handshakeTimer);
-    this.#registered = true;
     this.#features = new Set(msg.features ?? []);
-    const { name } = this.#settings.hello;
+    const { name, pool } = this.#settings.hello;
+    const relayAddress = joinHostPort(this.#settings.relay.host, this.#settings.relay.port);
     if (name !== undefined && !this.#features.has('name')) {
-      this.#events.refused(namesMissingError(name, joinHostPort(this.#settings.relay.host, this.#settings.relay.port)));
+      this.#events.refused(namesMissingError(name, relayAddress));
       return this.#end('relay cannot give names');
     }
+    if (pool !== undefined && !this.#features.has('pool')) {
+      this.#events.refused(poolUnknownError(relayAddress));
+      return this.#end('the relay does not know pools');
+    }
+    this.#registered = true;
     this.#heartbeat?.stop();
     this.#heartbeat = new HeartbeatWatch(this.#clock, msg.heartbeatMs, (silentMs) => this.#silent(silentMs));
     this.#events.registered(msg, this.#authenticated);
@@ -189,6 +226,7 @@ export class ControlConnection {
   #closed(): void {
     this.#clock.clearTimeout(this.#handshakeTimer);
     this.#heartbeat?.stop();
+    for (const wake of this.#pongWaiters.splice(0)) wake();
     this.#events.lost(this.#reason, this.#rejoin);
   }
 }

@@ -1,7 +1,7 @@
 import { isIP, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { openDataConnection } from './dial-back.js';
-import type { ConnectionTarget } from './options.js';
+import type { Admission, ConnectionTarget, RelayClientOptions } from './options.js';
 import { ProbeAnswerer } from './probe.js';
 import type { RelayEndpoint } from './transport.js';
 import { WarmPool } from './warm-pool.js';
@@ -17,6 +17,13 @@ import { poolSize } from './warm-sizer.js';
 export function dataEndpointFor(host: string, reached: string | undefined, dataPort: number, tls: RelayEndpoint['tls']): RelayEndpoint {
   const address = isIP(host) === 0 && reached !== undefined ? { address: reached } : {};
   return { host, ...address, port: dataPort, tls };
+}
+
+/** How a pool member's CONNECT is answered: the program is asked first, and a client it cannot serve is declined. */
+export interface ClientGate {
+  admit: NonNullable<RelayClientOptions['admit']>;
+  /** Sends DECLINE for this CONNECT's token. */
+  decline: () => void;
 }
 
 interface DataPathSettings {
@@ -39,6 +46,8 @@ export class DataPath {
   #endpoint: RelayEndpoint | undefined;
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
+  /** Dial-backs begun and not yet delivered or given up. */
+  readonly #answering = new Set<Promise<void>>();
 
   constructor(settings: DataPathSettings) {
     this.#settings = settings;
@@ -67,9 +76,17 @@ export class DataPath {
     this.#warmPool = undefined;
   }
 
-  /** Answers a CONNECT: dials back with its token and delivers the client. */
-  dialBack(token: string): void {
-    this.#dialBack(token).catch((err: unknown) => this.#settings.log.error({ err }, 'delivering a relayed client failed'));
+  /** Answers a CONNECT: dials back with its token and delivers the client; with a gate, once the program admitted it. */
+  dialBack(token: string, client: { address: string; port: number }, gate?: ClientGate): void {
+    const answering = (gate === undefined ? this.#dialBack(token) : this.#dialBackAdmitted(token, client, gate))
+      .catch((err: unknown) => this.#settings.log.error({ err }, 'delivering a relayed client failed'))
+      .finally(() => this.#answering.delete(answering));
+    this.#answering.add(answering);
+  }
+
+  /** Resolves once every dial-back begun so far has delivered its client or given up. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#answering]);
   }
 
   /** Answers a PROBE the same way, though no client comes of it. */
@@ -88,6 +105,48 @@ export class DataPath {
     if (client === undefined) return;
     this.#warmPool?.dialed(performance.now() - began);
     this.#deliver(client);
+  }
+
+  /**
+   * The data connection is opened while the program makes ready for the client (a pool
+   * member connects its target), and `DATA` is sent only once it said yes: until then
+   * the relay may still give the client to another member.
+   */
+  async #dialBackAdmitted(token: string, client: { address: string; port: number }, gate: ClientGate): Promise<void> {
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    const { log, handshakeTimeoutMs } = this.#settings;
+    let verdict: ReturnType<ClientGate['admit']>;
+    try {
+      verdict = gate.admit(client);
+    } catch (err) {
+      log.warn({ err }, 'admitting a client failed; declined');
+      return gate.decline();
+    }
+    if (verdict === 'decline') return gate.decline();
+    let admission: Admission | undefined;
+    const ready = Promise.resolve(verdict).then(
+      (answer) => {
+        if (answer === 'decline') gate.decline();
+        else admission = answer;
+        return answer !== 'decline';
+      },
+      (err: unknown) => {
+        log.warn({ err }, 'admitting a client failed; declined');
+        gate.decline();
+        return false;
+      },
+    );
+    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, handshakeTimeoutMs, (reason) => log.warn({ reason }, 'dial-back refused'), undefined, ready);
+    this.#warmPool?.missed();
+    const socket = await dialing;
+    if (socket === undefined || admission === undefined) {
+      admission?.cancel();
+      socket?.destroy();
+      return;
+    }
+    this.#counts.clients++;
+    admission.serve(socket);
   }
 
   #startWarmPool(endpoint: RelayEndpoint, key: string | undefined): void {

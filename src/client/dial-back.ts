@@ -35,6 +35,20 @@ export function refusalReason(reply: FirstLine<RelayMessage>): string {
   return reply.msg.kind === 'ERR' ? `${reply.msg.code}: ${reply.msg.text}` : `unexpected ${reply.msg.kind}`;
 }
 
+function dialData(relay: RelayEndpoint, onSocket: ((socket: Socket) => void) | undefined): Socket {
+  const socket = dialRelay(relay, true);
+  onSocket?.(socket);
+  // Stays for the socket's life: a reset must never crash a program that did not
+  // attach its own 'error' listener (its own listeners still see every error).
+  socket.on('error', ignoreSocketError);
+  return socket;
+}
+
+function present(socket: Socket, first: ServiceMessage & { kind: 'DATA' | 'IDLE' }, timeoutMs: number | undefined): Promise<FirstLine<RelayMessage>> {
+  socket.write(formatMessage(first));
+  return readFirstLine(socket, parseRelayLine, timeoutMs);
+}
+
 /** Opens a data connection, presents `first`, and reads the relay's answer to it. */
 export async function presentToken(
   relay: RelayEndpoint,
@@ -42,19 +56,16 @@ export async function presentToken(
   timeoutMs: number | undefined,
   onSocket?: (socket: Socket) => void,
 ): Promise<{ socket: Socket; reply: FirstLine<RelayMessage> }> {
-  const socket = dialRelay(relay, true);
-  onSocket?.(socket);
-  // Stays for the socket's life: a reset must never crash a program that did not
-  // attach its own 'error' listener (its own listeners still see every error).
-  socket.on('error', ignoreSocketError);
-  socket.write(formatMessage(first));
-  return { socket, reply: await readFirstLine(socket, parseRelayLine, timeoutMs) };
+  const socket = dialData(relay, onSocket);
+  return { socket, reply: await present(socket, first, timeoutMs) };
 }
 
 /**
  * Opens a data connection and waits for the relay's CLIENT line; from the byte after
  * it, the socket is the public client. `first` is DATA (answering CONNECT) or IDLE (a
  * prewarmed connection, which may wait indefinitely: pass no timeout).
+ * With `ready`, the connection is opened at once but `first` waits for it: false
+ * closes the connection unused (the relay forgets a connection without a first line).
  * Resolves undefined, having destroyed the socket, when the relay refuses or closes.
  */
 export async function openDataConnection(
@@ -63,8 +74,18 @@ export async function openDataConnection(
   timeoutMs: number | undefined,
   onRefused: (reason: string) => void,
   onSocket?: (socket: Socket) => void,
+  ready?: Promise<boolean>,
 ): Promise<Socket | undefined> {
-  const { socket, reply } = await presentToken(relay, first, timeoutMs, onSocket);
+  const socket = dialData(relay, onSocket);
+  if (ready !== undefined && !(await ready)) {
+    socket.destroy();
+    return undefined;
+  }
+  if (socket.destroyed) {
+    onRefused('the data connection failed before its token was sent');
+    return undefined;
+  }
+  const reply = await present(socket, first, timeoutMs);
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {
     socket.destroy();
     onRefused(refusalReason(reply));

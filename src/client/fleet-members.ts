@@ -12,6 +12,8 @@ import type { CloseOptions, PublicAddress, RelayClientOptions } from './options.
 interface FleetMember extends EventEmitter {
   readonly publicAddress: PublicAddress | undefined;
   close(options?: CloseOptions): void;
+  drain(): Promise<void>;
+  setHealth(state: 'up' | 'down'): void;
 }
 
 /** Makes one more registration of the same service, with another node of the fleet. */
@@ -53,7 +55,8 @@ export function addressesToRegister(addresses: string[], oneNode: boolean, regis
 /**
  * A service's registrations with the nodes of a relay fleet: one RelayRegistration per node
  * address, all with the same resume key, so every node gives the same public port and
- * can deliver public clients. Addresses come from the host list the program was given
+ * can deliver public clients (a pool member: all with the same pool key, each node's
+ * registration one member of the pool there). Addresses come from the host list the program was given
  * and from every node's `OK … nodes=` (see addressesToRegister); the same address is
  * never registered twice. Members report their registrations here; the owner announces
  * the public address when the service becomes reachable or the address changes, not
@@ -69,8 +72,11 @@ export class FleetMembers {
   /** By resolved `ip:port`: the registrations made, and (undefined) the owner's own and those stopped for good. */
   readonly #members = new Map<string, FleetMember | undefined>();
   #closed = false;
+  /** A pool member's standing, for the members made from now on too. */
+  #draining = false;
+  #health: 'up' | 'down' = 'up';
 
-  constructor(base: RelayClientOptions & { resumeKey: string }, make: MemberFactory, log: Logger, events: FleetEvents, resolve: Resolve = resolveAll) {
+  constructor(base: RelayClientOptions & ({ resumeKey: string } | { poolKey: string }), make: MemberFactory, log: Logger, events: FleetEvents, resolve: Resolve = resolveAll) {
     this.#base = base;
     this.#make = make;
     this.#log = log;
@@ -119,6 +125,17 @@ export class FleetMembers {
     return [...this.#members.values()].some((member) => member !== undefined);
   }
 
+  /** A pool member drains: every member, and those made later, tell their nodes. */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    await Promise.all([...this.#members.values()].map((member) => member?.drain()));
+  }
+
+  setHealth(state: 'up' | 'down'): void {
+    this.#health = state;
+    for (const member of this.#members.values()) member?.setHealth(state);
+  }
+
   close(leave: boolean | undefined): void {
     this.#closed = true;
     for (const member of this.#members.values()) member?.close(leave === undefined ? {} : { leave });
@@ -132,6 +149,8 @@ export class FleetMembers {
     const memberTls = tls === undefined || tls === false ? tls : { ...(tls === true ? {} : tls), ...(isIP(name) === 0 ? { servername: name } : {}) };
     const member = this.#make({ ...this.#base, host: address, port, ...(memberTls === undefined ? {} : { tls: memberTls }), fleetMember: true });
     this.#members.set(id, member);
+    if (this.#draining) void member.drain();
+    if (this.#health === 'down') member.setHealth('down');
     this.#log.info({ node: id }, 'registering with fleet node');
     member.on('established', (publicAddress: PublicAddress) => this.#events.established(publicAddress, this.registeredBesides(member)));
     member.on('unauthenticated', () => this.#events.unauthenticated());

@@ -14,9 +14,10 @@ export type Refusal = RelayMessage & { kind: 'ERR' };
 /**
  * The HELLO that opens a control connection. Once registered, a service asks for the
  * port it had (over `publicPort`), and presents the resume key it was given, so a
- * reconnect keeps its address.
+ * reconnect keeps its address. A pool member presents its pool key instead, and lists
+ * `pool` (only it: a service that is no member has nothing to say in that feature).
  */
-export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined): Hello {
+export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined, pool?: string): Hello {
   const port = previousPort ?? options.publicPort;
   const warm = helloWarm(options.prewarm);
   return {
@@ -24,9 +25,9 @@ export function helloFor(options: RelayClientOptions, previousPort: number | und
     version: PROTOCOL_VERSION,
     host: options.host,
     ...(port === undefined ? {} : { port }),
-    ...(resume === undefined ? {} : { resume }),
+    ...(pool !== undefined ? { pool } : resume === undefined ? {} : { resume }),
     ...(warm > 0 ? { warm } : {}),
-    features: LIBRARY_FEATURES,
+    features: pool === undefined ? LIBRARY_FEATURES : [...LIBRARY_FEATURES, 'pool'],
     ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
     ...(options.name === undefined ? {} : { name: options.name }),
   };
@@ -35,6 +36,14 @@ export function helloFor(options: RelayClientOptions, previousPort: number | und
 /** A relay that ignored `name=` (an older one: no `name` in its OK's feat=) registered a plain port instead. */
 export function namesMissingError(name: string, relay: string): RegistrationRefusedError {
   return new RegistrationRefusedError('no-names', `the relay at ${relay} cannot give names (its OK lacks feat=name: an older relay), so --name ${name} cannot be served there`);
+}
+
+/**
+ * A pool member's OK without `pool`: the relay ignored `pool=` (it is older than pools)
+ * and gave this process an address of its own, which it must not serve.
+ */
+export function poolUnknownError(relay: string): RegistrationRefusedError {
+  return new RegistrationRefusedError('pool', `the relay at ${relay} is too old for pools (its OK does not list feature pool): upgrade the relay, or run without --pool-file`);
 }
 
 /** The relay asked for proof of a secret this program was not given. */

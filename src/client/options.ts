@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 import type { BackoffPolicy } from './backoff.js';
-import { RESUME_KEY } from './resume-file.js';
+import { loadResumeKey, RESUME_KEY } from './resume-file.js';
 import type { RelayTlsOptions } from './transport.js';
 
 /** Options of {@link listenViaRelay}. */
@@ -46,6 +46,24 @@ export interface RelayClientOptions {
   resumeFile?: string;
   /** A resume key (32 hex digits) to register with, instead of one from resumeFile or the relay. */
   resumeKey?: string;
+  /**
+   * A file holding a pool key (created, mode 0600, on first use, as a resume file; copy it
+   * to every replica): every process holding the key serves the same public address at
+   * once, and the relay gives each client to the least loaded ready member. The address
+   * belongs to the key, so neither resumeFile nor resumeKey goes with it. Needs a relay
+   * that knows pools: one that does not stops the registration (`pool` error).
+   */
+  poolFile?: string;
+  /** A pool key (32 hex digits) to join with, instead of one from poolFile. */
+  poolKey?: string;
+  /**
+   * Pool members only: asked at each CONNECT, before the dial-back is sent (which waits for
+   * the answer; the data connection is opened meanwhile). `'decline'` hands the client back
+   * to the relay, which offers it to another member with its bytes intact; an Admission
+   * serves the client once it arrives. A client on a prewarmed connection arrives
+   * connected and is not asked.
+   */
+  admit?: (client: { address: string; port: number }) => Admission | 'decline' | Promise<Admission | 'decline'>;
   /** Set on the extra registrations of a fleet (internal): they report fleet nodes instead of joining them. */
   fleetMember?: boolean;
   /** pino logger; silent by default. */
@@ -63,12 +81,20 @@ export interface PublicAddress {
   address: string;
 }
 
+/** What {@link RelayClientOptions.admit} made ready for one client. */
+export interface Admission {
+  /** The client arrived: serve its socket (it is not handed to the target). */
+  serve(socket: Socket): void;
+  /** No client comes after all (the dial-back failed): release what was made ready for it. */
+  cancel(): void;
+}
+
 /** Options of {@link RelayRegistration.close}. */
 export interface CloseOptions {
   /**
    * Tell the relay this service is gone for good: its port is freed and clients are
    * refused at once, instead of being held for a restart. Default: true without a
-   * resume file (such a service can never come back for its port), false with one.
+   * resume file or pool key (such a service can never come back for its port), false with one.
    */
   leave?: boolean;
 }
@@ -85,6 +111,7 @@ export function validateClientOptions(options: RelayClientOptions): void {
     throw new UsageError(`name must be ${SERVICE_NAME_RULE}, got "${String(options.name).slice(0, 70)}"`);
   }
   if (options.resumeKey !== undefined && !RESUME_KEY.test(options.resumeKey)) throw new UsageError('resumeKey must be 32 hex digits');
+  checkPoolOptions(options);
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
     throw new UsageError(`tenant must be ${TENANT_NAME_RULE}, got "${String(options.tenant).slice(0, 70)}"`);
   }
@@ -97,6 +124,20 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (backoff.jitter !== undefined && !(backoff.jitter >= 0 && backoff.jitter <= 1)) {
     throw new UsageError(`backoff.jitter must be a fraction from 0 to 1, got ${String(backoff.jitter)}`);
   }
+}
+
+function checkPoolOptions(options: RelayClientOptions): void {
+  if (options.poolKey !== undefined && !RESUME_KEY.test(options.poolKey)) throw new UsageError('poolKey must be 32 hex digits');
+  const pool = options.poolFile !== undefined || options.poolKey !== undefined;
+  if (pool && (options.resumeFile !== undefined || options.resumeKey !== undefined)) {
+    throw new UsageError("a pool key (poolFile, poolKey) cannot be combined with a resume key (resumeFile, resumeKey): a pool's address belongs to the pool key, shared by every member");
+  }
+  if (options.admit !== undefined && typeof options.admit !== 'function') throw new UsageError('admit must be a function');
+}
+
+/** The pool key the options give (poolKey, else the one in poolFile, made on first use); throws a UsageError for a bad file. */
+export function poolKeyOf(options: RelayClientOptions): string | undefined {
+  return options.poolKey ?? (options.poolFile === undefined ? undefined : loadResumeKey(options.poolFile, 'pool'));
 }
 
 /** The time allowed for a registration or a dial-back handshake. */

@@ -9,7 +9,8 @@ import { ControlConnection } from './control.js';
 import { DataPath, dataEndpointFor } from './data-path.js';
 import { FleetMembers } from './fleet-members.js';
 import { helloFor, publicAddressOf, type Registered } from './handshake.js';
-import { backoffPolicyOf, handshakeTimeoutOf, validateClientOptions, type CloseOptions, type ConnectionTarget, type PublicAddress, type RelayClientOptions } from './options.js';
+import { backoffPolicyOf, handshakeTimeoutOf, poolKeyOf, validateClientOptions, type CloseOptions, type ConnectionTarget, type PublicAddress, type RelayClientOptions } from './options.js';
+import { PoolStanding } from './pool-standing.js';
 import { loadResumeKey } from './resume-file.js';
 import { Timers } from './timers.js';
 import { endpointTls, TlsSessions, type RelayEndpoint } from './transport.js';
@@ -41,6 +42,9 @@ export class RelayRegistration extends EventEmitter {
   /** From the latest registration, kept while reconnecting to ask for the same port. */
   #publicAddress: PublicAddress | undefined;
   #resume: string | undefined;
+  /** The pool key, for a pool member; what it has told its relays. */
+  readonly #pool: string | undefined;
+  readonly #standing = new PoolStanding();
   #attempt = 0;
   #closed = false;
   /** A registration has worked once: from then on every failure is a loss to retry. */
@@ -65,6 +69,7 @@ export class RelayRegistration extends EventEmitter {
     this.#data = new DataPath({ target, prewarm: options.prewarm, handshakeTimeoutMs: handshakeTimeoutOf(options), log: this.#log });
     if (options.resumeFile !== undefined) this.#resume = loadResumeKey(options.resumeFile);
     if (options.resumeKey !== undefined) this.#resume = options.resumeKey;
+    this.#pool = poolKeyOf(options);
     const hosts = options.host.split(',');
     // A fleet given as a list: every address is a member; this object only coordinates them.
     if (hosts.length > 1) this.#joinFleet(hosts, false);
@@ -107,8 +112,28 @@ export class RelayRegistration extends EventEmitter {
   }
 
   /**
+   * A pool member stops taking new clients (`DRAIN` to every relay; clients already
+   * connected go on). Resolves once every relay has read it and every client it gave
+   * before has been delivered; close() once they are done. Without a pool key it does nothing.
+   */
+  async drain(): Promise<void> {
+    if (this.#pool === undefined) return;
+    this.#standing.drain(this.#control);
+    // Clients the relay gave us before it read DRAIN are served: wait until they are delivered, so close() cannot strand one.
+    await Promise.all([this.#control?.barrier(), this.#fleet?.drain()]);
+    await this.#data.settled();
+  }
+
+  /** A pool member's target is down (no new clients for it) or back (`HEALTH`); a member starts as up. */
+  setHealth(state: 'up' | 'down'): void {
+    if (this.#pool === undefined) return;
+    this.#standing.setHealth(state, this.#control);
+    this.#fleet?.setHealth(state);
+  }
+
+  /**
    * Leaves the relay. Clients already connected keep their sockets. With a resume file
-   * the relay keeps the port, and holds new clients, for a restart; see CloseOptions.
+   * or a pool key the relay keeps the port, and holds new clients, for a restart; see CloseOptions.
    */
   close(options: CloseOptions = {}): void {
     if (this.#closed) return;
@@ -116,7 +141,7 @@ export class RelayRegistration extends EventEmitter {
     this.#timers.cancelAll();
     this.#data.stopPrewarm();
     this.#fleet?.close(options.leave);
-    this.#control?.close(options.leave ?? this.#options.resumeFile === undefined);
+    this.#control?.close(options.leave ?? (this.#options.resumeFile === undefined && this.#pool === undefined));
     this.emit('close');
   }
 
@@ -126,14 +151,14 @@ export class RelayRegistration extends EventEmitter {
     const control: ControlConnection = new ControlConnection(
       {
         relay: { host, port, tls: this.#tls() },
-        hello: helloFor(this.#options, this.#publicAddress?.port, this.#resume),
+        hello: helloFor(this.#options, this.#publicAddress?.port, this.#resume, this.#pool),
         secret,
         handshakeTimeoutMs: handshakeTimeoutOf(this.#options),
         log: this.#log,
       },
       {
         registered: (msg, authenticated) => this.#onRegistered(control, msg, authenticated),
-        connect: (token) => this.#data.dialBack(token),
+        connect: (token, client) => this.#data.dialBack(token, client, this.#standing.gate(control, token, this.#options.admit)),
         probe: (token) => this.#data.probe(token),
         nodes: (nodes) => this.#joinFleet(nodes, true),
         refused: (err) => this.#refused(err as RegistrationRefusedError),
@@ -153,6 +178,7 @@ export class RelayRegistration extends EventEmitter {
     this.#publicAddress = address;
     this.#log.info({ publicAddress: address.address }, 'registered with relay');
     this.#data.open(dataEndpointFor(this.#options.host, control.remoteAddress, msg.dataPort, this.#tls()), msg.warmToken);
+    this.#standing.greet(control);
     if (msg.nodes !== undefined) this.#joinFleet(msg.nodes, true);
     this.#announce(address, this.#fleet?.registeredBesides(undefined) ?? false);
   }
@@ -184,9 +210,9 @@ export class RelayRegistration extends EventEmitter {
       return;
     }
     if (this.#fleet === undefined) {
-      this.#resume ??= newToken();
+      const key = this.#pool !== undefined ? { poolKey: this.#pool } : { resumeKey: (this.#resume ??= newToken()) };
       const own = this.#control;
-      this.#fleet = new FleetMembers({ ...this.#options, resumeKey: this.#resume }, (options) => new RelayRegistration(this.#target, options), this.#log, {
+      this.#fleet = new FleetMembers({ ...this.#options, ...key }, (options) => new RelayRegistration(this.#target, options), this.#log, {
         established: (address, othersUp) => this.#announce(address, othersUp || this.#registered),
         unauthenticated: () => this.#noSecretAsked(),
         // Only a coordinator of a host list, or an owner superseded itself, has no connection of its own to keep going.
@@ -234,7 +260,7 @@ export class RelayRegistration extends EventEmitter {
 
   /** A refusal for good on this object's own connection; in a fleet, `superseded` ends only that node's (docs/integrating.md). */
   #refused(err: RegistrationRefusedError): void {
-    if (err.code === 'superseded' && this.#fleet?.hasMembers() === true) {
+    if ((err.code === 'superseded' || err.code === 'pool') && this.#fleet?.hasMembers() === true) {
       this.#ownStopped = true;
       this.#log.warn({ node: joinHostPort(this.#options.host, this.#options.port), err: err.message }, 'fleet node refused this service for good');
       return;

@@ -46,6 +46,7 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
 export const SERVICE_RULES = {
   prewarm: count('--prewarm', 0, 1000),
   drainTimeoutMs: duration('--drain-timeout', 0),
+  checkIntervalMs: duration('--check-interval', 0, 3_600_000),
 } as const;
 
 /** The relay program's own settings, not the library's: how many worker processes it runs. */

@@ -48,13 +48,14 @@ export const FEATURES = [
   'fleet', // relay -> service OK … nodes=: every node of the relay fleet; register with each
   'nodes', // relay -> service NODES: the fleet's nodes changed (sent only to services that listed fleet too)
   'name', // relay -> service OK … feat=name: this relay routes HELLO … name= on its names ports (an older one ignores name=)
+  'pool', // service -> relay HELLO pool=, DRAIN, HEALTH, DECLINE: one of several members serving one address
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string; name?: string }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; pool?: string; warm?: number; features?: Feature[]; tenant?: string; name?: string }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */
@@ -63,6 +64,12 @@ export type ServiceMessage =
   | { kind: 'PING' }
   /** Only with feature `leave`: the service stops for good; its port is freed at once. */
   | { kind: 'LEAVE' }
+  /** Only with feature `pool`: this member takes no new clients; it closes its control connection once its tunnels are done. */
+  | { kind: 'DRAIN' }
+  /** Only with feature `pool`: this member's own target is down (no new clients) or back. */
+  | { kind: 'HEALTH'; state: 'up' | 'down' }
+  /** Only with feature `pool`: answers a CONNECT this member cannot serve; the relay offers the client to another member. */
+  | { kind: 'DECLINE'; token: string }
   /** Opens a data connection for the client that CONNECT announced. */
   | { kind: 'DATA'; token: string }
   /** Opens a prewarmed data connection that waits for a future client. */

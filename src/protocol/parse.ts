@@ -14,17 +14,15 @@ import {
   type ServiceMessage,
 } from './messages.js';
 import { parseServiceName, SERVICE_NAME_RULE, splitPublicAddress } from './names.js';
+import { poolOption, POOL_VERBS } from './pool-lines.js';
 
-/**
- * Line to message: every rule a line must follow to be a message of protocol.md, and
- * the exact reason when it does not.
- */
+/** Line to message: every rule a line must follow to be a message of protocol.md, and the exact reason when it does not. */
 
 /** Most names a feat= list may carry; more is a malformed line, not a longer loop. */
 const MAX_FEATURES = 32;
 const FEATURE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
-const SERVICE_KINDS: ReadonlySet<string> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DATA', 'IDLE']);
+const SERVICE_KINDS: ReadonlySet<string> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DRAIN', 'HEALTH', 'DECLINE', 'DATA', 'IDLE']);
 /** The verbs of the messages a relay sends: a first line that starts with one is a relay's, if perhaps a newer one's. */
 export const RELAY_KINDS: ReadonlySet<string> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR']);
 
@@ -155,7 +153,7 @@ function parseHello(words: string[]): ParseResult {
   const options = parseOptions(words.slice(2));
   if (typeof options === 'string') return fail('bad-line', options);
   const msg: Hello = { kind: 'HELLO', version };
-  const wrong = applyOptions(options, HELLO_OPTIONS, msg);
+  const wrong = applyOptions(options, HELLO_OPTIONS, msg) ?? poolOption(options, msg);
   return wrong === undefined ? { ok: true, msg } : fail('bad-line', wrong);
 }
 
@@ -258,6 +256,7 @@ const VERBS: ReadonlyMap<string, VerbParser> = new Map<Message['kind'], VerbPars
   ['REJOIN', bare('REJOIN')],
   ['PROBED', bare('PROBED')],
   ['ERR', parseErr],
+  ...POOL_VERBS,
 ]);
 
 /** Parses one line (without its LF) into a message, or says exactly what is wrong. */

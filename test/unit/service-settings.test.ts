@@ -92,7 +92,16 @@ test('fleet addresses: a dual-stack name is one node, a round-robin name one per
 
 class FakeMember extends EventEmitter {
   publicAddress: PublicAddress | undefined = undefined;
+  /** What a pool member was told, in order. */
+  readonly told: string[] = [];
   close(): void {}
+  drain(): Promise<void> {
+    this.told.push('drain');
+    return Promise.resolve();
+  }
+  setHealth(state: 'up' | 'down'): void {
+    this.told.push(state);
+  }
 }
 
 test('fleet members: a name resolving to both families of one relay gets one registration, not two that supersede each other', async () => {
