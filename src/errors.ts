@@ -19,7 +19,7 @@ export type RelayErrorCode =
  * before any registration worked, what answered is no relay (`not-a-relay`) or TLS cannot
  * work with it (`tls`: a certificate that fails verification, or a relay without TLS).
  */
-export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls';
+export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'acl';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;

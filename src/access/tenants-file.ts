@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { PortRange } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
+import { MAX_CIDRS, parseCidrList, type AccessList, type Cidr } from '../protocol/cidr.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 
 /** Limits of one tenant; a limit left out is only bounded by the relay-wide one. */
@@ -20,9 +21,11 @@ export interface TenantSpec {
   /** The public ports it may get, as ranges inside the relay's; the relay's whole range when the file names none. */
   readonly ports: readonly PortRange[];
   readonly limits: TenantLimits;
+  /** Who may connect to its ports (`allow`, `deny`), within the relay's lists; undefined when it has neither. */
+  readonly access?: AccessList;
 }
 
-const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp']);
+const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp', 'allow', 'deny']);
 const LIMIT_KEYS = ['maxServices', 'maxClients', 'maxClientsPerIp'] as const;
 /** Most secrets one tenant may list: a proof is checked against this many, whoever asks. */
 export const MAX_SECRETS = 16;
@@ -96,7 +99,21 @@ function parseTenant(entry: unknown, index: number, relayRange: PortRange): Tena
     limits[key] = value;
   }
   const ports = entry['ports'] === undefined ? [relayRange] : parsePorts(entry['ports'], where, relayRange);
-  return { name, secrets: secrets as string[], ports, limits };
+  const allow = parseCidrs(entry['allow'], where, 'allow');
+  const deny = parseCidrs(entry['deny'], where, 'deny');
+  const access = allow.length + deny.length === 0 ? {} : { access: { allow, deny } };
+  return { name, secrets: secrets as string[], ports, limits, ...access };
+}
+
+/** `"allow"`/`"deny"`: a list of CIDR strings (or one string of them, comma-separated). */
+function parseCidrs(value: unknown, where: string, key: string): Cidr[] {
+  if (value === undefined) return [];
+  const shape = `${where}: "${key}" must be a list of up to ${MAX_CIDRS} CIDR ranges like ["10.0.0.0/8", "2001:db8::/32"]`;
+  const text = typeof value === 'string' ? value : Array.isArray(value) && value.every((part) => typeof part === 'string') ? value.join(',') : undefined;
+  if (text === undefined || text.trim() === '') throw new UsageError(shape);
+  const list = parseCidrList(text);
+  if (typeof list === 'string') throw new UsageError(`${where}: "${key}": ${list.slice(0, 120)}`);
+  return list;
 }
 
 /** "20000-20099", "20000,20005-20010" or a single port number, each inside the relay's range. */

@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { flagValue, SERVICE_RULES } from '../config/rules.js';
-import { fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
+import { cidrListArg, fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** How long resetting the open connections may take before the program exits anyway. */
 const CUT_SETTLE_MS = 1_000;
@@ -25,6 +25,8 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('tenant', { type: 'string', describe: 'Register as this tenant, on a relay started with --tenants (also RELAY_TENANT)' })
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
+      .option('allow', { type: 'string', describe: 'CIDR[,CIDR...]: only public clients from these ranges may connect (within what the relay allows)' })
+      .option('deny', { type: 'string', describe: 'CIDR[,CIDR...]: public clients from these ranges are reset' })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
@@ -45,6 +47,13 @@ function prewarmArg(text: string): number | 'auto' {
   }
 }
 
+/** `--allow`/`--deny` as the library's list, checked here so the error names the flag. */
+function aclArg(flag: string, key: 'allow' | 'deny', text: string | undefined): { allow?: string[]; deny?: string[] } {
+  if (text === undefined) return {};
+  cidrListArg(flag, text);
+  return { [key]: text.split(',').map((part) => part.trim()) };
+}
+
 interface ServiceArgs {
   relayhost?: string | undefined;
   relayport?: string | undefined;
@@ -57,6 +66,8 @@ interface ServiceArgs {
   drainTimeout: string;
   resumeFile?: string | undefined;
   leaveOnExit: boolean;
+  allow?: string | undefined;
+  deny?: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'json' | 'pretty';
 }
@@ -70,6 +81,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
   const prewarm = prewarmArg(args.prewarm);
   if (args.tenant && !TENANT_NAME.test(args.tenant)) throw new UsageError(`--tenant must be ${TENANT_NAME_RULE}, got "${args.tenant.slice(0, 70)}"`);
   const drainTimeoutMs = flagValue(SERVICE_RULES.drainTimeoutMs, args.drainTimeout);
+  const lists = { ...aclArg('--allow', 'allow', args.allow), ...aclArg('--deny', 'deny', args.deny) };
   const options = {
     host: args.relayhost,
     port,
@@ -79,6 +91,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
     ...(publicPort === undefined ? {} : { publicPort }),
     ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
+    ...lists,
   };
   return { options, drainTimeoutMs };
 }

@@ -7,7 +7,7 @@ import { formatMessage } from '../protocol/format.js';
 import type { Feature, RelayMessage } from '../protocol/messages.js';
 import { parseRelayLine } from '../protocol/parse.js';
 import type { AttemptRecord } from './attempt-failure.js';
-import { missingSecretError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
+import { missingSecretError, refusalError, unhonouredLists, type Hello, type Refusal, type Registered } from './handshake.js';
 import { HeartbeatWatch } from './heartbeat.js';
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
@@ -157,6 +157,14 @@ export class ControlConnection {
     this.#clock.clearTimeout(this.#handshakeTimer);
     this.#registered = true;
     this.#features = new Set(msg.features ?? []);
+    const unhonoured = unhonouredLists(this.#settings.hello, msg);
+    if (unhonoured !== undefined) {
+      this.#events.refused(unhonoured);
+      this.#attempt.endedHere = true;
+      this.#reason = 'the relay ignored allow=/deny=';
+      // LEAVE where it is understood: the port it gave is of no use to anyone.
+      return this.close(true);
+    }
     this.#heartbeat?.stop();
     this.#heartbeat = new HeartbeatWatch(this.#clock, msg.heartbeatMs, (silentMs) => this.#silent(silentMs));
     this.#events.registered(msg, this.#authenticated);

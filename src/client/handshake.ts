@@ -1,7 +1,7 @@
 import { RegistrationRefusedError } from '../errors.js';
 import { joinHostPort } from '../protocol/addresses.js';
 import { PROTOCOL_VERSION, type Feature, type RelayMessage, type ServiceMessage } from '../protocol/messages.js';
-import type { PublicAddress, RelayClientOptions } from './options.js';
+import { aclOf, type PublicAddress, type RelayClientOptions } from './options.js';
 import { helloWarm } from './warm-sizer.js';
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
@@ -19,6 +19,8 @@ export type Refusal = RelayMessage & { kind: 'ERR' };
 export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined): Hello {
   const port = previousPort ?? options.publicPort;
   const warm = helloWarm(options.prewarm);
+  const allow = aclOf(options, 'allow');
+  const deny = aclOf(options, 'deny');
   return {
     kind: 'HELLO',
     version: PROTOCOL_VERSION,
@@ -26,9 +28,21 @@ export function helloFor(options: RelayClientOptions, previousPort: number | und
     ...(port === undefined ? {} : { port }),
     ...(resume === undefined ? {} : { resume }),
     ...(warm > 0 ? { warm } : {}),
-    features: LIBRARY_FEATURES,
+    // acl only with lists: a service without any has nothing to ask of the relay there.
+    features: allow.length + deny.length > 0 ? [...LIBRARY_FEATURES, 'acl'] : LIBRARY_FEATURES,
     ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
+    ...(allow.length === 0 ? {} : { allow }),
+    ...(deny.length === 0 ? {} : { deny }),
   };
+}
+
+/**
+ * An OK from a relay that did not list `acl` although this HELLO sent lists: an older
+ * relay, which ignored them. The service must not serve open what was asked to be restricted.
+ */
+export function unhonouredLists(hello: Hello, ok: Registered): RegistrationRefusedError | undefined {
+  if ((hello.allow === undefined && hello.deny === undefined) || ok.features?.includes('acl') === true) return undefined;
+  return new RegistrationRefusedError('acl', 'the relay does not support --allow/--deny (it did not list feature acl): upgrade the relay, or run without them; not serving open');
 }
 
 /** The relay asked for proof of a secret this program was not given. */

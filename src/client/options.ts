@@ -3,6 +3,8 @@ import { CLIENT_DEFAULTS } from '../config/defaults.js';
 import { checkOption, checkPort, LIBRARY_TIMEOUT, SERVICE_RULES } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { MAX_ACL_CHARS } from '../protocol/acl-options.js';
+import { formatCidr, parseCidrList, type Cidr } from '../protocol/cidr.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import type { BackoffPolicy } from './backoff.js';
 import { RESUME_KEY } from './resume-file.js';
@@ -22,6 +24,14 @@ export interface RelayClientOptions {
   secret?: string;
   /** The tenant to register as, on a relay started with `--tenants` (its `secret` goes with it). */
   tenant?: string;
+  /**
+   * Only public clients from these ranges (CIDR, like `"192.0.2.0/24"`; a bare address is
+   * one host) may connect, within what the relay and the tenant allow. The relay must
+   * support it (feature `acl`): an older one is refused with an `acl` error, never served open.
+   */
+  allow?: readonly string[];
+  /** Public clients from these ranges are reset (feature `acl`, as `allow`). */
+  deny?: readonly string[];
   /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
   tls?: boolean | RelayTlsOptions;
   /** Ask for this public port (the relay gives another if it is taken). */
@@ -78,6 +88,9 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
     throw new UsageError(`tenant must be ${TENANT_NAME_RULE}, got "${String(options.tenant).slice(0, 70)}"`);
   }
+  const lists = [aclOf(options, 'allow'), aclOf(options, 'deny')].flat();
+  const chars = lists.reduce((n, cidr) => n + formatCidr(cidr).length + 1, 0);
+  if (chars > MAX_ACL_CHARS) throw new UsageError(`allow and deny must fit in ${MAX_ACL_CHARS} characters together (the protocol's line limit), got ${chars}`);
   if (typeof options.prewarm === 'string' && options.prewarm !== 'auto') throw new UsageError(`prewarm must be 'auto' or a whole number from 0 to 1000, got "${options.prewarm}"`);
   if (typeof options.prewarm !== 'string' && options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', LIBRARY_TIMEOUT, options.handshakeTimeoutMs);
@@ -87,6 +100,16 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (backoff.jitter !== undefined && !(backoff.jitter >= 0 && backoff.jitter <= 1)) {
     throw new UsageError(`backoff.jitter must be a fraction from 0 to 1, got ${String(backoff.jitter)}`);
   }
+}
+
+/** `allow` or `deny` as ranges; a UsageError quoting the first bad one. */
+export function aclOf(options: Pick<RelayClientOptions, 'allow' | 'deny'>, key: 'allow' | 'deny'): Cidr[] {
+  const list = options[key];
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || list.length === 0 || !list.every((item) => typeof item === 'string')) throw new UsageError(`${key} must be a non-empty list of CIDR strings`);
+  const parsed = parseCidrList(list.join(','));
+  if (typeof parsed === 'string') throw new UsageError(`${key}: ${parsed}`);
+  return parsed;
 }
 
 /** The time allowed for a registration or a dial-back handshake. */

@@ -2,6 +2,7 @@
  * Every tunable of the relay and of the service library, with its default. The
  * command lines, docs/operations.md and the tests all read the defaults from here.
  */
+import type { Cidr } from '../protocol/cidr.js';
 import { deriveLimits, machineFigures, type DerivedLimits } from './limits.js';
 
 export interface PortRange {
@@ -60,6 +61,12 @@ export interface RelayOptions {
    * read at start and again on reloadTenants(). Every service must then name a tenant.
    */
   tenantsFile?: string;
+  /** Public clients must come from one of these ranges (`--allow`); everyone when empty or undefined. */
+  allow?: readonly Cidr[];
+  /** Public clients from these ranges are reset (`--deny`). */
+  deny?: readonly Cidr[];
+  /** Load balancers whose connections to public ports begin with a PROXY header naming the client (`--public-proxy-from`). */
+  publicProxyFrom?: readonly Cidr[];
 }
 
 /** The public ports a relay hands out: `ports`, or every port above its control port. */
@@ -67,7 +74,10 @@ export function publicRange(options: Pick<RelayOptions, 'ports' | 'port'>): Port
   return options.ports ?? { first: options.port + 1, last: 65535 };
 }
 
-export type RelayTunable = Exclude<keyof RelayOptions, 'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile'>;
+export type RelayTunable = Exclude<
+  keyof RelayOptions,
+  'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile' | 'allow' | 'deny' | 'publicProxyFrom'
+>;
 
 /** The client limits this machine can hold (src/config/limits.ts), read once at start. */
 export const DERIVED_LIMITS: DerivedLimits = deriveLimits(machineFigures());

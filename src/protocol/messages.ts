@@ -1,3 +1,5 @@
+import type { Cidr } from './cidr.js';
+
 /**
  * The wire protocol, version 1: every message either side can send, and the constants
  * both sides agree on. parse.ts turns a line into one of these, format.ts one of these
@@ -47,13 +49,14 @@ export const FEATURES = [
   'probe', // relay -> service PROBE: dial back with this token to prove the data path works
   'fleet', // relay -> service OK … nodes=: every node of the relay fleet; register with each
   'nodes', // relay -> service NODES: the fleet's nodes changed (sent only to services that listed fleet too)
+  'acl', // relay honours HELLO allow=/deny=: who may connect to the service's port
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string; allow?: Cidr[]; deny?: Cidr[] }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */

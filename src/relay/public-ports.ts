@@ -7,6 +7,7 @@ import type { LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { PortPool, type ClaimScope, type ReservationEnd } from '../leases/port-pool.js';
 import { OutOfFdsError } from '../errors.js';
 import { resetSocket } from '../net/splice.js';
+import type { AccessList } from '../protocol/cidr.js';
 import type { RelayContext } from './context.js';
 import { listenPublic } from './listeners.js';
 import { PublicDoor } from './public-door.js';
@@ -211,7 +212,21 @@ export class PublicPorts {
   }
 
   #addDoor(port: number, server: Server): void {
-    this.#doors.set(port, new PublicDoor(this.#ctx, port, server, () => this.#maxClientsPerIpOf(port)));
+    this.#doors.set(
+      port,
+      new PublicDoor(
+        this.#ctx,
+        port,
+        server,
+        () => this.#maxClientsPerIpOf(port),
+        () => this.#tenantAccessOf(port),
+      ),
+    );
+  }
+
+  #tenantAccessOf(port: number): AccessList | undefined {
+    const tenant = this.#tenancy === undefined ? undefined : this.#pool.tenantOf(port);
+    return tenant === undefined ? undefined : this.#tenancy?.specOf(tenant)?.access;
   }
 
   /** A tenant's maxClientsPerIp replaces the relay-wide one on its ports. */

@@ -5,6 +5,7 @@ import type { TenantSpec } from '../access/tenants-file.js';
 import { publicRange } from '../config/defaults.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
 import { refuse, refusalReply } from '../net/lines.js';
+import { helloAccess } from '../protocol/acl-options.js';
 import { newToken } from '../protocol/auth.js';
 import { plainAddress } from '../protocol/addresses.js';
 import { formatMessage } from '../protocol/format.js';
@@ -213,7 +214,7 @@ export class Registrar {
     const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
     const host = this.#ctx.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     const figures = this.#ctx.overview.figuresFor(host, port, grant?.account.name);
-    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures };
+    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures, access: helloAccess(hello) };
     const session = new ServiceSession(this.#ctx, identity, socket, door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
     this.#services.add(session);

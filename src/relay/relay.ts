@@ -185,9 +185,16 @@ export class Relay {
     if (tlsFiles !== undefined && this.#tls !== undefined) reloadCertificate(this.#ctx, this.#tls, tlsFiles);
   }
 
-  /** SIGHUP: reads the tenants file again (see Registrar.reloadTenants); a no-op without one. */
+  /**
+   * SIGHUP: reads the tenants file again (see Registrar.reloadTenants); a no-op without
+   * one. Open tunnels of a revoked tenant, and those whose client its new lists deny, are cut.
+   */
   reloadTenants(): void {
-    this.#registrar.reloadTenants((revoked) => this.#ctx.tunnels.cutWhere(revoked));
+    this.#registrar.reloadTenants((revoked) => {
+      const denied = this.#ctx.tunnels.cutWhere((owner, client) => !revoked(owner) && !owner.admits(client));
+      if (denied > 0) this.log.info({ tunnels: denied }, 'tunnels cut: their clients are no longer allowed (tenants file reloaded)');
+      this.#ctx.tunnels.cutWhere(revoked);
+    });
   }
 
   /**
