@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { splitHostPort } from '../protocol/addresses.js';
-import { parseCidrList, type Cidr } from '../protocol/cidr.js';
+import { formatCidr, parseCidrList } from '../protocol/cidr.js';
 import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
 import { readCertificatePair } from '../net/tls-accept.js';
 
@@ -141,9 +141,9 @@ export function parseListen(name: string, text: string): { host: string; port: n
   return { host, port: portArg(name, text.slice(colon + 1), true) };
 }
 
-/** `CIDR[,CIDR...]` (--allow, --deny, --public-proxy-from), or a UsageError naming the flag and the bad text. */
-export function cidrListArg(name: string, text: string): Cidr[] {
+/** `CIDR[,CIDR...]` (--allow, --deny, --public-proxy-from), each range canonical, or a UsageError naming the flag and the bad text. */
+export function cidrListArg(name: string, text: string): string[] {
   const list = parseCidrList(text);
   if (typeof list === 'string') throw new UsageError(`${name} must be CIDR[,CIDR...] (like 10.0.0.0/8,2001:db8::/32): ${list}`);
-  return list;
+  return list.map(formatCidr);
 }

@@ -50,8 +50,7 @@ function prewarmArg(text: string): number | 'auto' {
 /** `--allow`/`--deny` as the library's list, checked here so the error names the flag. */
 function aclArg(flag: string, key: 'allow' | 'deny', text: string | undefined): { allow?: string[]; deny?: string[] } {
   if (text === undefined) return {};
-  cidrListArg(flag, text);
-  return { [key]: text.split(',').map((part) => part.trim()) };
+  return { [key]: cidrListArg(flag, text) };
 }
 
 interface ServiceArgs {

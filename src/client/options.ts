@@ -1,10 +1,10 @@
 import type { Server, Socket } from 'node:net';
 import { CLIENT_DEFAULTS } from '../config/defaults.js';
-import { checkOption, checkPort, LIBRARY_TIMEOUT, SERVICE_RULES } from '../config/rules.js';
+import { checkOption, checkPort, cidrsOption, LIBRARY_TIMEOUT, SERVICE_RULES } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_ACL_CHARS } from '../protocol/acl-options.js';
-import { formatCidr, parseCidrList, type Cidr } from '../protocol/cidr.js';
+import { formatCidr, type Cidr } from '../protocol/cidr.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import type { BackoffPolicy } from './backoff.js';
 import { RESUME_KEY } from './resume-file.js';
@@ -104,12 +104,7 @@ export function validateClientOptions(options: RelayClientOptions): void {
 
 /** `allow` or `deny` as ranges; a UsageError quoting the first bad one. */
 export function aclOf(options: Pick<RelayClientOptions, 'allow' | 'deny'>, key: 'allow' | 'deny'): Cidr[] {
-  const list = options[key];
-  if (list === undefined) return [];
-  if (!Array.isArray(list) || list.length === 0 || !list.every((item) => typeof item === 'string')) throw new UsageError(`${key} must be a non-empty list of CIDR strings`);
-  const parsed = parseCidrList(list.join(','));
-  if (typeof parsed === 'string') throw new UsageError(`${key}: ${parsed}`);
-  return parsed;
+  return cidrsOption(key, options[key]);
 }
 
 /** The time allowed for a registration or a dial-back handshake. */

@@ -2,7 +2,6 @@
  * Every tunable of the relay and of the service library, with its default. The
  * command lines, docs/operations.md and the tests all read the defaults from here.
  */
-import type { Cidr } from '../protocol/cidr.js';
 import { deriveLimits, machineFigures, type DerivedLimits } from './limits.js';
 
 export interface PortRange {
@@ -61,12 +60,12 @@ export interface RelayOptions {
    * read at start and again on reloadTenants(). Every service must then name a tenant.
    */
   tenantsFile?: string;
-  /** Public clients must come from one of these ranges (`--allow`); everyone when empty or undefined. */
-  allow?: readonly Cidr[];
-  /** Public clients from these ranges are reset (`--deny`). */
-  deny?: readonly Cidr[];
-  /** Load balancers whose connections to public ports begin with a PROXY header naming the client (`--public-proxy-from`). */
-  publicProxyFrom?: readonly Cidr[];
+  /** CIDR ranges public clients must come from (`--allow`, like `"192.0.2.0/24"`); everyone when undefined. */
+  allow?: readonly string[];
+  /** CIDR ranges whose public clients are reset (`--deny`). */
+  deny?: readonly string[];
+  /** CIDR ranges of load balancers whose connections to public ports begin with a PROXY header naming the client (`--public-proxy-from`). */
+  publicProxyFrom?: readonly string[];
 }
 
 /** The public ports a relay hands out: `ports`, or every port above its control port. */

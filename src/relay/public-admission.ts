@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config/defaults.js';
+import { cidrsOption } from '../config/rules.js';
 import { readProxyPrelude } from '../net/proxy-prelude.js';
 import { resetSocket } from '../net/splice.js';
 import { addressGroup } from '../protocol/addresses.js';
@@ -31,9 +32,10 @@ export class PublicAdmission {
 
   constructor(options: Pick<RelayOptions, 'maxClientsPerIp' | 'maxConnectRate' | 'allow' | 'deny' | 'publicProxyFrom' | 'handshakeTimeoutMs'>, clock: Clock, refusals: Refusals) {
     this.#maxClientsPerIp = options.maxClientsPerIp;
-    const { allow = [], deny = [] } = options;
+    const allow = cidrsOption('allow', options.allow);
+    const deny = cidrsOption('deny', options.deny);
     this.#relayList = allow.length + deny.length > 0 ? { allow, deny } : undefined;
-    this.#balancers = options.publicProxyFrom ?? [];
+    this.#balancers = cidrsOption('publicProxyFrom', options.publicProxyFrom);
     this.#headerTimeoutMs = options.handshakeTimeoutMs;
     this.#rate = options.maxConnectRate > 0 ? new ConnectRate(options.maxConnectRate, clock) : undefined;
     this.#refusals = refusals;
