@@ -54,7 +54,7 @@ export class PublicAdmission {
   async fromBalancer(client: Socket, publicPort: number): Promise<boolean> {
     const prelude = await readProxyPrelude(client, this.#headerTimeoutMs);
     if (!prelude.ok) {
-      this.#refusals.count('proxy-header', { client: client.remoteAddress, publicPort }, `public client reset: from a --public-proxy-from address, ${prelude.reason}`);
+      this.#refusals.count('proxy-header', { client: clientAddressOf(client)?.address, publicPort }, `public client reset: from a --public-proxy-from address, ${prelude.reason}`);
       resetSocket(client);
       return false;
     }
