@@ -15,6 +15,11 @@ export function setProxiedEnds(socket: Socket, ends: ProxiedEnds): void {
   proxied.set(socket, ends);
 }
 
+/** What a trusted balancer said of this client, if anything (a successor worker is told it). */
+export function proxiedEndsOf(socket: Socket): ProxiedEnds | undefined {
+  return proxied.get(socket);
+}
+
 export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
   const ends = proxied.get(socket);
   if (ends !== undefined) return { address: plainAddress(ends.clientAddress), port: ends.clientPort };

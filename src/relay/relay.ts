@@ -12,6 +12,7 @@ import type { RelayStats } from '../monitor/stats.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
 import type { TlsAcceptor } from '../net/tls-accept.js';
+import { setProxiedEnds } from './client-address.js';
 import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
 import { listenForServices, reloadCertificate, serviceTls } from './listeners.js';
@@ -265,8 +266,9 @@ export class Relay {
       pauseStateWrites: () => ports.pauseWrites(),
       resumeStateWrites: () => ports.resumeWrites(),
       retire: (handOff, drainMs = this.options.drainTimeoutMs) => this.#stop(drainMs, (held) => held.forEach(({ port, client }) => handOff(port, client))),
-      adoptHeldClient: (port, client) => {
+      adoptHeldClient: (port, client, proxied) => {
         client.on('error', ignoreSocketError);
+        if (proxied !== undefined) setProxiedEnds(client, proxied);
         this.#ctx.admission.adopt(client);
         ports.adoptHeldClient(port, client);
       },

@@ -117,3 +117,30 @@ for (const [send, version] of [
     for (const client of held) client.destroy();
   });
 }
+
+test('behind haproxy: a client held for a departed service keeps its own address across an upgrade (SIGUSR2)', async (t) => {
+  if (!requireTools(t, 'haproxy', 'nginx')) return;
+  const dir = await scratch(t);
+  const nginx = await nginxReportingClient(t, dir);
+  const resumeFile = path.join(dir, 'expose.key');
+  // The balancer's own address is denied as a client: a successor that lost the header's address would reset the client.
+  const relay = await startRelay(t, [...portsFlag(), '--public-proxy-from', '127.0.0.1', '--deny', '127.0.0.1', '--hold-timeout', '30', '--metrics', '127.0.0.1:0']);
+  const metricsUrl = (await relay.waitFor('stderr', /"metrics":"(http:[^"]+)"/))[1]!;
+  const exposeArgs = ['127.0.0.1', String(relay.port), `127.0.0.1:${nginx}`, '--proxy-protocol', 'v1', '--resume-file', resumeFile];
+  const first = await startService(t, 'expose', exposeArgs);
+  const balancer = await haproxyInFront(t, dir, first.publicPort, 'send-proxy-v2');
+  const from = relay.stderr.length;
+  first.signal('SIGKILL');
+  await relay.waitFor('stderr', /"msg":"service left"/, 5000, from);
+
+  const client = await clientFrom(t, balancer, '127.0.0.5');
+  const clientPort = client.localPort;
+  client.end('GET / HTTP/1.0\r\n\r\n');
+  await eventually(async () => /^relay_clients_held 1$/m.test(await (await fetch(metricsUrl)).text()), 5000, 'the old worker to hold the client');
+  const upgraded = relay.stderr.length;
+  relay.signal('SIGUSR2');
+  await relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, upgraded);
+  const second = await startService(t, 'expose', exposeArgs);
+  assert.equal(second.publicPort, first.publicPort);
+  assert.match((await readToEnd(client)).toString(), new RegExp(`client=127\\.0\\.0\\.5:${clientPort}\\n`));
+});
