@@ -7,11 +7,20 @@ import { ipv6Groups } from './addresses.js';
  * per-address limits (addresses.ts addressGroup); so is a range inside `::ffff:0:0/96`.
  */
 
-/** One range: the first `prefix` bits of `bits` (a 32-bit IPv4 or 128-bit IPv6 number). */
+/**
+ * One range: the first `prefix` bits of `words`, the address as 32-bit words (one for
+ * IPv4, four for IPv6). Numbers, not a bigint: each accept compares against every range.
+ */
 export interface Cidr {
   readonly family: 4 | 6;
-  readonly bits: bigint;
+  readonly words: readonly number[];
   readonly prefix: number;
+}
+
+/** An address as family and 32-bit words. */
+export interface AddressWords {
+  readonly family: 4 | 6;
+  readonly words: readonly number[];
 }
 
 /** One level's lists (the relay's, a tenant's, a service's); an empty allow list allows everyone. */
@@ -25,20 +34,25 @@ export const MAX_CIDRS = 64;
 
 const OCTET = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
 const PREFIX = /^(0|[1-9][0-9]{0,2})$/;
-const MAPPED_PREFIX = 0xffffn << 32n;
 
-/** An address as family and number, a mapped IPv4 address as IPv4; undefined when it is none. */
-export function addressBits(address: string): { family: 4 | 6; bits: bigint } | undefined {
+/** An address as family and words, a mapped IPv4 address as IPv4; undefined when it is none. */
+export function addressWords(address: string): AddressWords | undefined {
   const parts = address.split('.');
   if (parts.length === 4 && parts.every((part) => OCTET.test(part))) {
-    return { family: 4, bits: parts.reduce((n, part) => (n << 8n) | BigInt(part), 0n) };
+    return { family: 4, words: [parts.reduce((n, part) => n * 256 + Number(part), 0)] };
   }
   if (!address.includes(':')) return undefined;
   const groups = ipv6Groups(address);
   if (groups === undefined) return undefined;
-  const bits = groups.reduce((n, group) => (n << 16n) | BigInt(group), 0n);
-  if (bits >> 32n === 0xffffn) return { family: 4, bits: bits & 0xffff_ffffn };
-  return { family: 6, bits };
+  const words = [0, 1, 2, 3].map((i) => groups[2 * i]! * 0x10000 + groups[2 * i + 1]!);
+  if (words[0] === 0 && words[1] === 0 && words[2] === 0xffff) return { family: 4, words: [words[3]!] };
+  return { family: 6, words };
+}
+
+/** The mask of word `i` under a prefix: its leading bits that the prefix covers. */
+function maskOf(prefix: number, i: number): number {
+  const bits = Math.min(32, Math.max(0, prefix - 32 * i));
+  return bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
 }
 
 /**
@@ -51,7 +65,7 @@ export function parseCidr(text: string): Cidr | string {
   const addressText = slash < 0 ? text : text.slice(0, slash);
   const prefixText = slash < 0 ? undefined : text.slice(slash + 1);
   if (addressText.includes('%')) return `"${text}" has a zone (%...), which a range cannot have`;
-  const address = addressBits(addressText);
+  const address = addressWords(addressText);
   if (address === undefined) return `"${text}" is not an IPv4 or IPv6 address or range`;
   const written = addressText.includes(':') ? 128 : 32;
   if (prefixText !== undefined && (!PREFIX.test(prefixText) || Number(prefixText) > written)) {
@@ -59,14 +73,16 @@ export function parseCidr(text: string): Cidr | string {
   }
   const prefix = prefixText === undefined ? written : Number(prefixText);
   // A range written inside the mapped block is that IPv4 range; a wider one stays IPv6.
-  const range =
+  const range: Cidr =
     written === 128 && address.family === 4
       ? prefix >= 96
-        ? { family: 4 as const, bits: address.bits, prefix: prefix - 96 }
-        : { family: 6 as const, bits: MAPPED_PREFIX | address.bits, prefix }
+        ? { family: 4, words: address.words, prefix: prefix - 96 }
+        : { family: 6, words: [0, 0, 0xffff, address.words[0]!], prefix }
       : { ...address, prefix };
-  const host = range.bits & ((1n << BigInt((range.family === 4 ? 32 : 128) - range.prefix)) - 1n);
-  if (host !== 0n) return `"${text}" has bits set past its /${prefix} (the range starts at ${formatCidr({ ...range, bits: range.bits - host })})`;
+  const start = range.words.map((word, i) => (word & maskOf(range.prefix, i)) >>> 0);
+  if (start.some((word, i) => word !== range.words[i])) {
+    return `"${text}" has bits set past its /${prefix} (the range starts at ${formatCidr({ ...range, words: start })})`;
+  }
   return range;
 }
 
@@ -88,16 +104,20 @@ export function parseCidrList(text: string): Cidr[] | string {
 }
 
 /** Whether the range holds the address (of the same family). */
-export function contains(cidr: Cidr, address: { family: 4 | 6; bits: bigint }): boolean {
+export function contains(cidr: Cidr, address: AddressWords): boolean {
   if (cidr.family !== address.family) return false;
-  const shift = BigInt((cidr.family === 4 ? 32 : 128) - cidr.prefix);
-  return address.bits >> shift === cidr.bits >> shift;
+  for (let i = 0; i < cidr.words.length; i++) {
+    const mask = maskOf(cidr.prefix, i);
+    if (mask === 0) return true;
+    if (((cidr.words[i]! ^ address.words[i]!) & mask) !== 0) return false;
+  }
+  return true;
 }
 
 /** Whether a list holds the address (a string, as a socket reports it). */
 export function listHolds(list: readonly Cidr[], address: string): boolean {
-  const bits = addressBits(address);
-  return bits !== undefined && list.some((cidr) => contains(cidr, bits));
+  const words = addressWords(address);
+  return words !== undefined && list.some((cidr) => contains(cidr, words));
 }
 
 /**
@@ -106,23 +126,22 @@ export function listHolds(list: readonly Cidr[], address: string): boolean {
  * the levels above it allow. An address that is no address at all is let in by no list.
  */
 export function permits(levels: readonly (AccessList | undefined)[], address: string): boolean {
-  const bits = addressBits(address);
+  const words = addressWords(address);
   for (const level of levels) {
     if (level === undefined) continue;
-    if (bits === undefined) return level.allow.length === 0 && level.deny.length === 0;
-    if (level.deny.some((cidr) => contains(cidr, bits))) return false;
-    if (level.allow.length > 0 && !level.allow.some((cidr) => contains(cidr, bits))) return false;
+    if (words === undefined) return level.allow.length === 0 && level.deny.length === 0;
+    if (level.deny.some((cidr) => contains(cidr, words))) return false;
+    if (level.allow.length > 0 && !level.allow.some((cidr) => contains(cidr, words))) return false;
   }
   return true;
 }
 
 /** The range as it is written back (`allow=` on the wire, logs): canonical, so equal ranges read the same. */
 export function formatCidr(cidr: Cidr): string {
-  return `${formatBits(cidr.family, cidr.bits)}/${cidr.prefix}`;
-}
-
-function formatBits(family: 4 | 6, bits: bigint): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((shift) => String((bits >> shift) & 0xffn)).join('.');
-  const groups = [112n, 96n, 80n, 64n, 48n, 32n, 16n, 0n].map((shift) => ((bits >> shift) & 0xffffn).toString(16));
-  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+  if (cidr.family === 4) {
+    const word = cidr.words[0]!;
+    return `${[24, 16, 8, 0].map((shift) => (word >>> shift) & 0xff).join('.')}/${cidr.prefix}`;
+  }
+  const groups = cidr.words.flatMap((word) => [(word >>> 16).toString(16), (word & 0xffff).toString(16)]);
+  return `${groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')}/${cidr.prefix}`;
 }
