@@ -141,8 +141,13 @@ export function parseListen(name: string, text: string): { host: string; port: n
   return { host, port: portArg(name, text.slice(colon + 1), true) };
 }
 
-/** `CIDR[,CIDR...]` (--allow, --deny, --public-proxy-from), each range canonical, or a UsageError naming the flag and the bad text. */
-export function cidrListArg(name: string, text: string): string[] {
+/**
+ * `CIDR[,CIDR...]` (--allow, --deny, --public-proxy-from; a list of them in a --config
+ * file), each range canonical, or a UsageError naming the flag and the bad text.
+ */
+export function cidrListArg(name: string, value: unknown): string[] {
+  const text = Array.isArray(value) && value.every((item) => typeof item === 'string') ? value.join(',') : value;
+  if (typeof text !== 'string') throw new UsageError(`${name} must be CIDR[,CIDR...] (like 10.0.0.0/8,2001:db8::/32)`);
   const list = parseCidrList(text);
   if (typeof list === 'string') throw new UsageError(`${name} must be CIDR[,CIDR...] (like 10.0.0.0/8,2001:db8::/32): ${list}`);
   return list.map(formatCidr);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseTenants } from '../../src/access/tenants-file.js';
+import { cidrListArg } from '../../src/cli/common.js';
 import { helloFor, unhonouredLists, type Registered } from '../../src/client/handshake.js';
 import { validateClientOptions } from '../../src/client/options.js';
 import { formatCidr } from '../../src/protocol/cidr.js';
@@ -93,4 +94,11 @@ test('HELLO with the longest lists the library takes and every other option at i
   const line = formatMessage(helloFor(options, undefined, RESUME));
   assert.ok(line.length <= MAX_LINE_BYTES, `${line.length} bytes`);
   assert.ok(parseServiceLine(line.trimEnd()).ok);
+});
+
+test('--allow and friends: a comma-separated flag or a --config list, written back canonically; anything else names the flag', () => {
+  assert.deepEqual(cidrListArg('--allow', '10.0.0.0/8, 2001:DB8::/32'), ['10.0.0.0/8', '2001:db8::/32']);
+  assert.deepEqual(cidrListArg('--deny', ['192.0.2.7', '::1']), ['192.0.2.7/32', '::1/128']);
+  assert.throws(() => cidrListArg('--public-proxy-from', 7), /^UsageError: --public-proxy-from must be CIDR/);
+  assert.throws(() => cidrListArg('--allow', '10.0.0.0/8,'), /--allow must be CIDR.*an empty range/);
 });
