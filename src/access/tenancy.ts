@@ -107,6 +107,11 @@ export class Tenancy {
     return this.#accounts.has(name);
   }
 
+  /** A tenant's entry as last loaded (its allow/deny lists are checked at the doors). */
+  specOf(name: string): TenantSpec | undefined {
+    return this.#accounts.get(name)?.spec;
+  }
+
   /** A tenant's limits as last loaded, for the checks made outside this module (per address). */
   limitsOf(name: string): TenantLimits | undefined {
     return this.#accounts.get(name)?.limits;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { PortRange } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
+import { MAX_CIDRS, parseCidrList, type AccessList, type Cidr } from '../protocol/cidr.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 
@@ -23,9 +24,11 @@ export interface TenantSpec {
   readonly limits: TenantLimits;
   /** Patterns of the names it may take on the names ports (`www.alice`, `*.alice`); none when the file lists none. */
   readonly names?: readonly string[];
+  /** Who may connect to its ports (`allow`, `deny`), within the relay's lists; undefined when it has neither. */
+  readonly access?: AccessList;
 }
 
-const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp', 'names']);
+const TENANT_KEYS = new Set(['name', 'secrets', 'ports', 'maxServices', 'maxClients', 'maxClientsPerIp', 'names', 'allow', 'deny']);
 const LIMIT_KEYS = ['maxServices', 'maxClients', 'maxClientsPerIp'] as const;
 /** Most secrets one tenant may list: a proof is checked against this many, whoever asks. */
 export const MAX_SECRETS = 16;
@@ -101,7 +104,10 @@ function parseTenant(entry: unknown, index: number, relayRange: PortRange): Tena
   }
   const ports = entry['ports'] === undefined ? [relayRange] : parsePorts(entry['ports'], where, relayRange);
   const names = entry['names'] === undefined ? undefined : parseNames(entry['names'], where);
-  return { name, secrets: secrets as string[], ports, limits, ...(names === undefined ? {} : { names }) };
+  const allow = parseCidrs(entry['allow'], where, 'allow');
+  const deny = parseCidrs(entry['deny'], where, 'deny');
+  const access = allow.length + deny.length === 0 ? {} : { access: { allow, deny } };
+  return { name, secrets: secrets as string[], ports, limits, ...(names === undefined ? {} : { names }), ...access };
 }
 
 /** `["*.alice", "www.alice"]`: each pattern a name a service may ask for (`*` and `*.LABELS` are wildcards). */
@@ -110,6 +116,17 @@ function parseNames(value: unknown, where: string): string[] {
     throw new UsageError(`${where}: "names" must be a list of up to ${MAX_NAME_PATTERNS} names or patterns, each ${SERVICE_NAME_RULE}`);
   }
   return value as string[];
+}
+
+/** `"allow"`/`"deny"`: a list of CIDR strings (or one string of them, comma-separated). */
+function parseCidrs(value: unknown, where: string, key: string): Cidr[] {
+  if (value === undefined) return [];
+  const shape = `${where}: "${key}" must be a list of up to ${MAX_CIDRS} CIDR ranges like ["10.0.0.0/8", "2001:db8::/32"]`;
+  const text = typeof value === 'string' ? value : Array.isArray(value) && value.every((part) => typeof part === 'string') ? value.join(',') : undefined;
+  if (text === undefined || text.trim() === '') throw new UsageError(shape);
+  const list = parseCidrList(text);
+  if (typeof list === 'string') throw new UsageError(`${where}: "${key}": ${list.slice(0, 120)}`);
+  return list;
 }
 
 /** "20000-20099", "20000,20005-20010" or a single port number, each inside the relay's range. */

@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { createLogger, defaultLogFormat, LOG_LEVELS, type LogFormat, type Logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { splitHostPort } from '../protocol/addresses.js';
+import { formatCidr, parseCidrList } from '../protocol/cidr.js';
 import { parseCredentials, type BasicCredentials } from '../monitor/basic-auth.js';
 import { readCertificatePair } from '../net/tls-accept.js';
 
@@ -138,4 +139,16 @@ export function parseListen(name: string, text: string): { host: string; port: n
   const host = splitHostPort(`${text.slice(0, colon)}:1`)?.host;
   if (host === undefined) throw new UsageError(`${name} must be HOST:PORT or PORT, got "${text}"`);
   return { host, port: portArg(name, text.slice(colon + 1), true) };
+}
+
+/**
+ * `CIDR[,CIDR...]` (--allow, --deny, --public-proxy-from; a list of them in a --config
+ * file), each range canonical, or a UsageError naming the flag and the bad text.
+ */
+export function cidrListArg(name: string, value: unknown): string[] {
+  const text = Array.isArray(value) && value.every((item) => typeof item === 'string') ? value.join(',') : value;
+  if (typeof text !== 'string') throw new UsageError(`${name} must be CIDR[,CIDR...] (like 10.0.0.0/8,2001:db8::/32)`);
+  const list = parseCidrList(text);
+  if (typeof list === 'string') throw new UsageError(`${name} must be CIDR[,CIDR...] (like 10.0.0.0/8,2001:db8::/32): ${list}`);
+  return list.map(formatCidr);
 }

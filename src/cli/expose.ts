@@ -24,6 +24,7 @@ const parser = withServiceOptions(
     .example('$0 relay.example.com 8080 192.168.1.20:22', 'expose an ssh server of the private network')
     .example('$0 localhost 8080 80 --proxy-protocol v2', 'nginx on port 80 (listen 80 proxy_protocol) logs the real client address')
     .example('$0 relay.example.com 8080 3000 --pool-file /etc/app/pool.key', 'one of several replicas behind one address (copy pool.key to each)')
+    .example('$0 localhost 8080 22 --allow 192.0.2.0/24,2001:db8::/32', 'ssh reachable only from those ranges (the relay resets everyone else)')
     .fail(usageFailure('expose', 'RELAYHOST RELAYPORT TARGET')),
 )
   .positional('target', { type: 'string', describe: 'The server to expose: PORT (on localhost) or HOST:PORT' })

@@ -10,7 +10,7 @@ import { UsageError } from '../errors.js';
 import type { FleetPlan } from '../fleet/fleet.js';
 import type { BasicCredentials } from '../monitor/basic-auth.js';
 import { isHost, splitHostPort } from '../protocol/addresses.js';
-import { configFile, metricsAuthArg, PACKAGE_VERSION, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
+import { cidrListArg, configFile, metricsAuthArg, PACKAGE_VERSION, parseListen, portArg, tlsFilesArg, usageFailure, withLogOptions } from './common.js';
 import { planFleet, type FleetArgs } from './fleet-flags.js';
 
 /*
@@ -41,6 +41,9 @@ export const parser = withLogOptions(
     .option('bind', { type: 'string', describe: 'Interface address to listen on [default: all]' })
     .option('secret', { type: 'string', describe: 'Services must prove they know this to register (also RELAY_SECRET)' })
     .option('tenants', { type: 'string', describe: 'JSON file of tenants (name, secrets, ports, quotas): every service names one; SIGHUP reloads it' })
+    .option('allow', { type: 'string', describe: 'CIDR[,CIDR...]: only public clients from these ranges are let in (tenants and services may narrow it)' })
+    .option('deny', { type: 'string', describe: 'CIDR[,CIDR...]: public clients from these ranges are reset' })
+    .option('public-proxy-from', { type: 'string', describe: 'CIDR[,CIDR...]: load balancers whose connections to public ports begin with a PROXY v1/v2 header naming the client' })
     .option('tls-cert', { type: 'string', describe: 'PEM certificate: TLS on the control and data ports (public ports stay plain)' })
     .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
     .option('metrics', { type: 'string', describe: 'Serve the dashboard (/), its JSON (/api/), Prometheus /metrics and /healthz on HOST:PORT (or PORT on 127.0.0.1)' })
@@ -85,6 +88,7 @@ export const parser = withLogOptions(
     .example('$0 status --metrics 127.0.0.1:9100', "a running relay's services, tunnels and refusals as a table")
     .example('$0 8080 --names-port 443 --names-domain relay.example.com', 'a service with --name www is reached at www.relay.example.com:443')
     .example('$0 8080 --workers auto --data-port 8070', 'one worker per core, with data ports 8070, 8071, ...')
+    .example('$0 8080 --allow 192.0.2.0/24 --public-proxy-from 10.0.0.5', 'clients only from 192.0.2.0/24, as told by the load balancer at 10.0.0.5')
     .example('$0 8080 --pid-file /run/relay.pid', 'later, kill -USR2 $(cat /run/relay.pid) moves it onto the code on disk')
     .strict()
     .help()
@@ -210,6 +214,9 @@ function relayOptions(args: Args, lowered: Lowered[]): RelayOptions {
     ...(args.tenants === undefined || args.tenants === '' ? {} : { tenantsFile: path.resolve(args.tenants) }),
     ...(args.namesPort === undefined ? {} : { namesPorts: namesPortsArg(args.namesPort as string | string[]) }),
     ...(args.namesDomain === undefined ? {} : { namesDomain: args.namesDomain.toLowerCase().replace(/\.$/, '') }),
+    ...(args.allow === undefined ? {} : { allow: cidrListArg('--allow', args.allow) }),
+    ...(args.deny === undefined ? {} : { deny: cidrListArg('--deny', args.deny) }),
+    ...(args.publicProxyFrom === undefined ? {} : { publicProxyFrom: cidrListArg('--public-proxy-from', args.publicProxyFrom) }),
   };
 }
 

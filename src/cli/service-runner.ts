@@ -8,7 +8,7 @@ import { OpenConnections } from '../net/open-connections.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 import { flagValue, SERVICE_RULES } from '../config/rules.js';
-import { fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
+import { cidrListArg, fileArg, loggerFor, onStopSignals, PACKAGE_VERSION, portArg, usageFailure, withLogOptions } from './common.js';
 
 /** How long resetting the open connections may take before the program exits anyway. */
 const CUT_SETTLE_MS = 1_000;
@@ -27,6 +27,8 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('name', { type: 'string', describe: "Be reached at NAME.DOMAIN on the relay's names ports (routed by TLS SNI or HTTP Host) instead of on a port of its own" })
+      .option('allow', { type: 'string', describe: 'CIDR[,CIDR...]: only public clients from these ranges may connect (within what the relay allows)' })
+      .option('deny', { type: 'string', describe: 'CIDR[,CIDR...]: public clients from these ranges are reset' })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
       .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
       .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
@@ -51,6 +53,12 @@ function prewarmArg(text: string): number | 'auto' {
   }
 }
 
+/** `--allow`/`--deny` as the library's list, checked here so the error names the flag. */
+function aclArg(flag: string, key: 'allow' | 'deny', text: string | undefined): { allow?: string[]; deny?: string[] } {
+  if (text === undefined) return {};
+  return { [key]: cidrListArg(flag, text) };
+}
+
 interface ServiceArgs {
   relayhost?: string | undefined;
   relayport?: string | undefined;
@@ -65,6 +73,8 @@ interface ServiceArgs {
   resumeFile?: string | undefined;
   poolFile?: string | undefined;
   leaveOnExit: boolean;
+  allow?: string | undefined;
+  deny?: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   logFormat: 'json' | 'pretty';
 }
@@ -82,6 +92,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
   if (args.poolFile && args.resumeFile) {
     throw new UsageError("--pool-file and --resume-file cannot be used together: a pool's address belongs to the pool key, shared by every replica, not to one process's resume key");
   }
+  const lists = { ...aclArg('--allow', 'allow', args.allow), ...aclArg('--deny', 'deny', args.deny) };
   const options = {
     host: args.relayhost,
     port,
@@ -93,6 +104,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
     ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
     ...(args.poolFile ? { poolFile: args.poolFile } : {}),
+    ...lists,
   };
   return { options, drainTimeoutMs };
 }

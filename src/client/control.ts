@@ -8,7 +8,7 @@ import type { Feature, RelayMessage, ServiceMessage } from '../protocol/messages
 import { parseRelayLine } from '../protocol/parse.js';
 import type { AttemptRecord } from './attempt-failure.js';
 import { joinHostPort } from '../protocol/addresses.js';
-import { missingSecretError, namesMissingError, poolUnknownError, refusalError, type Hello, type Refusal, type Registered } from './handshake.js';
+import { missingSecretError, namesMissingError, poolUnknownError, refusalError, unhonouredLists, type Hello, type Refusal, type Registered } from './handshake.js';
 import { HeartbeatWatch } from './heartbeat.js';
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
@@ -200,6 +200,14 @@ export class ControlConnection {
       return this.#end('the relay does not know pools');
     }
     this.#registered = true;
+    const unhonoured = unhonouredLists(this.#settings.hello, msg);
+    if (unhonoured !== undefined) {
+      this.#events.refused(unhonoured);
+      this.#attempt.endedHere = true;
+      this.#reason = 'the relay ignored allow=/deny=';
+      // LEAVE where it is understood: the port it gave is of no use to anyone.
+      return this.close(true);
+    }
     this.#heartbeat?.stop();
     this.#heartbeat = new HeartbeatWatch(this.#clock, msg.heartbeatMs, (silentMs) => this.#silent(silentMs));
     this.#events.registered(msg, this.#authenticated);

@@ -1,7 +1,7 @@
 import { RegistrationRefusedError } from '../errors.js';
 import { joinHostPort } from '../protocol/addresses.js';
 import { PROTOCOL_VERSION, type Feature, type RelayMessage, type ServiceMessage } from '../protocol/messages.js';
-import type { PublicAddress, RelayClientOptions } from './options.js';
+import { aclOf, type PublicAddress, type RelayClientOptions } from './options.js';
 import { helloWarm } from './warm-sizer.js';
 
 /** Optional messages this library understands; see docs/protocol.md, feature negotiation. */
@@ -20,6 +20,8 @@ export type Refusal = RelayMessage & { kind: 'ERR' };
 export function helloFor(options: RelayClientOptions, previousPort: number | undefined, resume: string | undefined, pool?: string): Hello {
   const port = previousPort ?? options.publicPort;
   const warm = helloWarm(options.prewarm);
+  const allow = aclOf(options, 'allow');
+  const deny = aclOf(options, 'deny');
   return {
     kind: 'HELLO',
     version: PROTOCOL_VERSION,
@@ -27,9 +29,12 @@ export function helloFor(options: RelayClientOptions, previousPort: number | und
     ...(port === undefined ? {} : { port }),
     ...(pool !== undefined ? { pool } : resume === undefined ? {} : { resume }),
     ...(warm > 0 ? { warm } : {}),
-    features: pool === undefined ? LIBRARY_FEATURES : [...LIBRARY_FEATURES, 'pool'],
+    // pool and acl only when used: a service without them has nothing to say in those features.
+    features: [...LIBRARY_FEATURES, ...(pool === undefined ? [] : (['pool'] as const)), ...(allow.length + deny.length > 0 ? (['acl'] as const) : [])],
     ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
     ...(options.name === undefined ? {} : { name: options.name }),
+    ...(allow.length === 0 ? {} : { allow }),
+    ...(deny.length === 0 ? {} : { deny }),
   };
 }
 
@@ -44,6 +49,15 @@ export function namesMissingError(name: string, relay: string): RegistrationRefu
  */
 export function poolUnknownError(relay: string): RegistrationRefusedError {
   return new RegistrationRefusedError('pool', `the relay at ${relay} is too old for pools (its OK does not list feature pool): upgrade the relay, or run without --pool-file`);
+}
+
+/**
+ * An OK from a relay that did not list `acl` although this HELLO sent lists: an older
+ * relay, which ignored them. The service must not serve open what was asked to be restricted.
+ */
+export function unhonouredLists(hello: Hello, ok: Registered): RegistrationRefusedError | undefined {
+  if ((hello.allow === undefined && hello.deny === undefined) || ok.features?.includes('acl') === true) return undefined;
+  return new RegistrationRefusedError('acl', 'the relay does not support --allow/--deny (it did not list feature acl): upgrade the relay, or run without them; not serving open');
 }
 
 /** The relay asked for proof of a secret this program was not given. */

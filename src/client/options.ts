@@ -1,8 +1,10 @@
 import type { Server, Socket } from 'node:net';
 import { CLIENT_DEFAULTS } from '../config/defaults.js';
-import { checkOption, checkPort, LIBRARY_TIMEOUT, SERVICE_RULES } from '../config/rules.js';
+import { checkOption, checkPort, cidrsOption, LIBRARY_TIMEOUT, SERVICE_RULES } from '../config/rules.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { MAX_ACL_CHARS } from '../protocol/acl-options.js';
+import { formatCidr, type Cidr } from '../protocol/cidr.js';
 import { TENANT_NAME, TENANT_NAME_RULE } from '../protocol/messages.js';
 import { isServiceName, SERVICE_NAME_RULE } from '../protocol/names.js';
 import type { BackoffPolicy } from './backoff.js';
@@ -23,6 +25,14 @@ export interface RelayClientOptions {
   secret?: string;
   /** The tenant to register as, on a relay started with `--tenants` (its `secret` goes with it). */
   tenant?: string;
+  /**
+   * Only public clients from these ranges (CIDR, like `"192.0.2.0/24"`; a bare address is
+   * one host) may connect, within what the relay and the tenant allow. The relay must
+   * support it (feature `acl`): an older one is refused with an `acl` error, never served open.
+   */
+  allow?: readonly string[];
+  /** Public clients from these ranges are reset (feature `acl`, as `allow`). */
+  deny?: readonly string[];
   /** Speak TLS to the relay (which then needs --tls-cert/--tls-key): true, or options. */
   tls?: boolean | RelayTlsOptions;
   /**
@@ -115,6 +125,9 @@ export function validateClientOptions(options: RelayClientOptions): void {
   if (options.tenant !== undefined && !TENANT_NAME.test(options.tenant)) {
     throw new UsageError(`tenant must be ${TENANT_NAME_RULE}, got "${String(options.tenant).slice(0, 70)}"`);
   }
+  const lists = [aclOf(options, 'allow'), aclOf(options, 'deny')].flat();
+  const chars = lists.reduce((n, cidr) => n + formatCidr(cidr).length + 1, 0);
+  if (chars > MAX_ACL_CHARS) throw new UsageError(`allow and deny must fit in ${MAX_ACL_CHARS} characters together (the protocol's line limit), got ${chars}`);
   if (typeof options.prewarm === 'string' && options.prewarm !== 'auto') throw new UsageError(`prewarm must be 'auto' or a whole number from 0 to 1000, got "${options.prewarm}"`);
   if (typeof options.prewarm !== 'string' && options.prewarm !== undefined) checkOption('prewarm', SERVICE_RULES.prewarm, options.prewarm);
   if (options.handshakeTimeoutMs !== undefined) checkOption('handshakeTimeoutMs', LIBRARY_TIMEOUT, options.handshakeTimeoutMs);
@@ -138,6 +151,11 @@ function checkPoolOptions(options: RelayClientOptions): void {
 /** The pool key the options give (poolKey, else the one in poolFile, made on first use); throws a UsageError for a bad file. */
 export function poolKeyOf(options: RelayClientOptions): string | undefined {
   return options.poolKey ?? (options.poolFile === undefined ? undefined : loadResumeKey(options.poolFile, 'pool'));
+}
+
+/** `allow` or `deny` as ranges; a UsageError quoting the first bad one. */
+export function aclOf(options: Pick<RelayClientOptions, 'allow' | 'deny'>, key: 'allow' | 'deny'): Cidr[] {
+  return cidrsOption(key, options[key]);
 }
 
 /** The time allowed for a registration or a dial-back handshake. */

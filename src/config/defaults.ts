@@ -67,6 +67,12 @@ export interface RelayOptions {
   namesPorts?: number[];
   /** Names are NAME.namesDomain (`--names-domain`); the public host when undefined. */
   namesDomain?: string;
+  /** CIDR ranges public clients must come from (`--allow`, like `"192.0.2.0/24"`); everyone when undefined. */
+  allow?: readonly string[];
+  /** CIDR ranges whose public clients are reset (`--deny`). */
+  deny?: readonly string[];
+  /** CIDR ranges of load balancers whose connections to public ports begin with a PROXY header naming the client (`--public-proxy-from`). */
+  publicProxyFrom?: readonly string[];
 }
 
 /** The public ports a relay hands out: `ports`, or every port above its control port. */
@@ -76,7 +82,7 @@ export function publicRange(options: Pick<RelayOptions, 'ports' | 'port'>): Port
 
 export type RelayTunable = Exclude<
   keyof RelayOptions,
-  'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile' | 'namesPorts' | 'namesDomain'
+  'port' | 'dataPort' | 'bind' | 'publicHost' | 'ports' | 'secret' | 'tls' | 'tlsFiles' | 'stateFile' | 'tenantsFile' | 'namesPorts' | 'namesDomain' | 'allow' | 'deny' | 'publicProxyFrom'
 >;
 
 /** The client limits this machine can hold (src/config/limits.ts), read once at start. */

@@ -8,6 +8,7 @@ import type { RelayOptions, RelayTunable } from './defaults.js';
 import type { DerivedLimits } from './limits.js';
 import { UsageError } from '../errors.js';
 import { clientHost } from '../protocol/names.js';
+import { parseCidrList, type Cidr } from '../protocol/cidr.js';
 
 /** Node fires a timer at once when its delay is above this (2^31-1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -169,6 +170,7 @@ export function validateRelayOptions(options: RelayOptions): RelayOptions {
     if (ports.first > ports.last) throw new UsageError(`ports.first ${ports.first} is above ports.last ${ports.last}`);
   }
   checkNames(options);
+  for (const key of ['allow', 'deny', 'publicProxyFrom'] as const) cidrsOption(key, options[key]);
   if (options.secret === '') throw new UsageError('secret must not be empty (leave it out for open registration)');
   if (options.tlsFiles !== undefined && options.tls === undefined) throw new UsageError('tlsFiles needs tls: the certificate and key read from those files');
   if (options.tls !== undefined) {
@@ -196,4 +198,14 @@ export function checkNames(options: Pick<RelayOptions, 'port' | 'dataPort' | 'na
   if (namesDomain !== undefined && (clientHost(namesDomain) !== namesDomain.toLowerCase().replace(/\.$/, '') || /^[0-9.]+$/.test(namesDomain))) {
     throw new UsageError(`--names-domain must be a DNS name such as example.com, got "${String(namesDomain).slice(0, 80)}"`);
   }
+}
+
+/** A list option of CIDR ranges (allow, deny, publicProxyFrom) as ranges; a UsageError naming it and the bad range. */
+export function cidrsOption(key: string, list: readonly string[] | undefined): Cidr[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) throw new UsageError(`${key} must be a list of CIDR strings`);
+  if (list.length === 0) return [];
+  const parsed = parseCidrList(list.join(','));
+  if (typeof parsed === 'string') throw new UsageError(`${key}: ${parsed}`);
+  return parsed;
 }

@@ -12,6 +12,8 @@ export const OTHER_REFUSAL_REASONS = [
   'accept', // accept() failed for another reason
   'metrics', // the --metrics listener's accept failed
   // Public clients reset before or instead of a tunnel.
+  'proxy-header', // from a --public-proxy-from address without a valid PROXY header in time
+  'ip-denied', // not allowed by --allow/--deny, a tenant's lists or its service's
   'connect-rate',
   'clients-per-ip',
   'clients',

@@ -1,3 +1,4 @@
+import { aclWords } from './acl-options.js';
 import { joinHostPort } from './addresses.js';
 import { MAX_LINE_BYTES, type Message } from './messages.js';
 
@@ -54,6 +55,7 @@ function formatHello(msg: Message & { kind: 'HELLO' }): string {
   if (msg.features !== undefined) words.push(`feat=${msg.features.join(',')}`);
   if (msg.tenant !== undefined) words.push(`tenant=${msg.tenant}`);
   if (msg.name !== undefined) words.push(`name=${msg.name}`);
+  words.push(...aclWords(msg));
   return words.join(' ') + '\n';
 }
 

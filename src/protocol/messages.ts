@@ -1,3 +1,5 @@
+import type { Cidr } from './cidr.js';
+
 /**
  * The wire protocol, version 1: every message either side can send, and the constants
  * both sides agree on. parse.ts turns a line into one of these, format.ts one of these
@@ -49,13 +51,14 @@ export const FEATURES = [
   'nodes', // relay -> service NODES: the fleet's nodes changed (sent only to services that listed fleet too)
   'name', // relay -> service OK … feat=name: this relay routes HELLO … name= on its names ports (an older one ignores name=)
   'pool', // service -> relay HELLO pool=, DRAIN, HEALTH, DECLINE: one of several members serving one address
+  'acl', // relay honours HELLO allow=/deny=: who may connect to the service's port
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; pool?: string; warm?: number; features?: Feature[]; tenant?: string; name?: string }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; pool?: string; warm?: number; features?: Feature[]; tenant?: string; name?: string; allow?: Cidr[]; deny?: Cidr[] }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */

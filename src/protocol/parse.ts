@@ -1,3 +1,4 @@
+import { ACL_HELLO_OPTIONS } from './acl-options.js';
 import { isHost, parsePort, splitHostPort } from './addresses.js';
 import {
   FEATURES,
@@ -16,7 +17,7 @@ import {
 import { parseServiceName, SERVICE_NAME_RULE, splitPublicAddress } from './names.js';
 import { poolOption, POOL_VERBS } from './pool-lines.js';
 
-/** Line to message: every rule a line must follow to be a message of protocol.md, and the exact reason when it does not. */
+/** Line to message: every rule a line must follow to be a message of protocol.md, and the exact reason when it does not (HELLO's allow=/deny= in acl-options.ts). */
 
 /** Most names a feat= list may carry; more is a malformed line, not a longer loop. */
 const MAX_FEATURES = 32;
@@ -75,7 +76,6 @@ function applyOptions<M>(options: ReadonlyMap<string, string>, rules: readonly O
 }
 
 const matching = (pattern: RegExp) => (text: string) => (pattern.test(text) ? text : undefined);
-
 /**
  * A feat= list: comma-separated names. Names this side does not know are dropped
  * (a newer peer may list more); a malformed list is a bad line.
@@ -127,6 +127,7 @@ const HELLO_OPTIONS: readonly OptionRule<Hello>[] = [
     msg.tenant = tenant;
   }),
   option('name', parseServiceName, `name= must be ${SERVICE_NAME_RULE}`, (msg: Hello, name) => void (msg.name = name)),
+  ...ACL_HELLO_OPTIONS,
 ];
 
 const OK_OPTIONS: readonly OptionRule<Ok>[] = [

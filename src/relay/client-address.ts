@@ -1,8 +1,28 @@
 import type { Socket } from 'node:net';
 import { plainAddress } from '../protocol/addresses.js';
 import type { Message } from '../protocol/messages.js';
+import type { ProxiedEnds } from '../protocol/proxy-parse.js';
+
+/**
+ * Where public clients came from as a trusted load balancer's PROXY header said
+ * (--public-proxy-from); the socket's own addresses are the balancer's. Kept beside the
+ * socket rather than on it, and gone with it.
+ */
+const proxied = new WeakMap<Socket, ProxiedEnds>();
+
+/** From now on the client is who the header says, for every limit, list, log line and CLIENT line. */
+export function setProxiedEnds(socket: Socket, ends: ProxiedEnds): void {
+  proxied.set(socket, ends);
+}
+
+/** What a trusted balancer said of this client, if anything (a successor worker is told it). */
+export function proxiedEndsOf(socket: Socket): ProxiedEnds | undefined {
+  return proxied.get(socket);
+}
 
 export function clientAddressOf(socket: Socket): { address: string; port: number } | undefined {
+  const ends = proxied.get(socket);
+  if (ends !== undefined) return { address: plainAddress(ends.clientAddress), port: ends.clientPort };
   const address = socket.remoteAddress;
   const port = socket.remotePort;
   if (address === undefined || port === undefined) return undefined;
@@ -12,8 +32,9 @@ export function clientAddressOf(socket: Socket): { address: string; port: number
 /** The CLIENT line for a public client: where it came from and which address it reached. */
 export function clientLine(client: Socket): Message | undefined {
   const from = clientAddressOf(client);
-  const to = client.localAddress;
-  const toPort = client.localPort;
+  const ends = proxied.get(client);
+  const to = ends?.serverAddress ?? client.localAddress;
+  const toPort = ends?.serverPort ?? client.localPort;
   if (from === undefined || to === undefined || toPort === undefined) return undefined;
   return { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port, serverAddress: plainAddress(to), serverPort: toPort };
 }

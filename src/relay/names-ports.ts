@@ -58,7 +58,15 @@ export class NamesPorts {
   #onClient(client: Socket, port: number): void {
     client.on('error', ignoreSocketError);
     if (this.#ctx.shuttingDown) return resetSocket(client);
-    if (!this.#ctx.admission.admit(client, port, undefined)) return;
+    const { admission } = this.#ctx;
+    if (!admission.viaBalancer(client)) return this.#admitted(client, port);
+    void admission.fromBalancer(client, port).then((ok) => ok && this.#admitted(client, port));
+  }
+
+  /** After the PROXY header (if any): the relay's lists and the per-address limits, then the prelude names the door. */
+  #admitted(client: Socket, port: number): void {
+    const { admission } = this.#ctx;
+    if (!admission.permits(client, port, []) || !admission.admit(client, port, undefined)) return;
     if (this.#reading.size >= MAX_PRELUDES) this.#evictOldest();
     this.#reading.add(client);
     readClientPrelude(client, this.#ctx.options.handshakeTimeoutMs).then(
@@ -69,7 +77,8 @@ export class NamesPorts {
         const door = host === undefined ? undefined : this.#route(host);
         if (door === undefined) return this.#unknown(client, read.kind, host ?? read.host);
         client.unshift(read.bytes);
-        door.arrive(client);
+        // The tenant's and the service's lists are known only now that the name is.
+        if (door.permits(client)) door.arrive(client);
       },
       (err: unknown) => {
         this.#ctx.log.error({ err }, 'unexpected error reading a names-port prelude');

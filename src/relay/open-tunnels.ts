@@ -10,9 +10,16 @@ import { IdleSweep } from './idle-sweep.js';
 /** How long cutting the tunnels may take before shutdown goes on without their log lines. */
 const CUT_SETTLE_MS = 2_000;
 
+/** A tunnel's service, as the tunnels see it. */
+export interface TunnelService extends TunnelOwner {
+  readonly log: Logger;
+  /** Whether who may connect, as loaded now, still lets this client in. */
+  admits(client: Socket): boolean;
+}
+
 /** What an open tunnel keeps besides its sockets: little, as thousands may be open. */
 interface Tunnel {
-  owner: TunnelOwner;
+  owner: TunnelService;
   log: Logger;
   client: Socket;
   data: Socket;
@@ -51,7 +58,7 @@ export class OpenTunnels {
     return this.#tunnels.size;
   }
 
-  open(owner: TunnelOwner & { readonly log: Logger }, client: Socket, data: Socket, head: Buffer): void {
+  open(owner: TunnelService, client: Socket, data: Socket, head: Buffer): void {
     const tunnel: Tunnel = { owner, log: owner.log, client, data, cutAs: undefined };
     this.#tunnels.set(client, tunnel);
     this.#stats.tunnelsOpened++;
@@ -101,9 +108,15 @@ export class OpenTunnels {
     resetSocket(tunnel.data);
   }
 
-  /** Resets both ends of every open tunnel whose owner matches (its tenant was revoked). */
-  cutWhere(matches: (owner: TunnelOwner) => boolean): void {
-    for (const tunnel of [...this.#tunnels.values()]) if (matches(tunnel.owner)) this.#cut(tunnel);
+  /** Resets both ends of every open tunnel that matches (its tenant was revoked, its client no longer allowed); returns how many. */
+  cutWhere(matches: (owner: TunnelService, client: Socket) => boolean): number {
+    let cut = 0;
+    for (const tunnel of [...this.#tunnels.values()]) {
+      if (!matches(tunnel.owner, tunnel.client)) continue;
+      this.#cut(tunnel);
+      cut++;
+    }
+    return cut;
   }
 
   /** Resolves true when every tunnel has ended by itself, false when drainMs passed first. */

@@ -1,39 +1,94 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../clock.js';
 import type { RelayOptions } from '../config/defaults.js';
+import { cidrsOption } from '../config/rules.js';
+import { readProxyPrelude } from '../net/proxy-prelude.js';
 import { resetSocket } from '../net/splice.js';
-import { addressGroup, plainAddress } from '../protocol/addresses.js';
+import { addressGroup } from '../protocol/addresses.js';
+import { listHolds, permits, type AccessList, type Cidr } from '../protocol/cidr.js';
 import { ClientsPerAddress, ConnectRate } from './address-limits.js';
+import { clientAddressOf, setProxiedEnds } from './client-address.js';
 import type { Refusals } from './refusals.js';
 
 /**
- * The per-address limits on public ports, applied the moment a public client is
- * accepted, before it is held or announced to a service: `--max-connect-rate` (new
+ * What a public client passes the moment it is accepted, before it is held or announced
+ * to a service, in three steps a door calls in this order: `fromBalancer` (with
+ * `--public-proxy-from`, the PROXY header that says who the client is), `permits` (the
+ * allow/deny lists) and `admit`, the per-address limits: `--max-connect-rate` (new
  * connections per second) and `--max-clients-per-ip` (open at once, over every public
- * port, held and waiting clients included). A client over either is reset at once,
- * counted and logged (rate-limited) as a refusal; its service never hears of it.
+ * port, held and waiting clients included). A client that fails a step is reset at
+ * once, counted and logged (rate-limited) as a refusal; its service never hears of it.
  */
 export class PublicAdmission {
   readonly #maxClientsPerIp: number;
+  /** The relay-wide lists (--allow, --deny); undefined without either. */
+  readonly #relayList: AccessList | undefined;
+  /** Balancers trusted to say who their clients are (--public-proxy-from). */
+  readonly #balancers: readonly Cidr[];
+  readonly #headerTimeoutMs: number;
   readonly #rate: ConnectRate | undefined;
   readonly #open = new ClientsPerAddress();
   readonly #refusals: Refusals;
 
-  constructor(options: Pick<RelayOptions, 'maxClientsPerIp' | 'maxConnectRate'>, clock: Clock, refusals: Refusals) {
+  constructor(options: Pick<RelayOptions, 'maxClientsPerIp' | 'maxConnectRate' | 'allow' | 'deny' | 'publicProxyFrom' | 'handshakeTimeoutMs'>, clock: Clock, refusals: Refusals) {
     this.#maxClientsPerIp = options.maxClientsPerIp;
+    const allow = cidrsOption('allow', options.allow);
+    const deny = cidrsOption('deny', options.deny);
+    this.#relayList = allow.length + deny.length > 0 ? { allow, deny } : undefined;
+    this.#balancers = cidrsOption('publicProxyFrom', options.publicProxyFrom);
+    this.#headerTimeoutMs = options.handshakeTimeoutMs;
     this.#rate = options.maxConnectRate > 0 ? new ConnectRate(options.maxConnectRate, clock) : undefined;
     this.#refusals = refusals;
   }
 
+  /** Whether the client came through a trusted balancer, so fromBalancer must read its header first. */
+  viaBalancer(client: Socket): boolean {
+    return this.#balancers.length > 0 && listHolds(this.#balancers, client.remoteAddress ?? '');
+  }
+
   /**
-   * True when the client may go on (and is counted until it closes); false when it was
+   * Step 1, for a client viaBalancer: reads and takes off its PROXY header, whose source
+   * is the client's address from then on (clientAddressOf). True when the client may go
+   * on; false when it was reset (no valid header within the handshake timeout).
+   */
+  async fromBalancer(client: Socket, publicPort: number): Promise<boolean> {
+    const prelude = await readProxyPrelude(client, this.#headerTimeoutMs);
+    if (!prelude.ok) {
+      this.#refusals.count('proxy-header', { client: clientAddressOf(client)?.address, publicPort }, `public client reset: from a --public-proxy-from address, ${prelude.reason}`);
+      resetSocket(client);
+      return false;
+    }
+    if (prelude.ends !== undefined) setProxiedEnds(client, prelude.ends);
+    return true;
+  }
+
+  /**
+   * Step 2: the relay's lists, then `lower` (a tenant's, a service's): allowed by each
+   * level that has an allow list and denied by none, else reset. True when it may go on.
+   */
+  permits(client: Socket, publicPort: number, lower: readonly (AccessList | undefined)[]): boolean {
+    if (this.#relayList === undefined && lower.every((level) => level === undefined)) return true;
+    const address = clientAddressOf(client)?.address;
+    if (address !== undefined && permits([this.#relayList, ...lower], address)) return true;
+    this.#refusals.count('ip-denied', { client: address, publicPort }, 'public client reset: its address is not allowed (--allow/--deny)');
+    resetSocket(client);
+    return false;
+  }
+
+  /** Whether the relay's lists and `lower` let this address in (a reload asks again of open tunnels). */
+  allows(address: string, lower: readonly (AccessList | undefined)[]): boolean {
+    return permits([this.#relayList, ...lower], address);
+  }
+
+  /**
+   * Step 3: true when the client may go on (and is counted until it closes); false when it was
    * reset. `maxClientsPerIp` overrides the relay-wide limit for this check; the count
    * it is held against is still the relay-wide one (all public ports). A limit that
    * counts only some ports' clients (a tenant's) needs its own ClientsPerAddress.
    */
   admit(client: Socket, publicPort: number, maxClientsPerIp: number | undefined): boolean {
     maxClientsPerIp ??= this.#maxClientsPerIp;
-    const address = client.remoteAddress;
+    const address = clientAddressOf(client)?.address;
     // No peer address: the client reset before it was accepted; nothing to serve.
     if (address === undefined) {
       resetSocket(client);
@@ -42,17 +97,17 @@ export class PublicAdmission {
     if (this.#rate === undefined && maxClientsPerIp === 0) return true;
     const group = addressGroup(address);
     if (this.#rate !== undefined && !this.#rate.take(group)) {
-      return this.#refuse(client, 'connect-rate', plainAddress(address), publicPort, 'over --max-connect-rate new connections a second from its address');
+      return this.#refuse(client, 'connect-rate', address, publicPort, 'over --max-connect-rate new connections a second from its address');
     }
     if (!this.#open.tryAdd(client, group, maxClientsPerIp)) {
-      return this.#refuse(client, 'clients-per-ip', plainAddress(address), publicPort, `over ${maxClientsPerIp} open clients from its address`);
+      return this.#refuse(client, 'clients-per-ip', address, publicPort, `over ${maxClientsPerIp} open clients from its address`);
     }
     return true;
   }
 
   /** Counts a client accepted elsewhere (a predecessor's held client) without refusing it. */
   adopt(client: Socket): void {
-    const address = client.remoteAddress;
+    const address = clientAddressOf(client)?.address;
     if (address !== undefined && this.#maxClientsPerIp > 0) this.#open.tryAdd(client, addressGroup(address), 0);
   }
 

@@ -4,12 +4,15 @@ import type { Logger } from '../log.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { peerHasReset } from '../net/peer-reset.js';
 import { resetSocket } from '../net/splice.js';
+import type { AccessList } from '../protocol/cidr.js';
 import { clientAddressOf } from './client-address.js';
 import type { RelayContext } from './context.js';
 
 /** What a door hands its clients to: the registration that owns the port now. */
 export interface DoorOwner {
   readonly log: Logger;
+  /** Its own allow/deny lists (sent at registration), within its tenant's and the relay's. */
+  readonly access?: AccessList | undefined;
   /** Takes a public client, fresh or one that waited at the door. */
   takeClient(client: Socket): void;
 }
@@ -35,16 +38,19 @@ export class PublicDoor {
   readonly #log: Logger;
   /** A tenant's own limit on its ports, where it has one; else the relay-wide one applies. */
   readonly #maxClientsPerIp: () => number | undefined;
+  /** Its tenant's allow/deny lists, as last loaded, where it has them. */
+  readonly #tenantAccess: () => AccessList | undefined;
   #owner: DoorOwner | undefined;
   readonly #held: HeldClient[] = [];
   #closed = false;
 
-  constructor(ctx: RelayContext, port: number, server: Server | undefined, maxClientsPerIp: () => number | undefined) {
+  constructor(ctx: RelayContext, port: number, server: Server | undefined, maxClientsPerIp: () => number | undefined, tenantAccess: () => AccessList | undefined = () => undefined) {
     this.port = port;
     this.#server = server;
     this.#ctx = ctx;
     this.#log = ctx.log.child({ publicPort: port });
     this.#maxClientsPerIp = maxClientsPerIp;
+    this.#tenantAccess = tenantAccess;
     server?.on('connection', (client: Socket) => this.#onClient(client));
   }
 
@@ -145,7 +151,20 @@ export class PublicDoor {
 
   #onClient(client: Socket): void {
     client.on('error', ignoreSocketError);
+    const { admission } = this.#ctx;
+    if (!admission.viaBalancer(client)) return this.#admit(client);
+    void admission.fromBalancer(client, this.port).then((ok) => ok && this.#admit(client));
+  }
+
+  /** Admission's steps after the PROXY header: the lists, then the per-address limits. */
+  #admit(client: Socket): void {
+    if (!this.permits(client)) return;
     if (this.#ctx.admission.admit(client, this.port, this.#maxClientsPerIp())) this.arrive(client);
+  }
+
+  /** The lists of the relay, of the port's tenant and of its service let the client in (else it was reset and counted). */
+  permits(client: Socket): boolean {
+    return this.#ctx.admission.permits(client, this.port, [this.#tenantAccess(), this.#owner?.access]);
   }
 
   /** An admitted client: to the owner, or held until there is one. */

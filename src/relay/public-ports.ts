@@ -8,6 +8,7 @@ import { PortPool, type ClaimScope, type ReservationEnd } from '../leases/port-p
 import { OutOfFdsError } from '../errors.js';
 import { resetSocket } from '../net/splice.js';
 import { hostCandidates } from '../protocol/names.js';
+import type { AccessList } from '../protocol/cidr.js';
 import type { RelayContext } from './context.js';
 import { listenPublic } from './listeners.js';
 import { PublicDoor } from './public-door.js';
@@ -36,11 +37,7 @@ export class PublicPorts {
   readonly #tenancy: Tenancy | undefined;
   readonly #pool: PortPool;
   readonly #doors = new Map<number, PublicDoor>();
-  /**
-   * Ports whose door closed here, not listened on since. The master closes its socket for
-   * one only once it reads the close, so a look before the next listen could find our
-   * own socket: that listen goes to the master, which reads the close first.
-   */
+  /** Ports whose door closed here, not listened on since: the master may still hold its socket, so the next listen asks it. */
   readonly #closedHere = new Set<number>();
   /** The doors of names (their ports are slots, not listened on), by registered host, and each slot's host. */
   readonly #named = new Map<string, PublicDoor>();
@@ -67,10 +64,7 @@ export class PublicPorts {
     return this.#doors.get(port);
   }
 
-  /**
-   * A port for `key`: its own (reserved) one, else `wanted`, else the lowest free; its door is open.
-   * With `name` (a host on the names ports) the port is only the name's slot: its door does not listen.
-   */
+  /** A port for `key` (its own, else `wanted`, else the lowest free), door open; with `name`, only the name's slot (not listened on). */
   claim(wanted: number | undefined, key: string, scope: ClaimScope | undefined, name?: string): Promise<PortClaim> {
     const own = this.#pool.reservedPortOf(key);
     // Back for another kind of address (a name for a port, or the reverse): the old one is not kept.
@@ -93,11 +87,8 @@ export class PublicPorts {
   }
 
   /**
-   * A claimed port that will not be used after all (the registration failed late):
-   * `revoked`, the key lost its right to it (freed, door closed); `gone`, its service
-   * went away before OK (reserved for the key, as any departure); `stopping`, the relay
-   * is stopping (reserved, but its door closes: nothing would take its clients, and
-   * doors opened after the stop began are not handed to a successor).
+   * A claimed port not used after all: `revoked`, the key lost its right (freed, door closed);
+   * `gone`, its service went before OK (reserved); `stopping`, reserved, but its door closes.
    */
   abandon(port: number, key: string, why: 'revoked' | 'gone' | 'stopping'): void {
     if (why === 'revoked') {
@@ -115,10 +106,7 @@ export class PublicPorts {
     this.#free(port, 'its service left for good');
   }
 
-  /**
-   * The key registered at another worker, which listens on the port now: the port is no
-   * longer ours, and the clients held at its door go to that worker through `handOver`.
-   */
+  /** The key registered at another worker, which listens on the port now: its held clients go there through `handOver`. */
   movedAway(port: number, handOver: (client: Socket) => void): void {
     this.#pool.forget(port);
     this.#away.delete(port);
@@ -269,9 +257,20 @@ export class PublicPorts {
   }
 
   #addDoor(port: number, server: Server | undefined, name?: string): void {
-    const door = new PublicDoor(this.#ctx, port, server, () => this.#maxClientsPerIpOf(port));
+    const door = new PublicDoor(
+      this.#ctx,
+      port,
+      server,
+      () => this.#maxClientsPerIpOf(port),
+      () => this.#tenantAccessOf(port),
+    );
     this.#doors.set(port, door);
     if (name !== undefined) this.#nameDoor(port, door, name);
+  }
+
+  #tenantAccessOf(port: number): AccessList | undefined {
+    const tenant = this.#tenancy === undefined ? undefined : this.#pool.tenantOf(port);
+    return tenant === undefined ? undefined : this.#tenancy?.specOf(tenant)?.access;
   }
 
   /** The slot's door now answers for `host` (a key back with another name gives up its old one). */

@@ -5,6 +5,7 @@ import type { TenantSpec } from '../access/tenants-file.js';
 import { publicRange } from '../config/defaults.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
 import { refuse, refusalReply } from '../net/lines.js';
+import { helloAccess } from '../protocol/acl-options.js';
 import { newToken } from '../protocol/auth.js';
 import { formatMessage } from '../protocol/format.js';
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
@@ -219,7 +220,7 @@ export class Registrar {
     const host = named ?? publicHostFor(this.#ctx, hello, socket);
     const shownPort = named === undefined ? port : this.#ctx.options.namesPorts![0]!;
     const figures = this.#ctx.overview.figuresFor(host, shownPort, grant?.account.name);
-    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures };
+    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures, access: helloAccess(hello) };
     const session = new ServiceSession(this.#ctx, identity, socket, door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
     this.#services.add(session);

@@ -12,6 +12,7 @@ import type { RelayStats } from '../monitor/stats.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { resetSocket } from '../net/splice.js';
 import type { TlsAcceptor } from '../net/tls-accept.js';
+import { setProxiedEnds } from './client-address.js';
 import { RelayContext } from './context.js';
 import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
 import { listenForServices, reloadCertificate, serviceTls } from './listeners.js';
@@ -179,10 +180,7 @@ export class Relay {
     this.#ctx.refusals.count(reason, fields, message);
   }
 
-  /**
-   * SIGHUP: reads the tenants file again (see reloadTenants) and the TLS certificate
-   * and key (options.tlsFiles); a logged no-op without either.
-   */
+  /** SIGHUP: the tenants file again (see reloadTenants) and the TLS certificate and key (options.tlsFiles); a logged no-op without either. */
   reload(): void {
     const { tenantsFile, tlsFiles } = this.options;
     if (tenantsFile === undefined && tlsFiles === undefined) return void this.log.info('SIGHUP: nothing to reload (the relay runs without --tenants and --tls-cert)');
@@ -190,9 +188,13 @@ export class Relay {
     if (tlsFiles !== undefined && this.#tls !== undefined) reloadCertificate(this.#ctx, this.#tls, tlsFiles);
   }
 
-  /** SIGHUP: reads the tenants file again (see Registrar.reloadTenants); a no-op without one. */
+  /** SIGHUP: the tenants file again (Registrar.reloadTenants); tunnels of a revoked tenant, or whose client is now denied, are cut. */
   reloadTenants(): void {
-    this.#registrar.reloadTenants((revoked) => this.#ctx.tunnels.cutWhere(revoked));
+    this.#registrar.reloadTenants((revoked) => {
+      const denied = this.#ctx.tunnels.cutWhere((owner, client) => !revoked(owner) && !owner.admits(client));
+      if (denied > 0) this.log.info({ tunnels: denied }, 'tunnels cut: their clients are no longer allowed (tenants file reloaded)');
+      this.#ctx.tunnels.cutWhere(revoked);
+    });
   }
 
   /**
@@ -264,8 +266,9 @@ export class Relay {
       pauseStateWrites: () => ports.pauseWrites(),
       resumeStateWrites: () => ports.resumeWrites(),
       retire: (handOff, drainMs = this.options.drainTimeoutMs) => this.#stop(drainMs, (held) => held.forEach(({ port, client }) => handOff(port, client))),
-      adoptHeldClient: (port, client) => {
+      adoptHeldClient: (port, client, proxied) => {
         client.on('error', ignoreSocketError);
+        if (proxied !== undefined) setProxiedEnds(client, proxied);
         this.#ctx.admission.adopt(client);
         ports.adoptHeldClient(port, client);
       },

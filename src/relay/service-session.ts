@@ -9,6 +9,7 @@ import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
 import { descriptorFree } from '../net/out-of-fds.js';
 import { resetSocket } from '../net/splice.js';
+import type { AccessList } from '../protocol/cidr.js';
 import type { Feature, Message, ServiceMessage } from '../protocol/messages.js';
 import { parseServiceLine } from '../protocol/parse.js';
 import { clientAddressOf, clientLine } from './client-address.js';
@@ -32,6 +33,7 @@ interface SessionIdentity {
   tenant?: TenantAccount | undefined;
   /** What the dashboard shows of it. */
   figures: ServiceFigures;
+  access?: AccessList | undefined;
 }
 
 /** How a registration ended, which decides what happens to its port. */
@@ -54,6 +56,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   /** With --tenants: its tenant, whose limits (maxClientsPerIp too) apply to its clients. */
   readonly tenant: TenantAccount | undefined;
   readonly figures: ServiceFigures;
+  readonly access: AccessList | undefined;
   readonly log: Logger;
   readonly #ctx: RelayContext;
   readonly #control: Socket;
@@ -76,6 +79,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.features = identity.features;
     this.tenant = identity.tenant;
     this.figures = identity.figures;
+    this.access = identity.access;
     this.#ctx = ctx;
     this.#control = control;
     this.#writer = new ControlWriter(control, ctx.clock);
@@ -189,9 +193,10 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#sendControl({ kind: 'CONNECT', token: entry.token, clientAddress: from.address, clientPort: from.port });
   }
 
-  /** The limits on taken clients: this service's, the relay's, its tenant's. False when the client was reset. */
+  /** Who may connect (again: a held client's lists may have changed), then the limits on taken clients. False when it was reset. */
   #withinLimits(client: Socket): boolean {
     const { stats, options } = this.#ctx;
+    if (!this.#ctx.admission.permits(client, this.port, [this.tenant?.spec.access, this.access])) return false;
     if (this.#clients >= options.maxClientsPerService) return this.#refuseClient(client, 'clients', `over ${options.maxClientsPerService} clients`);
     // Held clients (at any door) count too: see PublicDoor.hold.
     if (stats.publicClients >= options.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
@@ -215,6 +220,11 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   #holdAtDoor(client: Socket): void {
     releaseCount(client);
     this.#door.hold(client);
+  }
+
+  /** Whether its lists (HELLO allow=, deny=), its tenant's as loaded now and the relay's still let this client in. */
+  admits(client: Socket): boolean {
+    return this.#ctx.admission.allows(clientAddressOf(client)?.address ?? '', [this.tenant?.spec.access, this.access]);
   }
 
   /** A client this session counted closed, or went back to the door (see client-count.ts). */

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { LeaseRecord } from '../leases/lease-store.js';
 import type { RelayStats } from '../monitor/stats.js';
+import type { ProxiedEnds } from '../protocol/proxy-parse.js';
 import type { PassDialBack } from './data-connections.js';
 
 /** What a worker's relay offers its master link for an upgrade and a stop (see upgrade/worker-link.ts). */
@@ -22,7 +23,8 @@ export interface UpgradeSide {
    */
   retire(handOff: (port: number, client: Socket) => void, drainMs?: number): Promise<void>;
   /** A held public client from the predecessor: serve it when its service registers. */
-  adoptHeldClient(port: number, client: Socket): void;
+  /** `proxied`: what a trusted balancer's PROXY header said of the client, in the predecessor. */
+  adoptHeldClient(port: number, client: Socket, proxied: ProxiedEnds | undefined): void;
   /** Consulted for a DATA token this relay does not know; true when it took the socket. */
   passDialBack: PassDialBack | undefined;
   /** A DATA connection the successor received for one of this relay's tokens. */

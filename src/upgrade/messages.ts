@@ -6,6 +6,7 @@
 
 import type { ClaimAnswer, LeaseRecord } from '../leases/lease-store.js';
 import type { FigureLedger } from '../monitor/stats.js';
+import type { ProxiedEnds } from '../protocol/proxy-parse.js';
 
 export interface ListeningPorts {
   control: number;
@@ -28,7 +29,10 @@ export type LeaseQuestion = { ask: 'claim'; key: string; port: number; tenant?: 
 /** The answer to a LeaseQuestion of that kind. */
 export type LeaseAnswer = ClaimAnswer | 'moved' | number | string[];
 
-/** Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle. */
+/**
+ * Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle; a
+ * held client that came through a trusted load balancer carries what its PROXY header said.
+ */
 export type ToWorker =
   /**
    * `ports`, when given, replace the configured port 0s: a restart keeps the ports it had.
@@ -44,7 +48,7 @@ export type ToWorker =
   | { kind: 'predecessor-gone' }
   | { kind: 'stop'; signal: string }
   | { kind: 'stop-now'; signal: string }
-  | { kind: 'held-client'; port: number; head: string }
+  | { kind: 'held-client'; port: number; head: string; proxied?: ProxiedEnds }
   | { kind: 'dial-back'; token: string; head: string }
   /** SIGHUP reached the master: read the tenants file again. */
   | { kind: 'reload' }
@@ -66,7 +70,7 @@ export type FromWorker =
   | { kind: 'prepared'; leases: LeaseRecord[] }
   | { kind: 'leases'; leases: LeaseRecord[] }
   | { kind: 'figures'; figures: FigureLedger }
-  | { kind: 'held-client'; port: number; head: string }
+  | { kind: 'held-client'; port: number; head: string; proxied?: ProxiedEnds }
   | { kind: 'dial-back'; token: string; head: string }
   /** One of several workers asks the lease authority. */
   | { kind: 'ask'; id: number; question: LeaseQuestion }

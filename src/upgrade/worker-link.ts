@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
 import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
 import type { UpgradeSide } from '../relay/upgrade-side.js';
+import { proxiedEndsOf } from '../relay/client-address.js';
 import { resetSocket } from '../net/splice.js';
 
 type Start = Extract<ToWorker, { kind: 'start' }>;
@@ -83,7 +84,7 @@ export class MasterLink {
       adoptHandedOver(socket, msg.kind === 'held-client' ? Buffer.from(msg.head, 'base64') : Buffer.alloc(0));
       if (relay === undefined) return void resetSocket(socket); // a public client or dial-back nobody will serve
       // A held client's door may come with leases still being installed: after them.
-      if (msg.kind === 'held-client') void this.#installing.then(() => relay.adoptHeldClient(msg.port, socket));
+      if (msg.kind === 'held-client') void this.#installing.then(() => relay.adoptHeldClient(msg.port, socket, msg.proxied));
       else relay.acceptDialBack(socket, msg.token, Buffer.from(msg.head, 'base64'));
       return;
     }
@@ -202,7 +203,9 @@ function sendsDone(): Promise<unknown> {
 
 /** Hands a public client held at the door of `port` to the master, for the worker that serves the port next. */
 export function handOff(port: number, client: Socket, log: Logger | undefined): void {
-  sendSocket(client, (head, handle, sent) => tellWithSocket({ kind: 'held-client', port, head: head.toString('base64') }, handle, sent, log));
+  const proxied = proxiedEndsOf(client);
+  const msg = { kind: 'held-client', port, ...(proxied === undefined ? {} : { proxied }) } as const;
+  sendSocket(client, (head, handle, sent) => tellWithSocket({ ...msg, head: head.toString('base64') }, handle, sent, log));
 }
 
 function tell(msg: FromWorker): void {

@@ -26,6 +26,8 @@ const TOOLS = {
   npm: { apt: 'npm' },
   chromium: { apt: 'chromium' },
   etcd: { apt: 'etcd-server' },
+  // A load balancer that sends PROXY headers (send-proxy, send-proxy-v2) in front of public ports.
+  haproxy: { apt: 'haproxy' },
 } satisfies Record<string, ToolSpec>;
 
 export type Tool = keyof typeof TOOLS;
