@@ -17,7 +17,10 @@ export function formatMessage(msg: Message): string {
     case 'DATA':
     case 'IDLE':
     case 'PROBE':
+    case 'DECLINE':
       return `${msg.kind} ${msg.token}\n`;
+    case 'HEALTH':
+      return `HEALTH ${msg.state}\n`;
     case 'NODES':
       return `NODES ${msg.nodes.join(',')}\n`;
     case 'CONNECT':
@@ -30,6 +33,7 @@ export function formatMessage(msg: Message): string {
     case 'LEAVE':
     case 'REJOIN':
     case 'PROBED':
+    case 'DRAIN':
       return `${msg.kind}\n`;
     case 'ERR': {
       // The text is for people; keep the line valid, and within the cap, whatever it was given.
@@ -48,6 +52,7 @@ function formatHello(msg: Message & { kind: 'HELLO' }): string {
   if (msg.warm !== undefined) words.push(`warm=${msg.warm}`);
   if (msg.features !== undefined) words.push(`feat=${msg.features.join(',')}`);
   if (msg.tenant !== undefined) words.push(`tenant=${msg.tenant}`);
+  if (msg.pool !== undefined) words.push(`pool=${msg.pool}`);
   return words.join(' ') + '\n';
 }
 

@@ -47,13 +47,14 @@ export const FEATURES = [
   'probe', // relay -> service PROBE: dial back with this token to prove the data path works
   'fleet', // relay -> service OK … nodes=: every node of the relay fleet; register with each
   'nodes', // relay -> service NODES: the fleet's nodes changed (sent only to services that listed fleet too)
+  'pool', // service -> relay HELLO pool=, DRAIN, HEALTH, DECLINE: many processes serve one address
 ] as const;
 export type Feature = (typeof FEATURES)[number];
 
 /** Messages a service sends. HELLO or DATA is the first line of every connection. */
 export type ServiceMessage =
   /** Opens a control connection; everything after the version is optional. */
-  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string }
+  | { kind: 'HELLO'; version: number; host?: string; port?: number; resume?: string; warm?: number; features?: Feature[]; tenant?: string; pool?: string }
   /** Answers AUTH: HMAC-SHA256(secret, nonce) in hex. */
   | { kind: 'PROOF'; mac: string }
   /** Answers PING. */
@@ -62,6 +63,12 @@ export type ServiceMessage =
   | { kind: 'PING' }
   /** Only with feature `leave`: the service stops for good; its port is freed at once. */
   | { kind: 'LEAVE' }
+  /** Only from a pool member (feature `pool`): no new clients for it from now on; its tunnels go on. */
+  | { kind: 'DRAIN' }
+  /** Only from a pool member: its own target is down (no new clients) or back up. */
+  | { kind: 'HEALTH'; state: 'up' | 'down' }
+  /** Only from a pool member: it cannot serve the client of this CONNECT; offer it to another member. */
+  | { kind: 'DECLINE'; token: string }
   /** Opens a data connection for the client that CONNECT announced. */
   | { kind: 'DATA'; token: string }
   /** Opens a prewarmed data connection that waits for a future client. */

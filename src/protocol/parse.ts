@@ -1,4 +1,5 @@
 import { isHost, parsePort, splitHostPort } from './addresses.js';
+import { POOL_VERBS, poolOption } from './pool.js';
 import {
   FEATURES,
   MAX_NODES,
@@ -23,7 +24,7 @@ import {
 const MAX_FEATURES = 32;
 const FEATURE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
-const SERVICE_KINDS: ReadonlySet<string> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DATA', 'IDLE']);
+const SERVICE_KINDS: ReadonlySet<string> = new Set<ServiceMessage['kind']>(['HELLO', 'PROOF', 'PONG', 'PING', 'LEAVE', 'DRAIN', 'HEALTH', 'DECLINE', 'DATA', 'IDLE']);
 /** The verbs of the messages a relay sends: a first line that starts with one is a relay's, if perhaps a newer one's. */
 export const RELAY_KINDS: ReadonlySet<string> = new Set<RelayMessage['kind']>(['AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'PONG', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR']);
 
@@ -129,6 +130,7 @@ const HELLO_OPTIONS: readonly OptionRule<Hello>[] = [
   option('tenant', matching(TENANT_NAME), `tenant= must be ${TENANT_NAME_RULE}`, (msg: Hello, tenant) => {
     msg.tenant = tenant;
   }),
+  poolOption,
 ];
 
 const OK_OPTIONS: readonly OptionRule<Ok>[] = [
@@ -248,6 +250,7 @@ const VERBS: ReadonlyMap<string, VerbParser> = new Map<Message['kind'], VerbPars
   ['DATA', withToken('DATA')],
   ['IDLE', withToken('IDLE')],
   ['PROBE', withToken('PROBE')],
+  ...POOL_VERBS,
   ['NODES', parseNodesLine],
   ['CONNECT', parseConnect],
   ['CLIENT', parseClient],
@@ -293,6 +296,4 @@ function parseFrom(line: string, kinds: ReadonlySet<string>, sender: string): Pa
   return parsed;
 }
 
-function truncate(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}...` : text;
-}
+const truncate = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}...` : text);

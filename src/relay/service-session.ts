@@ -5,18 +5,17 @@ import type { Logger } from '../log.js';
 import type { TenantAccount } from '../access/tenancy.js';
 import type { ServiceFigures } from '../monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
-import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
-import { descriptorFree } from '../net/out-of-fds.js';
 import { resetSocket } from '../net/splice.js';
 import type { Feature, Message, ServiceMessage } from '../protocol/messages.js';
 import { parseServiceLine } from '../protocol/parse.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import { countClient, releaseCount } from './client-count.js';
+import { refuseClient, refuseExpired } from './client-refusals.js';
 import type { RelayContext } from './context.js';
 import { ControlWriter } from './control-writer.js';
 import { startProber, type ServiceProber } from './prober.js';
-import type { DoorOwner, PublicDoor } from './public-door.js';
+import type { DoorOwner, SessionDoor } from './public-door.js';
 import type { ClientOwner, PendingClient } from './tokens.js';
 import { WarmConnections } from './warm-connections.js';
 
@@ -32,6 +31,8 @@ interface SessionIdentity {
   tenant?: TenantAccount | undefined;
   /** What the dashboard shows of it. */
   figures: ServiceFigures;
+  /** A pool member: its control connection's address:port, which names it in the logs. */
+  member?: string | undefined;
 }
 
 /** How a registration ended, which decides what happens to its port. */
@@ -55,10 +56,14 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   readonly tenant: TenantAccount | undefined;
   readonly figures: ServiceFigures;
   readonly log: Logger;
+  /** A pool member's name (its control connection's address:port); undefined for a service of its own. */
+  readonly member: string | undefined;
+  /** Seconds from CONNECT to the dial-back, averaged over its recent clients (0 for a prewarmed one): a pool prefers the quicker. */
+  recentDialbackSeconds = 0;
   readonly #ctx: RelayContext;
   readonly #control: Socket;
   readonly #writer: ControlWriter;
-  readonly #door: PublicDoor;
+  readonly #door: SessionDoor<ServiceSession>;
   readonly #warm: WarmConnections;
   readonly #onClosed: (session: ServiceSession) => void;
   /** Public clients taken (spliced or waiting for their dial-back), for --max-clients. */
@@ -68,7 +73,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   #departure: Departure | undefined;
   #prober: ServiceProber | undefined;
 
-  constructor(ctx: RelayContext, identity: SessionIdentity, control: Socket, door: PublicDoor, onClosed: (session: ServiceSession) => void) {
+  constructor(ctx: RelayContext, identity: SessionIdentity, control: Socket, door: SessionDoor<ServiceSession>, onClosed: (session: ServiceSession) => void) {
     this.id = identity.id;
     this.port = identity.port;
     this.key = identity.key;
@@ -76,6 +81,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.features = identity.features;
     this.tenant = identity.tenant;
     this.figures = identity.figures;
+    this.member = identity.member;
     this.#ctx = ctx;
     this.#control = control;
     this.#writer = new ControlWriter(control, ctx.clock);
@@ -83,7 +89,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#warm = new WarmConnections(ctx.stats, ctx.options.maxWarmPerService);
     this.#onClosed = onClosed;
     this.#lastHeard = ctx.clock.now();
-    this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
+    this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant && { tenant: this.tenant.name }), ...(this.member && { member: this.member }) });
   }
 
   get closed(): boolean {
@@ -98,6 +104,16 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   /** Public clients waiting for this service to dial back. */
   get waiting(): number {
     return this.#ctx.tokens.clientsOf(this);
+  }
+
+  /** Public clients taken: spliced, or waiting for the dial-back. */
+  get taken(): number {
+    return this.#clients;
+  }
+
+  /** Whether one more client may be taken now (a pool asks before it picks this member). */
+  get canTake(): boolean {
+    return !this.closed && !this.#writer.full && this.#clients < this.#ctx.options.maxClientsPerService;
   }
 
   /** What the end-to-end probes say of this service's data path (docs/protocol.md, probes). */
@@ -157,6 +173,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     if (msg.kind === 'PONG') return;
     if (msg.kind === 'PING') return this.#sendControl({ kind: 'PONG' });
     if (msg.kind === 'LEAVE') return this.close('service left for good', undefined, 'left');
+    if (this.#door.memberSaid(this, msg)) return;
     this.close(`unexpected ${msg.kind} on control connection`, refusalReply('bad-line', `${msg.kind} is not valid here`));
   }
 
@@ -172,6 +189,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
       this.#count(client);
       sendMessageBeforeData(idle, line);
       this.#ctx.stats.observeDialback(0);
+      this.recentDialbackSeconds *= 0.7;
       this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0));
       return;
     }
@@ -181,7 +199,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     }
     const { maxPendingPerService } = this.#ctx.options;
     if (this.waiting + this.#door.heldCount >= maxPendingPerService) {
-      this.#refuseClient(client, 'pending', `over ${maxPendingPerService} pending dial-backs`);
+      refuseClient(this.#ctx, this.log, client, 'pending', `over ${maxPendingPerService} pending dial-backs`);
       return;
     }
     this.#count(client);
@@ -192,11 +210,11 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   /** The limits on taken clients: this service's, the relay's, its tenant's. False when the client was reset. */
   #withinLimits(client: Socket): boolean {
     const { stats, options } = this.#ctx;
-    if (this.#clients >= options.maxClientsPerService) return this.#refuseClient(client, 'clients', `over ${options.maxClientsPerService} clients`);
+    if (this.#clients >= options.maxClientsPerService) return refuseClient(this.#ctx, this.log, client, 'clients', `over ${options.maxClientsPerService} clients`);
     // Held clients (at any door) count too: see PublicDoor.hold.
-    if (stats.publicClients >= options.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
+    if (stats.publicClients >= options.maxTunnels) return refuseClient(this.#ctx, this.log, client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
     if (this.tenant?.admitsClient() === false) {
-      return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
+      return refuseClient(this.#ctx, this.log, client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
     }
     return true;
   }
@@ -214,7 +232,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
    */
   #holdAtDoor(client: Socket): void {
     releaseCount(client);
-    this.#door.hold(client);
+    this.#door.giveBack(client, this);
   }
 
   /** A client this session counted closed, or went back to the door (see client-count.ts). */
@@ -222,14 +240,6 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#clients--;
     this.#ctx.stats.clientsTaken--;
     if (this.tenant !== undefined) this.tenant.clients--;
-  }
-
-  #refuseClient(client: Socket, reason: RefusalReason, detail: string): false {
-    this.#ctx.refusals.count(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${detail}`, this.log);
-    // A reset, as every other refusal of a public client: a FIN would read as a server
-    // that answered nothing and finished.
-    resetSocket(client);
-    return false;
   }
 
   /** The service dialed back for a client of ours: splice them. */
@@ -241,23 +251,19 @@ export class ServiceSession implements DoorOwner, ClientOwner {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
     }
-    this.#ctx.stats.observeDialback(this.#ctx.tokens.secondsWaited(entry));
+    const seconds = this.#ctx.tokens.secondsWaited(entry);
+    this.recentDialbackSeconds = 0.7 * this.recentDialbackSeconds + 0.3 * seconds;
+    this.#ctx.stats.observeDialback(seconds);
     sendMessageBeforeData(data, line);
     this.#ctx.tunnels.open(this, entry.client, data, head);
   }
 
   dialbackExpired(entry: PendingClient<ClientOwner>): void {
     // Not a word from the service since the CONNECT: its host may have died silently.
-    // The heartbeat decides; meanwhile the client waits at the door, not closed.
-    if (this.#lastHeard < entry.since && !this.closed) return this.#holdAtDoor(entry.client);
-    // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
-    const outOfFds = !descriptorFree();
-    const why = outOfFds ? ' (the relay is out of file descriptors: the dial-back may have been dropped)' : '';
-    const fields = { client: clientAddressOf(entry.client)?.address };
-    this.#ctx.refusals.count(outOfFds ? 'fds' : 'dialback-timeout', fields, `service did not dial back in time${why}; client reset`, this.log);
-    // A reset, as for every public client refused: a FIN would read as a server that
-    // answered nothing and finished.
-    resetSocket(entry.client);
+    // The heartbeat decides; meanwhile the client waits at the door, not closed. A pool
+    // offers it to another member at once.
+    if (this.#door.pooled || (this.#lastHeard < entry.since && !this.closed)) return this.#holdAtDoor(entry.client);
+    refuseExpired(this.#ctx, this.log, entry.client);
   }
 
   /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
@@ -267,8 +273,8 @@ export class ServiceSession implements DoorOwner, ClientOwner {
 
   /**
    * Ends the registration; open tunnels go on. `farewell` is a last line for the
-   * service. Clients still waiting for a dial-back go back to the door, to wait for the
-   * next registration, unless the service left for good: then they are reset.
+   * service. Clients still waiting for a dial-back go back to the door (or its pool), to
+   * wait for the next registration, unless the service left for good: then they are reset.
    */
   close(reason: string, farewell?: string, departure: Departure = 'gone'): void {
     if (this.closed) return;
@@ -277,7 +283,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#prober?.stop();
     this.#door.vacate(this);
     for (const { client } of this.#ctx.tokens.takeClientsOf(this)) {
-      if (departure === 'left') resetSocket(client);
+      if (departure === 'left' && !this.#door.pooled) resetSocket(client);
       else this.#holdAtDoor(client);
     }
     this.#warm.closeAll();

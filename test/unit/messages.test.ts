@@ -17,7 +17,28 @@ test('every message kind survives format then parse unchanged', () => {
     assert.ok(Buffer.byteLength(line) <= MAX_LINE_BYTES);
     assert.deepEqual(parsed(withoutLf(line)), msg);
   }
-  const allKinds = ['HELLO', 'PROOF', 'PONG', 'LEAVE', 'DATA', 'IDLE', 'AUTH', 'OK', 'CONNECT', 'CLIENT', 'PING', 'SHUTDOWN', 'REJOIN', 'PROBE', 'NODES', 'PROBED', 'ERR'];
+  const allKinds = [
+    'HELLO',
+    'PROOF',
+    'PONG',
+    'LEAVE',
+    'DATA',
+    'IDLE',
+    'AUTH',
+    'OK',
+    'CONNECT',
+    'CLIENT',
+    'PING',
+    'SHUTDOWN',
+    'REJOIN',
+    'PROBE',
+    'NODES',
+    'PROBED',
+    'ERR',
+    'DRAIN',
+    'HEALTH',
+    'DECLINE',
+  ];
   assert.deepEqual([...kinds].sort(), allKinds.sort());
 });
 
