@@ -17,6 +17,8 @@ import { parseOk, type Registration } from './protocol.js';
 export type MemberMode = 'serve' | 'decline' | 'ignore';
 
 export interface MemberOptions {
+  /** The relay node's address (default 127.0.0.1). */
+  host?: string;
   feat?: string;
   tenant?: string;
   secret?: string;
@@ -42,12 +44,14 @@ export class RawMember {
   readonly #first = deferred<string>();
   #partial = '';
   #dataPort = 0;
+  readonly #host: string;
 
   private constructor(t: TestContext, name: string, control: Socket, options: MemberOptions) {
     this.#t = t;
     this.name = name;
     this.control = control;
     this.answerProbes = options.probes ?? true;
+    this.#host = options.host ?? '127.0.0.1';
     control.setEncoding('latin1');
     control.on('data', (text: string) => this.#onData(text, options));
     control.on('error', () => undefined);
@@ -56,7 +60,7 @@ export class RawMember {
 
   /** Opens a control connection and sends HELLO; `registered()` waits for the answer. */
   static async open(t: TestContext, relayPort: number, key: string, name: string, options: MemberOptions = {}): Promise<RawMember> {
-    const control = connect({ port: relayPort, host: '127.0.0.1', allowHalfOpen: true });
+    const control = connect({ port: relayPort, host: options.host ?? '127.0.0.1', allowHalfOpen: true });
     t.after(() => control.destroy());
     await within(once(control, 'connect'), 5000, `${name} connecting`);
     const member = new RawMember(t, name, control, options);
@@ -117,7 +121,7 @@ export class RawMember {
 
   /** Dials back for a token: a client's (its name, then an echo of what the client sends) or a probe's. */
   #dialBack(token: string, client: boolean): void {
-    const data = connect({ port: this.#dataPort, host: '127.0.0.1', allowHalfOpen: true });
+    const data = connect({ port: this.#dataPort, host: this.#host, allowHalfOpen: true });
     this.#t.after(() => data.destroy());
     data.on('error', () => undefined);
     data.write(`DATA ${token}\n`);
@@ -149,8 +153,8 @@ export class RawMember {
 }
 
 /** A public client: connects, sends `say`, and resolves with the member's name and what came back. */
-export async function askPool(t: TestContext, port: number, say = 'hello\n', ms = 5000): Promise<{ name: string; echoed: string }> {
-  const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+export async function askPool(t: TestContext, port: number, say = 'hello\n', ms = 5000, host = '127.0.0.1'): Promise<{ name: string; echoed: string }> {
+  const client = connect({ port, host, allowHalfOpen: true });
   t.after(() => client.destroy());
   client.on('error', () => undefined);
   client.write(say);
