@@ -6,7 +6,7 @@ import { publicRange } from '../config/defaults.js';
 import { leaseKey, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
 import { refuse, refusalReply } from '../net/lines.js';
 import { newToken } from '../protocol/auth.js';
-import { plainAddress } from '../protocol/addresses.js';
+import { joinHostPort, plainAddress } from '../protocol/addresses.js';
 import { formatMessage } from '../protocol/format.js';
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import type { ListedService, ServiceFigures } from '../monitor/overview.js';
@@ -208,7 +208,7 @@ export class Registrar {
     const figures = (): ServiceFigures => this.#ctx.overview.figuresFor(host, port, grant?.account.name);
     // A pool member's clients come from its pool (made with its first member), which has the door.
     const pool = admitted.pooled ? this.#pools.poolOf(key, id, door, figures) : undefined;
-    const member = pool === undefined ? undefined : `${plainAddress(socket.remoteAddress ?? '?')}:${socket.remotePort ?? 0}`;
+    const member = pool === undefined ? undefined : joinHostPort(plainAddress(socket.remoteAddress ?? '?'), socket.remotePort ?? 0);
     const identity = { id, port, key, warmToken, features, tenant: grant?.account, figures: pool?.figures ?? figures(), member };
     const session = new ServiceSession(this.#ctx, identity, socket, pool ?? door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
@@ -216,7 +216,7 @@ export class Registrar {
     if (warmToken !== undefined) this.#byWarmToken.set(warmToken, session);
     if (!admitted.pooled) this.#byKey.set(key, session);
     this.#ctx.stats.servicesRegistered++;
-    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features], pooled: admitted.pooled }, 'service registered');
+    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features], ...(pool && { pool: pool.id }) }, 'service registered');
     this.ports.back(port);
     const ok = {
       kind: 'OK',

@@ -164,7 +164,8 @@ export class ServicePool implements DoorOwner, SessionDoor<ServiceSession>, Watc
   }
 
   #dispatch(client: Socket, offer: Offer, failedBy: ServiceSession | undefined): void {
-    const member = this.#pick(offer.tried);
+    // Stopping or handing over: the door keeps it for the successor, no member is asked now.
+    const member = this.#ctx.shuttingDown ? undefined : this.#pick(offer.tried);
     if (member === undefined) {
       // At the door every member may be tried again: one may be ready by the next offer.
       offer.tried.clear();

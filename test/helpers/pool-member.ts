@@ -40,6 +40,9 @@ export class RawMember {
   /** Tokens of CONNECTs not dialed back for (ignored or declined), oldest first. */
   readonly unanswered: string[] = [];
   registration: Registration | undefined;
+  /** The client ports of the CLIENT lines it received: the clients spliced to it. */
+  readonly clientPorts = new Set<number>();
+  readonly #data = new Set<Socket>();
   readonly #t: TestContext;
   readonly #first = deferred<string>();
   #partial = '';
@@ -123,6 +126,8 @@ export class RawMember {
   #dialBack(token: string, client: boolean): void {
     const data = connect({ port: this.#dataPort, host: this.#host, allowHalfOpen: true });
     this.#t.after(() => data.destroy());
+    this.#data.add(data);
+    data.on('close', () => this.#data.delete(data));
     data.on('error', () => undefined);
     data.write(`DATA ${token}\n`);
     if (!client) {
@@ -136,14 +141,24 @@ export class RawMember {
       const lf = head.indexOf(0x0a);
       if (lf < 0) return;
       data.off('data', onHead);
-      if (!head.subarray(0, lf).toString().startsWith('CLIENT ')) return void data.destroy();
+      const line = head.subarray(0, lf).toString();
+      if (!line.startsWith('CLIENT ')) return void data.destroy();
       this.served++;
+      this.clientPorts.add(Number(line.split(' ')[2]));
       data.write(`${this.name}\n`);
       const rest = head.subarray(lf + 1);
       if (rest.length > 0) data.write(rest);
       data.pipe(data);
     };
     data.on('data', onHead);
+  }
+
+  /** As if its process were killed: every connection of it closed at once, nothing more answered. */
+  kill(): void {
+    this.mode = 'ignore';
+    this.answerProbes = false;
+    this.control.destroy();
+    for (const data of this.#data) data.destroy();
   }
 
   /** The control connection's FIN, for a member that stops without LEAVE. */

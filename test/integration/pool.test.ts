@@ -114,6 +114,44 @@ test('pool: a member that does not dial back in time: the client goes to another
   assert.equal(relay.stats.poolRetries, members[0]!.connects);
 });
 
+test('pool: a member killed under a steady stream of clients: only clients spliced to it fail', async (t) => {
+  const { members } = await pool(t, 3);
+  const port = members[0]!.publicPort;
+  const failed: number[] = [];
+  let done = 0;
+  const one = async (i: number): Promise<void> => {
+    const client = connect({ port, host: '127.0.0.1' });
+    t.after(() => client.destroy());
+    client.on('error', () => undefined);
+    client.setEncoding('latin1');
+    let got = '';
+    const ok = await new Promise<boolean>((resolve) => {
+      client.on('connect', () => client.write(`c${i}\n`));
+      client.on('data', (text: string) => {
+        got += text;
+        if (/^m\d\nc\d+\n$/.test(got)) resolve(true);
+      });
+      client.on('close', () => resolve(false));
+      setTimeout(() => resolve(false), 5000).unref();
+    });
+    if (!ok) failed.push(client.localPort ?? -1);
+    client.destroy();
+    done++;
+  };
+  // Five clients at a time; the first member dies a third of the way through.
+  const lanes = Array.from({ length: 5 }, async (_, lane) => {
+    for (let i = lane; i < 150; i += 5) {
+      if (i === 50) members[0]!.kill();
+      await one(i);
+    }
+  });
+  await within(Promise.all(lanes), 60_000, 'the stream of clients');
+  assert.equal(done, 150);
+  const strays = failed.filter((clientPort) => !members[0]!.clientPorts.has(clientPort));
+  assert.deepEqual(strays, [], `clients that failed without being spliced to the killed member (failed: ${failed.length})`);
+  assert.ok(members[1]!.served + members[2]!.served >= 100, 'the others served the rest');
+});
+
 test('pool: DRAIN takes a member out of dispatch, its open tunnel goes on', async (t) => {
   const { members } = await pool(t, 2);
   const port = members[0]!.publicPort;
