@@ -1,4 +1,4 @@
-import type { ListedService, ServiceFigures } from '../monitor/overview.js';
+import type { ListedService, ServiceFigures, WatchedService } from '../monitor/overview.js';
 import type { PoolFigures } from '../monitor/stats.js';
 import type { RelayContext } from './context.js';
 import type { PublicDoor } from './public-door.js';
@@ -46,7 +46,9 @@ export class Pools {
     return [...this.#byKey.values()].map((service) => ({ service, held: false }));
   }
 
-  figures(): PoolFigures[] {
-    return [...this.#byKey.values()].map((pool) => pool.figuresByState());
+  /** Each pool's members by state; a pool away (`away`: the services whose ports are reserved) has none, and says so. */
+  figures(away: Iterable<WatchedService>): PoolFigures[] {
+    const pools = [...this.#byKey.values(), ...[...away].filter((service): service is ServicePool => service instanceof ServicePool)];
+    return pools.map((pool) => pool.figuresByState());
   }
 }

@@ -67,7 +67,7 @@ export class Registrar {
     this.#tenancy = tenantsFile === undefined ? undefined : new Tenancy(tenantsFile, publicRange(ctx.options), ctx.log, tenants);
     this.ports = new PublicPorts(ctx, store, this.#tenancy);
     this.#pools = new Pools(ctx);
-    ctx.stats.poolFigures = () => this.#pools.figures();
+    ctx.stats.poolFigures = () => this.#pools.figures(this.ports.awayServices());
     const tenancy = this.#tenancy;
     if (tenancy === undefined) return;
     ctx.stats.tenantFigures = () => tenancy.figures(this.ports.pool);

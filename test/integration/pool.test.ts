@@ -198,6 +198,7 @@ test('pool: with every member gone the door holds clients, and the first member 
   const port = members[0]!.publicPort;
   for (const member of members) member.end();
   await eventually(() => relay.services.size === 0, 5000, 'both members gone');
+  assert.match(renderMetrics(relay.stats), new RegExp(`^relay_pool_members\\{port="${port}",state="ready"\\} 0$`, 'm'), 'a pool away is still measured');
   const answer = askPool(t, port, 'waited\n');
   await eventually(() => relay.stats.clientsHeld === 1, 5000, 'the client to be held');
   const back = await RawMember.join(t, relay.controlPort, key, 'back');
@@ -292,4 +293,14 @@ test('pool: a held client counts its hold timeout from its arrival, not from its
   await within(new Promise((resolve) => client.once('close', resolve)), 5000, 'the held client to be reset');
   assert.ok(Date.now() - started < 2000, 'reset within about the hold timeout, however often it was offered again');
   assert.ok((relay.stats.refusals.get('hold-timeout') ?? 0) >= 1);
+});
+
+test('pool: DRAIN, HEALTH or DECLINE from a service of its own (no pool=) is not valid there, as any unknown line', async (t) => {
+  const relay = await inProcessRelay(t);
+  for (const line of ['DRAIN', 'HEALTH down', `DECLINE ${randomHex(32)}`]) {
+    const single = await RawMember.join(t, relay.controlPort, randomHex(32), 'single', { hello: 'HELLO 1 host=127.0.0.1 feat=pool' });
+    single.send(line);
+    await eventually(() => single.lines.length === 2, 5000, `the answer to ${line}`);
+    assert.equal(single.lines[1], `ERR bad-line ${line.split(' ')[0]} is not valid here`);
+  }
 });
