@@ -111,7 +111,7 @@ function probeBadge(probe) {
 function renderServices(services, now) {
   const tenants = services.some((s) => s.tenant !== null);
   for (const th of document.querySelectorAll('#services th.tenant')) th.classList.toggle('hidden', !tenants);
-  const rows = services.map((s) =>
+  const rows = services.flatMap((s) => [
     el(
       'tr',
       { 'data-port': s.publicPort },
@@ -123,11 +123,30 @@ function renderServices(services, now) {
       el('td', { class: 'num out' }, formatBytes(s.bytesToClients)),
       el('td', { title: `in ${rate(s.rate.fromClients)}, out ${rate(s.rate.toClients)}` }, sparkline(s.history)),
       el('td', { class: tenants ? 'tenant' : 'tenant hidden' }, s.tenant ?? '–'),
-      el('td', s.held ? { class: 'held' } : null, s.held ? 'held' : 'live'),
+      el('td', s.held ? { class: 'held' } : null, s.held ? 'held' : s.members === null ? 'live' : `pool of ${s.members.length}`),
       probeBadge(s.probe),
     ),
-  );
+    ...(s.members ?? []).map((m) => memberRow(m, tenants)),
+  ]);
   fill('services', rows, 'No service registered.');
+}
+
+/** One member of a pool, under its pool's row: its control connection, its load, its state. */
+function memberRow(m, tenants) {
+  return el(
+    'tr',
+    { class: 'member', 'data-member': m.id },
+    el('td', { 'data-field': 'peer' }, `\u21b3 member ${m.peer}`),
+    el('td', null),
+    el('td', { class: 'num', 'data-field': 'tunnelsOpen' }, m.tunnelsOpen),
+    el('td', { class: 'num', 'data-field': 'waiting' }, m.waiting),
+    el('td', null),
+    el('td', null),
+    el('td', null),
+    el('td', { class: tenants ? 'tenant' : 'tenant hidden' }),
+    el('td', { class: `member-${m.state}`, 'data-field': 'state' }, m.state),
+    probeBadge(m.probe),
+  );
 }
 
 function renderRecent(snapshot) {

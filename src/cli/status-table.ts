@@ -84,18 +84,22 @@ function servicesTable({ services, now }: OverviewSnapshot): string {
   if (services.length === 0) return 'SERVICES\n(none registered)';
   const tenants = services.some((s) => s.tenant !== null);
   const headers = ['PUBLIC ADDRESS', 'UP', 'TUNNELS', 'WAITING', 'IN', 'OUT', 'IN/S', 'OUT/S', ...(tenants ? ['TENANT'] : []), 'STATE', 'PROBE'];
-  const rows = services.map((s) => [
-    s.publicAddress,
-    formatDuration(now - s.since),
-    String(s.tunnelsOpen),
-    String(s.waiting),
-    formatBytes(s.bytesFromClients),
-    formatBytes(s.bytesToClients),
-    rate(s.rate.fromClients),
-    rate(s.rate.toClients),
-    ...(tenants ? [s.tenant ?? '-'] : []),
-    s.held ? 'held' : 'live',
-    probeText(s.probe),
+  const rows = services.flatMap((s) => [
+    [
+      s.publicAddress,
+      formatDuration(now - s.since),
+      String(s.tunnelsOpen),
+      String(s.waiting),
+      formatBytes(s.bytesFromClients),
+      formatBytes(s.bytesToClients),
+      rate(s.rate.fromClients),
+      rate(s.rate.toClients),
+      ...(tenants ? [s.tenant ?? '-'] : []),
+      s.held ? 'held' : s.members === undefined || s.members === null ? 'live' : `pool of ${s.members.length}`,
+      probeText(s.probe),
+    ],
+    // A pool's members, one line each, under its address (absent from a relay older than pools).
+    ...(s.members ?? []).map((m) => [`  member ${m.peer}`, '', String(m.tunnelsOpen), String(m.waiting), '', '', '', '', ...(tenants ? [''] : []), m.state, probeText(m.probe)]),
   ]);
   return `SERVICES\n${table(headers, rows)}`;
 }

@@ -16,6 +16,7 @@ export function renderMetrics(stats: RelayStats): string {
     ['relay_reservations_evicted_total', 'Reservations of departed services released early because a new service found no free port.', 'counter', stats.reservationsEvicted],
     ['relay_service_probe_failures_total', 'End-to-end probes of services (PROBE, then a dial-back) that got no dial-back in time.', 'counter', stats.probeFailures],
     ['relay_services_probe_failing', 'Services whose latest end-to-end probe failed.', 'gauge', stats.servicesProbeFailing],
+    ['relay_pool_retries_total', 'Public clients offered to another pool member after one failed them before their first byte.', 'counter', stats.poolRetries],
     ['relay_state_write_errors_total', 'Failed writes of the --state file.', 'counter', stats.stateWriteErrors],
     ['relay_tunnels_idle_timeout_total', 'Tunnels reset because no byte moved either way for --idle-timeout.', 'counter', stats.tunnelsIdleTimedOut],
     ['relay_tunnels_opened_total', 'Tunnels opened since start.', 'counter', stats.tunnelsOpened],
@@ -36,6 +37,7 @@ export function renderMetrics(stats: RelayStats): string {
   for (const [reason, count] of stats.refusals) lines.push(`relay_refusals_total{reason="${reason}"} ${count}`);
 
   tenantLines(lines, stats);
+  poolLines(lines, stats);
 
   const buckets = stats.dialbackBuckets;
   histogram(lines, 'relay_dialback_seconds', "Time from a public client's arrival to its service's data connection.", buckets, stats.dialbackCounts, stats.dialbackCount, stats.dialbackSumSeconds);
@@ -59,6 +61,14 @@ export function histogram(lines: string[], name: string, help: string, bounds: r
     lines.push(`${name}_bucket{le="${bound}"} ${cumulative}`);
   });
   lines.push(`${name}_bucket{le="+Inf"} ${count}`, `${name}_sum ${sum}`, `${name}_count ${count}`);
+}
+
+/** Each pool's members, by state; a pool is named by its public port. */
+function poolLines(lines: string[], stats: RelayStats): void {
+  const pools = stats.poolFigures();
+  if (pools.length === 0) return;
+  lines.push('# HELP relay_pool_members Members of a pool (one public address, many services), by state: ready, unhealthy, draining.', '# TYPE relay_pool_members gauge');
+  for (const pool of pools) for (const state of ['ready', 'unhealthy', 'draining'] as const) lines.push(`relay_pool_members{port="${pool.port}",state="${state}"} ${pool[state]}`);
 }
 
 /** With --tenants: what each tenant uses now, and what its quotas refused. */

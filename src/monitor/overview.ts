@@ -42,6 +42,32 @@ export interface WatchedService {
   /** What the end-to-end probes say of its data path. */
   readonly probe: ProbeStatus;
   readonly figures: ServiceFigures;
+  /** A pool: the members serving its address now (none while every member is away). */
+  members?(): WatchedMember[];
+}
+
+/** What a pool member is for new clients: ready; unhealthy (its target is down, or its probe fails); draining. */
+export type MemberState = 'ready' | 'unhealthy' | 'draining';
+
+/** One member of a pool, as the overview reads it. */
+export interface WatchedMember {
+  readonly id: string;
+  /** Its control connection's address:port. */
+  readonly peer: string;
+  readonly state: MemberState;
+  readonly tunnelsOpen: number;
+  readonly waiting: number;
+  readonly probe: ProbeStatus;
+}
+
+/** A pool member as the API shows it. */
+export interface MemberView {
+  id: string;
+  peer: string;
+  state: MemberState;
+  tunnelsOpen: number;
+  waiting: number;
+  probe: ProbeView;
 }
 
 /** A service as the registrar lists it: registered now, or away with its port kept (`held`). */
@@ -100,6 +126,8 @@ export interface ServiceView {
   /** Disconnected, but its port is still kept for it (within its resume grace). */
   held: boolean;
   probe: ProbeView;
+  /** A pool (docs/protocol.md §17): its members, each with its state; null for a service of one process. */
+  members: MemberView[] | null;
 }
 
 /**
@@ -203,6 +231,7 @@ export class Overview {
         tenant: figures.tenant ?? null,
         held,
         probe: probeView(service.probe),
+        members: service.members?.().map((member) => ({ ...member, probe: probeView(member.probe) })) ?? null,
       };
     });
   }

@@ -24,6 +24,7 @@ const CARRIED_COUNTERS = [
   'dialbackSumSeconds',
   'probeCount',
   'probeSumSeconds',
+  'poolRetries',
 ] as const;
 type CarriedCounter = (typeof CARRIED_COUNTERS)[number];
 
@@ -46,6 +47,14 @@ function combine(a: Figures, b: Figures, op: (x: number, y: number) => number): 
   const out: Figures = { ...a };
   for (const [key, value] of Object.entries(b)) if (Number.isFinite(value)) out[key] = op(out[key] ?? 0, value);
   return out;
+}
+
+/** One pool's members by state (docs/protocol.md §17). */
+export interface PoolFigures {
+  port: number;
+  ready: number;
+  unhealthy: number;
+  draining: number;
 }
 
 /** Counters the relay keeps for logs and metrics; plain numbers, updated in place. */
@@ -83,6 +92,10 @@ export class RelayStats {
   probeFailures = 0;
   /** Services whose latest probe failed, now. */
   servicesProbeFailing = 0;
+  /** Public clients a pool offered to another member after one failed them before the first byte. */
+  poolRetries = 0;
+  /** Each pool's members now, by state, by public port. */
+  poolFigures: () => readonly PoolFigures[] = () => [];
   /** With --tenants: what each tenant uses now (one entry per tenant of the file, so bounded). */
   tenantFigures: () => readonly TenantFigures[] = () => [];
   /**

@@ -247,6 +247,7 @@ const VERBS: ReadonlyMap<string, VerbParser> = new Map<Message['kind'], VerbPars
   ['DATA', withToken('DATA')],
   ['IDLE', withToken('IDLE')],
   ['PROBE', withToken('PROBE')],
+  ...POOL_VERBS,
   ['NODES', parseNodesLine],
   ['CONNECT', parseConnect],
   ['CLIENT', parseClient],
@@ -257,7 +258,6 @@ const VERBS: ReadonlyMap<string, VerbParser> = new Map<Message['kind'], VerbPars
   ['REJOIN', bare('REJOIN')],
   ['PROBED', bare('PROBED')],
   ['ERR', parseErr],
-  ...POOL_VERBS,
 ]);
 
 /** Parses one line (without its LF) into a message, or says exactly what is wrong. */
@@ -293,6 +293,4 @@ function parseFrom(line: string, kinds: ReadonlySet<string>, sender: string): Pa
   return parsed;
 }
 
-function truncate(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}...` : text;
-}
+const truncate = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}...` : text);

@@ -7,16 +7,18 @@ import type { Registrar } from './registrar.js';
 /**
  * What a fleet's lease store tells this relay, acted on: the fleet's nodes changed
  * (each service that listed both `fleet` and `nodes` is sent NODES), or a key lost its port to
- * an older assignment is no longer served on it here (its service, told REJOIN if it
+ * an older assignment is no longer served on it here (its service, or each member of its pool, told REJOIN if it
  * understands it, registers again and gets another port; its door closes, resetting
  * the clients held there).
  */
 export function followFleet(store: LeaseStore, registrar: Registrar): void {
   store.follow?.({
     lost: (key, port) => {
-      const session = [...registrar.services].find((service) => service.key === key && service.port === port);
+      // Every member of a pool, or the one registration of a resume key.
+      const sessions = [...registrar.services].filter((service) => service.key === key && service.port === port);
       const reason = 'the fleet gives its port to an older registration';
-      if (session !== undefined) return session.close(reason, session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : undefined, 'left');
+      for (const session of sessions) session.close(reason, session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : undefined, 'left');
+      if (sessions.length > 0) return;
       if (registrar.ports.pool.reservedPortOf(key) === port) registrar.ports.left(port);
     },
     // One of several workers: the key registered at another, which takes its held clients too.

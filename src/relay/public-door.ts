@@ -1,6 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import type { Timer } from '../clock.js';
 import type { Logger } from '../log.js';
+import type { ServiceMessage } from '../protocol/messages.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { peerHasReset } from '../net/peer-reset.js';
 import { resetSocket } from '../net/splice.js';
@@ -17,6 +18,23 @@ export interface DoorOwner {
   takeClient(client: Socket): void;
 }
 
+/**
+ * Where a session's clients come from and go back to: its port's door, or the pool of
+ * services sharing the port (which holds the door in its turn).
+ */
+export interface SessionDoor<Owner extends DoorOwner = DoorOwner> {
+  /** A pool: a client one member cannot serve may go to another. */
+  readonly pooled: boolean;
+  readonly heldCount: number;
+  open(owner: Owner): void;
+  vacate(owner: Owner): void;
+  offerHeld(): void;
+  /** A client the owner took and cannot serve after all (it went away, or did not dial back): held, or offered elsewhere. */
+  giveBack(client: Socket, from: Owner): void;
+  /** A pool member's DRAIN, HEALTH or DECLINE; false when the line is none of those, or there is no pool. */
+  memberSaid(from: Owner, msg: ServiceMessage): boolean;
+}
+
 interface HeldClient {
   client: Socket;
   timer: Timer;
@@ -30,7 +48,8 @@ interface HeldClient {
  * than the hold timeout, or still held when the door closes, is reset: a reset, not a
  * FIN, since nothing was served.
  */
-export class PublicDoor {
+export class PublicDoor implements SessionDoor {
+  readonly pooled = false;
   readonly port: number;
   /** Undefined for a name's door: its clients come from the names ports (names-ports.ts). */
   readonly #server: Server | undefined;
@@ -84,11 +103,20 @@ export class PublicDoor {
     }
   }
 
+  giveBack(client: Socket): void {
+    this.hold(client);
+  }
+
+  memberSaid(): boolean {
+    return false;
+  }
+
   /**
    * Keeps a client waiting for the service: one that arrives while the service is
    * away, or one whose registration ended (or went silent) before its dial-back.
+   * `since`: when the hold timeout started counting (a pool's client: at its arrival).
    */
-  hold(client: Socket): void {
+  hold(client: Socket, since = this.#ctx.clock.now()): void {
     const { maxPendingPerService, holdTimeoutMs, maxTunnels } = this.#ctx.options;
     if (this.#closed || this.#held.length >= maxPendingPerService) {
       const why = this.#closed ? 'the port is closing' : `over ${maxPendingPerService} clients waiting`;
@@ -104,12 +132,15 @@ export class PublicDoor {
     if (this.#ctx.stats.publicClients >= maxTunnels) return this.#refuse(client, 'tunnels', `over ${maxTunnels} public clients in all`);
     const held: HeldClient = {
       client,
-      timer: this.#ctx.clock.setTimeout(() => {
-        const index = this.#held.indexOf(held);
-        if (index >= 0) this.#held.splice(index, 1);
-        this.#ctx.stats.clientsHeld--;
-        this.#holdEnded(client, `service not back within ${holdTimeoutMs} ms`);
-      }, holdTimeoutMs),
+      timer: this.#ctx.clock.setTimeout(
+        () => {
+          const index = this.#held.indexOf(held);
+          if (index >= 0) this.#held.splice(index, 1);
+          this.#ctx.stats.clientsHeld--;
+          this.#holdEnded(client, `service not back within ${holdTimeoutMs} ms`);
+        },
+        Math.max(1, since + holdTimeoutMs - this.#ctx.clock.now()),
+      ),
     };
     this.#held.push(held);
     this.#ctx.stats.clientsHeld++;

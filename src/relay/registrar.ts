@@ -1,38 +1,28 @@
 import type { Socket } from 'node:net';
-import { challenge, challenges } from '../access/service-auth.js';
-import { Tenancy, type TenantAccount, type TenantGrant } from '../access/tenancy.js';
+import { Tenancy } from '../access/tenancy.js';
 import type { TenantSpec } from '../access/tenants-file.js';
 import { publicRange } from '../config/defaults.js';
-import { leaseKey, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
+import type { LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import { refuse, refusalReply } from '../net/lines.js';
 import { helloAccess } from '../protocol/acl-options.js';
 import { newToken } from '../protocol/auth.js';
+import { joinHostPort, plainAddress } from '../protocol/addresses.js';
 import { formatMessage } from '../protocol/format.js';
-import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
-import type { ListedService } from '../monitor/overview.js';
+import { FEATURES, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
+import type { ListedService, ServiceFigures } from '../monitor/overview.js';
+import { authenticate, type Admitted } from './authenticate.js';
 import type { RelayContext } from './context.js';
 import { claimName, publicHostFor } from './name-claim.js';
+import { KeyQueue } from './key-queue.js';
+import { overServiceLimits } from './service-limits.js';
 import { PublicPorts, type HeldAtPort } from './public-ports.js';
+import { Pools } from './pools.js';
 import { ServiceSession } from './service-session.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
 /** A session's place in the order of registrations (its id is `s` and a count). */
 const serial = (service: { id: string }): number => Number(service.id.slice(1));
-
-/** A registration that passed its checks, on its way to a port. */
-interface Admitted {
-  hello: Hello;
-  key: string;
-  resume: string;
-  grant: TenantGrant | undefined;
-  /** Bytes the service sent after its last handshake line. */
-  rest: Buffer;
-  /** Its address, read once at the start (for the log lines of a refusal). */
-  peer: string | undefined;
-}
-
-type Refusal = { code: ErrorCode; reason: string };
 
 /**
  * The registration path and the registrations it made: authenticates a service,
@@ -48,6 +38,10 @@ export class Registrar {
   readonly #services = new Set<ServiceSession>();
   readonly #byWarmToken = new Map<string, ServiceSession>();
   readonly #byKey = new Map<string, ServiceSession>();
+  /** A pool key's lease key never equals a resume key's (see #authenticate). */
+  readonly #pools: Pools;
+  /** One registration at a time per key (see KeyQueue). */
+  readonly #queue = new KeyQueue();
   /** With --tenants: who may register, and within which limits. */
   readonly #tenancy: Tenancy | undefined;
   #registering = 0;
@@ -60,6 +54,8 @@ export class Registrar {
     const { tenantsFile } = ctx.options;
     this.#tenancy = tenantsFile === undefined ? undefined : new Tenancy(tenantsFile, publicRange(ctx.options), ctx.log, tenants);
     this.ports = new PublicPorts(ctx, store, this.#tenancy);
+    this.#pools = new Pools(ctx);
+    ctx.stats.poolFigures = () => this.#pools.figures(this.ports.awayServices());
     const tenancy = this.#tenancy;
     if (tenancy === undefined) return;
     ctx.stats.tenantFigures = () => tenancy.figures(this.ports.pool);
@@ -75,7 +71,8 @@ export class Registrar {
    * the order they registered (ids count up).
    */
   listed(): ListedService[] {
-    const listed: ListedService[] = [...this.#services].map((service) => ({ service, held: false }));
+    const listed: ListedService[] = [...this.#services].filter((service) => service.member === undefined).map((service) => ({ service, held: false }));
+    listed.push(...this.#pools.listed());
     for (const service of this.ports.awayServices()) listed.push({ service, held: true });
     return listed.sort((x, y) => serial(x.service) - serial(y.service));
   }
@@ -90,13 +87,30 @@ export class Registrar {
   }
 
   async register(socket: Socket, hello: Hello, head: Buffer): Promise<void> {
-    const admitted = await this.#authenticate(socket, hello, head, socket.remoteAddress);
+    const admitted = await authenticate(this.#ctx, this.#tenancy, socket, hello, head);
     if (admitted === undefined) return;
+    await this.#queue.run(admitted.key, () => this.#admit(socket, admitted));
+  }
+
+  /** The limits, then a new member of a live pool, or a port for the key (superseding a live registration). */
+  async #admit(socket: Socket, admitted: Admitted): Promise<void> {
     const tenant = admitted.grant?.account;
-    const previous = this.#byKey.get(admitted.key);
-    const refusal = await this.#overLimit(admitted.key, tenant, previous);
+    const previous = admitted.pooled ? undefined : this.#byKey.get(admitted.key);
+    // With several workers, the services of the others count too (asked of the master).
+    const elsewhere = this.#store.servicesElsewhere === undefined ? 0 : await this.#store.servicesElsewhere(admitted.key);
+    const live = this.#pools.services(this.#services.size) + this.#registering + elsewhere;
+    const replaces = previous !== undefined || this.#pools.get(admitted.key) !== undefined;
+    const limits = { maxServices: this.#ctx.options.maxServices, tenancy: this.#tenancy, pool: this.ports.pool, store: this.#store };
+    const refusal = await overServiceLimits(limits, live, admitted.key, tenant, replaces);
     if (refusal !== undefined) {
       this.#refuse(socket, refusal.code, refusal.reason, admitted.peer);
+      return;
+    }
+    const pool = this.#pools.get(admitted.key);
+    if (pool !== undefined) {
+      // Nothing to claim: the port is the pool's while a member is registered.
+      if (this.#ctx.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', admitted.peer);
+      else if (!socket.destroyed) this.#startSession(socket, admitted, pool.port, this.#memberName(socket, admitted));
       return;
     }
     if (previous !== undefined) {
@@ -112,65 +126,6 @@ export class Registrar {
       this.#registering--;
       if (tenant !== undefined && !started) tenant.services--;
     }
-  }
-
-  /** The version and the secret (or the tenant's); undefined when the service was refused. */
-  async #authenticate(socket: Socket, hello: Hello, head: Buffer, peer: string | undefined): Promise<Admitted | undefined> {
-    if (hello.version !== PROTOCOL_VERSION) {
-      this.#refuse(socket, 'version', `relay speaks protocol ${PROTOCOL_VERSION}, service sent HELLO ${hello.version}`, peer);
-      return undefined;
-    }
-    let rest = head;
-    let grant: TenantGrant | undefined;
-    const gate = { secret: this.#ctx.options.secret, tenancy: this.#tenancy };
-    if (challenges(gate)) {
-      const proven = await challenge(gate, hello.tenant, socket, (s, h) => this.#ctx.handshakes.readLine(s, h), head);
-      if (!proven.ok) {
-        if (proven.code === 'closed') socket.destroy();
-        else this.#refuse(socket, proven.code, proven.reason, peer, hello.tenant);
-        return undefined;
-      }
-      ({ rest, grant } = proven);
-    }
-    const resume = hello.resume ?? newToken();
-    return { hello, key: leaseKey(resume, grant?.account.name), resume, grant, rest, peer };
-  }
-
-  /**
-   * The relay's and the tenant's limits on services. The same service on a new control
-   * connection (a reconnect before the relay saw the old one die, or a second process
-   * with the same resume file) takes the old one's slot: the newest wins, even at
-   * --max-services.
-   */
-  async #overLimit(key: string, tenant: TenantAccount | undefined, previous: ServiceSession | undefined): Promise<Refusal | undefined> {
-    const { maxServices } = this.#ctx.options;
-    const elsewhere = this.#store.servicesElsewhere === undefined ? 0 : await this.#store.servicesElsewhere(key);
-    if (this.#services.size + this.#registering + elsewhere - (previous === undefined ? 0 : 1) >= maxServices) {
-      return { code: 'limit', reason: `relay has its maximum of ${maxServices} services` };
-    }
-    if (tenant === undefined) return undefined;
-    const reclaims = previous !== undefined || this.ports.pool.reservedPortOf(key) !== undefined;
-    if (!this.#tenancy!.admitService(tenant, this.ports.pool, key, reclaims)) {
-      return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)` };
-    }
-    if (!(await this.#admitFleetWide(tenant, key))) {
-      return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services across the fleet` };
-    }
-    return undefined;
-  }
-
-  /**
-   * In a fleet a tenant's services are counted over every node (its keys in etcd, which
-   * outlive a departure for the grace, as reservations do here). When the store cannot
-   * be asked, the node's own count above stands.
-   */
-  async #admitFleetWide(tenant: TenantAccount, key: string): Promise<boolean> {
-    const max = tenant.limits.maxServices;
-    if (max === undefined || this.#store.tenantKeys === undefined) return true;
-    const keys = await this.#store.tenantKeys(tenant.name).catch(() => undefined);
-    if (keys === undefined || keys.filter((other) => other !== key).length < max) return true;
-    tenant.refused('services');
-    return false;
   }
 
   /** Claims the port, makes the lease durable, then starts the session; false when it did not start. */
@@ -209,25 +164,35 @@ export class Registrar {
     return true;
   }
 
+  /** A new member of a live pool has the pool's name, if it has one (the first member claimed it). */
+  #memberName(socket: Socket, admitted: Admitted): string | undefined {
+    const named = claimName(this.#ctx, this.ports, admitted.hello, socket, admitted.key, admitted.grant?.account);
+    return named.ok ? named.host : undefined;
+  }
+
   /** `named`: the host of its name on the names ports, whose first port OK gives instead of `port` (then only a slot). */
   #startSession(socket: Socket, admitted: Admitted, port: number, named: string | undefined): void {
     const { hello, key, resume, grant, rest } = admitted;
-    const door = this.ports.doorOf(port);
-    if (door === undefined) throw new Error(`no door for claimed port ${port}`);
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
     const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
     const host = named ?? publicHostFor(this.#ctx, hello, socket);
     const shownPort = named === undefined ? port : this.#ctx.options.namesPorts![0]!;
-    const figures = this.#ctx.overview.figuresFor(host, shownPort, grant?.account.name);
-    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures, access: helloAccess(hello) };
-    const session = new ServiceSession(this.#ctx, identity, socket, door, (closed) => this.#sessionClosed(closed));
+    const id = `s${this.#nextServiceId++}`;
+    const door = this.ports.doorOf(port);
+    if (door === undefined) throw new Error(`no door for claimed port ${port}`);
+    const figures = (): ServiceFigures => this.#ctx.overview.figuresFor(host, shownPort, grant?.account.name);
+    // A pool member's clients come from its pool (made with its first member), which has the door.
+    const pool = admitted.pooled ? this.#pools.poolOf(key, id, door, figures) : undefined;
+    const member = pool === undefined ? undefined : joinHostPort(plainAddress(socket.remoteAddress ?? '?'), socket.remotePort ?? 0);
+    const identity = { id, port, key, warmToken, features, tenant: grant?.account, figures: pool?.figures ?? figures(), member, access: helloAccess(hello) };
+    const session = new ServiceSession(this.#ctx, identity, socket, pool ?? door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
     this.#services.add(session);
     if (warmToken !== undefined) this.#byWarmToken.set(warmToken, session);
-    this.#byKey.set(key, session);
+    if (!admitted.pooled) this.#byKey.set(key, session);
     this.#ctx.stats.servicesRegistered++;
-    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
+    session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features], ...(pool && { pool: pool.id }) }, 'service registered');
     this.ports.back(port);
     const ok = {
       kind: 'OK',
@@ -248,6 +213,9 @@ export class Registrar {
     this.#services.delete(session);
     if (session.warmToken !== undefined) this.#byWarmToken.delete(session.warmToken);
     if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
+    // The port, its lease and the tenant's count are the pool's, until its last member is gone.
+    const { pool, last } = this.#pools.memberGone(session.key);
+    if (!last) return;
     if (session.tenant !== undefined) session.tenant.services--;
     // Stopping or handing over: the leases stay as they are, for the next process.
     if (this.#ctx.shuttingDown) return;
@@ -255,7 +223,7 @@ export class Registrar {
       this.ports.left(session.port);
     } else {
       // Still the port's service for the dashboard, shown as away, until it is back or its grace ends.
-      this.ports.away(session.port, session.key, session);
+      this.ports.away(session.port, session.key, pool ?? session);
     }
   }
 

@@ -5,19 +5,18 @@ import type { Logger } from '../log.js';
 import type { TenantAccount } from '../access/tenancy.js';
 import type { ServiceFigures } from '../monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
-import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
-import { descriptorFree } from '../net/out-of-fds.js';
 import { resetSocket } from '../net/splice.js';
 import type { AccessList } from '../protocol/cidr.js';
 import type { Feature, Message, ServiceMessage } from '../protocol/messages.js';
 import { parseServiceLine } from '../protocol/parse.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import { countClient, releaseCount } from './client-count.js';
+import { refuseClient, refuseExpired } from './client-refusals.js';
 import type { RelayContext } from './context.js';
 import { ControlWriter } from './control-writer.js';
 import { startProber, type ServiceProber } from './prober.js';
-import type { DoorOwner, PublicDoor } from './public-door.js';
+import type { DoorOwner, SessionDoor } from './public-door.js';
 import type { ClientOwner, PendingClient } from './tokens.js';
 import { WarmConnections } from './warm-connections.js';
 
@@ -27,13 +26,11 @@ interface SessionIdentity {
   /** The lease key: a hash of the resume key, never the key itself. */
   key: string;
   warmToken: string | undefined;
-  /** Optional messages this service said it understands. */
   features: ReadonlySet<Feature>;
-  /** With --tenants: the tenant it registered as. */
   tenant?: TenantAccount | undefined;
-  /** What the dashboard shows of it. */
   figures: ServiceFigures;
   access?: AccessList | undefined;
+  member?: string | undefined;
 }
 
 /** How a registration ended, which decides what happens to its port. */
@@ -56,12 +53,17 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   /** With --tenants: its tenant, whose limits (maxClientsPerIp too) apply to its clients. */
   readonly tenant: TenantAccount | undefined;
   readonly figures: ServiceFigures;
+  /** Who may connect, as its HELLO's allow=/deny= said. */
   readonly access: AccessList | undefined;
   readonly log: Logger;
+  /** A pool member's name (its control connection's address:port); undefined for a service of its own. */
+  readonly member: string | undefined;
+  /** Seconds from CONNECT to the dial-back, averaged over its recent clients (0 for a prewarmed one): a pool prefers the quicker. */
+  recentDialbackSeconds = 0;
   readonly #ctx: RelayContext;
   readonly #control: Socket;
   readonly #writer: ControlWriter;
-  readonly #door: PublicDoor;
+  readonly #door: SessionDoor<ServiceSession>;
   readonly #warm: WarmConnections;
   readonly #onClosed: (session: ServiceSession) => void;
   /** Public clients taken (spliced or waiting for their dial-back), for --max-clients. */
@@ -71,7 +73,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   #departure: Departure | undefined;
   #prober: ServiceProber | undefined;
 
-  constructor(ctx: RelayContext, identity: SessionIdentity, control: Socket, door: PublicDoor, onClosed: (session: ServiceSession) => void) {
+  constructor(ctx: RelayContext, identity: SessionIdentity, control: Socket, door: SessionDoor<ServiceSession>, onClosed: (session: ServiceSession) => void) {
     this.id = identity.id;
     this.port = identity.port;
     this.key = identity.key;
@@ -80,6 +82,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.tenant = identity.tenant;
     this.figures = identity.figures;
     this.access = identity.access;
+    this.member = identity.member;
     this.#ctx = ctx;
     this.#control = control;
     this.#writer = new ControlWriter(control, ctx.clock);
@@ -87,7 +90,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#warm = new WarmConnections(ctx.stats, ctx.options.maxWarmPerService);
     this.#onClosed = onClosed;
     this.#lastHeard = ctx.clock.now();
-    this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
+    this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant && { tenant: this.tenant.name }), ...(this.member && { member: this.member }) });
   }
 
   get closed(): boolean {
@@ -102,6 +105,16 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   /** Public clients waiting for this service to dial back. */
   get waiting(): number {
     return this.#ctx.tokens.clientsOf(this);
+  }
+
+  /** Public clients taken: spliced, or waiting for the dial-back. */
+  get taken(): number {
+    return this.#clients;
+  }
+
+  /** Whether one more client may be taken now (a pool asks before it picks this member). */
+  get canTake(): boolean {
+    return !this.closed && !this.#writer.full && this.#clients < this.#ctx.options.maxClientsPerService;
   }
 
   /** What the end-to-end probes say of this service's data path (docs/protocol.md, probes). */
@@ -161,6 +174,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     if (msg.kind === 'PONG') return;
     if (msg.kind === 'PING') return this.#sendControl({ kind: 'PONG' });
     if (msg.kind === 'LEAVE') return this.close('service left for good', undefined, 'left');
+    if (this.#door.memberSaid(this, msg)) return;
     this.close(`unexpected ${msg.kind} on control connection`, refusalReply('bad-line', `${msg.kind} is not valid here`));
   }
 
@@ -176,6 +190,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
       this.#count(client);
       sendMessageBeforeData(idle, line);
       this.#ctx.stats.observeDialback(0);
+      this.recentDialbackSeconds *= 0.7;
       this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0));
       return;
     }
@@ -185,7 +200,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     }
     const { maxPendingPerService } = this.#ctx.options;
     if (this.waiting + this.#door.heldCount >= maxPendingPerService) {
-      this.#refuseClient(client, 'pending', `over ${maxPendingPerService} pending dial-backs`);
+      refuseClient(this.#ctx, this.log, client, 'pending', `over ${maxPendingPerService} pending dial-backs`);
       return;
     }
     this.#count(client);
@@ -197,11 +212,11 @@ export class ServiceSession implements DoorOwner, ClientOwner {
   #withinLimits(client: Socket): boolean {
     const { stats, options } = this.#ctx;
     if (!this.#ctx.admission.permits(client, this.port, [this.tenant?.spec.access, this.access])) return false;
-    if (this.#clients >= options.maxClientsPerService) return this.#refuseClient(client, 'clients', `over ${options.maxClientsPerService} clients`);
+    if (this.#clients >= options.maxClientsPerService) return refuseClient(this.#ctx, this.log, client, 'clients', `over ${options.maxClientsPerService} clients`);
     // Held clients (at any door) count too: see PublicDoor.hold.
-    if (stats.publicClients >= options.maxTunnels) return this.#refuseClient(client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
+    if (stats.publicClients >= options.maxTunnels) return refuseClient(this.#ctx, this.log, client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
     if (this.tenant?.admitsClient() === false) {
-      return this.#refuseClient(client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
+      return refuseClient(this.#ctx, this.log, client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
     }
     return true;
   }
@@ -213,13 +228,10 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#ctx.stats.clientsTaken++;
   }
 
-  /**
-   * Back to the door, to wait for a registration, no longer counted as taken: when it is
-   * offered again, the limits must not count it against itself.
-   */
+  /** Back to the door, no longer counted as taken: offered again, the limits must not count it against itself. */
   #holdAtDoor(client: Socket): void {
     releaseCount(client);
-    this.#door.hold(client);
+    this.#door.giveBack(client, this);
   }
 
   /** Whether its lists (HELLO allow=, deny=), its tenant's as loaded now and the relay's still let this client in. */
@@ -234,14 +246,6 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     if (this.tenant !== undefined) this.tenant.clients--;
   }
 
-  #refuseClient(client: Socket, reason: RefusalReason, detail: string): false {
-    this.#ctx.refusals.count(reason, { client: clientAddressOf(client)?.address }, `public client refused: ${detail}`, this.log);
-    // A reset, as every other refusal of a public client: a FIN would read as a server
-    // that answered nothing and finished.
-    resetSocket(client);
-    return false;
-  }
-
   /** The service dialed back for a client of ours: splice them. */
   dialedBack(entry: PendingClient<ClientOwner>, data: Socket, head: Buffer): void {
     const line = clientLine(entry.client);
@@ -251,23 +255,19 @@ export class ServiceSession implements DoorOwner, ClientOwner {
       refuse(data, refusalReply('bad-token', 'the client left before the dial-back'));
       return;
     }
-    this.#ctx.stats.observeDialback(this.#ctx.tokens.secondsWaited(entry));
+    const seconds = this.#ctx.tokens.secondsWaited(entry);
+    this.recentDialbackSeconds = 0.7 * this.recentDialbackSeconds + 0.3 * seconds;
+    this.#ctx.stats.observeDialback(seconds);
     sendMessageBeforeData(data, line);
     this.#ctx.tunnels.open(this, entry.client, data, head);
   }
 
   dialbackExpired(entry: PendingClient<ClientOwner>): void {
     // Not a word from the service since the CONNECT: its host may have died silently.
-    // The heartbeat decides; meanwhile the client waits at the door, not closed.
-    if (this.#lastHeard < entry.since && !this.closed) return this.#holdAtDoor(entry.client);
-    // At EMFILE the runtime closes new connections unseen, the dial-back among them: say so.
-    const outOfFds = !descriptorFree();
-    const why = outOfFds ? ' (the relay is out of file descriptors: the dial-back may have been dropped)' : '';
-    const fields = { client: clientAddressOf(entry.client)?.address };
-    this.#ctx.refusals.count(outOfFds ? 'fds' : 'dialback-timeout', fields, `service did not dial back in time${why}; client reset`, this.log);
-    // A reset, as for every public client refused: a FIN would read as a server that
-    // answered nothing and finished.
-    resetSocket(entry.client);
+    // The heartbeat decides; meanwhile the client waits at the door, not closed. A pool
+    // offers it to another member at once.
+    if (this.#door.pooled || (this.#lastHeard < entry.since && !this.closed)) return this.#holdAtDoor(entry.client);
+    refuseExpired(this.#ctx, this.log, entry.client);
   }
 
   /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
@@ -277,8 +277,8 @@ export class ServiceSession implements DoorOwner, ClientOwner {
 
   /**
    * Ends the registration; open tunnels go on. `farewell` is a last line for the
-   * service. Clients still waiting for a dial-back go back to the door, to wait for the
-   * next registration, unless the service left for good: then they are reset.
+   * service. Clients still waiting for a dial-back go back to the door (or its pool), to
+   * wait for the next registration, unless the service left for good: then they are reset.
    */
   close(reason: string, farewell?: string, departure: Departure = 'gone'): void {
     if (this.closed) return;
@@ -287,7 +287,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#prober?.stop();
     this.#door.vacate(this);
     for (const { client } of this.#ctx.tokens.takeClientsOf(this)) {
-      if (departure === 'left') resetSocket(client);
+      if (departure === 'left' && !this.#door.pooled) resetSocket(client);
       else this.#holdAtDoor(client);
     }
     this.#warm.closeAll();

@@ -93,6 +93,14 @@ export class TokenTable<Owner> {
     return entry;
   }
 
+  /** Takes the client waiting under this token, only if it is this owner's (a pool member's DECLINE). */
+  takeClientOf(owner: Owner, token: string): PendingClient<Owner> | undefined {
+    const entry = this.#byToken.get(token);
+    if (entry?.kind !== 'client' || entry.owner !== owner) return undefined;
+    this.#remove(entry);
+    return entry;
+  }
+
   /** Clients of this owner waiting now. */
   clientsOf(owner: Owner): number {
     return this.#byOwner.get(owner)?.size ?? 0;

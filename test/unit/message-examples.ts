@@ -55,6 +55,11 @@ export const EXAMPLES: Message[] = [
   { kind: 'ERR', code: 'limit', text: '' },
   { kind: 'ERR', code: 'version', text: 'this relay speaks protocol 1; upgrade the relay or the service' },
   ...ERROR_CODES.map((code): Message => ({ kind: 'ERR', code, text: `text for ${code}` })),
+  { kind: 'HELLO', version: 1, host: 'relay.example.com', features: ['leave', 'pool'], pool: TOKEN2 },
+  { kind: 'DRAIN' },
+  { kind: 'HEALTH', state: 'down' },
+  { kind: 'HEALTH', state: 'up' },
+  { kind: 'DECLINE', token: TOKEN },
 ];
 
 /** The line without its LF, as LineReader hands it to parseLine. */

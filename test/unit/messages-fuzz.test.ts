@@ -57,6 +57,13 @@ const WORDS = [
   'data=7',
   'heartbeat=9',
   'h:1',
+  'DRAIN',
+  'HEALTH',
+  'DECLINE',
+  'up',
+  'down',
+  `pool=${TOKEN}`,
+  'feat=pool',
   ...ERROR_CODES,
   '',
   'HTTP/1.1',
@@ -126,7 +133,8 @@ test('fuzz: parseLine never throws on 20000 random lines, and what it accepts ro
   for (let i = 0; i < 3000; i++) counts[checkParserContract(mutatedLine(random, false), false)]++;
   assert.equal(counts.ok + counts.refused, 20000);
   // The mutations must reach the accepting branches too, or the round-trip half proves nothing.
-  assert.ok(counts.ok > 1000, `only ${counts.ok} of 20000 fuzz lines parsed`);
+  // About 1 in 20 (the pool examples, whose pool= needs feat=pool and no resume=, break more easily).
+  assert.ok(counts.ok > 900, `only ${counts.ok} of 20000 fuzz lines parsed`);
 });
 
 test('a doubled or trailing space makes a line invalid instead of changing its meaning', () => {
