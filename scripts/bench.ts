@@ -187,12 +187,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const machine = describeMachine(options.baseline);
-  process.stdout.write(`tcp-relay benchmark (${options.wan ? 'wan, ' : ''}${options.mode}, ${options.reps} reps)\n${machine.join('\n')}\n`);
   if (options.wan) {
-    const code = await runWan(options, options.wan, progress);
+    const code = await runWan(options, options.wan, progress, [`tcp-relay benchmark (wan, ${options.mode}, ${options.reps} reps)`, ...machine]);
     progress(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
     return code;
   }
+  process.stdout.write(`tcp-relay benchmark (${options.mode}, ${options.reps} reps)\n${machine.join('\n')}\n`);
   const tool = { binary: buildBenchtool() };
   const backend = await startBackend(tool);
   const startErrors: string[] = [];

@@ -114,7 +114,7 @@ const PRESETS = {
 const WAN_PRESETS = {
   smoke: { reps: 1, wan: { firstCount: 5, firstWarmup: 1, firstGapMs: 100, connsWorkers: 10, connsCount: 40 } },
   quick: { reps: 3, wan: { firstCount: 40, firstWarmup: 5, firstGapMs: 100, connsWorkers: 50, connsCount: 500 } },
-  full: { reps: 5, wan: { firstCount: 100, firstWarmup: 10, firstGapMs: 100, connsWorkers: 100, connsCount: 2000 } },
+  full: { reps: 5, wan: { firstCount: 100, firstWarmup: 10, firstGapMs: 100, connsWorkers: 50, connsCount: 1000 } },
 } as const;
 
 export const USAGE = `usage: npm run bench -- [options]

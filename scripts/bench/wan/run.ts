@@ -116,13 +116,14 @@ function header(net: Network, wan: WanSettings, reps: number): string[] {
   ];
 }
 
-/** The whole --wan run; its exit code. */
-export async function runWan(options: Options, wan: WanSettings, progress: Progress): Promise<number> {
+/** The whole --wan run; its exit code. `intro`: the lines that open the report, once it can run. */
+export async function runWan(options: Options, wan: WanSettings, progress: Progress, intro: string[]): Promise<number> {
   const why = missingPrerequisite();
   if (why !== undefined) {
     process.stdout.write(`skipped: the WAN bench ${why}\n`);
     return 0;
   }
+  process.stdout.write(`${intro.join('\n')}\n`);
   const tool = buildBenchtool();
   let net: Network;
   try {
