@@ -36,6 +36,8 @@ test('bench --wan report: medians over reps, ratios to haproxy for every row and
   );
   const relay = rows[1]!;
   assert.equal(relay.first_echo_p50_ms, 104);
+  assert.deepEqual(relay.first_echo_p50_range, [100, 120]);
+  assert.deepEqual(relay.conns_range, [390, 410]);
   assert.equal(relay.failed, 3);
   assert.equal(relay.first_echo_to_haproxy, 104 / 82);
   assert.equal(relay.conns_to_haproxy, 400 / 500);

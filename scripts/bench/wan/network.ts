@@ -97,9 +97,13 @@ function addNamespace(name: string): void {
   ip(['-n', name, 'link', 'set', 'lo', 'up']);
 }
 
-/** A veth pair with netem on both ends; false (and nothing left behind) if the kernel has no netem. */
+/** A veth pair with netem on both ends; false (and nothing left behind) if the kernel has no veth or no netem. */
 function vethWithNetem(a: { ns: string; dev: string }, b: { ns: string; dev: string }): boolean {
-  ip(['link', 'add', a.dev, 'netns', a.ns, 'type', 'veth', 'peer', 'name', b.dev, 'netns', b.ns]);
+  try {
+    ip(['link', 'add', a.dev, 'netns', a.ns, 'type', 'veth', 'peer', 'name', b.dev, 'netns', b.ns]);
+  } catch {
+    return false; // no veth in this kernel: the TUN wire needs none
+  }
   try {
     for (const end of [a, b]) {
       execFileSync('ip', ['netns', 'exec', end.ns, 'tc', 'qdisc', 'add', 'dev', end.dev, 'root', 'netem', 'delay', `${ONE_WAY_DELAY_US}us`, `${JITTER_US}us`], {

@@ -18,14 +18,19 @@ export interface WanRow {
   label: string;
   reps: number;
   first_echo_p50_ms: number;
+  /** The spread of the per-rep p50s: a ratio that differs by less is a tie. */
+  first_echo_p50_range: [number, number];
   first_echo_p90_ms: number;
   conns_per_s: number;
+  conns_range: [number, number];
   failed: number;
   first_echo_to_haproxy: number | null;
   conns_to_haproxy: number | null;
   first_echo_to_ssh: number | null;
   conns_to_ssh: number | null;
 }
+
+const range = (values: number[]): [number, number] => (values.length === 0 ? [NaN, NaN] : [Math.min(...values), Math.max(...values)]);
 
 export function summarise(samples: WanSample[], order: WanPathName[]): WanRow[] {
   const values = (path: WanPathName, figure: WanSample['figure']): number[] => samples.filter((s) => s.path === path && s.figure === figure).map((s) => s.value);
@@ -36,8 +41,10 @@ export function summarise(samples: WanSample[], order: WanPathName[]): WanRow[] 
       label: WAN_LABELS[path],
       reps: Math.max(values(path, 'first-p50').length, values(path, 'conns').length),
       first_echo_p50_ms: median(values(path, 'first-p50')),
+      first_echo_p50_range: range(values(path, 'first-p50')),
       first_echo_p90_ms: median(values(path, 'first-p90')),
       conns_per_s: median(values(path, 'conns')),
+      conns_range: range(values(path, 'conns')),
       failed: values(path, 'failed').reduce((a, b) => a + b, 0),
     }));
   const ref = (name: WanPathName) => rows.find((r) => r.path === name);
@@ -58,16 +65,18 @@ export function summarise(samples: WanSample[], order: WanPathName[]): WanRow[] 
 
 const fixed = (v: number | null, digits: number): string => (v === null || Number.isNaN(v) ? '–' : v.toFixed(digits));
 
-const COLUMNS = ['path', 'first echo p50 ms', 'p90 ms', '×haproxy', '×ssh -R', 'conns/s', '×haproxy', '×ssh -R', 'failed'];
+const COLUMNS = ['path', 'first echo p50 ms', 'min..max', 'p90 ms', '×haproxy', '×ssh -R', 'conns/s', 'min..max', '×haproxy', '×ssh -R', 'failed'];
 
 function cells(r: WanRow): string[] {
   return [
     r.path,
     fixed(r.first_echo_p50_ms, 1),
+    `${fixed(r.first_echo_p50_range[0], 1)}..${fixed(r.first_echo_p50_range[1], 1)}`,
     fixed(r.first_echo_p90_ms, 1),
     fixed(r.first_echo_to_haproxy, 2),
     fixed(r.first_echo_to_ssh, 2),
     fixed(r.conns_per_s, 0),
+    `${fixed(r.conns_range[0], 0)}..${fixed(r.conns_range[1], 0)}`,
     fixed(r.conns_to_haproxy, 2),
     fixed(r.conns_to_ssh, 2),
     String(r.failed),

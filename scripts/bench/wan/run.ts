@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import type { Options, WanSettings } from '../options.js';
 import { buildBenchtool, type ConnsResult, type LatencyResult } from '../native.js';
+import { treeCpuSeconds } from '../proc-stats.js';
 import { runJson, stopProcess, type Proc } from '../procs.js';
 import { ADDRESS, buildNetwork, JITTER_US, missingPrerequisite, ONE_WAY_DELAY_US, removeNamespaces, type Network } from './network.js';
 import { echoserverPrewarmDefault, startEcho, startWanPath, stopWanPath, WAN_PATHS, type WanPath, type WanPathName } from './paths.js';
@@ -137,6 +138,7 @@ export async function runWan(options: Options, wan: WanSettings, progress: Progr
   const errors: string[] = [];
   let paths: WanPath[] = [];
   let samples: WanSample[] = [];
+  let wireCpu: number | undefined;
   try {
     process.stdout.write(`${header(net, wan, options.reps).join('\n')}\n`);
     procs.push(await startEcho(net, tool));
@@ -146,12 +148,13 @@ export async function runWan(options: Options, wan: WanSettings, progress: Progr
     samples = result.samples;
     errors.push(...result.errors);
   } finally {
+    wireCpu = net.wire === undefined ? undefined : treeCpuSeconds(net.wire.pid);
     for (const p of paths) await stopWanPath(p);
     for (const proc of procs.reverse()) await stopProcess(proc);
     removeNamespaces();
   }
   const wire = net.wire?.stdout.find((line) => line.includes('"passed"'));
-  if (wire !== undefined) process.stdout.write(`wire:     ${wire}\n`);
+  if (wire !== undefined) process.stdout.write(`wire:     ${wire}, ${wireCpu?.toFixed(2) ?? '?'} CPU-seconds\n`);
   const rows = summarise(
     samples,
     paths.map((p) => p.name as WanPathName),
