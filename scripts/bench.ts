@@ -6,7 +6,8 @@
  * these three for the connection figures only. Repetitions are
  * interleaved (for rep: for figure: for path, the path order rotating each rep) so
  * machine noise spreads over every path alike. Everything it starts it stops, by
- * process group, however it ends. See docs/benchmarks.md for the method.
+ * process group, however it ends. `--wan` measures over a delayed network instead
+ * (scripts/bench/wan/). See docs/benchmarks.md for the method.
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { ROOT, installCleanup, stopProcess } from './bench/procs.js';
 import { cpuModel } from './bench/proc-stats.js';
 import { aggregate, formatMarkdown, formatTable, type Sample } from './bench/report.js';
 import { ratioChart } from './bench/svg.js';
+import { runWan } from './bench/wan/run.js';
 
 interface Step {
   name: string;
@@ -185,6 +187,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const machine = describeMachine(options.baseline);
+  if (options.wan) {
+    const code = await runWan(options, options.wan, progress, [`tcp-relay benchmark (wan, ${options.mode}, ${options.reps} reps)`, ...machine]);
+    progress(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    return code;
+  }
   process.stdout.write(`tcp-relay benchmark (${options.mode}, ${options.reps} reps)\n${machine.join('\n')}\n`);
   const tool = { binary: buildBenchtool() };
   const backend = await startBackend(tool);

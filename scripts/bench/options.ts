@@ -1,7 +1,7 @@
 /**
  * The bench's command line and its three presets. A preset sizes every figure so a
  * run fits its budget: --smoke (under a minute, CI: every path and figure once), --quick
- * (a few minutes), and the default full run.
+ * (a few minutes), and the default full run. --wan has presets of its own.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -14,8 +14,21 @@ import { PATH_NAMES, type PathName } from './paths.js';
 export const FIGURE_GROUPS = ['throughput', 'cpu', 'rtt', 'first-echo', 'conns', 'burst', 'idle', 'flood'] as const;
 export type FigureGroup = (typeof FIGURE_GROUPS)[number];
 
+/** The WAN bench's sizes (scripts/bench/wan/run.ts). */
+export interface WanSettings {
+  firstCount: number;
+  firstWarmup: number;
+  /** Between two first-echo trials: each arrives on a quiet path, not right behind the last close. */
+  firstGapMs: number;
+  /** Short connections: this many in flight at once, connsCount in all. */
+  connsWorkers: number;
+  connsCount: number;
+}
+
 export interface Options {
   mode: 'smoke' | 'quick' | 'full';
+  /** --wan: the namespaced network of scripts/bench/wan/ instead of loopback. */
+  wan: WanSettings | undefined;
   reps: number;
   idleReps: number;
   paths: PathName[];
@@ -97,6 +110,13 @@ const PRESETS = {
   },
 } as const;
 
+// Each WAN trial is ~100 ms of delays: the counts, not the CPU, set the run's length.
+const WAN_PRESETS = {
+  smoke: { reps: 1, wan: { firstCount: 5, firstWarmup: 1, firstGapMs: 100, connsWorkers: 10, connsCount: 40 } },
+  quick: { reps: 3, wan: { firstCount: 40, firstWarmup: 5, firstGapMs: 100, connsWorkers: 50, connsCount: 500 } },
+  full: { reps: 5, wan: { firstCount: 100, firstWarmup: 10, firstGapMs: 100, connsWorkers: 50, connsCount: 1000 } },
+} as const;
+
 export const USAGE = `usage: npm run bench -- [options]
 
 Measures direct, socat, haproxy (one thread), haproxy-default (one thread per core),
@@ -106,6 +126,11 @@ relay), relay+fleet (a one-node fleet on etcd) and relay+names (through a
 --names-port, each connection routed by an HTTP Host header) on 127.0.0.1,
 repetitions interleaved, and prints medians with ratios to direct and to haproxy.
 
+  --wan               over a delayed network instead of loopback (root, iproute2):
+                      client, relay and service hosts in network namespaces, 10 ms
+                      one way per link; haproxy, relay (--prewarm 0 and auto), ssh -R
+                      and socat; first echo and short connections/s. With --smoke,
+                      --quick, --reps, --json, --md
   --smoke             under a minute, tiny counts (CI): every path and figure once
   --quick             a few minutes, fewer repetitions
   --reps N            repetitions of figures 1-5 (idle tunnels: at most the preset's)
@@ -148,6 +173,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       args: argv,
       options: {
         smoke: { type: 'boolean' },
+        wan: { type: 'boolean' },
         quick: { type: 'boolean' },
         reps: { type: 'string' },
         only: { type: 'string' },
@@ -167,6 +193,11 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (values.smoke && values.quick) throw new OptionsError('--smoke and --quick exclude each other');
   const mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
   const preset = PRESETS[mode];
+  if (values.wan) {
+    for (const flag of ['only', 'tunnels', 'prewarm', 'baseline', 'svg'] as const) {
+      if (values[flag] !== undefined) throw new OptionsError(`--${flag} does not apply to --wan (it measures its own five paths)`);
+    }
+  }
   const only = (values.only ?? '')
     .split(',')
     .map((s) => s.trim())
@@ -178,10 +209,11 @@ export function parseOptions(argv: string[]): Options | 'help' {
   }
   const paths = PATH_NAMES.filter((p) => only.includes(p));
   const figures = FIGURE_GROUPS.filter((f) => only.includes(f));
-  const reps = whole('--reps', values.reps, 1, 100) ?? preset.reps;
+  const reps = whole('--reps', values.reps, 1, 100) ?? (values.wan ? WAN_PRESETS[mode].reps : preset.reps);
   const tunnels = whole('--tunnels', values.tunnels, 1, 9000) ?? preset.idle.tunnels;
   return {
     mode,
+    wan: values.wan ? { ...WAN_PRESETS[mode].wan } : undefined,
     reps,
     idleReps: Math.min(reps, preset.idleReps),
     // relay@baseline is measured only beside another checkout, and then by default.

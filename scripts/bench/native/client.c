@@ -111,15 +111,22 @@ int run_rtt(int argc, char **argv) {
   return 0;
 }
 
-/* benchtool first HOST PORT COUNT WARMUP: new connection, send 1 byte, time until it is echoed. */
+/*
+ * benchtool first HOST PORT COUNT WARMUP [GAP_MS]: new connection, send "ex", time until the
+ * first byte comes back: 'x' from the backend, or 'e' from a plain echo server
+ * (BENCHTOOL_PURE=1). GAP_MS apart: arrivals that do not follow each other's close at once.
+ */
 int run_first(int argc, char **argv) {
   if (argc < 4) return 2;
   int port = atoi(argv[1]), count = atoi(argv[2]), warm = atoi(argv[3]);
+  int gap_ms = argc > 4 ? atoi(argv[4]) : 0;
+  const char expected = pure_echo() ? 'e' : 'x';
   if (count < 1) return 2;
   double *us = malloc(sizeof(double) * (size_t)count);
   int ok = 0, failed = 0;
   char last[64] = "";
   for (int i = 0; i < warm + count; i++) {
+    if (i > 0 && gap_ms > 0) usleep((useconds_t)gap_ms * 1000);
     double t = now_s();
     int fd = connect_to(argv[0], port, 10);
     /* BENCH_PRELUDE: bytes a names port routes by (an HTTP request naming the host), sent first. */
@@ -130,15 +137,15 @@ int run_first(int argc, char **argv) {
     if (err == 0) err = read_exact(fd, &c, 1);
     double dt = (now_s() - t) * 1e6;
     if (fd >= 0) close(fd);
-    if (err != 0 || c != 'x') {
+    if (err != 0 || c != expected) {
       if (i >= warm) failed++;
       snprintf(last, sizeof last, "%s", err != 0 ? errname(-err) : "wrong byte");
     } else if (i >= warm) {
       us[ok++] = dt;
     }
   }
-  printf("{\"count\":%d,\"failed\":%d,\"p50\":%.2f,\"p99\":%.2f,\"lastError\":\"%s\"}\n", ok, failed,
-         quantile(us, (size_t)ok, 0.5), quantile(us, (size_t)ok, 0.99), last);
+  double p50 = quantile(us, (size_t)ok, 0.5), p90 = quantile(us, (size_t)ok, 0.9), p99 = quantile(us, (size_t)ok, 0.99);
+  printf("{\"count\":%d,\"failed\":%d,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"lastError\":\"%s\"}\n", ok, failed, p50, p90, p99, last);
   free(us);
   return ok > 0 ? 0 : 1;
 }

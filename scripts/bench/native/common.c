@@ -104,3 +104,8 @@ const char *errname(int err) {
   const char *name = strerrorname_np(err);
   return name ? name : "error";
 }
+
+int pure_echo(void) {
+  const char *pure = getenv("BENCHTOOL_PURE");
+  return pure != NULL && strcmp(pure, "1") == 0;
+}

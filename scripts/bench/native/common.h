@@ -33,6 +33,8 @@ uint64_t get_be64(const unsigned char *p);
 /* Sorts in place, then picks the p-quantile (0..1) by nearest rank. */
 double quantile(double *values, size_t n, double p);
 const char *errname(int err);
+/* BENCHTOOL_PURE=1: the peer is a plain echo server, which echoes the mode byte 'e' too. */
+int pure_echo(void);
 
 int run_server(int argc, char **argv);
 int run_tput(int argc, char **argv);
@@ -40,5 +42,6 @@ int run_rtt(int argc, char **argv);
 int run_first(int argc, char **argv);
 int run_conns(int argc, char **argv);
 int run_hold(int argc, char **argv);
+int run_wire(int argc, char **argv);
 
 #endif

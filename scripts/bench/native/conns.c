@@ -1,7 +1,9 @@
 /*
  * Short connections per second: WORKERS connections in flight at all times, each
- * connect, 100 bytes up (after the 'e' mode byte), 100 bytes back, close. One epoll
- * loop drives them all, so the generator spends its CPU on syscalls, not on threads.
+ * connect, 100 bytes up (after the 'e' mode byte), 100 bytes back (101 from a plain
+ * echo server, BENCHTOOL_PURE=1), close. One epoll loop drives them all, so the
+ * generator spends its CPU on syscalls, not on threads. With COUNT, exactly COUNT
+ * connections are made and the time is until the last one ended (SECONDS bounds it).
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -28,7 +30,7 @@ struct slot {
 };
 
 static struct { const char *name; int count; } kinds[MAX_KINDS];
-static int nkinds, failed, ok;
+static int nkinds, failed, ok, expect = PAYLOAD;
 static int ep;
 static struct sockaddr_in target;
 static unsigned char *msg;
@@ -82,20 +84,22 @@ static void on_event(struct slot *s, uint32_t ev) {
     if (ev & EPOLLOUT) send_request(s);
     return;
   }
-  unsigned char buf[PAYLOAD];
-  ssize_t r = read(s->fd, buf, (size_t)(PAYLOAD - s->got));
+  unsigned char buf[PAYLOAD + 1];
+  ssize_t r = read(s->fd, buf, (size_t)(expect - s->got));
   if (r < 0 && errno == EAGAIN) return;
   if (r <= 0) return finish(s, r == 0 ? "eof" : errname(errno));
   s->got += (int)r;
-  if (s->got == PAYLOAD) finish(s, NULL);
+  if (s->got == expect) finish(s, NULL);
 }
 
-/* benchtool conns HOST PORT WORKERS SECONDS */
+/* benchtool conns HOST PORT WORKERS SECONDS [COUNT] */
 int run_conns(int argc, char **argv) {
   if (argc < 4) return 2;
   int workers = atoi(argv[2]);
   double seconds = atof(argv[3]);
-  if (workers < 1 || workers > MAX_WORKERS || !(seconds > 0)) return 2;
+  int count = argc > 4 ? atoi(argv[4]) : 0, begun = 0;
+  if (workers < 1 || workers > MAX_WORKERS || !(seconds > 0) || count < 0) return 2;
+  if (pure_echo()) expect = PAYLOAD + 1;
   target = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])) };
   if (inet_pton(AF_INET, argv[0], &target.sin_addr) != 1) return 2;
   /* BENCH_PRELUDE: bytes a names port routes by (an HTTP request naming the host), sent first. */
@@ -111,10 +115,14 @@ int run_conns(int argc, char **argv) {
   for (int i = 0; i < workers; i++) slots[i] = (struct slot){ .fd = -1, .st = IDLE };
   double cpu0 = cpu_self_s(), t0 = now_s(), end = t0 + seconds;
   struct epoll_event events[MAX_WORKERS];
-  for (double t = t0; t < end; t = now_s()) {
+  for (double t = t0; t < end && (count == 0 || ok + failed < count); t = now_s()) {
     for (int i = 0; i < workers; i++) {
-      if (slots[i].st == IDLE) start(&slots[i]);
-      else if (t - slots[i].started > OP_TIMEOUT_S) finish(&slots[i], "timeout");
+      if (slots[i].st == IDLE && (count == 0 || begun < count)) {
+        begun++;
+        start(&slots[i]);
+      } else if (slots[i].st != IDLE && t - slots[i].started > OP_TIMEOUT_S) {
+        finish(&slots[i], "timeout");
+      }
     }
     int n = epoll_wait(ep, events, workers, 20);
     for (int i = 0; i < n; i++) on_event(events[i].data.ptr, events[i].events);

@@ -16,7 +16,7 @@ int main(int argc, char **argv) {
   const char *limit = getenv("BENCHTOOL_ALARM_S");
   alarm(limit ? (unsigned)atoi(limit) : 600);
   if (argc < 2) {
-    fprintf(stderr, "usage: benchtool server|tput|rtt|first|conns|hold ARGS...\n");
+    fprintf(stderr, "usage: benchtool server|tput|rtt|first|conns|hold|wire ARGS...\n");
     return 2;
   }
   const char *mode = argv[1];
@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
   else if (strcmp(mode, "first") == 0) rc = run_first(argc - 2, argv + 2);
   else if (strcmp(mode, "conns") == 0) rc = run_conns(argc - 2, argv + 2);
   else if (strcmp(mode, "hold") == 0) rc = run_hold(argc - 2, argv + 2);
+  else if (strcmp(mode, "wire") == 0) rc = run_wire(argc - 2, argv + 2);
   if (rc == 2) fprintf(stderr, "benchtool %s: bad arguments\n", mode);
   fflush(stdout);
   return rc;

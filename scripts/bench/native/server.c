@@ -29,6 +29,7 @@ struct conn {
 };
 
 static int ep;
+static enum state first_state = CMD;
 static unsigned char rbuf[256 * 1024];
 static unsigned char sbuf[256 * 1024];
 
@@ -171,20 +172,27 @@ static void accept_all(int lfd) {
       return;
     }
     c->fd = fd;
+    c->st = first_state;
     struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
   }
 }
 
-/* benchtool server [PORT]: prints {"port":N} once listening, then serves until killed. */
+/*
+ * benchtool server [PORT [ADDRESS [echo]]]: prints {"port":N} once listening, then serves
+ * until killed. ADDRESS defaults to 127.0.0.1; `echo` makes it a plain echo server (every
+ * byte from the first echoed, as ./echoserver does), for the bench's --wan paths.
+ */
 int run_server(int argc, char **argv) {
   int port = argc > 0 ? atoi(argv[0]) : 0;
+  if (argc > 2 && strcmp(argv[2], "echo") == 0) first_state = ECHO;
   memset(sbuf, 'b', sizeof sbuf);
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (argc > 1 && inet_pton(AF_INET, argv[1], &addr.sin_addr) != 1) return 2;
   if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(lfd, 4096) < 0) {
     printf("{\"error\":\"%s\"}\n", errname(errno));
     return 1;
