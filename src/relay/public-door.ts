@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { peerHasReset } from '../net/peer-reset.js';
 import { resetSocket } from '../net/splice.js';
-import { clientAddressOf } from './client-address.js';
+import { boundAddressOf, clientAddressOf, type BoundAddress } from './client-address.js';
 import type { RelayContext } from './context.js';
 
 /** What a door hands its clients to: the registration that owns the port now. */
@@ -34,6 +34,8 @@ export class PublicDoor {
   readonly #log: Logger;
   /** A tenant's own limit on its ports, where it has one; else the relay-wide one applies. */
   readonly #maxClientsPerIp: () => number | undefined;
+  /** Where clients reach this door, when it listens on one address (see clientLine); null until first asked. */
+  #bound: BoundAddress | undefined | null = null;
   #owner: DoorOwner | undefined;
   readonly #held: HeldClient[] = [];
   #closed = false;
@@ -49,6 +51,11 @@ export class PublicDoor {
 
   get heldCount(): number {
     return this.#held.length;
+  }
+
+  get bound(): BoundAddress | undefined {
+    if (this.#bound === null) this.#bound = boundAddressOf(this.#server);
+    return this.#bound;
   }
 
   get owner(): DoorOwner | undefined {

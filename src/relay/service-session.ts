@@ -166,9 +166,16 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     const from = clientAddressOf(client);
     if (from === undefined) return resetSocket(client);
     if (!this.#withinLimits(client)) return;
-    const line = clientLine(client);
-    const idle = line === undefined ? undefined : this.#warm.take();
-    if (idle !== undefined && line !== undefined) {
+    // The CLIENT line only for a client that goes out on a parked connection now; one
+    // that waits for its dial-back gets it then.
+    const idle = this.#warm.take();
+    if (idle !== undefined) {
+      const line = clientLine(client, this.#door.bound);
+      // Its local address is gone with it: the client reset meanwhile.
+      if (line === undefined) {
+        idle.destroy();
+        return resetSocket(client);
+      }
       this.#count(client);
       sendMessageBeforeData(idle, line);
       this.#ctx.stats.observeDialback(0);
@@ -234,7 +241,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
 
   /** The service dialed back for a client of ours: splice them. */
   dialedBack(entry: PendingClient<ClientOwner>, data: Socket, head: Buffer): void {
-    const line = clientLine(entry.client);
+    const line = clientLine(entry.client, this.#door.bound);
     // Defensive: a waiting client is not read, so its leaving is normally only noticed
     // once spliced (the service then sees the reset); this catches a client already gone.
     if (line === undefined || entry.client.destroyed) {
