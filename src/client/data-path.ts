@@ -1,6 +1,7 @@
 import { isIP, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { openDataConnection } from './dial-back.js';
+import { FirstLineDeadlines } from '../net/first-line-deadlines.js';
+import { dialBackThen } from './dial-back.js';
 import type { ConnectionTarget } from './options.js';
 import { ProbeAnswerer } from './probe.js';
 import type { RelayEndpoint } from './transport.js';
@@ -39,9 +40,13 @@ export class DataPath {
   #endpoint: RelayEndpoint | undefined;
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
+  /** The handshake timeout of every dial-back: one timer for all of them. */
+  readonly #deadlines: FirstLineDeadlines;
+  readonly #onRefused = (reason: string): void => this.#settings.log.warn({ reason }, 'dial-back refused');
 
   constructor(settings: DataPathSettings) {
     this.#settings = settings;
+    this.#deadlines = new FirstLineDeadlines(settings.handshakeTimeoutMs);
     this.#probes = new ProbeAnswerer(settings.log, settings.handshakeTimeoutMs);
   }
 
@@ -69,25 +74,35 @@ export class DataPath {
 
   /** Answers a CONNECT: dials back with its token and delivers the client. */
   dialBack(token: string): void {
-    this.#dialBack(token).catch((err: unknown) => this.#settings.log.error({ err }, 'delivering a relayed client failed'));
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return;
+    const began = performance.now();
+    // Callbacks, not promises, on the library's busiest path; whatever throws in them (the
+    // program's own handler, too) must cost this client, never the process.
+    try {
+      dialBackThen(endpoint, token, this.#deadlines, this.#onRefused, (client) => {
+        if (client === undefined) return;
+        this.#warmPool?.dialed(performance.now() - began);
+        try {
+          this.#deliver(client);
+        } catch (err) {
+          this.#deliveryFailed(err);
+        }
+      });
+    } catch (err) {
+      this.#deliveryFailed(err);
+    }
+    // After this client's own connect(), so the pool's growth does not delay it.
+    this.#warmPool?.missed();
+  }
+
+  #deliveryFailed(err: unknown): void {
+    this.#settings.log.error({ err }, 'delivering a relayed client failed');
   }
 
   /** Answers a PROBE the same way, though no client comes of it. */
   probe(token: string): void {
     this.#probes.answer(this.#endpoint, token);
-  }
-
-  async #dialBack(token: string): Promise<void> {
-    const endpoint = this.#endpoint;
-    if (endpoint === undefined) return;
-    const began = performance.now();
-    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, this.#settings.handshakeTimeoutMs, (reason) => this.#settings.log.warn({ reason }, 'dial-back refused'));
-    // After this client's own connect(), so the pool's growth does not delay it.
-    this.#warmPool?.missed();
-    const client = await dialing;
-    if (client === undefined) return;
-    this.#warmPool?.dialed(performance.now() - began);
-    this.#deliver(client);
   }
 
   #startWarmPool(endpoint: RelayEndpoint, key: string | undefined): void {

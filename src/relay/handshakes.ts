@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import { endFirstLine, firstLineTimeout, readFirstLineThen, type FirstLine } from '../net/lines.js';
+import { FirstLineDeadlines } from '../net/first-line-deadlines.js';
+import { endFirstLine, readFirstLineThen, type FirstLine } from '../net/lines.js';
 import type { ServiceMessage } from '../protocol/messages.js';
 import { parseServiceLine } from '../protocol/parse.js';
 import type { Refusals } from './refusals.js';
@@ -15,43 +16,35 @@ const MAX_HANDSHAKES = 4096;
 
 const EVICTED = { ok: false, code: 'closed', reason: 'evicted: too many handshakes in progress' } as const;
 
-/** A connection in its handshake: since when, and who gets its line. */
-interface Handshake {
-  startedAt: number;
-  done: (socket: Socket, result: FirstLine<ServiceMessage>) => void;
-}
+type Done = (socket: Socket, result: FirstLine<ServiceMessage>) => void;
 
 /**
  * The connections to the control and data ports that have not sent their first line
- * (or their PROOF) yet, oldest first: each read is bounded in time, and their number
- * is bounded by evicting the oldest.
- *
- * Every read has the same time limit, so the Map's insertion order is also the order
- * they fall due in: one timer, armed for the oldest, serves them all, where a timer
- * per connection would cost every data connection a timer set and cleared.
+ * (or their PROOF) yet, oldest first: each read is bounded in time (one timer for all,
+ * see FirstLineDeadlines), and their number is bounded by evicting the oldest.
  */
 export class Handshakes {
-  readonly #timeoutMs: number;
   readonly #refusals: Refusals;
-  readonly #pending = new Map<Socket, Handshake>();
-  #timer: NodeJS.Timeout | undefined;
-  readonly #finished = (socket: Socket, result: FirstLine<ServiceMessage>): void => {
-    const handshake = this.#pending.get(socket);
+  readonly #deadlines: FirstLineDeadlines;
+  /** Who gets each connection's line, oldest first. */
+  readonly #pending = new Map<Socket, Done>();
+  readonly #finished: Done = (socket, result) => {
+    const done = this.#pending.get(socket);
     this.#pending.delete(socket);
-    handshake?.done(socket, result);
+    this.#deadlines.forget(socket);
+    done?.(socket, result);
   };
 
   constructor(timeoutMs: number, refusals: Refusals) {
-    this.#timeoutMs = timeoutMs;
+    this.#deadlines = new FirstLineDeadlines(timeoutMs);
     this.#refusals = refusals;
   }
 
   /** Reads the next line of a connection still in its handshake: counted, bounded in time, evictable. */
-  read(socket: Socket, head: Buffer | undefined, done: (socket: Socket, result: FirstLine<ServiceMessage>) => void): void {
+  read(socket: Socket, head: Buffer | undefined, done: Done): void {
     if (this.#pending.size >= MAX_HANDSHAKES) this.#evictOldest();
-    const handshake: Handshake = { startedAt: performance.now(), done };
-    this.#pending.set(socket, handshake);
-    if (this.#timer === undefined) this.#armFor(handshake);
+    this.#pending.set(socket, done);
+    this.#deadlines.watch(socket);
     readFirstLineThen(socket, parseServiceLine, head, this.#finished);
   }
 
@@ -72,26 +65,5 @@ export class Handshakes {
     oldest.destroy();
     // At once, not at its 'close': the next connection must find the room this one left.
     endFirstLine(oldest, EVICTED);
-  }
-
-  // Unref'd: the sockets it watches keep the process alive, and a timer left armed after
-  // the last of them must not. Node rounds timers down, so it may wake early and arm again.
-  #armFor(oldest: Handshake): void {
-    const dueIn = Math.max(1, oldest.startedAt + this.#timeoutMs - performance.now());
-    this.#timer = setTimeout(() => this.#expireDue(), dueIn).unref();
-  }
-
-  #expireDue(): void {
-    this.#timer = undefined;
-    const now = performance.now();
-    const due: Socket[] = [];
-    for (const [socket, { startedAt }] of this.#pending) {
-      if (now - startedAt < this.#timeoutMs) break;
-      due.push(socket);
-    }
-    const timedOut = firstLineTimeout(this.#timeoutMs);
-    for (const socket of due) endFirstLine(socket, timedOut);
-    const next = this.#pending.values().next();
-    if (!next.done && this.#timer === undefined) this.#armFor(next.value);
   }
 }
