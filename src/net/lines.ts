@@ -146,17 +146,23 @@ export function sendMessageBeforeData(socket: Socket, msg: Message): boolean {
   socket.cork();
   socket.write(formatMessage(msg));
   // The first immediate runs at the end of this turn; the one it queues, at the end of
-  // the next, after that turn's poll phase has read the client.
-  setImmediate(uncorkNextTurn, socket);
+  // the next, after that turn's poll phase has read the client. Two for every socket
+  // corked in one turn, not two per socket.
+  if (corkedThisTurn.length === 0) setImmediate(endOfCorkingTurn);
+  corkedThisTurn.push(socket);
   return true;
 }
 
-function uncorkNextTurn(socket: Socket): void {
-  setImmediate(uncork, socket);
+/** Sockets sendMessageBeforeData corked in this event-loop turn. */
+let corkedThisTurn: Socket[] = [];
+
+function endOfCorkingTurn(): void {
+  setImmediate(uncorkAll, corkedThisTurn);
+  corkedThisTurn = [];
 }
 
-function uncork(socket: Socket): void {
-  socket.uncork();
+function uncorkAll(sockets: Socket[]): void {
+  for (const socket of sockets) socket.uncork();
 }
 
 /**
