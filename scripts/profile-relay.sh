@@ -57,7 +57,9 @@ work() {
 "$bt" tput 127.0.0.1 "$public" down 67108864 1 > /dev/null
 "$bt" conns 127.0.0.1 "$public" 50 1 > /dev/null
 if [ "$tool" = strace ]; then
-  timeout 120 strace -c -f -p $relay -o "$out/strace.txt" 2> /dev/null & st=$!
+  # The master forks the worker that relays: trace the worker.
+  worker=$(pgrep -P $relay | head -1)
+  timeout 120 strace -c -f -p $worker -o "$out/strace.txt" 2> /dev/null & st=$!
   sleep 1
   work
   sleep 0.5

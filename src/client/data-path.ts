@@ -1,6 +1,7 @@
 import { isIP, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { openDataConnection } from './dial-back.js';
+import { FirstLineDeadlines } from '../net/first-line-deadlines.js';
+import { dialBackThen, openDataConnection } from './dial-back.js';
 import type { Admission, ConnectionTarget, RelayClientOptions } from './options.js';
 import { ProbeAnswerer } from './probe.js';
 import type { RelayEndpoint } from './transport.js';
@@ -46,11 +47,16 @@ export class DataPath {
   #endpoint: RelayEndpoint | undefined;
   /** The prewarmed connections of the current registration, if it asked for any. */
   #warmPool: WarmPool | undefined;
-  /** Dial-backs begun and not yet delivered or given up. */
-  readonly #answering = new Set<Promise<void>>();
+  /** Dial-backs begun and not yet delivered or given up, and who waits for there to be none. */
+  #answering = 0;
+  readonly #whenSettled: (() => void)[] = [];
+  /** The handshake timeout of every dial-back: one timer for all of them. */
+  readonly #deadlines: FirstLineDeadlines;
+  readonly #onRefused = (reason: string): void => this.#settings.log.warn({ reason }, 'dial-back refused');
 
   constructor(settings: DataPathSettings) {
     this.#settings = settings;
+    this.#deadlines = new FirstLineDeadlines(settings.handshakeTimeoutMs);
     this.#probes = new ProbeAnswerer(settings.log, settings.handshakeTimeoutMs);
   }
 
@@ -78,33 +84,53 @@ export class DataPath {
 
   /** Answers a CONNECT: dials back with its token and delivers the client; with a gate, once the program admitted it. */
   dialBack(token: string, client: { address: string; port: number }, gate?: ClientGate): void {
-    const answering = (gate === undefined ? this.#dialBack(token) : this.#dialBackAdmitted(token, client, gate))
-      .catch((err: unknown) => this.#settings.log.error({ err }, 'delivering a relayed client failed'))
-      .finally(() => this.#answering.delete(answering));
-    this.#answering.add(answering);
+    this.#answering++;
+    if (gate !== undefined) {
+      this.#dialBackAdmitted(token, client, gate)
+        .catch((err: unknown) => this.#deliveryFailed(err))
+        .finally(() => this.#answered());
+      return;
+    }
+    const endpoint = this.#endpoint;
+    if (endpoint === undefined) return this.#answered();
+    const began = performance.now();
+    // Callbacks, not promises, on the library's busiest path; whatever throws in them (the
+    // program's own handler, too) must cost this client, never the process.
+    try {
+      dialBackThen(endpoint, token, this.#deadlines, this.#onRefused, (socket) => {
+        this.#answered();
+        if (socket === undefined) return;
+        this.#warmPool?.dialed(performance.now() - began);
+        try {
+          this.#deliver(socket);
+        } catch (err) {
+          this.#deliveryFailed(err);
+        }
+      });
+    } catch (err) {
+      this.#answered();
+      this.#deliveryFailed(err);
+    }
+    // After this client's own connect(), so the pool's growth does not delay it.
+    this.#warmPool?.missed();
   }
 
   /** Resolves once every dial-back begun so far has delivered its client or given up. */
-  async settled(): Promise<void> {
-    await Promise.all([...this.#answering]);
+  settled(): Promise<void> {
+    return this.#answering === 0 ? Promise.resolve() : new Promise((resolve) => this.#whenSettled.push(resolve));
+  }
+
+  #answered(): void {
+    if (--this.#answering === 0) for (const resolve of this.#whenSettled.splice(0)) resolve();
+  }
+
+  #deliveryFailed(err: unknown): void {
+    this.#settings.log.error({ err }, 'delivering a relayed client failed');
   }
 
   /** Answers a PROBE the same way, though no client comes of it. */
   probe(token: string): void {
     this.#probes.answer(this.#endpoint, token);
-  }
-
-  async #dialBack(token: string): Promise<void> {
-    const endpoint = this.#endpoint;
-    if (endpoint === undefined) return;
-    const began = performance.now();
-    const dialing = openDataConnection(endpoint, { kind: 'DATA', token }, this.#settings.handshakeTimeoutMs, (reason) => this.#settings.log.warn({ reason }, 'dial-back refused'));
-    // After this client's own connect(), so the pool's growth does not delay it.
-    this.#warmPool?.missed();
-    const client = await dialing;
-    if (client === undefined) return;
-    this.#warmPool?.dialed(performance.now() - began);
-    this.#deliver(client);
   }
 
   /**
@@ -148,7 +174,6 @@ export class DataPath {
     this.#counts.clients++;
     admission.serve(socket);
   }
-
   #startWarmPool(endpoint: RelayEndpoint, key: string | undefined): void {
     this.stopPrewarm();
     const size = poolSize(this.#settings.prewarm);

@@ -1,6 +1,7 @@
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import type { FirstLineDeadlines } from '../net/first-line-deadlines.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
-import { readFirstLine, type FirstLine } from '../net/lines.js';
+import { readFirstLine, readFirstLineThen, type FirstLine } from '../net/lines.js';
 import { formatMessage } from '../protocol/format.js';
 import type { RelayMessage, ServiceMessage } from '../protocol/messages.js';
 import { parseRelayLine } from '../protocol/parse.js';
@@ -22,6 +23,37 @@ const kRelayInfo = Symbol('relayed client');
 type RelayedSocket = Socket & { [kRelayInfo]?: RelayedClientInfo };
 
 /**
+ * A plain data connection: once it carries a client, its remoteAddress, remotePort and
+ * remoteFamily are the client's, as for a socket the program accepted itself. Getters on
+ * a subclass, not properties defined on each socket, which cost every client three
+ * descriptors and a change of the socket's shape.
+ */
+class DataConnection extends Socket {}
+const socketGetter = (name: string): (() => unknown) => Object.getOwnPropertyDescriptor(Socket.prototype, name)!.get!;
+const relayPeer = socketGetter('remoteAddress');
+const relayPort = socketGetter('remotePort');
+const relayFamily = socketGetter('remoteFamily');
+// TypeScript knows these as properties of Socket, which a subclass may not redefine as getters.
+Object.defineProperties(DataConnection.prototype, {
+  remoteAddress: {
+    get(this: RelayedSocket) {
+      return this[kRelayInfo]?.clientAddress ?? relayPeer.call(this);
+    },
+  },
+  remotePort: {
+    get(this: RelayedSocket) {
+      return this[kRelayInfo]?.clientPort ?? relayPort.call(this);
+    },
+  },
+  remoteFamily: {
+    get(this: RelayedSocket) {
+      const info = this[kRelayInfo];
+      return info === undefined ? relayFamily.call(this) : info.clientAddress.includes(':') ? 'IPv6' : 'IPv4';
+    },
+  },
+});
+
+/**
  * For a socket the library delivered: the public client's address and the relay
  * address it reached (what a PROXY protocol header carries). Undefined for any other socket.
  */
@@ -36,7 +68,7 @@ export function refusalReason(reply: FirstLine<RelayMessage>): string {
 }
 
 function dialData(relay: RelayEndpoint, onSocket: ((socket: Socket) => void) | undefined): Socket {
-  const socket = dialRelay(relay, true);
+  const socket = dialRelay(relay, true, DataConnection);
   onSocket?.(socket);
   // Stays for the socket's life: a reset must never crash a program that did not
   // attach its own 'error' listener (its own listeners still see every error).
@@ -86,6 +118,25 @@ export async function openDataConnection(
     return undefined;
   }
   const reply = await present(socket, first, timeoutMs);
+  return carriesClient(socket, reply, onRefused);
+}
+
+/**
+ * openDataConnection for a dial-back, with a callback and one timer for all of them
+ * (`deadlines`): no promise or timer of its own on the library's busiest path.
+ */
+export function dialBackThen(relay: RelayEndpoint, token: string, deadlines: FirstLineDeadlines, onRefused: (reason: string) => void, done: (client: Socket | undefined) => void): void {
+  const socket = dialData(relay, undefined);
+  socket.write(formatMessage({ kind: 'DATA', token }));
+  deadlines.watch(socket);
+  readFirstLineThen(socket, parseRelayLine, undefined, (_socket, reply) => {
+    deadlines.forget(socket);
+    done(carriesClient(socket, reply, onRefused));
+  });
+}
+
+/** The data connection once the relay's answer is in: the client's socket, or undefined (destroyed) for a refusal. */
+function carriesClient(socket: Socket, reply: FirstLine<RelayMessage>, onRefused: (reason: string) => void): Socket | undefined {
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {
     socket.destroy();
     onRefused(refusalReason(reply));
@@ -95,11 +146,13 @@ export async function openDataConnection(
   const { clientAddress, clientPort, serverAddress, serverPort } = reply.msg;
   (socket as RelayedSocket)[kRelayInfo] = { clientAddress, clientPort, serverAddress, serverPort };
   // Code written for a directly connected socket asks it who the peer is: answer with
-  // the public client, not the relay.
-  Object.defineProperties(socket, {
-    remoteAddress: { value: clientAddress, configurable: true },
-    remotePort: { value: clientPort, configurable: true },
-    remoteFamily: { value: clientAddress.includes(':') ? 'IPv6' : 'IPv4', configurable: true },
-  });
+  // the public client, not the relay (a DataConnection does by itself).
+  if (!(socket instanceof DataConnection)) {
+    Object.defineProperties(socket, {
+      remoteAddress: { value: clientAddress, configurable: true },
+      remotePort: { value: clientPort, configurable: true },
+      remoteFamily: { value: clientAddress.includes(':') ? 'IPv6' : 'IPv4', configurable: true },
+    });
+  }
   return socket;
 }

@@ -1,4 +1,4 @@
-import { connect, isIP, type Socket } from 'node:net';
+import { connect, isIP, type Socket, type TcpNetConnectOpts } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { KEEPALIVE_DELAY_MS } from '../config/defaults.js';
 
@@ -43,15 +43,17 @@ export function endpointTls(tls: boolean | RelayTlsOptions | undefined, sessions
   return tls === false || tls === undefined ? undefined : { ...tls, sessions };
 }
 
-/** A connection to one of the relay's own ports, plain or TLS; writes may start at once. */
-export function dialRelay(endpoint: RelayEndpoint, allowHalfOpen: boolean): Socket {
+/** A connection to one of the relay's own ports, plain (a `plain` if given) or TLS; writes may start at once. */
+export function dialRelay(endpoint: RelayEndpoint, allowHalfOpen: boolean, plain?: new (options: TcpNetConnectOpts) => Socket): Socket {
   const { host, port, tls } = endpoint;
   const address = endpoint.address ?? host;
   if (tls === undefined) {
     // As options, not setNoDelay()/setKeepAlive() calls on the connecting socket: those
     // set the options when the socket is created and Node sets them again once it is
     // connected, ten system calls where these five do.
-    return connect({ host: address, port, allowHalfOpen, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
+    const options: TcpNetConnectOpts = { host: address, port, allowHalfOpen, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS };
+    // What net.connect() does, with the caller's kind of socket.
+    return plain === undefined ? connect(options) : new plain(options).connect(options);
   }
   const sessions = tls.sessions;
   const session = sessions?.get(host, port);

@@ -10,45 +10,81 @@ export type FirstLine<M extends Message = Message> = { ok: true; msg: M; rest: B
 /** How long a refused peer has to read our ERR before the connection is destroyed. */
 const REFUSAL_LINGER_MS = 2_000;
 
+const CLOSED_EARLY = { ok: false, code: 'closed', reason: 'closed before its first line' } as const;
+
+/** The state of one first-line read, kept on its socket: the handlers below are shared by all. */
+interface FirstLineRead {
+  reader: LineReader;
+  parse: LineParser<Message>;
+  done: (socket: Socket, result: FirstLine) => void;
+}
+
+const kFirstLine = Symbol('first line');
+type ReadingSocket = Socket & { [kFirstLine]?: FirstLineRead | undefined };
+
+function onFirstData(this: ReadingSocket, chunk: Buffer): void {
+  const read = this[kFirstLine];
+  if (read === undefined) return;
+  read.reader.push(chunk);
+  const next = read.reader.next();
+  if (next === undefined) return;
+  if (!next.ok) return endFirstLine(this, next);
+  const parsed = read.parse(next.line);
+  endFirstLine(this, parsed.ok ? { ok: true, msg: parsed.msg, rest: read.reader.takeRest() } : parsed);
+}
+
+function onFirstEnd(this: ReadingSocket): void {
+  endFirstLine(this, CLOSED_EARLY);
+}
+
 /**
  * Reads exactly one protocol line from a fresh connection and stops there; every byte
  * after the line is handed back in `rest`, so a data connection's stream starts
  * exactly where the handshake ended. The socket is left as a fresh one is: nothing
- * reads it until a 'data' listener is attached or it is resumed. Without a timeout
- * it waits as long as the connection lasts.
+ * reads it until a 'data' listener is attached or it is resumed. No time limit: the
+ * caller ends a read that takes too long with endFirstLine. The listeners are shared
+ * and the state sits on the socket, so a connection's handshake costs no closure.
  */
+export function readFirstLineThen<M extends Message>(socket: Socket, parse: LineParser<M>, head: Buffer | undefined, done: (socket: Socket, result: FirstLine<M>) => void): void {
+  const reading = socket as ReadingSocket;
+  reading[kFirstLine] = { reader: new LineReader(), parse, done: done as FirstLineRead['done'] };
+  socket.on('data', onFirstData);
+  socket.on('end', onFirstEnd);
+  socket.on('close', onFirstEnd);
+  if (head !== undefined && head.length > 0) onFirstData.call(reading, head);
+  if (reading[kFirstLine] !== undefined) socket.resume();
+}
+
+/** Ends the first-line read in progress on `socket`, if any, with `result` (a timeout, an eviction). */
+export function endFirstLine(socket: Socket, result: FirstLine): void {
+  const reading = socket as ReadingSocket;
+  const read = reading[kFirstLine];
+  if (read === undefined) return;
+  reading[kFirstLine] = undefined;
+  socket.pause();
+  socket.off('data', onFirstData);
+  // Back to "no consumer yet" rather than "paused", so that whoever takes the socket
+  // next starts it by attaching 'data', as with a socket fresh from accept().
+  (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+  socket.off('end', onFirstEnd);
+  socket.off('close', onFirstEnd);
+  read.done(socket, result);
+}
+
+/** readFirstLineThen as a promise, bounded by `timeoutMs` when given. */
 export function readFirstLine<M extends Message>(socket: Socket, parse: LineParser<M>, timeoutMs: number | undefined, head?: Buffer): Promise<FirstLine<M>> {
   return new Promise((resolve) => {
-    const reader = new LineReader();
-    const finish = (result: FirstLine<M>): void => {
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => endFirstLine(socket, firstLineTimeout(timeoutMs)), timeoutMs);
+    readFirstLineThen(socket, parse, head, (_socket, result) => {
       clearTimeout(timer);
-      socket.pause();
-      socket.off('data', onData);
-      // Back to "no consumer yet" rather than "paused", so that whoever takes the socket
-      // next starts it by attaching 'data', as with a socket fresh from accept().
-      (socket as { readableFlowing: boolean | null }).readableFlowing = null;
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
       resolve(result);
-    };
-    let done = false;
-    const onData = (chunk: Buffer): void => {
-      reader.push(chunk);
-      const next = reader.next();
-      if (next === undefined) return;
-      done = true;
-      if (!next.ok) return finish(next);
-      const parsed = parse(next.line);
-      finish(parsed.ok ? { ok: true, msg: parsed.msg, rest: reader.takeRest() } : parsed);
-    };
-    const onEnd = (): void => finish({ ok: false, code: 'closed', reason: 'closed before its first line' });
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => finish({ ok: false, code: 'timeout', reason: `no complete line within ${timeoutMs} ms` }), timeoutMs);
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-    if (head !== undefined && head.length > 0) onData(head);
-    if (!done) socket.resume();
+    });
   });
+}
+
+/** What a first line that did not come in time reads as. */
+export function firstLineTimeout(timeoutMs: number): LineFailure {
+  return { ok: false, code: 'timeout', reason: `no complete line within ${timeoutMs} ms` };
 }
 
 /**
@@ -110,17 +146,23 @@ export function sendMessageBeforeData(socket: Socket, msg: Message): boolean {
   socket.cork();
   socket.write(formatMessage(msg));
   // The first immediate runs at the end of this turn; the one it queues, at the end of
-  // the next, after that turn's poll phase has read the client.
-  setImmediate(uncorkNextTurn, socket);
+  // the next, after that turn's poll phase has read the client. Two for every socket
+  // corked in one turn, not two per socket.
+  if (corkedThisTurn.length === 0) setImmediate(endOfCorkingTurn);
+  corkedThisTurn.push(socket);
   return true;
 }
 
-function uncorkNextTurn(socket: Socket): void {
-  setImmediate(uncork, socket);
+/** Sockets sendMessageBeforeData corked in this event-loop turn. */
+let corkedThisTurn: Socket[] = [];
+
+function endOfCorkingTurn(): void {
+  setImmediate(uncorkAll, corkedThisTurn);
+  corkedThisTurn = [];
 }
 
-function uncork(socket: Socket): void {
-  socket.uncork();
+function uncorkAll(sockets: Socket[]): void {
+  for (const socket of sockets) socket.uncork();
 }
 
 /**

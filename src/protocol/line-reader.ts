@@ -3,6 +3,8 @@ import { MAX_LINE_BYTES, type ErrorCode } from './messages.js';
 export type LineResult = { ok: true; line: string } | { ok: false; code: ErrorCode; reason: string };
 
 const LF = 0x0a;
+/** Every reader starts (and restarts) with this one, never written to: no allocation per connection. */
+const EMPTY = Buffer.alloc(0);
 const CR = 0x0d;
 
 /**
@@ -16,7 +18,7 @@ const CR = 0x0d;
  */
 export class LineReader {
   readonly #maxBytes: number;
-  #buffer: Buffer = Buffer.alloc(0);
+  #buffer: Buffer = EMPTY;
   // How far #buffer has already been checked, so a drip-fed line costs O(n) in total.
   #checked = 0;
   #failed: LineResult | undefined;
@@ -67,14 +69,14 @@ export class LineReader {
   /** The bytes after the last line taken: on a data connection, the first bytes of the stream. */
   takeRest(): Buffer {
     const rest = this.#buffer;
-    this.#buffer = Buffer.alloc(0);
+    this.#buffer = EMPTY;
     this.#checked = 0;
     return rest;
   }
 
   #fail(code: ErrorCode, reason: string): LineResult {
     this.#failed = { ok: false, code, reason };
-    this.#buffer = Buffer.alloc(0);
+    this.#buffer = EMPTY;
     return this.#failed;
   }
 }

@@ -267,7 +267,7 @@ export function parseLine(line: string): ParseResult {
   // LineReader already refuses such bytes; a caller that got its line elsewhere must not slip one in.
   if (/[^\x20-\x7e]/.test(text)) return fail('binary', 'a character outside printable ASCII');
   // ERR text is free text and may mention HTTP; anything else shaped like a request line is one.
-  if (!text.startsWith('ERR ') && HTTP_REQUEST.test(text)) {
+  if (!text.startsWith('ERR ') && text.includes(' HTTP/') && HTTP_REQUEST.test(text)) {
     return { ok: false, code: 'bad-line', reason: 'an HTTP request on a relay port', spokeHttp: true };
   }
   const words = text.split(' ');

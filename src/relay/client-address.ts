@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { plainAddress } from '../protocol/addresses.js';
 import type { Message } from '../protocol/messages.js';
 import type { ProxiedEnds } from '../protocol/proxy-parse.js';
@@ -29,12 +29,30 @@ export function clientAddressOf(socket: Socket): { address: string; port: number
   return { address: plainAddress(address), port };
 }
 
-/** The CLIENT line for a public client: where it came from and which address it reached. */
-export function clientLine(client: Socket): Message | undefined {
+/** Where a door's clients arrive when it listens on one address: known without asking each socket. */
+export interface BoundAddress {
+  address: string;
+  port: number;
+}
+
+/**
+ * The CLIENT line for a public client: where it came from and which address it reached
+ * (a trusted load balancer's header says both). `bound`, for a door on one address, saves
+ * the getsockname a wildcard listener needs to tell which of the host's addresses the client dialed.
+ */
+export function clientLine(client: Socket, bound: BoundAddress | undefined): Message | undefined {
   const from = clientAddressOf(client);
   const ends = proxied.get(client);
-  const to = ends?.serverAddress ?? client.localAddress;
-  const toPort = ends?.serverPort ?? client.localPort;
+  const to = ends?.serverAddress ?? bound?.address ?? client.localAddress;
+  const toPort = ends?.serverPort ?? bound?.port ?? client.localPort;
   if (from === undefined || to === undefined || toPort === undefined) return undefined;
-  return { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port, serverAddress: plainAddress(to), serverPort: toPort };
+  const plain = ends === undefined && bound !== undefined;
+  return { kind: 'CLIENT', clientAddress: from.address, clientPort: from.port, serverAddress: plain ? to : plainAddress(to), serverPort: toPort };
+}
+
+/** The address a listening server is bound to, unless that is every address of the host. */
+export function boundAddressOf(server: Server): BoundAddress | undefined {
+  const bound = server.address();
+  if (bound === null || typeof bound === 'string' || bound.address === '::' || bound.address === '0.0.0.0') return undefined;
+  return { address: plainAddress(bound.address), port: bound.port };
 }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import { readFirstLine, type FirstLine } from '../net/lines.js';
+import { FirstLineDeadlines } from '../net/first-line-deadlines.js';
+import { endFirstLine, readFirstLineThen, type FirstLine } from '../net/lines.js';
 import type { ServiceMessage } from '../protocol/messages.js';
 import { parseServiceLine } from '../protocol/parse.js';
 import type { Refusals } from './refusals.js';
@@ -13,40 +14,56 @@ import type { Refusals } from './refusals.js';
  */
 const MAX_HANDSHAKES = 4096;
 
+const EVICTED = { ok: false, code: 'closed', reason: 'evicted: too many handshakes in progress' } as const;
+
+type Done = (socket: Socket, result: FirstLine<ServiceMessage>) => void;
+
 /**
  * The connections to the control and data ports that have not sent their first line
- * (or their PROOF) yet, oldest first: each read is bounded in time, and their number
- * is bounded by evicting the oldest.
+ * (or their PROOF) yet, oldest first: each read is bounded in time (one timer for all,
+ * see FirstLineDeadlines), and their number is bounded by evicting the oldest.
  */
 export class Handshakes {
-  readonly #timeoutMs: number;
   readonly #refusals: Refusals;
-  readonly #pending = new Set<Socket>();
+  readonly #deadlines: FirstLineDeadlines;
+  /** Who gets each connection's line, oldest first. */
+  readonly #pending = new Map<Socket, Done>();
+  readonly #finished: Done = (socket, result) => {
+    const done = this.#pending.get(socket);
+    this.#pending.delete(socket);
+    this.#deadlines.forget(socket);
+    done?.(socket, result);
+  };
 
   constructor(timeoutMs: number, refusals: Refusals) {
-    this.#timeoutMs = timeoutMs;
+    this.#deadlines = new FirstLineDeadlines(timeoutMs);
     this.#refusals = refusals;
   }
 
-  /** The next line of a connection still in its handshake: counted, bounded in time, evictable. */
-  async readLine(socket: Socket, head?: Buffer): Promise<FirstLine<ServiceMessage>> {
+  /** Reads the next line of a connection still in its handshake: counted, bounded in time, evictable. */
+  read(socket: Socket, head: Buffer | undefined, done: Done): void {
     if (this.#pending.size >= MAX_HANDSHAKES) this.#evictOldest();
-    this.#pending.add(socket);
-    const line = await readFirstLine(socket, parseServiceLine, this.#timeoutMs, head);
-    this.#pending.delete(socket);
-    return line;
+    this.#pending.set(socket, done);
+    this.#deadlines.watch(socket);
+    readFirstLineThen(socket, parseServiceLine, head, this.#finished);
+  }
+
+  /** read() as a promise. */
+  readLine(socket: Socket, head?: Buffer): Promise<FirstLine<ServiceMessage>> {
+    return new Promise((resolve) => this.read(socket, head, (_socket, result) => resolve(result)));
   }
 
   /** Shutdown: every connection still in its handshake is dropped. */
   destroyAll(): void {
-    for (const socket of this.#pending) socket.destroy();
+    for (const socket of this.#pending.keys()) socket.destroy();
   }
 
   #evictOldest(): void {
-    const oldest = this.#pending.values().next().value as Socket | undefined;
+    const oldest = this.#pending.keys().next().value as Socket | undefined;
     if (oldest === undefined) return;
-    this.#pending.delete(oldest);
     this.#refusals.count('handshakes', { peer: oldest.remoteAddress }, `connection dropped: oldest of ${MAX_HANDSHAKES} handshakes in progress`);
     oldest.destroy();
+    // At once, not at its 'close': the next connection must find the room this one left.
+    endFirstLine(oldest, EVICTED);
   }
 }

@@ -6,7 +6,7 @@ import { ignoreSocketError } from '../net/ignore-error.js';
 import { peerHasReset } from '../net/peer-reset.js';
 import { resetSocket } from '../net/splice.js';
 import type { AccessList } from '../protocol/cidr.js';
-import { clientAddressOf } from './client-address.js';
+import { boundAddressOf, clientAddressOf, type BoundAddress } from './client-address.js';
 import type { RelayContext } from './context.js';
 
 /** What a door hands its clients to: the registration that owns the port now. */
@@ -26,6 +26,8 @@ export interface SessionDoor<Owner extends DoorOwner = DoorOwner> {
   /** A pool: a client one member cannot serve may go to another. */
   readonly pooled: boolean;
   readonly heldCount: number;
+  /** Where its clients arrive, when that is one address (see clientLine). */
+  readonly bound: BoundAddress | undefined;
   open(owner: Owner): void;
   vacate(owner: Owner): void;
   offerHeld(): void;
@@ -59,6 +61,8 @@ export class PublicDoor implements SessionDoor {
   readonly #maxClientsPerIp: () => number | undefined;
   /** Its tenant's allow/deny lists, as last loaded, where it has them. */
   readonly #tenantAccess: () => AccessList | undefined;
+  /** Where clients reach this door, when it listens on one address (see clientLine); null until first asked. */
+  #bound: BoundAddress | undefined | null = null;
   #owner: DoorOwner | undefined;
   readonly #held: HeldClient[] = [];
   #closed = false;
@@ -75,6 +79,12 @@ export class PublicDoor implements SessionDoor {
 
   get heldCount(): number {
     return this.#held.length;
+  }
+
+  get bound(): BoundAddress | undefined {
+    // A name's door listens on nothing: its clients reached a names port, which they tell themselves.
+    if (this.#bound === null) this.#bound = this.#server === undefined ? undefined : boundAddressOf(this.#server);
+    return this.#bound;
   }
 
   get owner(): DoorOwner | undefined {

@@ -10,11 +10,14 @@ import type { Overview } from '../monitor/overview.js';
 import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import type { RelayStats } from '../monitor/stats.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
+import type { FirstLine } from '../net/lines.js';
 import { resetSocket } from '../net/splice.js';
 import type { TlsAcceptor } from '../net/tls-accept.js';
 import { setProxiedEnds } from './client-address.js';
+import type { ServiceMessage } from '../protocol/messages.js';
 import { RelayContext } from './context.js';
-import { dialedBack, parkIdle, type PassDialBack } from './data-connections.js';
+import { dialedBack, type PassDialBack } from './data-connections.js';
+import { routeFirstLine, type Accepts } from './first-lines.js';
 import { listenForServices, reloadCertificate, serviceTls } from './listeners.js';
 import { followFleet } from './fleet-news.js';
 import { NamesPorts } from './names-ports.js';
@@ -141,38 +144,35 @@ export class Relay {
   }
 
   async #listen(port: number, accepts: Accepts): Promise<Server> {
-    const server = await listenForServices(this.#ctx, port, this.#tls, (socket) => {
-      this.#onConnection(socket, accepts).catch((err: unknown) => {
-        // A bug here must cost one connection, never the relay and its other tunnels.
-        this.log.error({ err }, 'unexpected error handling a connection');
-        socket.destroy();
-      });
-    });
+    // One handler per listener, not a closure per connection.
+    const onFirstLine: OnFirstLine = (socket, first) => this.#onFirstLine(socket, first, accepts);
+    const server = await listenForServices(this.#ctx, port, this.#tls, (socket) => this.#onConnection(socket, onFirstLine));
     this.#listeners.push(server);
     return server;
   }
 
-  async #onConnection(socket: Socket, accepts: Accepts): Promise<void> {
+  #onConnection(socket: Socket, onFirstLine: OnFirstLine): void {
     socket.on('error', ignoreSocketError);
-    const { refusals, handshakes } = this.#ctx;
     // The peer's address is asked for (a getpeername call) only when a refusal logs it.
     if (this.#ctx.shuttingDown) {
-      refusals.count('shutdown', { peer: socket.remoteAddress }, 'connection dropped: shutting down');
+      this.#ctx.refusals.count('shutdown', { peer: socket.remoteAddress }, 'connection dropped: shutting down');
       return void socket.destroy();
     }
-    const first = await handshakes.readLine(socket);
-    if (!first.ok) {
-      // A peer that half-closed before its line: our sockets allow half-open, so
-      // without this it would sit in CLOSE_WAIT for ever.
-      if (first.code === 'closed') return void socket.destroy();
-      return refusals.reply(socket, first.code, first.reason, { peer: socket.remoteAddress }, first.spokeHttp);
+    this.#ctx.handshakes.read(socket, undefined, onFirstLine);
+  }
+
+  #onFirstLine(socket: Socket, first: FirstLine<ServiceMessage>, accepts: Accepts): void {
+    try {
+      routeFirstLine(this.#ctx, this.#registrar, socket, first, accepts, this.#passDialBack)?.catch((err: unknown) => this.#failed(socket, err));
+    } catch (err) {
+      this.#failed(socket, err);
     }
-    const { msg, rest } = first;
-    if (msg.kind === 'HELLO' && accepts.control) return this.#registrar.register(socket, msg, rest);
-    if (msg.kind === 'DATA' && accepts.data) return dialedBack(this.#ctx, socket, msg.token, rest, this.#passDialBack);
-    if (msg.kind === 'IDLE' && accepts.data) return parkIdle(this.#ctx, this.#registrar, socket, msg.token, rest);
-    const expected = accepts.control ? (accepts.data ? 'HELLO, DATA or IDLE' : 'HELLO') : 'DATA or IDLE';
-    refusals.reply(socket, 'bad-line', `expected ${expected} as the first line`, { peer: socket.remoteAddress });
+  }
+
+  /** A bug handling a connection must cost that connection, never the relay and its other tunnels. */
+  #failed(socket: Socket, err: unknown): void {
+    this.log.error({ err }, 'unexpected error handling a connection');
+    socket.destroy();
   }
 
   /** Counts a refusal for metrics and logs it, within the log's rate limit (e.g. the metrics listener's). */
@@ -286,10 +286,7 @@ export class Relay {
   }
 }
 
-interface Accepts {
-  control: boolean;
-  data: boolean;
-}
+type OnFirstLine = (socket: Socket, first: FirstLine<ServiceMessage>) => void;
 
 /** The upgrade steps of a relay, for the worker's master link; not exported by the package. */
 export function upgradeSide(relay: Relay): UpgradeSide {

@@ -5,6 +5,7 @@ import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
 import type { PoolFigures } from '../monitor/stats.js';
 import type { ServiceMessage } from '../protocol/messages.js';
 import { releaseCount } from './client-count.js';
+import type { BoundAddress } from './client-address.js';
 import type { RelayContext } from './context.js';
 import type { DoorOwner, PublicDoor, SessionDoor } from './public-door.js';
 import type { ServiceSession } from './service-session.js';
@@ -78,6 +79,10 @@ export class ServicePool implements DoorOwner, SessionDoor<ServiceSession>, Watc
 
   get heldCount(): number {
     return this.#door.heldCount;
+  }
+
+  get bound(): BoundAddress | undefined {
+    return this.#door.bound;
   }
 
   get waiting(): number {

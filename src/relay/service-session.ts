@@ -12,7 +12,7 @@ import type { Feature, Message, ServiceMessage } from '../protocol/messages.js';
 import { parseServiceLine } from '../protocol/parse.js';
 import { clientAddressOf, clientLine } from './client-address.js';
 import { countClient, releaseCount } from './client-count.js';
-import { refuseClient, refuseExpired } from './client-refusals.js';
+import { refuseClient, refuseExpired, withinClientLimits } from './client-refusals.js';
 import type { RelayContext } from './context.js';
 import { ControlWriter } from './control-writer.js';
 import { startProber, type ServiceProber } from './prober.js';
@@ -183,10 +183,17 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     if (this.closed) return this.#holdAtDoor(client);
     const from = clientAddressOf(client);
     if (from === undefined) return resetSocket(client);
-    if (!this.#withinLimits(client)) return;
-    const line = clientLine(client);
-    const idle = line === undefined ? undefined : this.#warm.take();
-    if (idle !== undefined && line !== undefined) {
+    if (!withinClientLimits(this.#ctx, this, client)) return;
+    // The CLIENT line only for a client that goes out on a parked connection now; one
+    // that waits for its dial-back gets it then.
+    const idle = this.#warm.take();
+    if (idle !== undefined) {
+      const line = clientLine(client, this.#door.bound);
+      // Its local address is gone with it: the client reset meanwhile.
+      if (line === undefined) {
+        idle.destroy();
+        return resetSocket(client);
+      }
       this.#count(client);
       sendMessageBeforeData(idle, line);
       this.#ctx.stats.observeDialback(0);
@@ -206,19 +213,6 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#count(client);
     const entry = this.#ctx.tokens.addClient(this, client);
     this.#sendControl({ kind: 'CONNECT', token: entry.token, clientAddress: from.address, clientPort: from.port });
-  }
-
-  /** Who may connect (again: a held client's lists may have changed), then the limits on taken clients. False when it was reset. */
-  #withinLimits(client: Socket): boolean {
-    const { stats, options } = this.#ctx;
-    if (!this.#ctx.admission.permits(client, this.port, [this.tenant?.spec.access, this.access])) return false;
-    if (this.#clients >= options.maxClientsPerService) return refuseClient(this.#ctx, this.log, client, 'clients', `over ${options.maxClientsPerService} clients`);
-    // Held clients (at any door) count too: see PublicDoor.hold.
-    if (stats.publicClients >= options.maxTunnels) return refuseClient(this.#ctx, this.log, client, 'tunnels', `over ${options.maxTunnels} tunnels in all`);
-    if (this.tenant?.admitsClient() === false) {
-      return refuseClient(this.#ctx, this.log, client, 'tenant-clients', `tenant ${this.tenant.name} is at its maxClients of ${this.tenant.limits.maxClients}`);
-    }
-    return true;
   }
 
   #count(client: Socket): void {
@@ -248,7 +242,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
 
   /** The service dialed back for a client of ours: splice them. */
   dialedBack(entry: PendingClient<ClientOwner>, data: Socket, head: Buffer): void {
-    const line = clientLine(entry.client);
+    const line = clientLine(entry.client, this.#door.bound);
     // Defensive: a waiting client is not read, so its leaving is normally only noticed
     // once spliced (the service then sees the reset); this catches a client already gone.
     if (line === undefined || entry.client.destroyed) {
