@@ -26,7 +26,11 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('tls', { type: 'boolean', default: false, describe: 'Speak TLS to the relay (started with --tls-cert)' })
       .option('ca', { type: 'string', describe: "PEM CA of the relay's certificate, for a private CA (implies --tls)" })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
-      .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
+      .option('prewarm', {
+        type: 'string',
+        default: 'auto',
+        describe: "Idle data connections kept open so new clients start at once: 'auto' (at least 1, as many as recent arrivals need), N, or 0 (none: every client is dialed back)",
+      })
       .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: "File keeping this service's resume key (created on first use): a restart gets the same public port, and clients wait for it" })
       .option('leave-on-exit', { type: 'boolean', default: false, describe: 'On SIGTERM, free the public port at once even with --resume-file (a final stop, not a restart)' })
@@ -77,7 +81,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
     ...(args.tenant ? { tenant: args.tenant } : {}),
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
-    ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
+    prewarm,
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
   };
   return { options, drainTimeoutMs };

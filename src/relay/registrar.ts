@@ -13,6 +13,7 @@ import type { ListedService } from '../monitor/overview.js';
 import type { RelayContext } from './context.js';
 import { PublicPorts, type HeldAtPort } from './public-ports.js';
 import { ServiceSession } from './service-session.js';
+import { prewarmAllowed } from './warm-connections.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
@@ -210,7 +211,7 @@ export class Registrar {
     if (door === undefined) throw new Error(`no door for claimed port ${port}`);
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
-    const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
+    const warmToken = hello.warm !== undefined && hello.warm > 0 && prewarmAllowed(this.#ctx.options) ? newToken() : undefined;
     const host = this.#ctx.options.publicHost ?? hello.host ?? plainAddress(socket.localAddress ?? 'localhost');
     const figures = this.#ctx.overview.figuresFor(host, port, grant?.account.name);
     const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures };

@@ -80,7 +80,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#control = control;
     this.#writer = new ControlWriter(control, ctx.clock);
     this.#door = door;
-    this.#warm = new WarmConnections(ctx.stats, ctx.options.maxWarmPerService);
+    this.#warm = new WarmConnections(ctx.stats, ctx.options);
     this.#onClosed = onClosed;
     this.#lastHeard = ctx.clock.now();
     this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant === undefined ? {} : { tenant: this.tenant.name }) });
@@ -167,14 +167,14 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     if (from === undefined) return resetSocket(client);
     if (!this.#withinLimits(client)) return;
     const line = clientLine(client);
-    const idle = line === undefined ? undefined : this.#warm.take();
-    if (idle !== undefined && line !== undefined) {
-      this.#count(client);
-      sendMessageBeforeData(idle, line);
-      this.#ctx.stats.observeDialback(0);
-      this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0));
-      return;
-    }
+    const servedWarm =
+      line !== undefined &&
+      this.#warm.serve(client, line, (idle, early) => {
+        this.#count(client);
+        this.#ctx.stats.observeDialback(0);
+        this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0), early);
+      });
+    if (servedWarm) return;
     if (this.#writer.full) {
       this.#ctx.refusals.count('control-busy', { client: from.address }, 'public client refused: control connection busy (the service is slow to read it)', this.log);
       return resetSocket(client);
@@ -260,9 +260,9 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     resetSocket(entry.client);
   }
 
-  /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
-  addIdle(socket: Socket): boolean {
-    return !this.closed && this.#warm.park(socket);
+  /** Parks a prewarmed data connection; else the reason it cannot be: a limit, or the registration closing. */
+  addIdle(socket: Socket): string | undefined {
+    return this.closed ? 'the registration is closing' : this.#warm.park(socket);
   }
 
   /**

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { dial, echoThrough, eventually } from '../helpers/net.js';
 import { inProcessRelay, relayed } from '../helpers/relay.js';
 import type { Relay } from '../../src/index.js';
+import { AUTO_FLOOR } from '../../src/client/warm-sizer.js';
 
 /** `clients` public clients at once, each echoing a few bytes; resolves when all have. */
 async function burst(t: TestContext, port: number, clients: number): Promise<void> {
@@ -22,7 +23,7 @@ const servedWarm = (relay: Relay): number => relay.stats.dialbackCounts[0]!;
 test('prewarm auto: parks a small floor when idle and grows to serve a burst from parked connections', async (t) => {
   const relay = await inProcessRelay(t);
   const { port, tunnel } = await relayed(t, relay, (socket: Socket) => socket.pipe(socket), { prewarm: 'auto' });
-  await eventually(() => relay.stats.warmIdle === 2, 5000, 'the floor of 2 parked connections');
+  await eventually(() => relay.stats.warmIdle === AUTO_FLOOR, 5000, `the floor of ${AUTO_FLOOR} parked connection`);
   await burst(t, port, 12);
   // The burst taught the pool its size: about the burst (a loaded machine may spread it out), parked again.
   await eventually(() => relay.stats.warmIdle >= 10, 5000, `a pool of 10 or more (have ${relay.stats.warmIdle})`);
