@@ -26,6 +26,8 @@ const TOOLS = {
   npm: { apt: 'npm' },
   chromium: { apt: 'chromium' },
   etcd: { apt: 'etcd-server' },
+  // ss -i: a connection's TCP counters (data segments received).
+  ss: { apt: 'iproute2', probe: { args: ['-h'], shows: /--info/ } },
 } satisfies Record<string, ToolSpec>;
 
 export type Tool = keyof typeof TOOLS;
