@@ -33,8 +33,8 @@ async function main(): Promise<void> {
     if (options.dataPort === 0) options.dataPort = go.ports.data;
     if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
   }
-  const { maxClientsPerService, maxPendingPerService, maxTunnels } = options;
-  log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, defaults: DERIVED_LIMITS.basis }, 'client limits');
+  const { maxClientsPerService, maxPendingPerService, maxTunnels, maxWarmTotal } = options;
+  log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, maxWarmTotal, defaults: DERIVED_LIMITS.basis }, 'client limits');
   // Fleet code (and etcd's client) is loaded only in fleet mode.
   const store = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, startRefused);
   const relay = new Relay(options, log, { ...(store === undefined ? {} : { leaseStore: store }), ...(tenants === undefined ? {} : { tenants }) });
