@@ -22,9 +22,13 @@ const NONE = Buffer.alloc(0);
  * protocol whose server speaks first; this way nothing waits. The stream later reads
  * whatever comes after, in order. A FIN read here is not lost: the kernel reports it to
  * every read after it. A reset (like any error of the socket) is reported only once, so
- * it is returned for the caller to pass on. Where the descriptor is not known (not a Unix socket), no bytes.
+ * it is returned for the caller to pass on. No bytes where the descriptor is not known
+ * (not a Unix socket), or where the stream has read already.
  */
 export function takeWaitingBytes(socket: Socket): WaitingBytes {
+  // A stream that has read may hold bytes (buffered, or taken by whoever read them):
+  // bytes read from the kernel now would overtake them.
+  if (socket.bytesRead > 0 || socket.readableLength > 0) return NONE;
   const fd = (socket as unknown as { _handle?: FdHandle | null })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return NONE;
   // Nothing waiting (EAGAIN) is the common case, and an error's stack is most of its

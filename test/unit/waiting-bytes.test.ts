@@ -33,3 +33,15 @@ test('waiting bytes: a peer that reset is reported, for the caller to pass on (a
   near.resume();
   assert.notEqual(await howItEnds(near), 'reset', 'reported once only: the caller must pass it on');
 });
+
+test('waiting bytes: a stream that holds bytes already is left alone, so nothing overtakes them', async (t) => {
+  const { near, far } = await socketPair(t);
+  await written(far, 'in the kernel');
+  // As a router that peeked at the first bytes and put them back.
+  near.unshift(Buffer.from('put back, '));
+  const got = takeWaitingBytes(near);
+  assert.ok(Buffer.isBuffer(got) && got.length === 0, 'nothing taken from the kernel');
+  far.end();
+  near.resume();
+  assert.equal((await readToEnd(near)).toString(), 'put back, in the kernel');
+});
