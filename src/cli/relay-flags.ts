@@ -58,7 +58,12 @@ export const parser = withLogOptions(
       default: RELAY_DEFAULTS.maxTunnels,
       describe: `Public clients across all services (spliced, waiting for a dial-back or held at a door), 2 fds each (default ${DERIVED_LIMITS.basis})`,
     })
-    .option('max-warm', { type: 'string', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service' })
+    .option('max-warm', { type: 'string', default: RELAY_DEFAULTS.maxWarmPerService, describe: 'Prewarmed idle data connections per service; 0 = none' })
+    .option('max-warm-total', {
+      type: 'string',
+      default: RELAY_DEFAULTS.maxWarmTotal,
+      describe: `Prewarmed idle data connections across all services, 1 fd each; 0 = none (default ${DERIVED_LIMITS.basis})`,
+    })
     .option('handshake-timeout', { type: 'string', default: RELAY_DEFAULTS.handshakeTimeoutMs / 1000, describe: 'Seconds allowed for the first line of any connection' })
     .option('dialback-timeout', { type: 'string', default: RELAY_DEFAULTS.dialbackTimeoutMs / 1000, describe: 'Seconds a public client waits for its dial-back' })
     .option('heartbeat', { type: 'string', default: RELAY_DEFAULTS.heartbeatMs / 1000, describe: 'Seconds between PINGs; 3 missed mean the peer is dead' })
@@ -200,6 +205,7 @@ function relayOptions(args: Args, lowered: Lowered[]): RelayOptions {
     maxPendingPerService: machineBoundValue('maxPendingPerService', args.maxPending, DERIVED_LIMITS, lowered),
     maxTunnels: machineBoundValue('maxTunnels', args.maxTunnels, DERIVED_LIMITS, lowered),
     maxWarmPerService: flagValue(RELAY_RULES.maxWarmPerService, args.maxWarm),
+    maxWarmTotal: machineBoundValue('maxWarmTotal', args.maxWarmTotal, DERIVED_LIMITS, lowered),
     handshakeTimeoutMs: flagValue(RELAY_RULES.handshakeTimeoutMs, args.handshakeTimeout),
     dialbackTimeoutMs: flagValue(RELAY_RULES.dialbackTimeoutMs, args.dialbackTimeout),
     heartbeatMs: flagValue(RELAY_RULES.heartbeatMs, args.heartbeat),

@@ -42,8 +42,8 @@ async function main(): Promise<void> {
     if (metrics?.port === 0 && go.ports.metrics !== undefined) metrics.port = go.ports.metrics;
   }
   if (go.slot !== undefined) await portsOfTheirOwn(options, metrics);
-  const { maxClientsPerService, maxPendingPerService, maxTunnels } = options;
-  log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, defaults: DERIVED_LIMITS.basis }, 'client limits');
+  const { maxClientsPerService, maxPendingPerService, maxTunnels, maxWarmTotal } = options;
+  log.info({ maxClientsPerService, maxPendingPerService, maxTunnels, maxWarmTotal, defaults: DERIVED_LIMITS.basis }, 'client limits');
   // Fleet code (and etcd's client) is loaded only in fleet mode.
   const fleetStore = fleet === undefined ? undefined : await fleet.module.joinFleet(fleet.plan, options, log, startRefused);
   // One of several workers claims its ports through the master, which keeps the state file.

@@ -30,7 +30,11 @@ export function withServiceOptions<T>(argv: Argv<T>) {
       .option('allow', { type: 'string', describe: 'CIDR[,CIDR...]: only public clients from these ranges may connect (within what the relay allows)' })
       .option('deny', { type: 'string', describe: 'CIDR[,CIDR...]: public clients from these ranges are reset' })
       .option('public-port', { type: 'string', describe: 'Ask for this public port (another is given if it is taken)' })
-      .option('prewarm', { type: 'string', default: '0', describe: "Idle data connections kept open so new clients start at once: N, or 'auto' (as many as recent arrivals need)" })
+      .option('prewarm', {
+        type: 'string',
+        default: 'auto',
+        describe: "Idle data connections kept open so new clients start at once: 'auto' (at least 1, as many as recent arrivals need), N, or 0 (none: every client is dialed back)",
+      })
       .option('drain-timeout', { type: 'string', default: '10', describe: 'Seconds open connections may finish after SIGTERM' })
       .option('resume-file', { type: 'string', describe: "File keeping this service's resume key (created on first use): a restart gets the same public port, and clients wait for it" })
       .option('pool-file', {
@@ -101,7 +105,7 @@ function serviceOptions(args: ServiceArgs): { options: Omit<RelayClientOptions, 
     ...(ca !== undefined ? { tls: { ca } } : args.tls ? { tls: true } : {}),
     ...(publicPort === undefined ? {} : { publicPort }),
     ...(args.name === undefined ? {} : { name: args.name }),
-    ...(prewarm === 'auto' || prewarm > 0 ? { prewarm } : {}),
+    prewarm,
     ...(args.resumeFile ? { resumeFile: args.resumeFile } : {}),
     ...(args.poolFile ? { poolFile: args.poolFile } : {}),
     ...lists,

@@ -177,7 +177,14 @@ export class DataPath {
   #startWarmPool(endpoint: RelayEndpoint, key: string | undefined): void {
     this.stopPrewarm();
     const size = poolSize(this.#settings.prewarm);
-    if (key === undefined || size === 0) return;
+    if (size === 0) return;
+    if (key === undefined) {
+      // A relay started with --max-warm 0 (or --max-warm-total 0) gives no prewarm key.
+      const asked = this.#settings.prewarm;
+      const level = asked === undefined ? 'debug' : 'warn';
+      this.#settings.log[level]({ prewarm: asked ?? 'auto' }, 'the relay parks no prewarmed connections: every client is dialed back');
+      return;
+    }
     this.#warmPool = new WarmPool({
       endpoint,
       key,

@@ -45,7 +45,8 @@ export interface RelayClientOptions {
   publicPort?: number;
   /**
    * Keep this many idle data connections open so a new client needs no dial-back; or
-   * `'auto'`: as many as recent arrivals need, between 2 and the relay's --max-warm.
+   * `'auto'` (the default): as many as recent arrivals need, between 1 and the relay's
+   * --max-warm. 0 turns prewarming off: every client is then dialed back.
    */
   prewarm?: number | 'auto';
   /**

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
+import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { openDataConnection } from './dial-back.js';
 import { Timers } from './timers.js';
 import type { RelayEndpoint } from './transport.js';
@@ -21,6 +22,14 @@ interface WarmPoolOptions {
 const REFILL_AFTER_FAILURE_MS = 1000;
 /** How often a self-sizing pool looks whether it may shrink. */
 const RESIZE_EVERY_MS = 1000;
+/**
+ * After an ERR limit, when to try one connection more than the relay last allowed: its
+ * total over all services (--max-warm-total) may have room by then, as other services
+ * leave. Slow, and slower each time, so a full relay hears one try a service every few
+ * minutes, not a stream of them; jittered so that services refused together do not come
+ * back together.
+ */
+const REGROW: BackoffPolicy = { initialMs: 30_000, maxMs: 600_000, jitter: 0.3 };
 
 /**
  * The prewarmed data connections of one registration: keeps `size` IDLE connections
@@ -33,14 +42,19 @@ export class WarmPool {
   readonly #sockets = new Set<Socket>();
   readonly #timers = new Timers();
   readonly #sizer: WarmSizer | undefined;
-  /** Lowered when the relay refuses more idle connections (its --max-warm is below ours). */
+  /** The most this pool ever parks: the size asked for, or the sizer's ceiling. */
+  readonly #mostCap: number;
+  /** Lowered when the relay refuses more idle connections (its --max-warm or --max-warm-total), raised again by regrow. */
   #cap: number;
+  /** ERR limit refusals so far, for the regrow backoff; a regrow already planned. */
+  #limitRefusals = 0;
+  #regrowPlanned = false;
   #closed = false;
 
   constructor(options: WarmPoolOptions) {
     this.#options = options;
     this.#sizer = typeof options.size === 'number' ? undefined : options.size;
-    this.#cap = typeof options.size === 'number' ? options.size : options.size.ceiling;
+    this.#cap = this.#mostCap = typeof options.size === 'number' ? options.size : options.size.ceiling;
     if (this.#sizer !== undefined) this.#resizeLater();
   }
 
@@ -121,9 +135,9 @@ export class WarmPool {
     if (this.#closed || !wasParked) return;
     if (refusedForLimit) {
       // Each refusal means one connection more than the relay allows.
-      this.#cap = Math.max(0, Math.min(this.#cap - 1, this.#sockets.size));
-      this.#sizer?.lowerCeiling(this.#cap);
+      this.#setCap(Math.min(this.#cap - 1, this.#sockets.size));
       log.warn({ asked: typeof this.#options.size === 'number' ? this.#options.size : 'auto', kept: this.#cap }, 'relay allows fewer prewarmed connections than asked');
+      this.#regrowLater();
     } else if (client !== undefined) {
       // On a timer, not now: opening the replacement before the client's first bytes
       // are handled put a connect() on the first byte's path (measured: +100 us).
@@ -131,6 +145,22 @@ export class WarmPool {
     } else {
       this.#timers.later(REFILL_AFTER_FAILURE_MS, () => this.fill());
     }
+  }
+
+  #setCap(cap: number): void {
+    this.#cap = Math.max(0, Math.min(this.#mostCap, cap));
+    this.#sizer?.limitCeiling(this.#cap);
+  }
+
+  /** Once for a run of refusals (a burst's surplus is refused all at once): one more allowed, later. */
+  #regrowLater(): void {
+    if (this.#regrowPlanned) return;
+    this.#regrowPlanned = true;
+    this.#timers.later(backoffDelay(this.#limitRefusals++, REGROW), () => {
+      this.#regrowPlanned = false;
+      this.#setCap(this.#cap + 1);
+      this.fill();
+    });
   }
 
   #timeConnect(socket: Socket): void {

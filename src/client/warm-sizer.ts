@@ -1,7 +1,11 @@
 import { systemClock, type Clock } from '../clock.js';
+import { CLIENT_DEFAULTS } from '../config/defaults.js';
 
-/** Idle connections kept even when no client has come for a long time. */
-export const AUTO_FLOOR = 2;
+/**
+ * Idle connections kept even when no client has come for a long time: one, so the first
+ * client of a quiet service needs no dial-back, at one descriptor a service on the relay.
+ */
+export const AUTO_FLOOR = 1;
 /** The most `prewarm: 'auto'` asks for: the relay's default --max-warm. A relay that allows fewer says so with ERR limit. */
 export const AUTO_CEILING = 64;
 /** Time constant of the arrival-rate average. */
@@ -30,6 +34,7 @@ const INITIAL_DIAL_MS = 2;
  */
 export class WarmSizer {
   readonly #clock: Clock;
+  readonly #mostCeiling: number;
   #ceiling: number;
   /** Arrivals per ms, as of #rateAt. */
   #rate = 0;
@@ -43,7 +48,7 @@ export class WarmSizer {
 
   constructor(clock: Clock, ceiling = AUTO_CEILING) {
     this.#clock = clock;
-    this.#ceiling = ceiling;
+    this.#ceiling = this.#mostCeiling = ceiling;
     this.#rateAt = this.#peakAt = clock.now();
   }
 
@@ -69,9 +74,9 @@ export class WarmSizer {
     this.#dialMs += (ms - this.#dialMs) / 8;
   }
 
-  /** The relay allows no more than this (it refused one over its --max-warm). */
-  lowerCeiling(ceiling: number): void {
-    this.#ceiling = Math.max(0, Math.min(this.#ceiling, ceiling));
+  /** The relay allows no more than this for now (it refused one over a limit); never above the first ceiling. */
+  limitCeiling(ceiling: number): void {
+    this.#ceiling = Math.max(0, Math.min(this.#mostCeiling, ceiling));
   }
 
   get ceiling(): number {
@@ -97,10 +102,12 @@ export class WarmSizer {
 
 /** What a registration's `prewarm` option asks of its pool: a fixed size, or a fresh sizer. */
 export function poolSize(prewarm: number | 'auto' | undefined): number | WarmSizer {
-  return prewarm === 'auto' ? new WarmSizer(systemClock) : (prewarm ?? 0);
+  const asked = prewarm ?? CLIENT_DEFAULTS.prewarm;
+  return asked === 'auto' ? new WarmSizer(systemClock) : asked;
 }
 
 /** The `warm=` of HELLO: the most this service will park (the relay gives a prewarm key when above 0). */
 export function helloWarm(prewarm: number | 'auto' | undefined): number {
-  return prewarm === 'auto' ? AUTO_CEILING : (prewarm ?? 0);
+  const asked = prewarm ?? CLIENT_DEFAULTS.prewarm;
+  return asked === 'auto' ? AUTO_CEILING : asked;
 }

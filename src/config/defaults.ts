@@ -33,6 +33,8 @@ export interface RelayOptions {
   maxTunnels: number;
   /** Prewarmed idle data connections a service may park on the relay. */
   maxWarmPerService: number;
+  /** Prewarmed idle data connections of all services together (each holds a descriptor). */
+  maxWarmTotal: number;
   /** Time allowed for the first line (and the PROOF) on any connection to a relay port. */
   handshakeTimeoutMs: number;
   /** Time a public client waits for its service to dial back before it is reset. */
@@ -94,6 +96,7 @@ export const RELAY_DEFAULTS: Readonly<Pick<RelayOptions, RelayTunable>> = {
   maxPendingPerService: DERIVED_LIMITS.maxPendingPerService,
   maxTunnels: DERIVED_LIMITS.maxTunnels,
   maxWarmPerService: 64,
+  maxWarmTotal: DERIVED_LIMITS.maxWarmTotal,
   handshakeTimeoutMs: 5_000,
   dialbackTimeoutMs: 10_000,
   heartbeatMs: 5_000,
@@ -119,5 +122,6 @@ export const CLIENT_DEFAULTS = {
   backoffJitter: 0.3,
   /** Time allowed to connect and finish a registration or a dial-back handshake. */
   handshakeTimeoutMs: 10_000,
-  prewarm: 0,
+  /** A self-sizing pool: at least one parked connection, more when clients arrive together. */
+  prewarm: 'auto',
 } as const;

@@ -22,6 +22,8 @@ export interface DerivedLimits {
   maxPendingPerService: number;
   /** Public clients (open or waiting for their dial-back) across all services. */
   maxTunnels: number;
+  /** Prewarmed idle data connections across all services: they come out of the descriptors kept back. */
+  maxWarmTotal: number;
   /** One phrase saying where the figures came from, for --help and the start-up log line. */
   basis: string;
   /** True when derived from this machine's figures: the command line's limits are then lowered to these. */
@@ -33,6 +35,11 @@ const FDS_PER_TUNNEL = 2;
 /** Share of descriptors kept for listeners, control and prewarmed connections, logs, the metrics listener. */
 const RESERVED_FD_SHARE = 1 / 8;
 const MIN_RESERVED_FDS = 128;
+/**
+ * Share of the kept-back descriptors that prewarmed connections may hold. The rest stays
+ * for what the relay cannot do without: listeners, control connections, handshakes, logs.
+ */
+const WARM_SHARE_OF_RESERVED = 1 / 2;
 /** Share of memory the tunnels may claim, at MEMORY_PER_TUNNEL each. */
 const MEMORY_SHARE = 1 / 4;
 /** A tunnel moving bulk data: Node's 64 KiB read chunk and a queued write. Idle tunnels cost ~8 KiB. */
@@ -45,6 +52,8 @@ export const FALLBACK_LIMITS: DerivedLimits = {
   maxClientsPerService: 4096,
   maxPendingPerService: 4096,
   maxTunnels: 65_536,
+  // What the fixed defaults allowed: 256 services of 64 each.
+  maxWarmTotal: 16_384,
   basis: 'fixed (open-file limit unknown on this platform)',
   measured: false,
 };
@@ -62,7 +71,8 @@ export function deriveLimits(machine: MachineFigures): DerivedLimits {
   const byMemory = Math.floor((memoryBytes * MEMORY_SHARE) / MEMORY_PER_TUNNEL);
   const maxTunnels = Math.max(MIN_TUNNELS, Math.min(byFds, byMemory));
   const bound = byFds <= byMemory ? `open-file limit ${fdLimit}` : `memory ${formatGiB(memoryBytes)} (open-file limit ${fdLimit})`;
-  return { maxClientsPerService: maxTunnels, maxPendingPerService: maxTunnels, maxTunnels, basis: `derived from ${bound}`, measured: true };
+  const maxWarmTotal = Math.floor(reserved * WARM_SHARE_OF_RESERVED);
+  return { maxClientsPerService: maxTunnels, maxPendingPerService: maxTunnels, maxTunnels, maxWarmTotal, basis: `derived from ${bound}`, measured: true };
 }
 
 function formatGiB(bytes: number): string {

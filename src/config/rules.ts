@@ -31,6 +31,7 @@ export const RELAY_RULES: Readonly<Record<RelayTunable, Rule>> = {
   maxPendingPerService: count('--max-pending', 1),
   maxTunnels: count('--max-tunnels', 1),
   maxWarmPerService: count('--max-warm', 0),
+  maxWarmTotal: count('--max-warm-total', 0),
   handshakeTimeoutMs: duration('--handshake-timeout', 1),
   dialbackTimeoutMs: duration('--dialback-timeout', 1),
   heartbeatMs: duration('--heartbeat', 10, 3_600_000),
@@ -77,7 +78,7 @@ export function flagValue(rule: Rule, raw: unknown): number {
 }
 
 /** The limits this machine bounds (src/config/limits.ts), each with the flag that sets it. */
-export const MACHINE_BOUND = ['maxClientsPerService', 'maxPendingPerService', 'maxTunnels'] as const;
+export const MACHINE_BOUND = ['maxClientsPerService', 'maxPendingPerService', 'maxTunnels', 'maxWarmTotal'] as const;
 
 /**
  * A count flag this machine bounds: as flagValue, except that a whole number above what

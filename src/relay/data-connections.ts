@@ -30,5 +30,6 @@ export function parkIdle(ctx: RelayContext, registrar: Registrar, socket: Socket
   const session = registrar.sessionByWarmToken(warmToken);
   if (session === undefined) return refuseIdle('unknown prewarm key', 'bad-token');
   if (head.length > 0) return refuseIdle('an idle data connection must wait for CLIENT', 'bad-line');
-  if (!session.addIdle(socket)) refuseIdle(`over ${ctx.options.maxWarmPerService} idle data connections`, 'limit');
+  const refused = session.addIdle(socket);
+  if (refused !== undefined) refuseIdle(refused, 'limit');
 }

@@ -58,14 +58,15 @@ export class OpenTunnels {
     return this.#tunnels.size;
   }
 
-  open(owner: TunnelService, client: Socket, data: Socket, head: Buffer): void {
+  /** Splices a client with its data connection; `head`: bytes already read from the data connection, `clientHead`: from the client. */
+  open(owner: TunnelService, client: Socket, data: Socket, head: Buffer, clientHead?: Buffer): void {
     const tunnel: Tunnel = { owner, log: owner.log, client, data, cutAs: undefined };
     this.#tunnels.set(client, tunnel);
     this.#stats.tunnelsOpened++;
     const totals = this.#overview.tunnelOpened(owner);
     const counts = { a: 0, b: 0 };
     this.#idleSweep?.watch(tunnel, counts);
-    spliceThen(client, data, { headFromB: head, totals, counts }, (result) => this.#closed(tunnel, result));
+    spliceThen(client, data, { ...(clientHead === undefined ? {} : { headFromA: clientHead }), headFromB: head, totals, counts }, (result) => this.#closed(tunnel, result));
   }
 
   #closed(tunnel: Tunnel, result: SpliceResult): void {

@@ -18,6 +18,7 @@ import { overServiceLimits } from './service-limits.js';
 import { PublicPorts, type HeldAtPort } from './public-ports.js';
 import { Pools } from './pools.js';
 import { ServiceSession } from './service-session.js';
+import { prewarmAllowed } from './warm-connections.js';
 
 type Hello = ServiceMessage & { kind: 'HELLO' };
 
@@ -175,7 +176,7 @@ export class Registrar {
     const { hello, key, resume, grant, rest } = admitted;
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
-    const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
+    const warmToken = hello.warm !== undefined && hello.warm > 0 && prewarmAllowed(this.#ctx.options) ? newToken() : undefined;
     const host = named ?? publicHostFor(this.#ctx, hello, socket);
     const shownPort = named === undefined ? port : this.#ctx.options.namesPorts![0]!;
     const id = `s${this.#nextServiceId++}`;

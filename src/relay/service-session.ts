@@ -87,7 +87,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#control = control;
     this.#writer = new ControlWriter(control, ctx.clock);
     this.#door = door;
-    this.#warm = new WarmConnections(ctx.stats, ctx.options.maxWarmPerService);
+    this.#warm = new WarmConnections(ctx.stats, ctx.options);
     this.#onClosed = onClosed;
     this.#lastHeard = ctx.clock.now();
     this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant && { tenant: this.tenant.name }), ...(this.member && { member: this.member }) });
@@ -184,23 +184,17 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     const from = clientAddressOf(client);
     if (from === undefined) return resetSocket(client);
     if (!withinClientLimits(this.#ctx, this, client)) return;
-    // The CLIENT line only for a client that goes out on a parked connection now; one
-    // that waits for its dial-back gets it then.
-    const idle = this.#warm.take();
-    if (idle !== undefined) {
-      const line = clientLine(client, this.#door.bound);
-      // Its local address is gone with it: the client reset meanwhile.
-      if (line === undefined) {
-        idle.destroy();
-        return resetSocket(client);
-      }
-      this.#count(client);
-      sendMessageBeforeData(idle, line);
-      this.#ctx.stats.observeDialback(0);
-      this.recentDialbackSeconds *= 0.7;
-      this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0));
-      return;
-    }
+    const servedWarm = this.#warm.serve(
+      client,
+      () => clientLine(client, this.#door.bound),
+      (idle, early) => {
+        this.#count(client);
+        this.#ctx.stats.observeDialback(0);
+        this.recentDialbackSeconds *= 0.7;
+        this.#ctx.tunnels.open(this, client, idle, Buffer.alloc(0), early);
+      },
+    );
+    if (servedWarm) return;
     if (this.#writer.full) {
       this.#ctx.refusals.count('control-busy', { client: from.address }, 'public client refused: control connection busy (the service is slow to read it)', this.log);
       return resetSocket(client);
@@ -264,9 +258,9 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     refuseExpired(this.#ctx, this.log, entry.client);
   }
 
-  /** Parks a prewarmed data connection; false when the pool is full or we are closing. */
-  addIdle(socket: Socket): boolean {
-    return !this.closed && this.#warm.park(socket);
+  /** Parks a prewarmed data connection; else the reason it cannot be: a limit, or the registration closing. */
+  addIdle(socket: Socket): string | undefined {
+    return this.closed ? 'the registration is closing' : this.#warm.park(socket);
   }
 
   /**

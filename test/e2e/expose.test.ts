@@ -1,8 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import type { Socket } from 'node:net';
-import { deferred, dial, deadline, freePort, howItEnds, listenLocal, portsFlag, readToEnd, within } from '../helpers/net.js';
+import { deferred, dial, freePort, howItEnds, listenLocal, portsFlag, readToEnd, refusedHow, within } from '../helpers/net.js';
 import { startRelay, startService, type ServiceProcess } from '../helpers/processes.js';
 
 /** ./relay and ./expose in front of a backend whose connections the test controls. */
@@ -91,11 +90,11 @@ test('a TARGET that refuses closes the public client promptly', async (t) => {
   const deadPort = await freePort();
   const relay = await startRelay(t, portsFlag());
   const expose = await startService(t, 'expose', ['127.0.0.1', String(relay.port), String(deadPort)]);
-  const client = await dial(t, expose.publicPort);
   const started = Date.now();
-  const ended = await howItEnds(client, 3000);
+  // Not dial(): a prewarmed connection makes the reset fast enough to beat this side's
+  // own 'connect' (connect() then fails with ECONNRESET), and that is a prompt close too.
+  const ended = await refusedHow(t, expose.publicPort);
   assert.ok(['reset', 'end', 'close'].includes(ended));
   assert.ok(Date.now() - started < 3000);
   await expose.waitFor('stderr', /target refused the connection/);
-  await once(client, 'close', { signal: deadline(1000) }).catch(() => undefined);
 });

@@ -28,6 +28,8 @@ const TOOLS = {
   etcd: { apt: 'etcd-server' },
   // A load balancer that sends PROXY headers (send-proxy, send-proxy-v2) in front of public ports.
   haproxy: { apt: 'haproxy' },
+  // ss -i: a connection's TCP counters (data segments received).
+  ss: { apt: 'iproute2', probe: { args: ['-h'], shows: /--info/ } },
 } satisfies Record<string, ToolSpec>;
 
 export type Tool = keyof typeof TOOLS;

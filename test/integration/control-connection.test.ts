@@ -64,7 +64,8 @@ const ok = (extra: Partial<Registered> = {}): string => formatMessage({ kind: 'O
 
 test('control connection: opens with HELLO, proves the secret on AUTH and answers PING', async (t) => {
   const { relay, hello } = await open(t, { secret: 's3cret' });
-  assert.match(hello, /^HELLO 1 host=127\.0\.0\.1 feat=/);
+  // warm=64: the default prewarm, 'auto', announces the most it may park.
+  assert.match(hello, /^HELLO 1 host=127\.0\.0\.1 warm=64 feat=/);
   const nonce = newNonce();
   relay.send(`AUTH ${nonce}`);
   assert.equal(await relay.nextLine(), `PROOF ${computeProof('s3cret', nonce)}`);

@@ -34,7 +34,7 @@ test('pool: HELLO carries pool=KEY and lists pool, without resume=; the OK that 
   const relay = await ScriptedRelay.start(t);
   const tunnel = member(t, relay, () => {});
   const { peer, hello } = await relay.nextControl();
-  assert.match(hello, new RegExp(`^HELLO 1 host=127\\.0\\.0\\.1 pool=${KEY} feat=\\S*\\bpool\\b`));
+  assert.match(hello, new RegExp(`^HELLO 1 host=127\\.0\\.0\\.1 pool=${KEY} (warm=\\d+ )?feat=\\S*\\bpool\\b`));
   assert.doesNotMatch(hello, /resume=/);
   peer.send(relay.ok(KEY, ALL_FEATURES, 40123));
   assert.equal((await within(tunnel.established(), 5000, 'established')).address, '127.0.0.1:40123');

@@ -31,11 +31,11 @@ test('HELLO allow=: a bad range makes a bad line whose reason quotes it', () => 
 });
 
 test('HELLO of a service without lists is unchanged: no acl, no allow=', () => {
-  assert.equal(formatMessage(helloFor({ host: 'r.example', port: 1 }, undefined, RESUME)), `HELLO 1 host=r.example resume=${RESUME} feat=rejoin,leave,superseded,probe,fleet,nodes,name\n`);
+  assert.equal(formatMessage(helloFor({ host: 'r.example', port: 1, prewarm: 0 }, undefined, RESUME)), `HELLO 1 host=r.example resume=${RESUME} feat=rejoin,leave,superseded,probe,fleet,nodes,name\n`);
 });
 
 test('HELLO of a service with lists lists acl and sends them', () => {
-  const hello = helloFor({ host: 'r.example', port: 1, allow: ['192.0.2.0/24'], deny: ['192.0.2.7'] }, undefined, undefined);
+  const hello = helloFor({ host: 'r.example', port: 1, prewarm: 0, allow: ['192.0.2.0/24'], deny: ['192.0.2.7'] }, undefined, undefined);
   assert.equal(formatMessage(hello), 'HELLO 1 host=r.example feat=rejoin,leave,superseded,probe,fleet,nodes,name,acl allow=192.0.2.0/24 deny=192.0.2.7/32\n');
 });
 

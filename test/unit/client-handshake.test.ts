@@ -9,8 +9,8 @@ import { parseRelayLine } from '../../src/protocol/parse.js';
 const KEY = '0123456789abcdef0123456789abcdef';
 const FEAT = 'feat=rejoin,leave,superseded,probe,fleet,nodes,name';
 
-test('HELLO: a first registration names the relay host and every feature the library understands', () => {
-  assert.equal(formatMessage(helloFor({ host: 'relay.example', port: 7000 }, undefined, undefined)), `HELLO 1 host=relay.example ${FEAT}\n`);
+test('HELLO: a first registration names the relay host, the default prewarm pool (auto: its most) and every feature the library understands', () => {
+  assert.equal(formatMessage(helloFor({ host: 'relay.example', port: 7000 }, undefined, undefined)), `HELLO 1 host=relay.example warm=64 ${FEAT}\n`);
 });
 
 test('HELLO: asks for publicPort, a resume key, a warm pool and a tenant when given', () => {
@@ -23,8 +23,9 @@ test('HELLO: after a registration, asks for the port it had, whatever publicPort
   assert.equal(hello.port, 9123);
 });
 
-test("HELLO: prewarm 'auto' announces the most it may park; prewarm 0 announces nothing", () => {
+test("HELLO: prewarm 'auto' (the default) announces the most it may park; prewarm 0 announces nothing", () => {
   assert.equal(helloFor({ host: 'h', port: 1, prewarm: 'auto' }, undefined, undefined).warm, 64);
+  assert.equal(helloFor({ host: 'h', port: 1 }, undefined, undefined).warm, 64);
   assert.equal('warm' in helloFor({ host: 'h', port: 1, prewarm: 0 }, undefined, undefined), false);
 });
 

@@ -8,7 +8,7 @@ const GiB = 2 ** 30;
 
 test('limits: ulimit -n 1024 leaves 128 descriptors spare and gives 2 per tunnel', () => {
   const limits = deriveLimits({ fdLimit: 1024, memoryBytes: 16 * GiB });
-  assert.deepEqual({ ...limits, basis: undefined }, { maxClientsPerService: 448, maxPendingPerService: 448, maxTunnels: 448, basis: undefined, measured: true });
+  assert.deepEqual({ ...limits, basis: undefined }, { maxClientsPerService: 448, maxPendingPerService: 448, maxTunnels: 448, maxWarmTotal: 64, basis: undefined, measured: true });
   assert.match(limits.basis, /open-file limit 1024/);
 });
 

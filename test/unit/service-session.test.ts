@@ -256,7 +256,7 @@ test('a parked IDLE connection is handed to the next client with its CLIENT line
   await control.nextLine(); // OK
   const idle = await socketPair(t);
   const service = new Peer(idle.far, { maxLines: 1 });
-  assert.equal(session.addIdle(idle.near), true);
+  assert.equal(session.addIdle(idle.near), undefined);
   const client = await publicClient(t);
   session.takeClient(client.near);
   const { localPort: clientPort, remotePort: serverPort } = client.far;

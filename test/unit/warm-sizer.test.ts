@@ -62,15 +62,15 @@ test('prewarm auto: after the clients stop, the pool shrinks back to the floor w
   assert.equal(sizer.target(), AUTO_FLOOR);
 });
 
-test("prewarm auto: never above the ceiling, which the relay's ERR limit lowers", () => {
+test("prewarm auto: never above the ceiling, which the relay's ERR limit lowers (and a later regrow raises)", () => {
   const clock = new ManualClock();
   const sizer = new WarmSizer(clock);
   burst(sizer, clock, 500);
   assert.equal(sizer.target(), AUTO_CEILING);
-  sizer.lowerCeiling(8);
+  sizer.limitCeiling(8);
   assert.equal(sizer.target(), 8);
-  sizer.lowerCeiling(100);
-  assert.equal(sizer.target(), 8, 'a ceiling is only ever lowered');
+  sizer.limitCeiling(100);
+  assert.equal(sizer.target(), AUTO_CEILING, 'the relay may allow more again, never above the first ceiling');
 });
 
 test('prewarm auto: nonsense dial times are ignored', () => {
