@@ -153,7 +153,7 @@ export class Registrar {
       return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)` };
     }
     if (!(await this.#admitFleetWide(tenant, key))) {
-      return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services across the fleet` };
+      return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services across ${this.#store.reach ?? 'the fleet'}` };
     }
     return undefined;
   }
@@ -166,7 +166,7 @@ export class Registrar {
   async #admitFleetWide(tenant: TenantAccount, key: string): Promise<boolean> {
     const max = tenant.limits.maxServices;
     if (max === undefined || this.#store.tenantKeys === undefined) return true;
-    const keys = await this.#store.tenantKeys(tenant.name).catch(() => undefined);
+    const keys = await this.#store.tenantKeys(tenant.name, { key, max }).catch(() => undefined);
     if (keys === undefined || keys.filter((other) => other !== key).length < max) return true;
     tenant.refused('services');
     return false;
@@ -186,7 +186,7 @@ export class Registrar {
         refuse(socket, refusalReply('limit', 'out of file descriptors'));
         return false;
       }
-      if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
+      if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', `${this.#store.unreachable ?? 'the fleet cannot agree on a port now (etcd unreachable)'}; try again`, peer);
       tenant?.refused('ports');
       return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
     }
@@ -249,7 +249,8 @@ export class Registrar {
     if (this.#byKey.get(session.key) === session) this.#byKey.delete(session.key);
     if (session.tenant !== undefined) session.tenant.services--;
     // Stopping or handing over: the leases stay as they are, for the next process.
-    if (this.#ctx.shuttingDown) return;
+    // Moved to another worker: the port goes with its door (PublicPorts.movedAway).
+    if (this.#ctx.shuttingDown || session.departure === 'moved') return;
     if (session.departure === 'left') {
       this.ports.left(session.port);
     } else {
