@@ -1,4 +1,5 @@
 import { dialbackQuantileMs, type OverviewSnapshot, type RelayView } from './api.js';
+import type { FleetView } from './fleet-view.js';
 import { RECENT_LIMIT } from './overview.js';
 
 /**
@@ -39,10 +40,28 @@ export function mergeSnapshots(own: WorkerSnapshot, others: readonly WorkerSnaps
     services: all.flatMap((s) => s.overview.services).sort((a, b) => a.since - b.since),
     recentTunnels: newest(all.flatMap((s) => s.overview.recentTunnels)),
     recentRefusals: newest(all.flatMap((s) => s.overview.recentRefusals)),
-    fleet: own.overview.fleet,
+    fleet: mergeFleetViews(all.map((s) => s.overview.fleet)),
   };
   const metrics = mergeMetricsText(all.map((s) => s.metrics)) + workersLine(all.length);
   return { overview, metrics, dialback: { counts, sumSeconds } };
+}
+
+/**
+ * The node's view of its fleet: each worker reads etcd itself, so a peer any of them has
+ * seen is listed, etcd is reachable only if every worker reaches it, and the last error
+ * is the latest of any.
+ */
+function mergeFleetViews(views: (FleetView | null)[]): FleetView | null {
+  const [first, ...rest] = views.filter((view): view is FleetView => view !== null);
+  if (first === undefined) return null;
+  const all = [first, ...rest];
+  const failed = all.filter((view) => view.etcd.lastErrorAt !== null).sort((a, b) => b.etcd.lastErrorAt! - a.etcd.lastErrorAt!)[0];
+  return {
+    node: first.node,
+    address: first.address,
+    peers: [...new Set(all.flatMap((view) => view.peers))].sort(),
+    etcd: { reachable: all.every((view) => view.etcd.reachable), lastError: failed?.etcd.lastError ?? null, lastErrorAt: failed?.etcd.lastErrorAt ?? null },
+  };
 }
 
 function workersLine(count: number): string {

@@ -55,3 +55,18 @@ test('workers view: the overview adds up the workers, dial-back quantiles from t
   assert.match(merged.metrics, /^relay_dialback_seconds_count 100$/m);
   assert.match(merged.metrics, /^relay_workers 2$/m);
 });
+
+test("workers view: a fleet node's view lists a peer any worker has seen; etcd is reachable only if every worker reaches it", () => {
+  const view = (peers: string[], reachable: boolean, lastErrorAt: number | null) => ({
+    node: 'n1',
+    address: '10.0.0.1:7000',
+    peers,
+    etcd: { reachable, lastError: lastErrorAt === null ? null : `failed at ${lastErrorAt}`, lastErrorAt },
+  });
+  const one = worker(() => {});
+  const two = worker(() => {});
+  one.overview.fleet = view(['10.0.0.2:7000'], true, 5);
+  two.overview.fleet = view(['10.0.0.3:7000', '10.0.0.2:7000'], false, 9);
+  const fleet = mergeSnapshots(one, [two], new RelayStats().dialbackBuckets).overview.fleet;
+  assert.deepEqual(fleet, view(['10.0.0.2:7000', '10.0.0.3:7000'], false, 9));
+});
