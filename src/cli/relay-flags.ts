@@ -158,7 +158,7 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
     metrics.hosts = metricsHostsArg(args.metricsHost);
   }
   const warning = loweredWarning(lowered, DERIVED_LIMITS);
-  const workers = workersArg(args.workers, options, fleet !== undefined);
+  const workers = workersArg(args.workers, options);
   return { options, tenants, metrics, fleet, warnings: warning === undefined ? [] : [warning], workers };
 }
 
@@ -166,10 +166,9 @@ export async function planRelay(args: Args): Promise<RelayPlan> {
  * `--workers N|auto` (auto: the cores this process may use). With several, a fixed
  * --data-port is the first of N consecutive data ports, one per worker.
  */
-function workersArg(raw: unknown, options: RelayOptions, inFleet: boolean): number {
+function workersArg(raw: unknown, options: RelayOptions): number {
   const workers = raw === 'auto' ? Math.min(availableParallelism(), RELAY_PROGRAM_RULES.workers.max) : flagValue(RELAY_PROGRAM_RULES.workers, raw);
   if (workers === 1) return workers;
-  if (inFleet) throw new UsageError('--workers above 1 and --etcd do not go together yet: run one fleet node per core instead');
   const { dataPort, port } = options;
   if (dataPort === undefined || dataPort === 0) return workers;
   const last = dataPort + workers - 1;

@@ -20,6 +20,8 @@ interface FleetSettings {
   log: Logger;
   /** The fleet disagrees with this node's configuration: report in one line and stop. */
   onFatal: (message: string) => void;
+  /** One of several workers of the node (`--workers`): which one; each talks to etcd itself. */
+  worker?: number;
 }
 
 /** Interval of the node's refresh, of the node list and of the due port leases. */
@@ -48,14 +50,16 @@ export class EtcdLeaseStore implements LeaseStore {
   #ticking = false;
   #timer: NodeJS.Timeout | undefined;
   #events: FleetEvents | undefined;
+  readonly reach = 'the fleet';
 
   constructor(settings: FleetSettings) {
     this.#s = settings;
     const ttlS = Math.max(Math.ceil(settings.graceMs / 1000), 5);
     this.#assignments = new PortAssignments(settings.etcd, settings.prefix, ttlS, settings.log);
     this.#assignments.lost = (key, port) => this.#events?.lost(key, port);
-    this.#nodes = new NodeRegistry(settings.etcd, settings.prefix, settings.node, settings.advertise, settings.log);
-    this.#clients = new TenantClients(settings.etcd, settings.prefix, settings.node);
+    const shared = settings.worker !== undefined;
+    this.#nodes = new NodeRegistry(settings.etcd, settings.prefix, settings.node, settings.advertise, settings.log, shared);
+    this.#clients = new TenantClients(settings.etcd, settings.prefix, settings.node, settings.worker);
   }
 
   get etcd(): EtcdClient {

@@ -4,6 +4,9 @@ import type { Logger } from '../log.js';
 import { histogram } from '../monitor/metrics.js';
 import { EtcdClient, type EtcdTls } from './etcd-client.js';
 import { EtcdLeaseStore } from './etcd-lease-store.js';
+import { WorkerOfNodeStore } from './worker-store.js';
+
+export { WorkerOfNodeStore };
 
 /** Where and as what a node joins its fleet: the fleet flags, checked (src/cli/fleet-flags.ts). */
 export interface FleetPlan {
@@ -14,8 +17,11 @@ export interface FleetPlan {
   advertise: { host: string; port: number };
 }
 
-/** The node's lease store, joined to the fleet; `onFatal` is told if the fleet's range differs. */
-export async function joinFleet(plan: FleetPlan, options: RelayOptions, log: Logger, onFatal: (message: string) => void): Promise<EtcdLeaseStore> {
+/**
+ * The node's lease store, joined to the fleet; `onFatal` is told if the fleet's range
+ * differs. `worker`: which of the node's several workers this one is (`--workers`).
+ */
+export async function joinFleet(plan: FleetPlan, options: RelayOptions, log: Logger, onFatal: (message: string) => void, worker?: number): Promise<EtcdLeaseStore> {
   const store = new EtcdLeaseStore({
     etcd: new EtcdClient(plan.endpoints, plan.tls),
     prefix: plan.prefix,
@@ -25,6 +31,7 @@ export async function joinFleet(plan: FleetPlan, options: RelayOptions, log: Log
     graceMs: options.resumeGraceMs,
     log: log.child({ node: plan.node }),
     onFatal,
+    ...(worker === undefined ? {} : { worker }),
   });
   await store.start();
   return store;

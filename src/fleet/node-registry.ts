@@ -24,14 +24,21 @@ export class NodeRegistry {
   #lease: string | undefined;
   /** The keys whose values were dropped at the last read, so each is logged once. */
   #invalid = new Set<string>();
+  /**
+   * Several workers of one node write its one key, each under a lease of its own: the
+   * key lives on the last writer's lease, so each writes it every sync, and one that
+   * exits (an upgrade, a crash) leaves it on a live one's lease within a sync.
+   */
+  readonly #shared: boolean;
 
-  constructor(etcd: EtcdClient, prefix: string, node: string, advertise: { host: string; port: number }, log: Logger) {
+  constructor(etcd: EtcdClient, prefix: string, node: string, advertise: { host: string; port: number }, log: Logger, shared = false) {
     this.#etcd = etcd;
     this.#prefix = `${prefix}nodes/`;
     this.#node = node;
     this.#address = joinHostPort(advertise.host, advertise.port);
     this.#log = log;
     this.#nodes = [this.#address];
+    this.#shared = shared;
   }
 
   /** The node's own etcd lease, once it has one. */
@@ -69,6 +76,9 @@ export class NodeRegistry {
       await this.#register(this.#lease!);
       kvs.push({ key: own, value: this.#address, createRevision: 0, lease: this.#lease! });
       registered = true;
+    } else if (this.#shared && !registered) {
+      // Of several workers: on this one's lease too, in case the last writer's dies.
+      await this.#etcd.put(own, this.#address, this.#lease!);
     }
     const nodes = this.#valid(kvs).sort();
     if (nodes.length === 0 || nodes.join() === this.#nodes.join()) return { registered, changed: false };

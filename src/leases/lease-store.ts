@@ -47,9 +47,11 @@ export interface LeaseStore {
   claim?(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer>;
   /**
    * The keys a tenant holds anywhere the store reaches (a fleet: every node), so its
-   * maxServices is counted fleet-wide. Rejects when the store cannot be asked.
+   * maxServices is counted fleet-wide. Rejects when the store cannot be asked. `room`:
+   * a store that can (the master of several workers) first ends the tenant's oldest
+   * reservations elsewhere until `key` fits within `max`, as one relay does its own.
    */
-  tenantKeys?(tenant: string): Promise<string[]>;
+  tenantKeys?(tenant: string, room?: { key: string; max: number }): Promise<string[]>;
   /**
    * Shares each tenant's open public clients between the nodes of a fleet: publishes
    * `local()` from time to time and returns the other nodes' total for a tenant, as
@@ -70,6 +72,10 @@ export interface LeaseStore {
   handOver?(port: number, client: Socket): void;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
+  /** Where `tenantKeys` counts a tenant's services ("the fleet", "the relay's workers"), for the refusal. */
+  readonly reach?: string;
+  /** Why a claim was `unreachable`, for the refusal [default: the fleet's etcd]. */
+  readonly unreachable?: string;
   /** A fleet's news for the relay, from then on (set once, by the relay). */
   follow?(events: FleetEvents): void;
 }
@@ -82,6 +88,8 @@ export interface FleetEvents {
   nodes(nodes: string[]): void;
   /** The key registered at another worker of this relay, which serves `port` now: stop serving it here. */
   moved?(key: string, port: number): void;
+  /** The key's reservation here was ended for a newcomer of its tenant at another worker. */
+  evicted?(key: string, port: number): void;
 }
 
 /**

@@ -199,6 +199,11 @@ export class PortPool {
     return true;
   }
 
+  /** Ends the key's reservation of `port`, if it has it, as for a newcomer (a tenant's at another worker). */
+  evict(port: number, key: string): void {
+    if (this.#reserved.get(port)?.key === key) this.#end(port, 'evicted');
+  }
+
   #end(port: number, why: ReservationEnd): void {
     const reservation = this.#reserved.get(port);
     if (reservation === undefined) return;

@@ -8,8 +8,10 @@ export interface RelayView {
   /** Milliseconds since the epoch: the relay's start (its master's, under ./relay), upgrades notwithstanding. */
   startedAt: number;
   uptimeSeconds: number;
-  /** Milliseconds since the epoch: the start of the process serving now (a worker's, after an upgrade). */
+  /** Milliseconds since the epoch: the start of the process serving now (a worker's, after an upgrade; with several, the latest). */
   workerStartedAt: number;
+  /** With several workers (`--workers`): how many these figures add up. */
+  workers?: number;
   services: number;
   tunnelsOpen: number;
   tunnelsOpened: number;
@@ -39,12 +41,12 @@ export interface OverviewSnapshot {
  * The upper bound, in ms, of the histogram bucket holding quantile q of the dial-back
  * latency; null with no observations or above the largest bucket.
  */
-function dialbackQuantileMs(stats: RelayStats, q: number): number | null {
-  if (stats.dialbackCount === 0) return null;
-  const wanted = q * stats.dialbackCount;
+export function dialbackQuantileMs(bounds: readonly number[], counts: readonly number[], count: number, q: number): number | null {
+  if (count === 0) return null;
+  const wanted = q * count;
   let cumulative = 0;
-  for (const [i, bound] of stats.dialbackBuckets.entries()) {
-    cumulative += stats.dialbackCounts[i] ?? 0;
+  for (const [i, bound] of bounds.entries()) {
+    cumulative += counts[i] ?? 0;
     if (cumulative >= wanted) return bound * 1000;
   }
   return null;
@@ -69,29 +71,31 @@ function relayView(stats: RelayStats, overview: Overview): RelayView {
     dialback: {
       count: stats.dialbackCount,
       meanMs: stats.dialbackCount === 0 ? null : (stats.dialbackSumSeconds / stats.dialbackCount) * 1000,
-      p50Ms: dialbackQuantileMs(stats, 0.5),
-      p99Ms: dialbackQuantileMs(stats, 0.99),
+      p50Ms: dialbackQuantileMs(stats.dialbackBuckets, stats.dialbackCounts, stats.dialbackCount, 0.5),
+      p99Ms: dialbackQuantileMs(stats.dialbackBuckets, stats.dialbackCounts, stats.dialbackCount, 0.99),
     },
     memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
     openFds: Number.isNaN(fds) ? null : fds,
   };
 }
 
-/** The JSON endpoints under /api/, by path: each costs the number of services at most. */
-export function apiRoutes(stats: RelayStats, overview: Overview, fleet?: () => FleetView): Map<string, () => unknown> {
-  const overviewSnapshot = (): OverviewSnapshot => ({
+/** Everything the dashboard shows of this process. */
+export function overviewSnapshot(stats: RelayStats, overview: Overview, fleet?: () => FleetView): OverviewSnapshot {
+  return {
     now: Date.now(),
     relay: relayView(stats, overview),
     services: overview.services(),
     recentTunnels: overview.recentTunnels(),
     recentRefusals: overview.recentRefusals(),
     fleet: fleet?.() ?? null,
-  });
-  return new Map<string, () => unknown>([
-    ['/api/overview', overviewSnapshot],
-    ['/api/relay', () => relayView(stats, overview)],
-    ['/api/services', () => overview.services()],
-    ['/api/tunnels', () => overview.recentTunnels()],
-    ['/api/refusals', () => overview.recentRefusals()],
-  ]);
+  };
 }
+
+/** The JSON endpoints under /api/, by path, each a part of the overview (one process's, or every worker's). */
+export const API_ROUTES = new Map<string, (snapshot: OverviewSnapshot) => unknown>([
+  ['/api/overview', (snapshot) => snapshot],
+  ['/api/relay', (snapshot) => snapshot.relay],
+  ['/api/services', (snapshot) => snapshot.services],
+  ['/api/tunnels', (snapshot) => snapshot.recentTunnels],
+  ['/api/refusals', (snapshot) => snapshot.recentRefusals],
+]);

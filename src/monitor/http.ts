@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { joinHostPort } from '../protocol/addresses.js';
-import { apiRoutes } from './api.js';
+import { API_ROUTES, overviewSnapshot, type OverviewSnapshot } from './api.js';
 import { authorized, type BasicCredentials } from './basic-auth.js';
 import { limitConnections, SERVER_OPTIONS } from './connection-limits.js';
 import type { FleetView } from './fleet-view.js';
@@ -13,6 +13,7 @@ import { renderMetrics } from './metrics.js';
 import type { Overview } from './overview.js';
 import { isLoopback, ServedHosts } from './served-hosts.js';
 import type { RelayStats } from './stats.js';
+import { mergeSnapshots, type WorkerSnapshot } from './workers-view.js';
 
 /** The dashboard's page and script, shipped in the package's web/ directory. */
 const WEB_DIR = new URL('../../../web/', import.meta.url);
@@ -79,6 +80,26 @@ export interface MonitorSource {
   stats: RelayStats;
   overview: Overview;
   fleet?: () => FleetView;
+  /** With several workers: the other workers' figures, gathered for each request (this one's are added). */
+  siblings?: () => Promise<WorkerSnapshot[]>;
+}
+
+/** This process's figures, as a sibling worker sends them to the one serving --metrics. */
+export function workerSnapshot(source: MonitorSource): WorkerSnapshot {
+  const { stats } = source;
+  return {
+    overview: overviewSnapshot(stats, source.overview, source.fleet),
+    metrics: renderMetrics(stats),
+    dialback: { counts: [...stats.dialbackCounts], sumSeconds: stats.dialbackSumSeconds },
+  };
+}
+
+/** The relay's /metrics text and overview: this process's, or with siblings every worker's added up. */
+async function relayFigures(source: MonitorSource): Promise<{ metrics: () => string; overview: () => OverviewSnapshot }> {
+  const { siblings, stats } = source;
+  if (siblings === undefined) return { metrics: () => renderMetrics(stats), overview: () => overviewSnapshot(stats, source.overview, source.fleet) };
+  const merged = mergeSnapshots(workerSnapshot(source), await siblings(), stats.dialbackBuckets);
+  return { metrics: () => merged.metrics, overview: () => merged.overview };
 }
 
 /** The one warning for a listener reachable beyond this machine without a password; undefined when none is due. */
@@ -106,7 +127,6 @@ function refusedHostLog(log: Logger | undefined): (host: string) => void {
  */
 export async function serveMonitor(source: MonitorSource, host: string, port: number, options: MonitorOptions = {}): Promise<Server> {
   const assets = loadAssets();
-  const api = apiRoutes(source.stats, source.overview, source.fleet);
   const served = new ServedHosts(host, options.hosts);
   const refusedHost = refusedHostLog(options.log);
   const respond = (req: IncomingMessage, res: ServerResponse): void => {
@@ -126,13 +146,17 @@ export async function serveMonitor(source: MonitorSource, host: string, port: nu
     }
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const asset = assets.get(path);
-    const route = api.get(path);
+    const route = API_ROUTES.get(path);
     if (asset !== undefined) {
       res.writeHead(200, { ...COMMON_HEADERS, ...asset.headers, 'Content-Type': asset.type }).end(asset.body);
-    } else if (route !== undefined) {
-      res.writeHead(200, { ...COMMON_HEADERS, 'Content-Type': 'application/json' }).end(JSON.stringify(route()));
-    } else if (path === '/metrics') {
-      res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(source.stats));
+    } else if (route !== undefined || path === '/metrics') {
+      void relayFigures(source).then(
+        (figures) => {
+          if (route !== undefined) res.writeHead(200, { ...COMMON_HEADERS, 'Content-Type': 'application/json' }).end(JSON.stringify(route(figures.overview())));
+          else res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(figures.metrics());
+        },
+        () => res.writeHead(500, { 'Content-Type': 'text/plain' }).end('the figures could not be gathered\n'),
+      );
     } else if (path === '/healthz') {
       res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
     } else {

@@ -25,10 +25,12 @@ export function followFleet(store: LeaseStore, registrar: Registrar): void {
     moved: (key, port) => {
       const session = [...registrar.services].find((service) => service.key === key && service.port === port);
       const farewell = session?.features.has('superseded') === true ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
-      // The door first: its held clients go over; the session's clients waiting for a dial-back are reset.
+      // The session first: its clients waiting for a dial-back (not read from yet) go back
+      // to the door, whose held clients all go over to the worker that serves the key now.
+      session?.close('superseded by a registration at another worker', farewell, 'moved');
       registrar.ports.movedAway(port, (client) => (store.handOver === undefined ? resetSocket(client) : store.handOver(port, client)));
-      session?.close('superseded by a registration at another worker', farewell, 'left');
     },
+    evicted: (key, port) => registrar.ports.pool.evict(port, key),
     nodes: (nodes) => {
       for (const session of registrar.services) if (session.features.has('fleet') && session.features.has('nodes')) session.notify({ kind: 'NODES', nodes });
     },

@@ -143,7 +143,7 @@ export class Registrar {
         refuse(socket, refusalReply('limit', 'out of file descriptors'));
         return false;
       }
-      if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
+      if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', `${this.#store.unreachable ?? 'the fleet cannot agree on a port now (etcd unreachable)'}; try again`, peer);
       tenant?.refused('ports');
       return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
     }
@@ -219,7 +219,8 @@ export class Registrar {
     if (!last) return;
     if (session.tenant !== undefined) session.tenant.services--;
     // Stopping or handing over: the leases stay as they are, for the next process.
-    if (this.#ctx.shuttingDown) return;
+    // Moved to another worker: the port goes with its door (PublicPorts.movedAway).
+    if (this.#ctx.shuttingDown || session.departure === 'moved') return;
     if (session.departure === 'left') {
       this.ports.left(session.port);
     } else {

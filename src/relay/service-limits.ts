@@ -31,7 +31,7 @@ export async function overServiceLimits(limits: ServiceLimits, live: number, key
     return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)` };
   }
   if (!(await admitFleetWide(limits.store, tenant, key))) {
-    return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services across the fleet` };
+    return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services across ${limits.store.reach ?? 'the fleet'}` };
   }
   return undefined;
 }
@@ -44,7 +44,7 @@ export async function overServiceLimits(limits: ServiceLimits, live: number, key
 async function admitFleetWide(store: LeaseStore, tenant: TenantAccount, key: string): Promise<boolean> {
   const max = tenant.limits.maxServices;
   if (max === undefined || store.tenantKeys === undefined) return true;
-  const keys = await store.tenantKeys(tenant.name).catch(() => undefined);
+  const keys = await store.tenantKeys(tenant.name, { key, max }).catch(() => undefined);
   if (keys === undefined || keys.filter((other) => other !== key).length < max) return true;
   tenant.refused('services');
   return false;

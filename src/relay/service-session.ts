@@ -33,8 +33,12 @@ interface SessionIdentity {
   member?: string | undefined;
 }
 
-/** How a registration ended, which decides what happens to its port. */
-type Departure = 'gone' | 'left';
+/**
+ * How a registration ended, which decides what happens to its port: kept for the key
+ * (`gone`), freed (`left`), or served by another worker of this relay now (`moved`: the
+ * clients waiting for a dial-back go to the door, which hands them over).
+ */
+type Departure = 'gone' | 'left' | 'moved';
 
 /**
  * One registered service on the relay: its control connection, the public clients

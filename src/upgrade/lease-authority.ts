@@ -111,6 +111,24 @@ export class LeaseAuthority {
     return count;
   }
 
+  /**
+   * Ends the tenant's reservations that end soonest (at any worker) until `key` fits
+   * within `max`; returns them, for their workers to end too. Live ones are never ended.
+   */
+  makeRoom(tenant: string, key: string, max: number): Move[] {
+    const ended: Move[] = [];
+    const others = (): [string, Entry][] => [...this.#byKey].filter(([other, entry]) => entry.tenant === tenant && other !== key);
+    while (others().length >= max) {
+      const reserved = others().filter(([, entry]) => entry.until !== null);
+      const oldest = reserved.sort(([, a], [, b]) => a.until! - b.until!)[0];
+      if (oldest === undefined) break;
+      const [evicted, { port, slot }] = oldest;
+      this.#delete(evicted);
+      ended.push({ key: evicted, port, from: slot });
+    }
+    return ended;
+  }
+
   /** The keys a tenant holds at any worker, registered or reserved (its maxServices counts them all). */
   tenantKeys(tenant: string): string[] {
     return [...this.#byKey].filter(([, entry]) => entry.tenant === tenant).map(([key]) => key);

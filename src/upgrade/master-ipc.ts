@@ -50,3 +50,20 @@ export function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms
     worker.once('exit', onExit);
   });
 }
+
+/**
+ * The master's part in gathering the figures of several workers for the one --metrics
+ * listener: a question goes to every other serving worker, each answer to the asker.
+ * False when `msg` is none of these.
+ */
+export function routeFigures(msg: FromWorker, from: Worker, fromSlot: number, serving: readonly (Worker | undefined)[]): boolean {
+  if (msg.kind === 'figures-ask') {
+    const others = serving.filter((worker, slot): worker is Worker => worker !== undefined && slot !== fromSlot);
+    for (const worker of others) send(worker, { kind: 'figures-ask', id: msg.id, from: fromSlot });
+    send(from, { kind: 'figures-asked', id: msg.id, count: others.length });
+  } else if (msg.kind === 'figures-answer') {
+    const asker = serving[msg.to];
+    if (asker !== undefined) send(asker, { kind: 'figures-answer', id: msg.id, snapshot: msg.snapshot });
+  } else return false;
+  return true;
+}

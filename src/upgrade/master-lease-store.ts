@@ -6,7 +6,12 @@ import { handOff } from './worker-link.js';
 
 /** A question the master has not answered within this is taken as unanswerable (the master is gone or stuck). */
 const ANSWER_TIMEOUT_MS = 5_000;
-/** How often a worker tells the master its tenants' open clients (maxClients counts them across workers). */
+/**
+ * How often a worker looks at its tenants' open clients, and tells the master when they
+ * changed (maxClients counts them across workers; the master passes them on at once),
+ * and at most how long it goes without telling it.
+ */
+const TENANT_CLIENTS_LOOK_MS = 50;
 const TENANT_CLIENTS_INTERVAL_MS = 1_000;
 
 /**
@@ -24,6 +29,9 @@ export class MasterLeaseStore implements LeaseStore {
   /** Ports granted to this worker that another still listened on for the same key. */
   readonly #shared = new Set<number>();
   #clientsElsewhere = new Map<string, number>();
+  /** A tenant's services are counted over every worker of this relay. */
+  readonly reach = "the relay's workers";
+  readonly unreachable = "the relay's workers cannot agree on a port now (the master process did not answer)";
 
   constructor(log: Logger) {
     this.#log = log;
@@ -64,14 +72,23 @@ export class MasterLeaseStore implements LeaseStore {
     return typeof answer === 'number' ? answer : 0;
   }
 
-  async tenantKeys(tenant: string): Promise<string[]> {
-    const answer = await this.#ask({ ask: 'tenant-keys', tenant });
+  async tenantKeys(tenant: string, room?: { key: string; max: number }): Promise<string[]> {
+    const answer = await this.#ask({ ask: 'tenant-keys', tenant, ...(room === undefined ? {} : { room }) });
     if (!Array.isArray(answer)) throw new Error('the master did not answer');
     return answer;
   }
 
   shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
-    setInterval(() => tell({ kind: 'tenant-clients', local: [...local()] }), TENANT_CLIENTS_INTERVAL_MS).unref();
+    let told = '';
+    let toldAt = 0;
+    setInterval(() => {
+      const counts = [...local()];
+      const now = Date.now();
+      if (JSON.stringify(counts) === told && now - toldAt < TENANT_CLIENTS_INTERVAL_MS) return;
+      told = JSON.stringify(counts);
+      toldAt = now;
+      tell({ kind: 'tenant-clients', local: counts });
+    }, TENANT_CLIENTS_LOOK_MS).unref();
     return (tenant) => this.#clientsElsewhere.get(tenant) ?? 0;
   }
 
@@ -107,7 +124,8 @@ export class MasterLeaseStore implements LeaseStore {
     else if (msg.kind === 'moved') {
       this.#log.info({ publicPort: msg.port }, 'its service registered at another worker: that worker serves the port now');
       this.#events?.moved?.(msg.key, msg.port);
-    } else if (msg.kind === 'tenant-clients') this.#clientsElsewhere = new Map(msg.elsewhere);
+    } else if (msg.kind === 'evict') this.#events?.evicted?.(msg.key, msg.port);
+    else if (msg.kind === 'tenant-clients') this.#clientsElsewhere = new Map(msg.elsewhere);
   }
 }
 

@@ -47,7 +47,7 @@ export class MasterLeases {
   onMessage(slot: number, msg: FromWorker, reply: (msg: ToWorker) => void): boolean {
     if (msg.kind === 'ask') reply({ kind: 'answer', id: msg.id, answer: this.#answer(slot, msg.question) });
     else if (msg.kind === 'lease-table') this.#report(slot, msg.leases);
-    else if (msg.kind === 'tenant-clients') reply({ kind: 'tenant-clients', elsewhere: this.#clientsElsewhere(slot, msg.local) });
+    else if (msg.kind === 'tenant-clients') this.#tenantClients(slot, msg.local, reply);
     else return false;
     return true;
   }
@@ -62,6 +62,10 @@ export class MasterLeases {
   #answer(slot: number, question: LeaseQuestion): LeaseAnswer {
     if (question.ask === 'claim') return this.#authority.claim(slot, question.key, question.port, question.tenant, Date.now());
     if (question.ask === 'services') return this.#authority.servicesElsewhere(slot, question.key);
+    const room = question.room;
+    if (room !== undefined) {
+      for (const evicted of this.#authority.makeRoom(question.tenant, room.key, room.max)) this.#tell(evicted.from, { kind: 'evict', key: evicted.key, port: evicted.port });
+    }
     return this.#authority.tenantKeys(question.tenant);
   }
 
@@ -74,8 +78,15 @@ export class MasterLeases {
     void this.#store.save(() => this.#authority.snapshot());
   }
 
-  #clientsElsewhere(slot: number, local: [string, number][]): [string, number][] {
+  /** A worker's counts: it gets the others' totals, and when its counts changed the others get theirs at once. */
+  #tenantClients(slot: number, local: [string, number][], reply: (msg: ToWorker) => void): void {
+    const changed = JSON.stringify([...(this.#clients.get(slot) ?? [])]) !== JSON.stringify(local);
     this.#clients.set(slot, new Map(local));
+    reply({ kind: 'tenant-clients', elsewhere: this.#clientsElsewhere(slot) });
+    if (changed) for (const other of this.#clients.keys()) if (other !== slot) this.#tell(other, { kind: 'tenant-clients', elsewhere: this.#clientsElsewhere(other) });
+  }
+
+  #clientsElsewhere(slot: number): [string, number][] {
     const totals = new Map<string, number>();
     for (const [other, counts] of this.#clients) {
       if (other === slot) continue;

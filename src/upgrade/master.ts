@@ -5,7 +5,7 @@ import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
 import { startedAt } from '../monitor/process-figures.js';
 import type { LeaseRecord } from '../leases/lease-store.js';
 import { UsageError, type WorkerFailedError } from '../errors.js';
-import { expect, forward, send } from './master-ipc.js';
+import { expect, forward, routeFigures, send } from './master-ipc.js';
 import { MasterLeases } from './master-leases.js';
 import { isFromWorker, type FromWorker, type ListeningPorts, type ToWorker } from './messages.js';
 import { replacementPorts, successorPorts } from './worker-ports.js';
@@ -147,6 +147,8 @@ class Master {
     const slot = this.#slotOf.get(from);
     if (!isFromWorker(msg) || slot === undefined) return;
     if (this.#leases?.onMessage(slot.index, msg, (answer) => send(from, answer)) === true) return;
+    const serving = this.#slots.map((each) => each.current?.worker);
+    if (routeFigures(msg, from, slot.index, serving)) return;
     const current = slot.current?.worker;
     // A retiring worker's leases and counters go to the one serving now.
     if ((msg.kind === 'leases' || msg.kind === 'figures') && current !== undefined && current !== from) send(current, msg);
@@ -219,9 +221,7 @@ class Master {
     this.#log.info({ worker: next.worker.process.pid, oldWorker: oldPid }, 'upgrade: new worker serving; the old one drains its tunnels');
   }
 
-  #slotField(slot: Slot): { slot?: number } {
-    return this.#workers > 1 ? { slot: slot.index } : {};
-  }
+  readonly #slotField = (slot: Slot): { slot?: number } => (this.#workers > 1 ? { slot: slot.index } : {});
 
   #exited(worker: Worker, code: number, signal: string | null): void {
     this.#alive.delete(worker);

@@ -7,6 +7,7 @@
 import type { ClaimAnswer, LeaseRecord } from '../leases/lease-store.js';
 import type { FigureLedger } from '../monitor/stats.js';
 import type { ProxiedEnds } from '../protocol/proxy-parse.js';
+import type { WorkerSnapshot } from '../monitor/workers-view.js';
 
 export interface ListeningPorts {
   control: number;
@@ -24,7 +25,8 @@ export interface WorkerSlot {
 }
 
 /** A question a worker asks the master's lease authority (one of several workers); answered by `answer` with its id. */
-export type LeaseQuestion = { ask: 'claim'; key: string; port: number; tenant?: string } | { ask: 'services'; key: string } | { ask: 'tenant-keys'; tenant: string };
+export type LeaseQuestion =
+  { ask: 'claim'; key: string; port: number; tenant?: string } | { ask: 'services'; key: string } | { ask: 'tenant-keys'; tenant: string; room?: { key: string; max: number } };
 
 /** The answer to a LeaseQuestion of that kind. */
 export type LeaseAnswer = ClaimAnswer | 'moved' | number | string[];
@@ -56,8 +58,16 @@ export type ToWorker =
   | { kind: 'answer'; id: number; answer: LeaseAnswer }
   /** The key registered at another worker, which serves its port now: stop serving it here, hand its held clients over. */
   | { kind: 'moved'; key: string; port: number }
+  /** The key's reservation ends: its tenant's newcomer at another worker needs the room. */
+  | { kind: 'evict'; key: string; port: number }
   /** Each tenant's open public clients at the other workers. */
-  | { kind: 'tenant-clients'; elsewhere: [string, number][] };
+  | { kind: 'tenant-clients'; elsewhere: [string, number][] }
+  /** The worker of slot `from` (it serves --metrics) asks for this one's figures. */
+  | { kind: 'figures-ask'; id: number; from: number }
+  /** To the asker: how many workers were asked (those serving now). */
+  | { kind: 'figures-asked'; id: number; count: number }
+  /** To the asker: one sibling's figures. */
+  | { kind: 'figures-answer'; id: number; snapshot: WorkerSnapshot };
 
 /** Worker → master. */
 export type FromWorker =
@@ -77,7 +87,11 @@ export type FromWorker =
   /** One of several workers: every lease it has now (its whole share; live ones with `until: null`). */
   | { kind: 'lease-table'; leases: LeaseRecord[] }
   /** One of several workers: its tenants' open public clients now. */
-  | { kind: 'tenant-clients'; local: [string, number][] };
+  | { kind: 'tenant-clients'; local: [string, number][] }
+  /** The worker serving --metrics wants every other worker's figures. */
+  | { kind: 'figures-ask'; id: number }
+  /** A worker's figures for the asker, the worker of slot `to`. */
+  | { kind: 'figures-answer'; id: number; to: number; snapshot: WorkerSnapshot };
 
 export function isFromWorker(value: unknown): value is FromWorker {
   return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { eventually, freePort } from '../helpers/net.js';
 import { everyNodeServes, planFleet, service, startNode, type FleetNode } from '../helpers/fleet.js';
 import { Peer } from '../helpers/protocol.js';
-import { NO_ENV_SECRET, ROOT, start } from '../helpers/processes.js';
+import { NO_ENV_SECRET, ROOT, start, withWorkers } from '../helpers/processes.js';
 import { requireTools } from '../helpers/tools.js';
 
 // How fleet nodes name themselves and learn of each other.
@@ -14,7 +14,7 @@ test('fleet: a node on ::1 is named [::1]:PORT, and its log line names it once',
   const plan = await planFleet(t, 20);
   const port = await freePort();
   const args = [String(port), '--bind', '::1', '--ports', `${plan.range.first}-${plan.range.last}`, '--public-host', 'relay.test', '--etcd', plan.etcd.url, '--log-format', 'json'];
-  const node = start(t, path.join(ROOT, 'relay'), args, NO_ENV_SECRET);
+  const node = start(t, path.join(ROOT, 'relay'), withWorkers(args), NO_ENV_SECRET);
   const [line] = await node.waitFor('stderr', /^.*"msg":"fleet: node registered in etcd".*$/m, 20_000);
   const name = `[::1]:${port}`;
   assert.equal(line!.match(/"node":/g)?.length, 1, `one "node" key: ${line}`);

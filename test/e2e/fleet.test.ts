@@ -8,7 +8,7 @@ import path from 'node:path';
 import { listenViaRelay } from '../../src/index.js';
 import { eventually, freePort, within } from '../helpers/net.js';
 import { addressEcho, etcdCertificates, etcdKeys, everyNodeServes, exchange, planFleet, service, startFleet, startNode, type FleetNode, type FleetPlan } from '../helpers/fleet.js';
-import { ROOT } from '../helpers/processes.js';
+import { ROOT, withWorkers } from '../helpers/processes.js';
 import { Peer, randomHex } from '../helpers/protocol.js';
 import { computeProof } from '../../src/protocol/auth.js';
 import { requireTools } from '../helpers/tools.js';
@@ -101,10 +101,10 @@ test('fleet: a service that reaches only one node is served through that node; a
   // A node whose --ports differs from the fleet's refuses to start, in one line; a fleet needs --ports.
   const relay = path.join(ROOT, 'relay');
   const base = [String(plan.port), '--bind', '127.0.0.4', '--etcd', plan.etcd.url, '--public-host', 'relay.test'];
-  const differs = spawnSync(relay, [...base, '--ports', `${plan.range.first}-${plan.range.last + 1}`], { encoding: 'utf8', timeout: 20_000 });
+  const differs = spawnSync(relay, withWorkers([...base, '--ports', `${plan.range.first}-${plan.range.last + 1}`]), { encoding: 'utf8', timeout: 20_000 });
   assert.equal(differs.status, 2);
   assert.match(differs.stderr, /^relay: --ports \S+ differs from the fleet's range \S+ \(etcd key \/tcp-relay\/range\); every node needs the same range$/m);
-  const noRange = spawnSync(relay, base, { encoding: 'utf8', timeout: 20_000 });
+  const noRange = spawnSync(relay, withWorkers(base), { encoding: 'utf8', timeout: 20_000 });
   assert.equal(noRange.status, 2);
   assert.match(noRange.stderr, /needs an explicit --ports/);
 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { assertNewClientEchoes } from '../helpers/echo.js';
 import { dial, portsFlag, readToEnd, within, eventually } from '../helpers/net.js';
 import { longTunnel, refusalProbe, shortConnections } from '../helpers/load.js';
-import { NO_ENV_SECRET, ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
+import { NO_ENV_SECRET, RELAY_WORKERS, ROOT, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
 import { dialData, nextConnect, registerRaw } from '../helpers/protocol.js';
 import { countLines, isRunning } from '../helpers/observe.js';
 
@@ -26,14 +26,40 @@ async function relayAndEcho(t: TestContext, extra: string[] = [], launcher?: str
   return { relay, echo, pidFile };
 }
 
-/** SIGUSR2 to the pid in the pid file; resolves with the new and old worker pids. */
+/*
+ * These tests run against a relay of one worker, or of several (TEST_RELAY_WORKERS): an
+ * upgrade then replaces each in turn, and what a test says of "the worker" is said of
+ * the one that serves its service.
+ */
+
+/** The worker that registered the service on `publicPort` last (of several, the one serving it). */
+function workerServing(relay: RelayProcess, publicPort: number): number {
+  const line = relay.stderr.findLast((text) => new RegExp(`"publicPort":${publicPort},.*"msg":"service registered"`).test(text));
+  const pid = line === undefined ? undefined : /"pid":(\d+)/.exec(line)?.[1];
+  return pid === undefined ? relay.workerPid : Number(pid);
+}
+
+/** Resolves once every worker was replaced (SIGUSR2 sent after stderr line `from`), with each new and old worker pid. */
+async function replaced(relay: RelayProcess, from: number): Promise<{ worker: number; oldWorker: number }[]> {
+  const pairs: { worker: number; oldWorker: number }[] = [];
+  let after = from;
+  for (let i = 0; i < RELAY_WORKERS; i++) {
+    const done = await relay.waitFor('stderr', /"worker":(\d+),"oldWorker":(\d+),"msg":"upgrade: new worker serving/, 20_000, after);
+    pairs.push({ worker: Number(done[1]), oldWorker: Number(done[2]) });
+    after = relay.stderr.indexOf(done.input!, after) + 1;
+  }
+  return pairs;
+}
+
+/** SIGUSR2 to the pid in the pid file; resolves with the new and old pids of the worker that served the echo service. */
 async function upgrade(s: Setup): Promise<{ worker: number; oldWorker: number }> {
   const masterPid = Number(await readFile(s.pidFile, 'utf8'));
   assert.equal(masterPid, s.relay.pid, 'the pid file names the master');
+  const serving = workerServing(s.relay, s.echo.publicPort);
   const from = s.relay.stderr.length;
   process.kill(masterPid, 'SIGUSR2');
-  const done = await s.relay.waitFor('stderr', /"worker":(\d+),"oldWorker":(\d+),"msg":"upgrade: new worker serving/, 20_000, from);
-  return { worker: Number(done[1]), oldWorker: Number(done[2]) };
+  const pairs = await replaced(s.relay, from);
+  return pairs.find((pair) => pair.oldWorker === serving) ?? pairs[0]!;
 }
 
 /** Half-close through the relay: the echo of everything, then the end of it. */
@@ -94,9 +120,9 @@ test('upgrade: a second SIGUSR2 during a handover is ignored with a log line', a
   await s.relay.waitFor('stderr', /"msg":"upgrade: starting a new worker/, 5000, from);
   process.kill(s.relay.pid, 'SIGUSR2');
   await s.relay.waitFor('stderr', /"msg":"SIGUSR2 ignored: an upgrade is already in progress"/, 5000, from);
-  await s.relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, from);
+  await replaced(s.relay, from);
   await s.relay.waitFor('stderr', /"msg":"old worker exited"/, 10_000, from);
-  assert.equal(countLines(s.relay.stderr.slice(from), /"msg":"upgrade: starting a new worker/), 1);
+  assert.equal(countLines(s.relay.stderr.slice(from), /"msg":"upgrade: starting a new worker/), RELAY_WORKERS, 'one upgrade: each worker replaced once');
   await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
   await assertNewClientEchoes(t, s.echo.publicPort, 'after one upgrade\n', 10_000);
 });
@@ -117,19 +143,22 @@ test('upgrade: a new worker that cannot start (broken build on disk) leaves the 
   const from = s.relay.stderr.length;
   process.kill(s.relay.pid, 'SIGUSR2');
   const failed = await s.relay.waitFor('stderr', /"reason":"([^"]+)".*"msg":"upgrade failed: the old worker keeps serving"/, 20_000, from);
+  // Of several workers, each one's new worker fails in turn: all of them before the build is fixed.
+  await eventually(() => countLines(s.relay.stderr.slice(from), /"msg":"upgrade failed: the old worker keeps serving"/) === RELAY_WORKERS, 20_000, 'every new worker to fail');
   t.diagnostic(`master: ${failed[1]}`);
   assert.match(failed[1]!, /exited \(1\) before it was ready/);
   assert.ok(
     s.relay.stderr.slice(from).some((line) => /SyntaxError/.test(line)),
     "the new worker's error is on stderr",
   );
-  assert.ok(isRunning(s.relay.workerPid), 'the old worker is still running');
+  const serving = workerServing(s.relay, s.echo.publicPort);
+  assert.ok(isRunning(serving), 'the old worker is still running');
   await assertNewClientEchoes(t, s.echo.publicPort, 'still served by the old worker\n', 10_000);
   assert.equal(s.echo.stdout.length, 1, 'the service never had to register again');
 
   await writeFile(relayJs, good);
   const { oldWorker } = await upgrade(s);
-  assert.equal(oldWorker, s.relay.workerPid, 'the fixed build replaces the worker that kept serving');
+  assert.equal(oldWorker, serving, 'the fixed build replaces the worker that kept serving');
   await s.echo.waitFor('stdout', /^established relay address:/, 10_000, 1);
   await tunnel.finish();
 });
@@ -146,7 +175,7 @@ test('master: one Ctrl-C at a terminal (SIGINT to the whole process group) drain
 
 test('master: a worker that dies is replaced on the same ports; a master killed with -9 takes its worker with it', async (t) => {
   const s = await relayAndEcho(t);
-  process.kill(s.relay.workerPid, 'SIGKILL');
+  process.kill(workerServing(s.relay, s.echo.publicPort), 'SIGKILL');
   const restarted = await s.relay.waitFor('stderr', /"pid":(\d+).*"controlPort":(\d+),.*"msg":"relay listening"/, 10_000, s.relay.stderr.length);
   assert.equal(Number(restarted[2]), s.relay.port, 'the replacement listens on the same control port');
   assert.ok(countLines(s.relay.stderr, /"msg":"worker died unexpectedly/) === 1, 'the master logged the death');
@@ -168,7 +197,7 @@ test('upgrade: a service that lists no features gets SHUTDOWN, not REJOIN, and r
   const { publicPort, resume } = old.registration;
   const from = relay.stderr.length;
   process.kill(relay.pid, 'SIGUSR2');
-  await relay.waitFor('stderr', /"msg":"upgrade: new worker serving/, 20_000, from);
+  await replaced(relay, from);
   assert.equal(await old.control.nextLine(5000), 'SHUTDOWN', 'a featless service is sent SHUTDOWN');
   assert.ok(!old.control.lines.includes('REJOIN'), 'a featless service never sees REJOIN');
 

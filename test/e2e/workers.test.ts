@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertEchoes, assertNewClientEchoes } from '../helpers/echo.js';
-import { dial, portBlock } from '../helpers/net.js';
+import { dial, eventually, portBlock, readAtLeast } from '../helpers/net.js';
 import { NO_ENV_SECRET, startRelay, startService, type RelayProcess } from '../helpers/processes.js';
 import { dialData, nextConnect, randomHex, registerRaw, type Peer, type Registration } from '../helpers/protocol.js';
 
@@ -59,6 +59,50 @@ test('workers: a key that comes back at the other worker keeps its port, and the
   assert.match(reply, /^CLIENT /);
   assert.equal((await peer.readBytes(10)).toString(), 'held bytes');
   await relay.waitFor('stderr', /"publicPort":\d+.*registered at another worker/);
+});
+
+test('workers: a client waiting for its dial-back when its key moves to the other worker is handed over, its bytes unread', async (t) => {
+  const { relay } = await twoWorkers(t);
+  const resume = randomHex(32);
+  const first = await registerAt(t, relay, resume, () => true);
+  const port = first.registration.publicPort;
+  const client = await dial(t, port);
+  client.write('waiting bytes');
+  await nextConnect(first.control); // never dialed back: the client waits at the first worker
+  const moved = await registerAt(t, relay, resume, (data) => data !== first.registration.dataPort);
+  assert.equal(moved.registration.publicPort, port);
+  const { token } = await nextConnect(moved.control, 10_000);
+  const { peer, reply } = await dialData(t, moved.registration.dataPort, `DATA ${token}`);
+  assert.match(reply, /^CLIENT /);
+  assert.equal((await peer.readBytes(13)).toString(), 'waiting bytes');
+  peer.socket.write('answer');
+  assert.equal((await readAtLeast(client, 6, 5000)).toString(), 'answer');
+});
+
+test("workers: the one --metrics listener shows every worker's services and figures", async (t) => {
+  const { relay, dataPorts } = await twoWorkers(t, ['--metrics', '127.0.0.1:0']);
+  const listening = relay.stderr.filter((line) => /"msg":"metrics listening"/.test(line));
+  assert.equal(listening.length, 1, 'one --metrics listener for the relay');
+  const base = /"metrics":"(http:[^"]+)\/metrics"/.exec(listening[0]!)![1]!;
+  const ports: number[] = [];
+  for (const dataPort of dataPorts) {
+    const { control, registration } = await registerAt(t, relay, randomHex(32), (data) => data === dataPort);
+    ports.push(registration.publicPort);
+    const client = await dial(t, registration.publicPort);
+    const { token } = await nextConnect(control);
+    await dialData(t, registration.dataPort, `DATA ${token}`);
+    client.write('x');
+  }
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, /^relay_services 2$/m);
+  assert.match(metrics, /^relay_workers 2$/m);
+  await eventually(async () => /^relay_tunnels_open 2$/m.test(await (await fetch(`${base}/metrics`)).text()), 5000, 'both tunnels in /metrics');
+  assert.equal((metrics.match(/^# TYPE relay_services gauge$/gm) ?? []).length, 1, 'each family once');
+  const services = (await (await fetch(`${base}/api/services`)).json()) as { publicPort: number }[];
+  assert.deepEqual(services.map((service) => service.publicPort).sort(), ports.sort(), 'services of both workers listed');
+  const overview = (await (await fetch(`${base}/api/overview`)).json()) as { relay: { services: number; workers?: number } };
+  assert.equal(overview.relay.services, 2);
+  assert.equal(overview.relay.workers, 2);
 });
 
 test('workers: --max-services holds across the workers', async (t) => {

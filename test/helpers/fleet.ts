@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server } from 'node:net';
 import { listenViaRelay, type RelayTunnel } from '../../src/index.js';
 import { deadline, freePort, randomData, readToEnd, sha256, within } from './net.js';
-import { NO_ENV_SECRET, ROOT, start, type Child } from './processes.js';
+import { NO_ENV_SECRET, ROOT, start, withWorkers, workersOf, type Child } from './processes.js';
 
 export interface Etcd extends Child {
   url: string;
@@ -121,8 +121,10 @@ export interface FleetNode extends Child {
 export async function startNode(t: TestContext, plan: FleetPlan, n: number, extra: string[] = []): Promise<FleetNode> {
   const address = `127.0.0.${n}`;
   const args = [String(plan.port), '--bind', address, '--ports', `${plan.range.first}-${plan.range.last}`, '--public-host', 'relay.test', '--etcd', plan.etcd.url, '--log-format', 'json', ...extra];
-  const node = start(t, path.join(ROOT, 'relay'), args, NO_ENV_SECRET);
+  const node = start(t, path.join(ROOT, 'relay'), withWorkers(args), NO_ENV_SECRET);
   await node.waitFor('stderr', /"msg":"relay listening"/, 20_000);
+  // With several workers (TEST_RELAY_WORKERS) the first one listening is not all: the master says when every one is.
+  if (workersOf(args) > 1) await node.waitFor('stderr', /master running/, 30_000);
   return { ...node, address };
 }
 

@@ -110,11 +110,13 @@ export async function startRelay(t: TestContext, args: string[] = [], env: Recor
  */
 export const RELAY_WORKERS = Number(process.env['TEST_RELAY_WORKERS'] ?? '1');
 
-function withWorkers(args: string[]): string[] {
+/** The relay's arguments with TEST_RELAY_WORKERS' --workers added (for a relay started without startRelay). */
+export function withWorkers(args: string[]): string[] {
   return RELAY_WORKERS > 1 && !args.includes('--workers') ? [...args, '--workers', String(RELAY_WORKERS)] : args;
 }
 
-function workersOf(args: string[]): number {
+/** How many workers a relay started with these arguments (after withWorkers) runs. */
+export function workersOf(args: string[]): number {
   const given = args.indexOf('--workers');
   return given >= 0 ? Number(args[given + 1]) || 1 : RELAY_WORKERS;
 }

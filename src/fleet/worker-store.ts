@@ -1,0 +1,94 @@
+import type { Socket } from 'node:net';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+
+/**
+ * The lease store of one of several workers of a fleet node (`--etcd` with
+ * `--workers N`): etcd is the authority across the nodes, the master across the
+ * node's workers. Each worker talks to etcd itself, under the node's one name and
+ * address (one entry in the fleet's node list whatever the worker count), and asks the
+ * master for what only the node's own workers must agree on: which of them serves a
+ * key's port, the services and tenants' clients at the others, held clients to pass on.
+ */
+export class WorkerOfNodeStore implements LeaseStore {
+  readonly #fleet: LeaseStore;
+  readonly #node: LeaseStore;
+  readonly #loadFleet: boolean;
+  /** Where a tenant's services are counted, for a refusal that says so. */
+  readonly reach = 'the fleet';
+
+  /**
+   * `loadFleet`: this worker takes the fleet's assignments as reservations at its start
+   * (the first worker, at the relay's start); the others, restarted and upgraded ones
+   * included, get theirs from the master, so that no port has a door at two workers.
+   */
+  constructor(fleet: LeaseStore, node: LeaseStore, loadFleet: boolean) {
+    this.#fleet = fleet;
+    this.#node = node;
+    this.#loadFleet = loadFleet;
+  }
+
+  async load(): Promise<LeaseRecord[]> {
+    return this.#loadFleet ? this.#fleet.load() : [];
+  }
+
+  async save(current: () => LeaseRecord[]): Promise<void> {
+    await Promise.all([this.#fleet.save(current), this.#node.save(current)]);
+  }
+
+  async pause(): Promise<void> {
+    await Promise.all([this.#fleet.pause(), this.#node.pause()]);
+  }
+
+  resume(current: () => LeaseRecord[]): void {
+    this.#fleet.resume(current);
+    this.#node.resume(current);
+  }
+
+  /**
+   * etcd first: its answer stands fleet-wide. Then the master, which says whether
+   * another worker of this node serves the key there now (the port moves here).
+   */
+  async claim(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer> {
+    const fleet = (await this.#fleet.claim?.(key, port, known, tenant)) ?? 'granted';
+    if (fleet !== 'granted') return fleet;
+    return (await this.#node.claim?.(key, port, known, tenant)) ?? 'granted';
+  }
+
+  /** etcd has every worker's keys; when it cannot be asked, the node's, from the master. */
+  async tenantKeys(tenant: string): Promise<string[]> {
+    try {
+      return await this.#fleet.tenantKeys!(tenant);
+    } catch {
+      return this.#node.tenantKeys!(tenant);
+    }
+  }
+
+  /** The other nodes' clients (etcd, each worker under a key of its own) and the node's other workers' (the master). */
+  shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
+    const otherNodes = this.#fleet.shareTenantClients?.(local);
+    const otherWorkers = this.#node.shareTenantClients?.(local);
+    return (tenant) => (otherNodes?.(tenant) ?? 0) + (otherWorkers?.(tenant) ?? 0);
+  }
+
+  servicesElsewhere(key: string): Promise<number> {
+    return this.#node.servicesElsewhere?.(key) ?? Promise.resolve(0);
+  }
+
+  heldBySibling(port: number): boolean {
+    return this.#node.heldBySibling?.(port) ?? false;
+  }
+
+  handOver(port: number, client: Socket): void {
+    this.#node.handOver?.(port, client);
+  }
+
+  nodes(): string[] {
+    return this.#fleet.nodes?.() ?? [];
+  }
+
+  /** The fleet's news (lost ports, nodes) and the master's (moved keys) alike. */
+  follow(events: FleetEvents): void {
+    this.#fleet.follow?.(events);
+    this.#node.follow?.(events);
+  }
+}
