@@ -4,9 +4,11 @@ import { connect } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { listenLocal, portBlock, within } from '../helpers/net.js';
+import { eventually, listenLocal, portBlock, within } from '../helpers/net.js';
 import { NO_ENV_SECRET, startRelay, startService, type RelayProcess, type ServiceProcess } from '../helpers/processes.js';
 import { askPool } from '../helpers/pool-member.js';
+import { planFleet, startFleet } from '../helpers/fleet.js';
+import { requireTools } from '../helpers/tools.js';
 
 // Pools end to end (issue 19): ./relay, and ./expose members in front of small servers
 // that each answer with their own name, then echo.
@@ -77,13 +79,13 @@ interface LoopResult {
  * `total` clients, `inFlight` at a time: each sends a line and must get a name and the
  * line back. A client records when it started, so a failure can be set against a kill.
  */
-async function clientLoop(port: number, total: number, inFlight: number, onStarted?: (n: number) => void): Promise<LoopResult> {
+async function clientLoop(port: number, total: number, inFlight: number, onStarted?: (n: number) => void, host = '127.0.0.1'): Promise<LoopResult> {
   const result: LoopResult = { byName: new Map(), failed: [] };
   let next = 0;
   const one = (n: number): Promise<void> =>
     new Promise((resolve) => {
       const say = `client ${n}\n`;
-      const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      const client = connect({ port, host, allowHalfOpen: true });
       client.setEncoding('latin1');
       let got = '';
       let done = false;
@@ -214,4 +216,37 @@ test('pool of ./expose under tenants: one pool file under two tenants is two add
   assert.deepEqual(failed, []);
   assert.deepEqual([...byName.keys()].sort(), ['a1', 'a2', 'a3']);
   assert.equal((await askPool(t, bob.publicPort, 'x\n')).name, 'b1');
+});
+
+test('pool of three ./expose on a 2-node fleet: one address on both nodes, each spreads among all three; after a kill -9 both serve with the two left', async (t) => {
+  if (!requireTools(t, 'etcd')) return;
+  const plan = await planFleet(t);
+  const nodes = await startFleet(t, plan, 2);
+  const file = path.join(tempDir(t), 'pool.key');
+  const hosts = nodes.map((node) => node.address).join(',');
+  const members: ServiceProcess[] = [];
+  for (const name of ['a', 'b', 'c']) {
+    const server = await namedServer(t, name);
+    members.push(await startService(t, 'expose', [hosts, String(plan.port), String(server.port), '--pool-file', file, '--log-format', 'json'], CLEAN_ENV));
+  }
+  const ports = new Set(members.map((m) => `${m.publicHost}:${m.publicPort}`));
+  assert.equal(ports.size, 1, `one address: ${[...ports].join(' ')}`);
+  const port = members[0]!.publicPort;
+  // Every member is registered with both nodes before the address is relied on at each.
+  await Promise.all(
+    nodes.map((node) => eventually(() => node.stderr.filter((line) => /"msg":"(pool member joined|service registered)"/.test(line)).length >= 3, 10_000, `three members at ${node.address}`)),
+  );
+  for (const node of nodes) {
+    const { byName, failed } = await within(clientLoop(port, 30, 3, undefined, node.address), 20_000, `30 clients via ${node.address}`);
+    assert.deepEqual(failed, []);
+    assert.deepEqual([...byName.keys()].sort(), ['a', 'b', 'c'], `${node.address} spreads among all three`);
+  }
+  const before = nodes.map((node) => node.stderr.length);
+  killGroup(members[0]!);
+  await Promise.all(nodes.map((node, i) => node.waitFor('stderr', /"msg":"service (left|closed the control connection)/, 10_000, before[i])));
+  for (const node of nodes) {
+    const { byName, failed } = await within(clientLoop(port, 20, 2, undefined, node.address), 20_000, `20 clients via ${node.address}`);
+    assert.deepEqual(failed, []);
+    assert.deepEqual([...byName.keys()].sort(), ['b', 'c'], `${node.address} serves with the two left`);
+  }
 });
