@@ -2,14 +2,18 @@
  * Pools with 1, 2 and 3 members: short connections a second and the time to the first
  * echoed byte, through ./relay, each member its own process speaking the wire protocol
  * by hand (docs/protocol.md §17) and echoing. What it measures is the relay's side of a
- * pool (dispatch among members); a member is as cheap as a service can be.
+ * pool (dispatch among members); a member is as cheap as a service can be. With
+ * `--expose` each member is instead `./expose --pool-file` in front of one echo server
+ * of its own process: the whole path a user runs.
  *
- *   npm run build && node dist/scripts/pool-bench.js [--seconds 3] [--first 300]
+ *   npm run build && node dist/scripts/pool-bench.js [--seconds 3] [--first 300] [--expose]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -63,6 +67,39 @@ function dialBack(dataPort: number, token: string): void {
   data.on('data', onHead);
 }
 
+/** The target of the `--expose` members: an echo server that prints its port. */
+function echoTarget(): void {
+  const server = createServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.pipe(socket);
+  });
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`ready ${(server.address() as AddressInfo).port}\n`));
+}
+
+/** `count` members of one new pool; their public port and the processes to stop. */
+async function startMembers(controlPort: number, count: number, expose: boolean): Promise<{ port: number; children: ChildProcess[] }> {
+  if (!expose) {
+    const key = randomBytes(16).toString('hex');
+    const members = Array.from({ length: count }, () => start([SELF, 'member', String(controlPort), key]));
+    const ready = await Promise.all(members.map((child) => lineOf(child, 'stdout', /^ready \S+:(\d+)/m)));
+    return { port: Number(ready[0]![1]), children: members };
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'pool-bench-'));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const target = start([SELF, 'echo-target']);
+    const targetPort = (await lineOf(target, 'stdout', /^ready (\d+)/m))[1]!;
+    const member = start(['127.0.0.1', String(controlPort), targetPort, '--pool-file', path.join(dir, 'pool.key')], path.join(ROOT, 'expose'));
+    ports.push(Number((await lineOf(member, 'stdout', /^established relay address: \S+:(\d+)$/m))[1]));
+    member.stderr!.resume();
+    children.push(target, member);
+  }
+  if (new Set(ports).size !== 1) throw new Error(`the members got different addresses: ${ports.join(' ')}`);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return { port: ports[0]!, children };
+}
+
 function start(args: string[], command = process.execPath): ChildProcess {
   return spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RELAY_SECRET: '' } });
 }
@@ -112,21 +149,19 @@ async function measure(port: number, seconds: number, first: number): Promise<{ 
 async function main(): Promise<void> {
   const seconds = flag('seconds', 3);
   const first = flag('first', 300);
+  const expose = process.argv.includes('--expose');
   const relay = start(['0', '--ports', '41000-41099', '--log-level', 'info'], path.join(ROOT, 'relay'));
   const controlPort = Number((await lineOf(relay, 'stderr', /"controlPort":(\d+)/))[1]);
   relay.stderr!.resume();
-  console.log(`| members | short connections/s (${LANES} at a time, ${seconds} s) | first echo, median | first echo, p99 |`);
+  console.log(`| ${expose ? './expose members' : 'members'} | short connections/s (${LANES} at a time, ${seconds} s) | first echo, median | first echo, p99 |`);
   console.log('|---|---|---|---|');
   try {
     for (const count of [1, 2, 3]) {
-      const key = randomBytes(16).toString('hex');
-      const members = Array.from({ length: count }, () => start([SELF, 'member', String(controlPort), key]));
-      const ready = await Promise.all(members.map((child) => lineOf(child, 'stdout', /^ready \S+:(\d+)/m)));
-      const port = Number(ready[0]![1]);
+      const { port, children } = await startMembers(controlPort, count, expose);
       await measure(port, 1, 50); // warm-up
       const { perSecond, median, p99 } = await measure(port, seconds, first);
       console.log(`| ${count} | ${Math.round(perSecond)} | ${median.toFixed(2)} ms | ${p99.toFixed(2)} ms |`);
-      for (const child of members) child.kill();
+      for (const child of children) child.kill();
     }
   } finally {
     relay.kill('SIGTERM');
@@ -134,4 +169,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === 'member') member(Number(process.argv[3]), process.argv[4]!);
+else if (process.argv[2] === 'echo-target') echoTarget();
 else await main();
