@@ -18,9 +18,11 @@ export type RelayErrorCode =
  * Why a service stops for good: the relay refused it (`auth`, `version`, `superseded`), or,
  * before any registration worked, what answered is no relay (`not-a-relay`) or TLS cannot
  * work with it (`tls`: a certificate that fails verification, or a relay without TLS), or
- * a name was asked of a relay that gives none (`no-names`: its OK lacks `feat=name`).
+ * a name was asked of a relay that gives none (`no-names`: its OK lacks `feat=name`), or
+ * the relay will not give the name asked for (`name`: ERR bad-name, such as no names
+ * port, a name outside the tenant's patterns).
  */
-export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names';
+export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names' | 'name';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;

@@ -128,12 +128,13 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
 }
 
 /**
- * 2 for a setting the user must change (RELAYHOST RELAYPORT reach no relay, or --tls/--ca
- * do not fit it); 1 for the relay's own refusals (secret, version, superseded).
+ * 2 for a setting the user must change (RELAYHOST RELAYPORT reach no relay, --tls/--ca
+ * do not fit it, or --name cannot be had there); 1 for the relay's own refusals (secret,
+ * version, superseded).
  */
 function exitCodeOf(err: Error): number {
   const code = (err as Partial<RelayError>).code;
-  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' ? 2 : 1;
+  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' || code === 'name' ? 2 : 1;
 }
 
 /** SIGTERM: leave the relay, let open connections finish within the drain timeout, then reset the rest. */

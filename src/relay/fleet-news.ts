@@ -12,10 +12,10 @@ import type { Registrar } from './registrar.js';
 export function followFleet(store: LeaseStore, registrar: Registrar): void {
   store.follow?.({
     lost: (key, port) => {
-      const session = [...registrar.services].find((service) => service.key === key && service.port === port);
+      const session = [...registrar.services].find((service) => service.key === key && service.place === port);
       const reason = 'the fleet gives its port to an older registration';
       if (session !== undefined) return session.close(reason, session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : undefined, 'left');
-      if (registrar.ports.pool.reservedPortOf(key) === port) registrar.ports.left(port);
+      if (registrar.ports.pool.reservedPortOf(key) === port || (typeof port === 'string' && registrar.ports.nameHolder(port) === key)) registrar.ports.left(port);
     },
     nodes: (nodes) => {
       for (const session of registrar.services) if (session.features.has('fleet') && session.features.has('nodes')) session.notify({ kind: 'NODES', nodes });

@@ -1,5 +1,6 @@
 import type { Server, Socket } from 'node:net';
 import type { Timer } from '../clock.js';
+import type { Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { peerHasReset } from '../net/peer-reset.js';
@@ -12,6 +13,11 @@ export interface DoorOwner {
   readonly log: Logger;
   /** Takes a public client, fresh or one that waited at the door. */
   takeClient(client: Socket): void;
+}
+
+/** What a log line names a door by: its public port, or its host on the names ports. */
+export function placeBindings(place: Place): { publicPort: number } | { name: string } {
+  return typeof place === 'number' ? { publicPort: place } : { name: place };
 }
 
 interface HeldClient {
@@ -28,7 +34,8 @@ interface HeldClient {
  * FIN, since nothing was served.
  */
 export class PublicDoor {
-  readonly port: number;
+  /** Its public port, or for a name's door the host. */
+  readonly place: Place;
   /** Undefined for a name's door: its clients come from the names ports (names-ports.ts). */
   readonly #server: Server | undefined;
   readonly #ctx: RelayContext;
@@ -39,13 +46,18 @@ export class PublicDoor {
   readonly #held: HeldClient[] = [];
   #closed = false;
 
-  constructor(ctx: RelayContext, port: number, server: Server | undefined, maxClientsPerIp: () => number | undefined) {
-    this.port = port;
+  constructor(ctx: RelayContext, place: Place, server: Server | undefined, maxClientsPerIp: () => number | undefined) {
+    this.place = place;
     this.#server = server;
     this.#ctx = ctx;
-    this.#log = ctx.log.child({ publicPort: port });
+    this.#log = ctx.log.child(placeBindings(place));
     this.#maxClientsPerIp = maxClientsPerIp;
-    server?.on('connection', (client: Socket) => this.#onClient(client));
+    if (typeof place === 'number') server?.on('connection', (client: Socket) => this.#onClient(client, place));
+  }
+
+  /** The tenant's maxClientsPerIp for this door's clients, if its key's tenant has one. */
+  get maxClientsPerIp(): number | undefined {
+    return this.#maxClientsPerIp();
   }
 
   get heldCount(): number {
@@ -143,9 +155,9 @@ export class PublicDoor {
     resetSocket(client);
   }
 
-  #onClient(client: Socket): void {
+  #onClient(client: Socket, port: number): void {
     client.on('error', ignoreSocketError);
-    if (this.#ctx.admission.admit(client, this.port, this.#maxClientsPerIp())) this.arrive(client);
+    if (this.#ctx.admission.admit(client, port, this.#maxClientsPerIp())) this.arrive(client);
   }
 
   /** An admitted client: to the owner, or held until there is one. */

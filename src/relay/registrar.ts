@@ -3,14 +3,15 @@ import { challenge, challenges } from '../access/service-auth.js';
 import { Tenancy, type TenantAccount, type TenantGrant } from '../access/tenancy.js';
 import type { TenantSpec } from '../access/tenants-file.js';
 import { publicRange } from '../config/defaults.js';
-import { leaseKey, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
-import { refuse, refusalReply } from '../net/lines.js';
+import { leaseKey, type LeaseRecord, type LeaseStore, type Place } from '../leases/lease-store.js';
+import { refusalReply } from '../net/lines.js';
 import { newToken } from '../protocol/auth.js';
 import { formatMessage } from '../protocol/format.js';
 import { FEATURES, PROTOCOL_VERSION, type ErrorCode, type Feature, type ServiceMessage } from '../protocol/messages.js';
 import type { ListedService } from '../monitor/overview.js';
 import type { RelayContext } from './context.js';
-import { claimName, publicHostFor } from './name-claim.js';
+import { claimName, endNarrowedNames, publicHostFor } from './name-claim.js';
+import { claimNameOf, claimPortOf } from './place-claim.js';
 import { PublicPorts, type HeldAtPort } from './public-ports.js';
 import { ServiceSession } from './service-session.js';
 
@@ -61,7 +62,7 @@ export class Registrar {
     this.ports = new PublicPorts(ctx, store, this.#tenancy);
     const tenancy = this.#tenancy;
     if (tenancy === undefined) return;
-    ctx.stats.tenantFigures = () => tenancy.figures(this.ports.pool);
+    ctx.stats.tenantFigures = () => tenancy.figures(this.ports.reservations);
     if (store.shareTenantClients !== undefined) tenancy.shareClients((local) => store.shareTenantClients!(local));
   }
 
@@ -147,8 +148,8 @@ export class Registrar {
       return { code: 'limit', reason: `relay has its maximum of ${maxServices} services` };
     }
     if (tenant === undefined) return undefined;
-    const reclaims = previous !== undefined || this.ports.pool.reservedPortOf(key) !== undefined;
-    if (!this.#tenancy!.admitService(tenant, this.ports.pool, key, reclaims)) {
+    const reclaims = previous !== undefined || this.ports.reserves(key);
+    if (!this.#tenancy!.admitService(tenant, this.ports.reservations, key, reclaims)) {
       return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)` };
     }
     if (!(await this.#admitFleetWide(tenant, key))) {
@@ -177,48 +178,38 @@ export class Registrar {
     const tenant = grant?.account;
     const named = claimName(this.#ctx, this.ports, hello, socket, key, tenant);
     if (!named.ok) return this.#refuse(socket, named.code, named.reason, peer);
-    const claim = await this.ports.claim(hello.port, key, tenant?.scope, named.host);
-    if (!claim.ok) {
-      if (claim.why === 'fds') {
-        this.#ctx.refusals.count('fds', { peer }, 'connection refused: out of file descriptors (raise ulimit -n)');
-        // Not counted again: the refusal was counted as fds.
-        refuse(socket, refusalReply('limit', 'out of file descriptors'));
-        return false;
-      }
-      if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', 'the fleet cannot agree on a port now (etcd unreachable); try again', peer);
-      tenant?.refused('ports');
-      return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
-    }
-    const { port } = claim;
+    const refusal = (code: ErrorCode, reason: string): boolean => this.#refuse(socket, code, reason, peer);
+    const place = named.host === undefined ? await claimPortOf(this.#ctx, this.ports, admitted, socket, refusal) : await claimNameOf(this.ports, admitted, named.host, refusal);
+    if (place === undefined) return false;
     // The lease is on disk before the service hears of its port, so no crash after
     // OK can let a stranger take it.
     await this.ports.persist();
     // A reload while the port was claimed may have revoked what this service proved.
     if (grant !== undefined && !Tenancy.valid(grant)) {
-      this.ports.abandon(port, key, 'revoked');
+      this.ports.abandon(place, key, 'revoked');
       return this.#refuse(socket, 'auth', 'authentication failed: tenant credentials revoked', peer, hello.tenant);
     }
     if (socket.destroyed || this.#ctx.shuttingDown) {
-      this.ports.abandon(port, key, this.#ctx.shuttingDown ? 'stopping' : 'gone');
+      this.ports.abandon(place, key, this.#ctx.shuttingDown ? 'stopping' : 'gone');
       if (this.#ctx.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
       return false;
     }
-    this.#startSession(socket, admitted, port, named.host);
+    this.#startSession(socket, admitted, place);
     return true;
   }
 
-  /** `named`: the host of its name on the names ports, whose first port OK gives instead of `port` (then only a slot). */
-  #startSession(socket: Socket, admitted: Admitted, port: number, named: string | undefined): void {
+  /** `place`: its public port, or its host on the names ports (then OK gives the first names port). */
+  #startSession(socket: Socket, admitted: Admitted, place: Place): void {
     const { hello, key, resume, grant, rest } = admitted;
-    const door = this.ports.doorOf(port);
-    if (door === undefined) throw new Error(`no door for claimed port ${port}`);
+    const door = this.ports.doorOf(place);
+    if (door === undefined) throw new Error(`no door for claimed place ${place}`);
+    const port = typeof place === 'number' ? place : this.#ctx.options.namesPorts![0]!;
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
     const warmToken = hello.warm !== undefined && hello.warm > 0 ? newToken() : undefined;
-    const host = named ?? publicHostFor(this.#ctx, hello, socket);
-    const shownPort = named === undefined ? port : this.#ctx.options.namesPorts![0]!;
-    const figures = this.#ctx.overview.figuresFor(host, shownPort, grant?.account.name);
-    const identity = { id: `s${this.#nextServiceId++}`, port, key, warmToken, features, tenant: grant?.account, figures };
+    const host = typeof place === 'string' ? place : publicHostFor(this.#ctx, hello, socket);
+    const figures = this.#ctx.overview.figuresFor(host, port, grant?.account.name);
+    const identity = { id: `s${this.#nextServiceId++}`, place, port, key, warmToken, features, tenant: grant?.account, figures };
     const session = new ServiceSession(this.#ctx, identity, socket, door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
     this.#services.add(session);
@@ -226,11 +217,11 @@ export class Registrar {
     this.#byKey.set(key, session);
     this.#ctx.stats.servicesRegistered++;
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features] }, 'service registered');
-    this.ports.back(port);
+    this.ports.back(place);
     const ok = {
       kind: 'OK',
       host,
-      port: shownPort,
+      port,
       dataPort: this.#ctx.dataPort,
       heartbeatMs: this.#ctx.options.heartbeatMs,
       resume,
@@ -250,10 +241,10 @@ export class Registrar {
     // Stopping or handing over: the leases stay as they are, for the next process.
     if (this.#ctx.shuttingDown) return;
     if (session.departure === 'left') {
-      this.ports.left(session.port);
+      this.ports.left(session.place);
     } else {
       // Still the port's service for the dashboard, shown as away, until it is back or its grace ends.
-      this.ports.away(session.port, session.key, session);
+      this.ports.away(session.place, session.key, session);
     }
   }
 
@@ -281,13 +272,13 @@ export class Registrar {
     if (tenancy === undefined) return void this.#ctx.log.info('SIGHUP: nothing to reload (the relay runs without --tenants)');
     const removed = tenancy.reload();
     if (removed === undefined) return;
-    const revoked = (owner: object): boolean => tenancy.revoked(owner);
     for (const session of [...this.#services]) {
-      if (!revoked(session)) continue;
+      if (!tenancy.revoked(session)) continue;
       session.close('tenant credentials revoked by a reload', refusalReply('auth', 'authentication failed: tenant credentials revoked'), 'left');
     }
-    for (const name of removed) this.ports.pool.revokeTenant(name);
-    cut(revoked);
+    for (const name of removed) this.ports.revokeTenant(name);
+    const narrowed = endNarrowedNames(this.#ctx, this.#services, this.ports, tenancy);
+    cut((owner) => tenancy.revoked(owner) || narrowed.has(owner));
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): false {

@@ -4,7 +4,7 @@
  * only ever reads `kind` and passes the rest along.
  */
 
-import type { LeaseRecord } from '../leases/lease-store.js';
+import type { LeaseRecord, Place } from '../leases/lease-store.js';
 import type { FigureLedger } from '../monitor/stats.js';
 
 export interface ListeningPorts {
@@ -29,7 +29,7 @@ export type ToWorker =
   | { kind: 'predecessor-gone' }
   | { kind: 'stop'; signal: string }
   | { kind: 'stop-now'; signal: string }
-  | { kind: 'held-client'; port: number; head: string }
+  | { kind: 'held-client'; /** A public port, or a host on the names ports. */ port: Place; head: string }
   | { kind: 'dial-back'; token: string; head: string }
   /** SIGHUP reached the master: read the tenants file again. */
   | { kind: 'reload' };
@@ -41,7 +41,7 @@ export type FromWorker =
   | { kind: 'prepared'; leases: LeaseRecord[] }
   | { kind: 'leases'; leases: LeaseRecord[] }
   | { kind: 'figures'; figures: FigureLedger }
-  | { kind: 'held-client'; port: number; head: string }
+  | { kind: 'held-client'; /** A public port, or a host on the names ports. */ port: Place; head: string }
   | { kind: 'dial-back'; token: string; head: string };
 
 export function isFromWorker(value: unknown): value is FromWorker {

@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import type { Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
 import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
@@ -196,7 +197,7 @@ function sendsDone(): Promise<unknown> {
   return Promise.race([Promise.all(sending), new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
 }
 
-function handOff(port: number, client: Socket, log: Logger | undefined): void {
+function handOff(port: Place, client: Socket, log: Logger | undefined): void {
   sendSocket(client, (head, handle, sent) => tellWithSocket({ kind: 'held-client', port, head: head.toString('base64') }, handle, sent, log));
 }
 
