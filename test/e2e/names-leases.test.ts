@@ -131,3 +131,10 @@ test('names and upgrades: a client held at a name door, its first bytes already 
   assert.equal((await readAtLeast(held, 5)).toString(), 'after');
   held.destroy();
 });
+
+test('names: RELAY_NAME is not read as --name (a name belongs to one service, not to an environment)', async (t) => {
+  const block = portBlock(100);
+  const relay = await startRelay(t, ['--ports', `${block.first}-${block.last}`], ENV);
+  const service = await startService(t, 'echoserver', ['localhost', String(relay.port)], { ...ENV, RELAY_NAME: 'www' });
+  assert.equal(service.publicHost, 'localhost', 'registered for a port: a relay without names ports would have refused the name');
+});
