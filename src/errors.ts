@@ -19,10 +19,11 @@ export type RelayErrorCode =
  * before any registration worked, what answered is no relay (`not-a-relay`) or TLS cannot
  * work with it (`tls`: a certificate that fails verification, or a relay without TLS), or
  * a name was asked of a relay that gives none (`no-names`: its OK lacks `feat=name`), or
- * a pool member, or a service with allow/deny lists, reached a relay too old for them
- * (`pool`, `acl`).
+ * the relay will not give the name asked for (`name`: ERR bad-name, such as no names
+ * port, a name outside the tenant's patterns), or a pool member, or a service with
+ * allow/deny lists, reached a relay too old for them (`pool`, `acl`).
  */
-export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names' | 'pool' | 'acl';
+export type RefusalCode = 'auth' | 'version' | 'superseded' | 'not-a-relay' | 'tls' | 'no-names' | 'name' | 'pool' | 'acl';
 
 export class RelayError extends Error {
   readonly code: RelayErrorCode;

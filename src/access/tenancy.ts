@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import { verifyProof } from '../protocol/auth.js';
-import type { ClaimScope, PortPool } from '../leases/port-pool.js';
+import type { ClaimScope } from '../leases/port-pool.js';
 import { loadTenants, MAX_SECRETS, type TenantLimits, type TenantSpec } from './tenants-file.js';
 
 /**
@@ -78,6 +78,13 @@ type Granted = object;
 
 const fingerprint = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
+/** The reservations a tenant's quota counts (its departed services' ports and names), and the means to end one. */
+export interface TenantReservations {
+  reservationsOf(tenant: string): number;
+  /** Ends the tenant's oldest reservation that is not `key`'s; false when there is none. */
+  evictOldest(key: string, tenant: string): boolean;
+}
+
 /**
  * The tenants of a relay started with `--tenants FILE`: checks a service's proof for
  * the tenant it names, applies its quotas, remembers which secret each registration
@@ -113,6 +120,16 @@ export class Tenancy {
   }
 
   /** A tenant's limits as last loaded, for the checks made outside this module (per address). */
+  /** The tenants in the file now. */
+  names(): string[] {
+    return [...this.#accounts.keys()];
+  }
+
+  /** The account of a tenant in the file now, if it is there. */
+  account(name: string): TenantAccount | undefined {
+    return this.#accounts.get(name);
+  }
+
   limitsOf(name: string): TenantLimits | undefined {
     return this.#accounts.get(name)?.limits;
   }
@@ -159,7 +176,7 @@ export class Tenancy {
    * never another tenant's. `reclaims`: the newcomer takes over a live registration or
    * its own reservation, so it adds nothing.
    */
-  admitService(account: TenantAccount, pool: PortPool, key: string, reclaims: boolean): boolean {
+  admitService(account: TenantAccount, pool: TenantReservations, key: string, reclaims: boolean): boolean {
     const max = account.limits.maxServices;
     if (max === undefined || reclaims) return true;
     while (account.services + pool.reservationsOf(account.name) >= max) {
@@ -190,7 +207,7 @@ export class Tenancy {
     return removed;
   }
 
-  figures(pool: PortPool): TenantFigures[] {
+  figures(pool: TenantReservations): TenantFigures[] {
     return [...this.#accounts.values()].map((account) => ({
       name: account.name,
       services: account.services,

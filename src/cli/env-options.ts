@@ -37,13 +37,20 @@ function envFlags(declared: readonly string[], argv: readonly string[], env: Nod
 }
 
 /**
+ * Flags with no variable. `--name`: a service's own name on the names ports, which one
+ * environment shared by several services would give to all of them (all but the first
+ * refused), and `RELAY_NAME` reads as the relay's name, not the service's.
+ */
+const NO_VARIABLE = ['name'];
+
+/**
  * The command line to parse, with the program's own RELAY_* variables filling in: the
  * command line wins over the environment, which wins over --config and the defaults.
  * The options are read from the parser itself; `positionals` are left out, being
  * arguments, not flags.
  */
 export function argvWithEnv(parser: Argv<unknown>, positionals: readonly string[]): string[] {
-  const skip = new Set(['help', 'version', ...positionals]);
+  const skip = new Set(['help', 'version', ...NO_VARIABLE, ...positionals]);
   const options = (parser as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions();
   const declared = Object.keys(options.key).filter((key) => !skip.has(key));
   const argv = hideBin(process.argv);

@@ -164,12 +164,13 @@ export function runService(program: string, args: ServiceArgs, handle: (socket: 
 }
 
 /**
- * 2 for a setting the user must change (RELAYHOST RELAYPORT reach no relay, or --tls/--ca
- * do not fit it); 1 for the relay's own refusals (secret, version, superseded).
+ * 2 for a setting the user must change (RELAYHOST RELAYPORT reach no relay, --tls/--ca
+ * do not fit it, or --name cannot be had there); 1 for the relay's own refusals (secret,
+ * version, superseded).
  */
 function exitCodeOf(err: Error): number {
   const code = (err as Partial<RelayError>).code;
-  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' || code === 'pool' ? 2 : 1;
+  return code === 'not-a-relay' || code === 'tls' || code === 'no-names' || code === 'pool' || code === 'name' ? 2 : 1;
 }
 
 /**

@@ -12,6 +12,9 @@ import { missingSecretError, namesMissingError, poolUnknownError, refusalError, 
 import { HeartbeatWatch } from './heartbeat.js';
 import { dialRelay, type RelayEndpoint } from './transport.js';
 
+/** The relay's refusal of a name another key holds (docs/protocol.md §18). */
+const NAME_TAKEN = /^name \S+ is taken by another service/;
+
 /** How long a LEAVE may take to reach the relay before the connection is dropped anyway. */
 const LEAVE_LINGER_MS = 2_000;
 
@@ -216,7 +219,9 @@ export class ControlConnection {
   #onRefusal(msg: Refusal): void {
     const err = refusalError(msg);
     if (err !== undefined) this.#events.refused(err);
-    this.#end(`relay refused: ${msg.code} ${msg.text}`);
+    // Not a setting: the name's holder may leave, or its reservation end.
+    const taken = msg.code === 'limit' && NAME_TAKEN.test(msg.text) ? ' (it frees up once its holder leaves and the grace ends)' : '';
+    this.#end(`relay refused: ${msg.code} ${msg.text}${taken}`);
   }
 
   #silent(silentMs: number): void {

@@ -78,6 +78,8 @@ export function refusalError(msg: Refusal): RegistrationRefusedError | undefined
       return new RegistrationRefusedError('auth', /authentication failed/.test(msg.text) ? msg.text : `authentication failed: ${msg.text}`);
     case 'version':
       return new RegistrationRefusedError('version', `protocol version mismatch: ${msg.text}`);
+    case 'bad-name':
+      return new RegistrationRefusedError('name', `the relay refuses the name: ${msg.text}`);
     default:
       return undefined;
   }

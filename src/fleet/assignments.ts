@@ -5,9 +5,27 @@ import { b64, type EtcdClient, type EtcdKv, type EtcdOp } from './etcd-client.js
 /** Port assignments checked or refreshed at once, so 1000 services do not open 1000 requests. */
 const REFRESH_BATCH = 16;
 
+/**
+ * Where one kind of assignment lives in etcd: the key's place (`keys/<hash>`: its
+ * port), the place's key (`ports/<port>`: its hash) and when it was first made. Ports
+ * and names (`names/…`, a host for a place) are agreed the same way, apart.
+ */
+export interface AssignmentLayout {
+  keys: string;
+  places: string;
+  since: string;
+  /** What a log line calls a place, and names it by. */
+  what: 'port' | 'name';
+  bindings: (place: string) => Record<string, unknown>;
+}
+
+export const PORT_LAYOUT: AssignmentLayout = { keys: 'keys/', places: 'ports/', since: 'since/', what: 'port', bindings: (place) => ({ publicPort: Number(place) }) };
+export const NAME_LAYOUT: AssignmentLayout = { keys: 'names/keys/', places: 'names/hosts/', since: 'names/since/', what: 'name', bindings: (place) => ({ name: place }) };
+
 /** What this node knows of an assignment it takes part in. */
 interface Held {
-  port: number;
+  /** A port in decimal, or a host. */
+  place: string;
   /** The etcd lease id that keeps the assignment alive. */
   lease: string;
   refreshedAt: number;
@@ -15,9 +33,9 @@ interface Held {
   since: number;
 }
 
-/** A key registered on this node now: its port, and its tenant's key to write with it. */
+/** A key registered on this node now: its port (in decimal) or host, and its tenant's key to write with it. */
 export interface LiveKey {
-  port: number;
+  place: string;
   tenant: string | undefined;
 }
 
@@ -28,7 +46,7 @@ interface Rival {
 }
 
 /**
- * The fleet's port assignments as this node takes part in them. One assignment is the
+ * The fleet's port (or name) assignments as this node takes part in them. One assignment is the
  * keys `keys/<hash>` (its port), `ports/<port>` (its hash) and `since/<hash>` (when it
  * was first made), with `tenants/<tenant>/<hash>` for a tenant's key, all under one
  * etcd lease with TTL = the resume grace, created in a transaction that compares
@@ -38,6 +56,7 @@ interface Rival {
  * gives the port or the key to another assignment meanwhile, the older of the two
  * keeps it: the younger's lease is revoked by the node of the older, and the node of
  * the younger gives its port up (`lost`), so that no two keys are served on one port.
+ * With NAME_LAYOUT the same holds for hosts on the names ports, under `names/`.
  */
 export class PortAssignments {
   readonly #etcd: EtcdClient;
@@ -45,27 +64,29 @@ export class PortAssignments {
   readonly #ttlS: number;
   readonly #log: Logger;
   readonly #held = new Map<string, Held>();
-  /** Told when this node must give a key's port up to an older assignment. */
-  lost: (key: string, port: number) => void = () => {};
-  /** Conflicts found (another assignment in etcd for a port or key served here), each resolved one way or the other. */
+  readonly #layout: AssignmentLayout;
+  /** Told when this node must give a key's place up to an older assignment. */
+  lost: (key: string, place: string) => void = () => {};
+  /** Conflicts found (another assignment in etcd for a place or key served here), each resolved one way or the other. */
   conflicts = 0;
 
-  constructor(etcd: EtcdClient, prefix: string, ttlS: number, log: Logger) {
+  constructor(etcd: EtcdClient, prefix: string, ttlS: number, log: Logger, layout: AssignmentLayout = PORT_LAYOUT) {
+    this.#layout = layout;
     this.#etcd = etcd;
     this.#prefix = prefix;
     this.#ttlS = ttlS;
     this.#log = log;
   }
 
-  /** One attempt at `port` for `key`, every request within `deadline`. */
-  async claim(key: string, port: number, tenant: string | undefined, deadline: number): Promise<ClaimAnswer> {
-    const { succeeded, kvs } = await this.#assign(key, port, tenant, this.#held.get(key)?.since ?? Date.now(), deadline);
+  /** One attempt at `place` for `key`, every request within `deadline`. */
+  async claim(key: string, place: string, tenant: string | undefined, deadline: number): Promise<ClaimAnswer<string>> {
+    const { succeeded, kvs } = await this.#assign(key, place, tenant, this.#held.get(key)?.since ?? Date.now(), deadline);
     if (succeeded) return 'granted';
-    const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
+    const mine = kvs.find((kv) => kv.key === this.#key(`${this.#layout.keys}${key}`));
     if (mine === undefined) return 'taken';
-    const theirs = Number(mine.value);
-    if (theirs !== port) return { elsewhere: theirs };
-    this.#held.set(key, { port, lease: mine.lease, refreshedAt: 0, since: sinceIn(kvs, this.#key(`since/${key}`)) });
+    const theirs = mine.value;
+    if (theirs !== place) return { elsewhere: theirs };
+    this.#held.set(key, { place, lease: mine.lease, refreshedAt: 0, since: sinceIn(kvs, this.#key(`${this.#layout.since}${key}`)) });
     return 'granted';
   }
 
@@ -77,43 +98,43 @@ export class PortAssignments {
   /** Checks every live key's assignment against etcd: refreshes ours, writes back the missing, settles conflicts. */
   async check(live: ReadonlyMap<string, LiveKey>): Promise<void> {
     if (live.size === 0) return;
-    const ports = this.#key('ports/');
-    const owners = new Map((await this.#etcd.range(ports, true)).map((kv) => [Number(kv.key.slice(ports.length)), kv]));
-    const due = [...live].filter(([key, { port }]) => this.#due(key, port, owners.get(port)));
+    const places = this.#key(this.#layout.places);
+    const owners = new Map((await this.#etcd.range(places, true)).map((kv) => [kv.key.slice(places.length), kv]));
+    const due = [...live].filter(([key, { place }]) => this.#due(key, place, owners.get(place)));
     for (let i = 0; i < due.length; i += REFRESH_BATCH) {
-      await Promise.all(due.slice(i, i + REFRESH_BATCH).map(([key, { port, tenant }]) => this.#keep(key, port, tenant, owners.get(port))));
+      await Promise.all(due.slice(i, i + REFRESH_BATCH).map(([key, { place, tenant }]) => this.#keep(key, place, tenant, owners.get(place))));
     }
   }
 
-  #due(key: string, port: number, owner: EtcdKv | undefined): boolean {
+  #due(key: string, place: string, owner: EtcdKv | undefined): boolean {
     const held = this.#held.get(key);
-    if (owner?.value !== key || held === undefined || held.port !== port || held.lease !== owner.lease) return true;
+    if (owner?.value !== key || held === undefined || held.place !== place || held.lease !== owner.lease) return true;
     return Date.now() - held.refreshedAt > (this.#ttlS * 1000) / 3;
   }
 
-  async #keep(key: string, port: number, tenant: string | undefined, owner: EtcdKv | undefined): Promise<void> {
-    if (owner !== undefined && owner.value !== key) return this.#contest(key, port, tenant, { key: owner.value, lease: owner.lease });
+  async #keep(key: string, place: string, tenant: string | undefined, owner: EtcdKv | undefined): Promise<void> {
+    if (owner !== undefined && owner.value !== key) return this.#contest(key, place, tenant, { key: owner.value, lease: owner.lease });
     if (owner !== undefined && (await this.#etcd.keepAlive(owner.lease)) > 0) {
       const since = this.#held.get(key)?.since ?? (await this.#sinceOf(key)) ?? 0;
-      this.#held.set(key, { port, lease: owner.lease, refreshedAt: Date.now(), since });
+      this.#held.set(key, { place, lease: owner.lease, refreshedAt: Date.now(), since });
       return;
     }
-    const { succeeded, kvs } = await this.#assign(key, port, tenant, this.#held.get(key)?.since ?? Date.now());
-    if (succeeded) return void this.#log.info({ publicPort: port }, 'fleet: port assignment re-created in etcd');
-    const mine = kvs.find((kv) => kv.key === this.#key(`keys/${key}`));
-    if (mine !== undefined && Number(mine.value) === port) {
+    const { succeeded, kvs } = await this.#assign(key, place, tenant, this.#held.get(key)?.since ?? Date.now());
+    if (succeeded) return void this.#log.info(this.#layout.bindings(place), `fleet: ${this.#layout.what} assignment re-created in etcd`);
+    const mine = kvs.find((kv) => kv.key === this.#key(`${this.#layout.keys}${key}`));
+    if (mine !== undefined && mine.value === place) {
       // Another node of the key wrote it back first.
-      this.#held.set(key, { port, lease: mine.lease, refreshedAt: 0, since: sinceIn(kvs, this.#key(`since/${key}`), this.#held.get(key)?.since) });
+      this.#held.set(key, { place, lease: mine.lease, refreshedAt: 0, since: sinceIn(kvs, this.#key(`${this.#layout.since}${key}`), this.#held.get(key)?.since) });
       return;
     }
-    const other = kvs.find((kv) => kv.key === this.#key(`ports/${port}`));
-    // Either the port has another key now, or the key another port (a node that never had it gave it one).
+    const other = kvs.find((kv) => kv.key === this.#key(`${this.#layout.places}${place}`));
+    // Either the place has another key now, or the key another place (a node that never had it gave it one).
     const rival = other !== undefined && other.value !== key ? { key: other.value, lease: other.lease } : mine === undefined ? undefined : { key, lease: mine.lease };
-    if (rival !== undefined) await this.#contest(key, port, tenant, rival);
+    if (rival !== undefined) await this.#contest(key, place, tenant, rival);
   }
 
-  /** Two assignments for one port or one key: the older keeps it, fleet-wide; ties go to the lower hash. */
-  async #contest(key: string, port: number, tenant: string | undefined, rival: Rival): Promise<void> {
+  /** Two assignments for one place or one key: the older keeps it, fleet-wide; ties go to the lower hash. */
+  async #contest(key: string, place: string, tenant: string | undefined, rival: Rival): Promise<void> {
     this.conflicts++;
     const mine = this.#held.get(key)?.since ?? Date.now();
     const recorded = await this.#sinceOf(rival.key);
@@ -123,14 +144,14 @@ export class PortAssignments {
     const theirs = recorded ?? 0;
     if (mine < theirs || (mine === theirs && key < rival.key)) {
       await this.#etcd.revoke(rival.lease);
-      const { succeeded } = await this.#assign(key, port, tenant, mine);
+      const { succeeded } = await this.#assign(key, place, tenant, mine);
       // Not written: the next check tries again.
-      if (succeeded) this.#log.warn({ publicPort: port }, 'fleet: etcd had given this port (or this key) to a younger assignment; taken back for the older one');
+      if (succeeded) this.#log.warn(this.#layout.bindings(place), `fleet: etcd had given this ${this.#layout.what} (or this key) to a younger assignment; taken back for the older one`);
       return;
     }
     this.#held.delete(key);
-    this.#log.error({ publicPort: port }, 'fleet: etcd gives this port (or this key) to an older assignment; this node gives the port up');
-    this.lost(key, port);
+    this.#log.error(this.#layout.bindings(place), `fleet: etcd gives this ${this.#layout.what} (or this key) to an older assignment; this node gives the ${this.#layout.what} up`);
+    this.lost(key, place);
   }
 
   /**
@@ -138,14 +159,14 @@ export class PortAssignments {
    * (a node of an older version wrote it, which then counts as the oldest).
    */
   async #sinceOf(key: string): Promise<number | undefined> {
-    const name = this.#key(`since/${key}`);
+    const name = this.#key(`${this.#layout.since}${key}`);
     const since = sinceIn(await this.#etcd.range(name), name, Number.NaN);
     return Number.isNaN(since) ? undefined : since;
   }
 
   /** Whether the rival's assignment still stands: its `keys/` entry, on the lease it was seen with. */
   async #stillAssigned(rival: Rival): Promise<boolean> {
-    const name = this.#key(`keys/${rival.key}`);
+    const name = this.#key(`${this.#layout.keys}${rival.key}`);
     return (await this.#etcd.range(name)).some((kv) => kv.key === name && kv.lease === rival.lease);
   }
 
@@ -154,20 +175,20 @@ export class PortAssignments {
    * `keys/<hash>` and `ports/<port>` are absent; else reads them. With a deadline (a
    * registration waiting), no request outlasts it.
    */
-  async #assign(key: string, port: number, tenant: string | undefined, since: number, deadline?: number): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
+  async #assign(key: string, place: string, tenant: string | undefined, since: number, deadline?: number): Promise<{ succeeded: boolean; kvs: EtcdKv[] }> {
     const etcd = this.#etcd;
     const left = (): number | undefined => (deadline === undefined ? undefined : deadline - Date.now());
     const lease = await etcd.grant(this.#ttlS, left());
-    const byKey = this.#key(`keys/${key}`);
-    const byPort = this.#key(`ports/${port}`);
-    const sinceKey = this.#key(`since/${key}`);
+    const byKey = this.#key(`${this.#layout.keys}${key}`);
+    const byPlace = this.#key(`${this.#layout.places}${place}`);
+    const sinceKey = this.#key(`${this.#layout.since}${key}`);
     const absent = (name: string): EtcdOp => ({ key: b64(name), target: 'CREATE', create_revision: '0' });
     const put = (name: string, value: string): EtcdOp => ({ request_put: { key: b64(name), value: b64(value), lease } });
     const get = (name: string): EtcdOp => ({ request_range: { key: b64(name) } });
-    const writes = [put(byKey, String(port)), put(byPort, key), put(sinceKey, String(since))];
-    if (tenant !== undefined) writes.push(put(this.#key(`tenants/${tenant}/${key}`), String(port)));
-    const answer = await etcd.txn([absent(byKey), absent(byPort)], writes, [get(byKey), get(byPort), get(sinceKey)], left());
-    if (answer.succeeded) this.#held.set(key, { port, lease, refreshedAt: Date.now(), since });
+    const writes = [put(byKey, place), put(byPlace, key), put(sinceKey, String(since))];
+    if (tenant !== undefined) writes.push(put(this.#key(`tenants/${tenant}/${key}`), place));
+    const answer = await etcd.txn([absent(byKey), absent(byPlace)], writes, [get(byKey), get(byPlace), get(sinceKey)], left());
+    if (answer.succeeded) this.#held.set(key, { place, lease, refreshedAt: Date.now(), since });
     else etcd.revoke(lease).catch(() => {});
     return answer;
   }

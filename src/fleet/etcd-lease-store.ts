@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
 import type { FleetView } from '../monitor/fleet-view.js';
 import { joinHostPort } from '../protocol/addresses.js';
-import { PortAssignments, type LiveKey } from './assignments.js';
+import { NAME_LAYOUT, PortAssignments, type LiveKey } from './assignments.js';
 import { b64, type EtcdClient } from './etcd-client.js';
 import { NodeRegistry } from './node-registry.js';
 import { TenantClients } from './tenant-clients.js';
@@ -38,10 +38,12 @@ const CLAIM_RETRY_MS = 250;
  */
 export class EtcdLeaseStore implements LeaseStore {
   readonly #s: FleetSettings;
-  /** Live registrations here: key -> port and tenant, kept alive in etcd by the refresh. */
+  /** Live registrations here: key -> port (or name) and tenant, kept alive in etcd by the refresh. */
   #live = new Map<string, LiveKey>();
+  #liveNames = new Map<string, LiveKey>();
   #held = 0;
   readonly #assignments: PortAssignments;
+  readonly #names: PortAssignments;
   readonly #nodes: NodeRegistry;
   readonly #clients: TenantClients;
   #rangeChecked = false;
@@ -56,7 +58,9 @@ export class EtcdLeaseStore implements LeaseStore {
     this.#s = settings;
     const ttlS = Math.max(Math.ceil(settings.graceMs / 1000), 5);
     this.#assignments = new PortAssignments(settings.etcd, settings.prefix, ttlS, settings.log);
-    this.#assignments.lost = (key, port) => this.#events?.lost(key, port);
+    this.#assignments.lost = (key, port) => this.#events?.lost(key, Number(port));
+    this.#names = new PortAssignments(settings.etcd, settings.prefix, ttlS, settings.log, NAME_LAYOUT);
+    this.#names.lost = (key, host) => this.#events?.lost(key, host);
     const shared = settings.worker !== undefined;
     this.#nodes = new NodeRegistry(settings.etcd, settings.prefix, settings.node, settings.advertise, settings.log, shared);
     this.#clients = new TenantClients(settings.etcd, settings.prefix, settings.node, settings.worker);
@@ -84,7 +88,7 @@ export class EtcdLeaseStore implements LeaseStore {
 
   /** Assignments etcd gave to another key (or port) while this node served them. */
   get conflicts(): number {
-    return this.#assignments.conflicts;
+    return this.#assignments.conflicts + this.#names.conflicts;
   }
 
   get portsHeld(): number {
@@ -107,11 +111,15 @@ export class EtcdLeaseStore implements LeaseStore {
     };
   }
 
-  /** Every assignment in the fleet, each a reservation here with a full grace until its key registers. */
+  /** Every assignment in the fleet, ports and names, each a reservation here with a full grace until its key registers. */
   async load(): Promise<LeaseRecord[]> {
     try {
-      const kvs = await this.#s.etcd.range(this.#key('keys/'), true);
-      return kvs.map((kv) => ({ key: kv.key.slice(this.#key('keys/').length), port: Number(kv.value), until: null }));
+      const ports = await this.#s.etcd.range(this.#key('keys/'), true);
+      const names = await this.#s.etcd.range(this.#key(NAME_LAYOUT.keys), true);
+      return [
+        ...ports.map((kv) => ({ key: kv.key.slice(this.#key('keys/').length), port: Number(kv.value), until: null })),
+        ...names.map((kv) => ({ key: kv.key.slice(this.#key(NAME_LAYOUT.keys).length), name: kv.value, until: null })),
+      ];
     } catch (err) {
       this.#s.log.warn({ err: String(err) }, 'fleet: cannot read the port assignments from etcd; starting without them');
       return [];
@@ -121,8 +129,11 @@ export class EtcdLeaseStore implements LeaseStore {
   async save(current: () => LeaseRecord[]): Promise<void> {
     const records = current();
     this.#held = records.length;
-    this.#live = new Map(records.filter((record) => record.until === null).map((record) => [record.key, { port: record.port, tenant: record.tenant }]));
-    this.#assignments.keepOnly(new Set(records.map((record) => record.key)));
+    const live = records.filter((record) => record.until === null);
+    this.#live = new Map(live.flatMap((record) => (record.port === undefined ? [] : [[record.key, { place: String(record.port), tenant: record.tenant }]])));
+    this.#liveNames = new Map(live.flatMap((record) => (record.name === undefined ? [] : [[record.key, { place: record.name, tenant: record.tenant }]])));
+    this.#assignments.keepOnly(new Set(records.flatMap((record) => (record.port === undefined ? [] : [record.key]))));
+    this.#names.keepOnly(new Set(records.flatMap((record) => (record.name === undefined ? [] : [record.key]))));
   }
 
   follow(events: FleetEvents): void {
@@ -148,10 +159,19 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async claim(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer> {
+    const answer = await this.#claim(this.#assignments, key, String(port), known, tenant);
+    return typeof answer === 'object' ? { elsewhere: Number(answer.elsewhere) } : answer;
+  }
+
+  claimName(key: string, host: string, known: boolean, tenant?: string): Promise<ClaimAnswer<string>> {
+    return this.#claim(this.#names, key, host, known, tenant);
+  }
+
+  async #claim(assignments: PortAssignments, key: string, place: string, known: boolean, tenant: string | undefined): Promise<ClaimAnswer<string>> {
     const deadline = Date.now() + CLAIM_WAIT_MS;
     for (;;) {
       try {
-        const answer = await this.#assignments.claim(key, port, tenant, deadline);
+        const answer = await assignments.claim(key, place, tenant, deadline);
         if (!this.#healthy) this.#recovered();
         return answer;
       } catch (err) {
@@ -173,6 +193,7 @@ export class EtcdLeaseStore implements LeaseStore {
       if (!this.#rangeChecked || registered) await this.#checkRange();
       if (changed) this.#events?.nodes(this.#nodes.list());
       await this.#assignments.check(this.#live);
+      await this.#names.check(this.#liveNames);
       await this.#clients.publish(this.#nodes.lease);
       if (!this.#healthy) this.#recovered();
     } catch (err) {

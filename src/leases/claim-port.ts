@@ -26,15 +26,15 @@ export type PortClaim = { ok: true; port: number } | { ok: false; why: 'full' | 
  * already has a port elsewhere in the fleet is sent to that port. `openDoor` throws an
  * OutOfFdsError to stop the search.
  */
-export async function claimPort(pool: PortPool, store: LeaseStore, openDoor: TryListen, wanted: number | undefined, key: string, scope?: ClaimScope, name?: string): Promise<PortClaim> {
+export async function claimPort(pool: PortPool, store: LeaseStore, openDoor: TryListen, wanted: number | undefined, key: string, scope?: ClaimScope): Promise<PortClaim> {
   const claim = store.claim?.bind(store);
   try {
-    if (claim === undefined) return found(await pool.acquire(openDoor, wanted, key, scope, name));
+    if (claim === undefined) return found(await pool.acquire(openDoor, wanted, key, scope));
     const agreed = (candidate: number, known: boolean): Promise<ClaimAnswer> => claim(key, candidate, known, scope?.tenant);
     // Agreed first, then listened on: the key keeps a port fleet-wide even if another
     // program holds it here, as the other nodes serve it (and this one once it is free).
     const acquire = (target: number | undefined, agree: TryListen): Promise<number | undefined> =>
-      pool.acquire(async (candidate) => (await agree(candidate)) && openDoor(candidate), target, key, scope, name);
+      pool.acquire(async (candidate) => (await agree(candidate)) && openDoor(candidate), target, key, scope);
     return await claimInFleet(agreed, acquire, pool.reservedPortOf(key), wanted);
   } catch (err) {
     if (err instanceof OutOfFdsError) return { ok: false, why: 'fds' };

@@ -2,19 +2,38 @@ import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 
 /**
- * A lease: which key owns which public port, until when. `key` is the SHA-256 of the
- * service's resume key (a resume key is a bearer credential and is never stored);
- * `until` is null while the service is registered, else the wall-clock time in ms
- * when its reservation ends.
+ * A lease: which key owns which public port, or which name on the names ports, until
+ * when. `key` is the SHA-256 of the service's resume key (a resume key is a bearer
+ * credential and is never stored); `until` is null while the service is registered,
+ * else the wall-clock time in ms when its reservation ends.
  */
-export interface LeaseRecord {
+export type LeaseRecord = PortLease | NameLease;
+
+interface LeaseBase {
   key: string;
-  port: number;
   until: number | null;
   /** The tenant whose service holds it, with --tenants: only that tenant's newcomers may evict it. */
   tenant?: string;
-  /** The host its key registered on the names ports (`www.example.com`, `*.example.com`): the port is then only its slot. */
-  name?: string;
+}
+
+/** A public port of the range. */
+export interface PortLease extends LeaseBase {
+  port: number;
+  name?: never;
+}
+
+/** A host on the names ports (`www.example.com`, `*.example.com`): no port of the range. */
+export interface NameLease extends LeaseBase {
+  name: string;
+  port?: never;
+}
+
+/** Where a key's clients arrive: a public port, or a host on the names ports. */
+export type Place = number | string;
+
+/** The port or the host a lease is for. */
+export function placeOf(record: LeaseRecord): Place {
+  return record.name ?? record.port;
 }
 
 /**
@@ -46,6 +65,11 @@ export interface LeaseStore {
    */
   claim?(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer>;
   /**
+   * The same agreement for a host on the names ports: no two keys get one name, and a
+   * key holds one name fleet-wide (`elsewhere` names the one it has).
+   */
+  claimName?(key: string, host: string, known: boolean, tenant?: string): Promise<ClaimAnswer<string>>;
+  /**
    * The keys a tenant holds anywhere the store reaches (a fleet: every node), so its
    * maxServices is counted fleet-wide. Rejects when the store cannot be asked. `room`:
    * a store that can (the master of several workers) first ends the tenant's oldest
@@ -69,7 +93,7 @@ export interface LeaseStore {
    */
   heldBySibling?(port: number): boolean;
   /** Passes a client held at the door of a port whose key moved to another worker on to that worker. */
-  handOver?(port: number, client: Socket): void;
+  handOver?(port: Place, client: Socket): void;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
   /** Where `tenantKeys` counts a tenant's services ("the fleet", "the relay's workers"), for the refusal. */
@@ -82,21 +106,21 @@ export interface LeaseStore {
 
 /** What a fleet tells the relay that uses it. */
 export interface FleetEvents {
-  /** The key's port belongs to an older assignment fleet-wide: this relay must stop serving the key there. */
-  lost(key: string, port: number): void;
+  /** The key's port (or name) belongs to an older assignment fleet-wide: this relay must stop serving the key there. */
+  lost(key: string, place: Place): void;
   /** The fleet's nodes changed; every one of them now, as `nodes()` lists them. */
   nodes(nodes: string[]): void;
   /** The key registered at another worker of this relay, which serves `port` now: stop serving it here. */
-  moved?(key: string, port: number): void;
+  moved?(key: string, port: Place): void;
   /** The key's reservation here was ended for a newcomer of its tenant at another worker. */
-  evicted?(key: string, port: number): void;
+  evicted?(key: string, port: Place): void;
 }
 
 /**
- * The fleet's answer to a claim: the port is the key's; another key has it; the key
- * has another port fleet-wide; or the fleet could not be asked in time.
+ * The fleet's answer to a claim: the port (or name) is the key's; another key has it;
+ * the key has another one fleet-wide; or the fleet could not be asked in time.
  */
-export type ClaimAnswer = 'granted' | 'taken' | { elsewhere: number } | 'unreachable';
+export type ClaimAnswer<P extends Place = number> = 'granted' | 'taken' | { elsewhere: P } | 'unreachable';
 
 /**
  * The lease key for a resume key: what stores, logs and maps hold instead of the key.

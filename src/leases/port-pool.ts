@@ -24,14 +24,11 @@ interface Reservation {
   until: number;
   timer: Timer;
   tenant: string | undefined;
-  /** The host its key registered on the names ports, if it has one (the port is then only its slot). */
-  name?: string | undefined;
 }
 
 interface Holder {
   key: string | undefined;
   tenant: string | undefined;
-  name?: string | undefined;
 }
 
 /**
@@ -67,8 +64,8 @@ export class PortPool {
    * range and neither held nor reserved for another key; else the lowest port that is.
    * Undefined when the range is exhausted even after evicting every reservation.
    */
-  async acquire(tryListen: TryListen, wanted?: number, key?: string, scope?: ClaimScope, name?: string): Promise<number | undefined> {
-    const holder = { key, tenant: scope?.tenant, name };
+  async acquire(tryListen: TryListen, wanted?: number, key?: string, scope?: ClaimScope): Promise<number | undefined> {
+    const holder = { key, tenant: scope?.tenant };
     let own = key === undefined ? undefined : this.reservedPortOf(key);
     // A reload took this port from the tenant: the key moves, and the reservation must not linger on its quota.
     if (own !== undefined && scope !== undefined && !inScope(scope, own)) {
@@ -99,31 +96,19 @@ export class PortPool {
     return this.#inUse.get(port)?.tenant ?? this.#reserved.get(port)?.tenant;
   }
 
-  /** The host a port is the slot of (live or reserved), if it is a name's. */
-  nameOf(port: number): string | undefined {
-    return this.#inUse.get(port)?.name ?? this.#reserved.get(port)?.name;
-  }
-
-  /** The key holding a name (live, in flight or reserved), if any. */
-  nameHolder(name: string): string | undefined {
-    for (const holder of this.#inUse.values()) if (holder.name === name) return holder.key;
-    for (const reservation of this.#reserved.values()) if (reservation.name === name) return reservation.key;
-    return undefined;
-  }
-
-  /** Gives a live port back; with a key and a grace it stays reserved for that key (and its tenant and name). */
+  /** Gives a live port back; with a key and a grace it stays reserved for that key (and its tenant). */
   release(port: number, key?: string, graceMs = 0): void {
-    const holder = this.#inUse.get(port);
+    const tenant = this.#inUse.get(port)?.tenant;
     this.#inUse.delete(port);
-    if (key !== undefined && graceMs > 0) this.reserve(port, key, this.#clock.now() + graceMs, holder?.tenant, holder?.name);
+    if (key !== undefined && graceMs > 0) this.reserve(port, key, this.#clock.now() + graceMs, tenant);
   }
 
   /** Records a reservation made elsewhere (a state file, a previous worker); ignored if the port is taken. */
-  reserve(port: number, key: string, until: number, tenant?: string, name?: string): boolean {
+  reserve(port: number, key: string, until: number, tenant?: string): boolean {
     if (this.#inUse.has(port) || port < this.#range.first || port > this.#range.last) return false;
     this.#drop(port);
     const timer = this.#clock.setTimeout(() => this.#end(port, 'expired'), until - this.#clock.now());
-    this.#reserved.set(port, { key, until, timer, tenant, name });
+    this.#reserved.set(port, { key, until, timer, tenant });
     return true;
   }
 
@@ -152,15 +137,9 @@ export class PortPool {
   /** Every port with a key: live ones with `until: null`. What a lease store keeps. */
   snapshot(): LeaseRecord[] {
     const records: LeaseRecord[] = [];
-    const record = (key: string, port: number, until: number | null, tenant: string | undefined, name: string | undefined): LeaseRecord => ({
-      key,
-      port,
-      until,
-      ...(tenant === undefined ? {} : { tenant }),
-      ...(name === undefined ? {} : { name }),
-    });
-    for (const [port, { key, tenant, name }] of this.#inUse) if (key !== undefined) records.push(record(key, port, null, tenant, name));
-    for (const [port, { key, until, tenant, name }] of this.#reserved) records.push(record(key, port, until, tenant, name));
+    const record = (key: string, port: number, until: number | null, tenant: string | undefined): LeaseRecord => (tenant === undefined ? { key, port, until } : { key, port, until, tenant });
+    for (const [port, { key, tenant }] of this.#inUse) if (key !== undefined) records.push(record(key, port, null, tenant));
+    for (const [port, { key, until, tenant }] of this.#reserved) records.push(record(key, port, until, tenant));
     return records;
   }
 

@@ -29,6 +29,7 @@ export const ERROR_CODES = [
   'limit', // a relay limit (services, clients, pending dial-backs) is reached
   'shutdown', // the relay is shutting down
   'superseded', // another control connection registered with this resume key (sent only to services with feat=superseded)
+  'bad-name', // a name= this relay will never give this service as it stands (sent only to services with feat=name)
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -15,22 +15,22 @@ export function followFleet(store: LeaseStore, registrar: Registrar): void {
   store.follow?.({
     lost: (key, port) => {
       // Every member of a pool, or the one registration of a resume key.
-      const sessions = [...registrar.services].filter((service) => service.key === key && service.port === port);
+      const sessions = [...registrar.services].filter((service) => service.key === key && service.place === port);
       const reason = 'the fleet gives its port to an older registration';
       for (const session of sessions) session.close(reason, session.features.has('rejoin') ? formatMessage({ kind: 'REJOIN' }) : undefined, 'left');
       if (sessions.length > 0) return;
-      if (registrar.ports.pool.reservedPortOf(key) === port) registrar.ports.left(port);
+      if (registrar.ports.pool.reservedPortOf(key) === port || (typeof port === 'string' && registrar.ports.nameHolder(port) === key)) registrar.ports.left(port);
     },
     // One of several workers: the key registered at another, which takes its held clients too.
     moved: (key, port) => {
-      const session = [...registrar.services].find((service) => service.key === key && service.port === port);
+      const session = [...registrar.services].find((service) => service.key === key && service.place === port);
       const farewell = session?.features.has('superseded') === true ? refusalReply('superseded', 'another control connection registered with this resume key') : undefined;
       // The session first: its clients waiting for a dial-back (not read from yet) go back
       // to the door, whose held clients all go over to the worker that serves the key now.
       session?.close('superseded by a registration at another worker', farewell, 'moved');
       registrar.ports.movedAway(port, (client) => (store.handOver === undefined ? resetSocket(client) : store.handOver(port, client)));
     },
-    evicted: (key, port) => registrar.ports.pool.evict(port, key),
+    evicted: (key, port) => registrar.ports.evict(port, key),
     nodes: (nodes) => {
       for (const session of registrar.services) if (session.features.has('fleet') && session.features.has('nodes')) session.notify({ kind: 'NODES', nodes });
     },

@@ -19,8 +19,8 @@ const MAX_PRELUDES = 4096;
 
 /**
  * The shared public ports routed by name (`--names-port`, docs/protocol.md §18). A client
- * is admitted as on any public port (the per-address limits), then read without an
- * answer until its TLS SNI or HTTP Host names a host; the door of the service that
+ * is admitted as on any public port (the relay-wide per-address limits; its tenant's
+ * `maxClientsPerIp` once its name is known), then read without an answer until its TLS SNI or HTTP Host names a host; the door of the service that
  * registered that host (exact, else the longest wildcard) gets it, with the bytes read
  * put back first, and serves it as it serves a client of its own port: to the service,
  * or held while the service is away.
@@ -76,6 +76,7 @@ export class NamesPorts {
         const host = read.host === undefined ? undefined : clientHost(read.host);
         const door = host === undefined ? undefined : this.#route(host);
         if (door === undefined) return this.#unknown(client, read.kind, host ?? read.host);
+        if (!this.#ctx.admission.admitNamed(client, port, door.maxClientsPerIp)) return;
         client.unshift(read.bytes);
         // The tenant's and the service's lists are known only now that the name is.
         if (door.permits(client)) door.arrive(client);

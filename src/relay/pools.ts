@@ -24,10 +24,10 @@ export class Pools {
     return registrations - members + this.#byKey.size;
   }
 
-  /** The key's pool, made now for its first member (`id`, on `door`). */
-  poolOf(key: string, id: string, door: PublicDoor, figures: () => ServiceFigures): ServicePool {
+  /** The key's pool, made now for its first member (`id`, on `door`; `port`: the one its clients reach). */
+  poolOf(key: string, id: string, door: PublicDoor, port: number, figures: () => ServiceFigures): ServicePool {
     let pool = this.#byKey.get(key);
-    if (pool === undefined) this.#byKey.set(key, (pool = new ServicePool(this.#ctx, { id, key, port: door.port, figures: figures() }, door)));
+    if (pool === undefined) this.#byKey.set(key, (pool = new ServicePool(this.#ctx, { id, key, place: door.place, port, figures: figures() }, door)));
     return pool;
   }
 

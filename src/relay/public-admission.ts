@@ -105,6 +105,22 @@ export class PublicAdmission {
     return true;
   }
 
+  /**
+   * A client admitted already, held against a limit known only later: a names-port
+   * client's tenant's `maxClientsPerIp`, once its first bytes named the service. True
+   * when it may go on; false when it was reset.
+   */
+  admitNamed(client: Socket, namesPort: number, maxClientsPerIp: number | undefined): boolean {
+    // Behind a trusted balancer: the address its PROXY header gave.
+    const address = clientAddressOf(client)?.address;
+    if (maxClientsPerIp === undefined || maxClientsPerIp === 0 || address === undefined) return true;
+    const group = addressGroup(address);
+    // admit() counted it unless no limit was on at all.
+    const counted = this.#rate !== undefined || this.#maxClientsPerIp > 0;
+    if (counted ? this.#open.count(group) <= maxClientsPerIp : this.#open.tryAdd(client, group, maxClientsPerIp)) return true;
+    return this.#refuse(client, 'clients-per-ip', address, namesPort, `over its tenant's ${maxClientsPerIp} open clients from its address`);
+  }
+
   /** Counts a client accepted elsewhere (a predecessor's held client) without refusing it. */
   adopt(client: Socket): void {
     const address = clientAddressOf(client)?.address;

@@ -1,5 +1,6 @@
 import type { Server, Socket } from 'node:net';
 import type { Timer } from '../clock.js';
+import type { Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import type { ServiceMessage } from '../protocol/messages.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
@@ -37,6 +38,11 @@ export interface SessionDoor<Owner extends DoorOwner = DoorOwner> {
   memberSaid(from: Owner, msg: ServiceMessage): boolean;
 }
 
+/** What a log line names a door by: its public port, or its host on the names ports. */
+export function placeBindings(place: Place): { publicPort: number } | { name: string } {
+  return typeof place === 'number' ? { publicPort: place } : { name: place };
+}
+
 interface HeldClient {
   client: Socket;
   timer: Timer;
@@ -52,7 +58,8 @@ interface HeldClient {
  */
 export class PublicDoor implements SessionDoor {
   readonly pooled = false;
-  readonly port: number;
+  /** Its public port, or for a name's door the host. */
+  readonly place: Place;
   /** Undefined for a name's door: its clients come from the names ports (names-ports.ts). */
   readonly #server: Server | undefined;
   readonly #ctx: RelayContext;
@@ -67,14 +74,19 @@ export class PublicDoor implements SessionDoor {
   readonly #held: HeldClient[] = [];
   #closed = false;
 
-  constructor(ctx: RelayContext, port: number, server: Server | undefined, maxClientsPerIp: () => number | undefined, tenantAccess: () => AccessList | undefined = () => undefined) {
-    this.port = port;
+  constructor(ctx: RelayContext, place: Place, server: Server | undefined, maxClientsPerIp: () => number | undefined, tenantAccess: () => AccessList | undefined = () => undefined) {
+    this.place = place;
     this.#server = server;
     this.#ctx = ctx;
-    this.#log = ctx.log.child({ publicPort: port });
+    this.#log = ctx.log.child(placeBindings(place));
     this.#maxClientsPerIp = maxClientsPerIp;
     this.#tenantAccess = tenantAccess;
-    server?.on('connection', (client: Socket) => this.#onClient(client));
+    if (typeof place === 'number') server?.on('connection', (client: Socket) => this.#onClient(client, place));
+  }
+
+  /** The tenant's maxClientsPerIp for this door's clients, if its key's tenant has one. */
+  get maxClientsPerIp(): number | undefined {
+    return this.#maxClientsPerIp();
   }
 
   get heldCount(): number {
@@ -190,22 +202,24 @@ export class PublicDoor implements SessionDoor {
     resetSocket(client);
   }
 
-  #onClient(client: Socket): void {
+  #onClient(client: Socket, port: number): void {
     client.on('error', ignoreSocketError);
     const { admission } = this.#ctx;
-    if (!admission.viaBalancer(client)) return this.#admit(client);
-    void admission.fromBalancer(client, this.port).then((ok) => ok && this.#admit(client));
+    if (!admission.viaBalancer(client)) return this.#admit(client, port);
+    void admission.fromBalancer(client, port).then((ok) => ok && this.#admit(client, port));
   }
 
   /** Admission's steps after the PROXY header: the lists, then the per-address limits. */
-  #admit(client: Socket): void {
+  #admit(client: Socket, port: number): void {
     if (!this.permits(client)) return;
-    if (this.#ctx.admission.admit(client, this.port, this.#maxClientsPerIp())) this.arrive(client);
+    if (this.#ctx.admission.admit(client, port, this.#maxClientsPerIp())) this.arrive(client);
   }
 
   /** The lists of the relay, of the port's tenant and of its service let the client in (else it was reset and counted). */
   permits(client: Socket): boolean {
-    return this.#ctx.admission.permits(client, this.port, [this.#tenantAccess(), this.#owner?.access]);
+    // A name's door counts a refusal at the names port the client reached.
+    const port = typeof this.place === 'number' ? this.place : (client.localPort ?? 0);
+    return this.#ctx.admission.permits(client, port, [this.#tenantAccess(), this.#owner?.access]);
   }
 
   /** An admitted client: to the owner, or held until there is one. */

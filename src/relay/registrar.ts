@@ -2,8 +2,8 @@ import type { Socket } from 'node:net';
 import { Tenancy } from '../access/tenancy.js';
 import type { TenantSpec } from '../access/tenants-file.js';
 import { publicRange } from '../config/defaults.js';
-import type { LeaseRecord, LeaseStore } from '../leases/lease-store.js';
-import { refuse, refusalReply } from '../net/lines.js';
+import type { LeaseRecord, LeaseStore, Place } from '../leases/lease-store.js';
+import { refusalReply } from '../net/lines.js';
 import { helloAccess } from '../protocol/acl-options.js';
 import { newToken } from '../protocol/auth.js';
 import { joinHostPort, plainAddress } from '../protocol/addresses.js';
@@ -12,8 +12,9 @@ import { FEATURES, type ErrorCode, type Feature, type ServiceMessage } from '../
 import type { ListedService, ServiceFigures } from '../monitor/overview.js';
 import { authenticate, type Admitted } from './authenticate.js';
 import type { RelayContext } from './context.js';
-import { claimName, publicHostFor } from './name-claim.js';
+import { claimName, endNarrowedNames, publicHostFor } from './name-claim.js';
 import { KeyQueue } from './key-queue.js';
+import { claimNameOf, claimPortOf } from './place-claim.js';
 import { overServiceLimits } from './service-limits.js';
 import { PublicPorts, type HeldAtPort } from './public-ports.js';
 import { Pools } from './pools.js';
@@ -59,7 +60,7 @@ export class Registrar {
     ctx.stats.poolFigures = () => this.#pools.figures(this.ports.awayServices());
     const tenancy = this.#tenancy;
     if (tenancy === undefined) return;
-    ctx.stats.tenantFigures = () => tenancy.figures(this.ports.pool);
+    ctx.stats.tenantFigures = () => tenancy.figures(this.ports.reservations);
     if (store.shareTenantClients !== undefined) tenancy.shareClients((local) => store.shareTenantClients!(local));
   }
 
@@ -101,7 +102,8 @@ export class Registrar {
     const elsewhere = this.#store.servicesElsewhere === undefined ? 0 : await this.#store.servicesElsewhere(admitted.key);
     const live = this.#pools.services(this.#services.size) + this.#registering + elsewhere;
     const replaces = previous !== undefined || this.#pools.get(admitted.key) !== undefined;
-    const limits = { maxServices: this.#ctx.options.maxServices, tenancy: this.#tenancy, pool: this.ports.pool, store: this.#store };
+    const { reservations } = this.ports;
+    const limits = { maxServices: this.#ctx.options.maxServices, tenancy: this.#tenancy, reservations, reserves: (key: string) => this.ports.reserves(key), store: this.#store };
     const refusal = await overServiceLimits(limits, live, admitted.key, tenant, replaces);
     if (refusal !== undefined) {
       this.#refuse(socket, refusal.code, refusal.reason, admitted.peer);
@@ -109,9 +111,9 @@ export class Registrar {
     }
     const pool = this.#pools.get(admitted.key);
     if (pool !== undefined) {
-      // Nothing to claim: the port is the pool's while a member is registered.
+      // Nothing to claim: the place (a port or a name) is the pool's while a member is registered.
       if (this.#ctx.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', admitted.peer);
-      else if (!socket.destroyed) this.#startSession(socket, admitted, pool.port, this.#memberName(socket, admitted));
+      else if (!socket.destroyed) this.#startSession(socket, admitted, pool.place);
       return;
     }
     if (previous !== undefined) {
@@ -135,58 +137,44 @@ export class Registrar {
     const tenant = grant?.account;
     const named = claimName(this.#ctx, this.ports, hello, socket, key, tenant);
     if (!named.ok) return this.#refuse(socket, named.code, named.reason, peer);
-    const claim = await this.ports.claim(hello.port, key, tenant?.scope, named.host);
-    if (!claim.ok) {
-      if (claim.why === 'fds') {
-        this.#ctx.refusals.count('fds', { peer }, 'connection refused: out of file descriptors (raise ulimit -n)');
-        // Not counted again: the refusal was counted as fds.
-        refuse(socket, refusalReply('limit', 'out of file descriptors'));
-        return false;
-      }
-      if (claim.why === 'unreachable') return this.#refuse(socket, 'limit', `${this.#store.unreachable ?? 'the fleet cannot agree on a port now (etcd unreachable)'}; try again`, peer);
-      tenant?.refused('ports');
-      return this.#refuse(socket, 'limit', `no free public port in the ${tenant === undefined ? 'relay' : `tenant ${tenant.name}'s`} range`, peer);
-    }
-    const { port } = claim;
+    const refusal = (code: ErrorCode, reason: string): boolean => this.#refuse(socket, code, reason, peer);
+    const unreachable = this.#store.unreachable;
+    const place =
+      named.host === undefined ? await claimPortOf(this.#ctx, this.ports, admitted, socket, refusal, unreachable) : await claimNameOf(this.ports, admitted, named.host, refusal, unreachable);
+    if (place === undefined) return false;
     // The lease is on disk before the service hears of its port, so no crash after
     // OK can let a stranger take it.
     await this.ports.persist();
     // A reload while the port was claimed may have revoked what this service proved.
     if (grant !== undefined && !Tenancy.valid(grant)) {
-      this.ports.abandon(port, key, 'revoked');
+      this.ports.abandon(place, key, 'revoked');
       return this.#refuse(socket, 'auth', 'authentication failed: tenant credentials revoked', peer, hello.tenant);
     }
     if (socket.destroyed || this.#ctx.shuttingDown) {
-      this.ports.abandon(port, key, this.#ctx.shuttingDown ? 'stopping' : 'gone');
+      this.ports.abandon(place, key, this.#ctx.shuttingDown ? 'stopping' : 'gone');
       if (this.#ctx.shuttingDown) this.#refuse(socket, 'shutdown', 'relay is shutting down', peer);
       return false;
     }
-    this.#startSession(socket, admitted, port, named.host);
+    this.#startSession(socket, admitted, place);
     return true;
   }
 
-  /** A new member of a live pool has the pool's name, if it has one (the first member claimed it). */
-  #memberName(socket: Socket, admitted: Admitted): string | undefined {
-    const named = claimName(this.#ctx, this.ports, admitted.hello, socket, admitted.key, admitted.grant?.account);
-    return named.ok ? named.host : undefined;
-  }
-
-  /** `named`: the host of its name on the names ports, whose first port OK gives instead of `port` (then only a slot). */
-  #startSession(socket: Socket, admitted: Admitted, port: number, named: string | undefined): void {
+  /** `place`: its public port, or its host on the names ports (then OK gives the first names port). */
+  #startSession(socket: Socket, admitted: Admitted, place: Place): void {
     const { hello, key, resume, grant, rest } = admitted;
     const offered = new Set<Feature>(FEATURES);
     const features = new Set((hello.features ?? []).filter((feature) => offered.has(feature)));
     const warmToken = hello.warm !== undefined && hello.warm > 0 && prewarmAllowed(this.#ctx.options) ? newToken() : undefined;
-    const host = named ?? publicHostFor(this.#ctx, hello, socket);
-    const shownPort = named === undefined ? port : this.#ctx.options.namesPorts![0]!;
+    const host = typeof place === 'string' ? place : publicHostFor(this.#ctx, hello, socket);
+    const port = typeof place === 'number' ? place : this.#ctx.options.namesPorts![0]!;
     const id = `s${this.#nextServiceId++}`;
-    const door = this.ports.doorOf(port);
-    if (door === undefined) throw new Error(`no door for claimed port ${port}`);
-    const figures = (): ServiceFigures => this.#ctx.overview.figuresFor(host, shownPort, grant?.account.name);
+    const door = this.ports.doorOf(place);
+    if (door === undefined) throw new Error(`no door for claimed place ${place}`);
+    const figures = (): ServiceFigures => this.#ctx.overview.figuresFor(host, port, grant?.account.name);
     // A pool member's clients come from its pool (made with its first member), which has the door.
-    const pool = admitted.pooled ? this.#pools.poolOf(key, id, door, figures) : undefined;
+    const pool = admitted.pooled ? this.#pools.poolOf(key, id, door, port, figures) : undefined;
     const member = pool === undefined ? undefined : joinHostPort(plainAddress(socket.remoteAddress ?? '?'), socket.remotePort ?? 0);
-    const identity = { id, port, key, warmToken, features, tenant: grant?.account, figures: pool?.figures ?? figures(), member, access: helloAccess(hello) };
+    const identity = { id, place, port, key, warmToken, features, tenant: grant?.account, figures: pool?.figures ?? figures(), member, access: helloAccess(hello) };
     const session = new ServiceSession(this.#ctx, identity, socket, pool ?? door, (closed) => this.#sessionClosed(closed));
     if (grant !== undefined) this.#tenancy?.bind(session, grant);
     this.#services.add(session);
@@ -194,11 +182,11 @@ export class Registrar {
     if (!admitted.pooled) this.#byKey.set(key, session);
     this.#ctx.stats.servicesRegistered++;
     session.log.info({ peer: socket.remoteAddress, publicHost: host, asked: hello.port, held: door.heldCount, features: [...features], ...(pool && { pool: pool.id }) }, 'service registered');
-    this.ports.back(port);
+    this.ports.back(place);
     const ok = {
       kind: 'OK',
       host,
-      port: shownPort,
+      port,
       dataPort: this.#ctx.dataPort,
       heartbeatMs: this.#ctx.options.heartbeatMs,
       resume,
@@ -222,10 +210,10 @@ export class Registrar {
     // Moved to another worker: the port goes with its door (PublicPorts.movedAway).
     if (this.#ctx.shuttingDown || session.departure === 'moved') return;
     if (session.departure === 'left') {
-      this.ports.left(session.port);
+      this.ports.left(session.place);
     } else {
       // Still the port's service for the dashboard, shown as away, until it is back or its grace ends.
-      this.ports.away(session.port, session.key, pool ?? session);
+      this.ports.away(session.place, session.key, pool ?? session);
     }
   }
 
@@ -253,13 +241,13 @@ export class Registrar {
     if (tenancy === undefined) return void this.#ctx.log.info('SIGHUP: nothing to reload (the relay runs without --tenants)');
     const removed = tenancy.reload();
     if (removed === undefined) return;
-    const revoked = (owner: object): boolean => tenancy.revoked(owner);
     for (const session of [...this.#services]) {
-      if (!revoked(session)) continue;
+      if (!tenancy.revoked(session)) continue;
       session.close('tenant credentials revoked by a reload', refusalReply('auth', 'authentication failed: tenant credentials revoked'), 'left');
     }
-    for (const name of removed) this.ports.pool.revokeTenant(name);
-    cut(revoked);
+    for (const name of removed) this.ports.revokeTenant(name);
+    const narrowed = endNarrowedNames(this.#ctx, this.#services, this.ports, tenancy);
+    cut((owner) => tenancy.revoked(owner) || narrowed.has(owner));
   }
 
   #refuse(socket: Socket, code: ErrorCode, reason: string, peer: string | undefined, tenant?: string): false {

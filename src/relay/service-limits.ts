@@ -1,13 +1,15 @@
-import type { TenantAccount, Tenancy } from '../access/tenancy.js';
+import type { TenantAccount, Tenancy, TenantReservations } from '../access/tenancy.js';
 import type { LeaseStore } from '../leases/lease-store.js';
-import type { PortPool } from '../leases/port-pool.js';
 import type { ErrorCode } from '../protocol/messages.js';
 
 /** What the limits on services are checked against. */
 interface ServiceLimits {
   maxServices: number;
   tenancy: Tenancy | undefined;
-  pool: PortPool;
+  /** The tenants' reservations of ports and of names. */
+  reservations: TenantReservations;
+  /** Whether the key has a reservation here (a port or a name). */
+  reserves: (key: string) => boolean;
   store: LeaseStore;
 }
 
@@ -21,13 +23,13 @@ type Refusal = { code: ErrorCode; reason: string };
  * (`replaces`): the newest wins, even at --max-services.
  */
 export async function overServiceLimits(limits: ServiceLimits, live: number, key: string, tenant: TenantAccount | undefined, replaces: boolean): Promise<Refusal | undefined> {
-  const { maxServices, pool } = limits;
+  const { maxServices, reservations } = limits;
   if (live - (replaces ? 1 : 0) >= maxServices) {
     return { code: 'limit', reason: `relay has its maximum of ${maxServices} services` };
   }
   if (tenant === undefined) return undefined;
-  const reclaims = replaces || pool.reservedPortOf(key) !== undefined;
-  if (!limits.tenancy!.admitService(tenant, pool, key, reclaims)) {
+  const reclaims = replaces || limits.reserves(key);
+  if (!limits.tenancy!.admitService(tenant, reservations, key, reclaims)) {
     return { code: 'limit', reason: `tenant ${tenant.name} has its maximum of ${tenant.limits.maxServices} services (reservations included)` };
   }
   if (!(await admitFleetWide(limits.store, tenant, key))) {

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import type { MemberState, ServiceFigures, WatchedMember, WatchedService } from '../monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
@@ -7,7 +8,7 @@ import type { ServiceMessage } from '../protocol/messages.js';
 import { releaseCount } from './client-count.js';
 import type { BoundAddress } from './client-address.js';
 import type { RelayContext } from './context.js';
-import type { DoorOwner, PublicDoor, SessionDoor } from './public-door.js';
+import { placeBindings, type DoorOwner, type PublicDoor, type SessionDoor } from './public-door.js';
 import type { ServiceSession } from './service-session.js';
 
 /** What the pool knows of a member besides its session: what the member said of itself. */
@@ -53,6 +54,9 @@ export class ServicePool implements DoorOwner, SessionDoor<ServiceSession>, Watc
   /** The id of its first member: the pool's place among the services listed. */
   readonly id: string;
   readonly key: string;
+  /** The key's public port, or its host on the names ports: every member's. */
+  readonly place: Place;
+  /** The port its clients reach: its own, or the first names port. */
   readonly port: number;
   readonly figures: ServiceFigures;
   readonly log: Logger;
@@ -62,14 +66,15 @@ export class ServicePool implements DoorOwner, SessionDoor<ServiceSession>, Watc
   readonly #offers = new WeakMap<Socket, Offer>();
   #picks = 0;
 
-  constructor(ctx: RelayContext, identity: { id: string; key: string; port: number; figures: ServiceFigures }, door: PublicDoor) {
+  constructor(ctx: RelayContext, identity: { id: string; key: string; place: Place; port: number; figures: ServiceFigures }, door: PublicDoor) {
     this.id = identity.id;
     this.key = identity.key;
+    this.place = identity.place;
     this.port = identity.port;
     this.figures = identity.figures;
     this.#ctx = ctx;
     this.#door = door;
-    this.log = ctx.log.child({ pool: identity.id, publicPort: identity.port });
+    this.log = ctx.log.child({ pool: identity.id, ...placeBindings(identity.place) });
   }
 
   /** Members registered now. */

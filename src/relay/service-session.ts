@@ -3,6 +3,7 @@ import type { Timer } from '../clock.js';
 import { HEARTBEAT_MISSES } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import type { TenantAccount } from '../access/tenancy.js';
+import type { Place } from '../leases/lease-store.js';
 import type { ServiceFigures } from '../monitor/overview.js';
 import { NOT_PROBED, type ProbeStatus } from '../monitor/probe-status.js';
 import { readLines, refuse, refusalReply, sendMessage, sendMessageBeforeData } from '../net/lines.js';
@@ -16,12 +17,15 @@ import { refuseClient, refuseExpired, withinClientLimits } from './client-refusa
 import type { RelayContext } from './context.js';
 import { ControlWriter } from './control-writer.js';
 import { startProber, type ServiceProber } from './prober.js';
-import type { DoorOwner, SessionDoor } from './public-door.js';
+import { placeBindings, type DoorOwner, type SessionDoor } from './public-door.js';
 import type { ClientOwner, PendingClient } from './tokens.js';
 import { WarmConnections } from './warm-connections.js';
 
 interface SessionIdentity {
   id: string;
+  /** Its public port, or its host on the names ports. */
+  place: Place;
+  /** The port its clients reach: its own, or the first names port. */
   port: number;
   /** The lease key: a hash of the resume key, never the key itself. */
   key: string;
@@ -50,6 +54,7 @@ type Departure = 'gone' | 'left' | 'moved';
  */
 export class ServiceSession implements DoorOwner, ClientOwner {
   readonly id: string;
+  readonly place: Place;
   readonly port: number;
   readonly key: string;
   readonly warmToken: string | undefined;
@@ -79,6 +84,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
 
   constructor(ctx: RelayContext, identity: SessionIdentity, control: Socket, door: SessionDoor<ServiceSession>, onClosed: (session: ServiceSession) => void) {
     this.id = identity.id;
+    this.place = identity.place;
     this.port = identity.port;
     this.key = identity.key;
     this.warmToken = identity.warmToken;
@@ -94,7 +100,7 @@ export class ServiceSession implements DoorOwner, ClientOwner {
     this.#warm = new WarmConnections(ctx.stats, ctx.options);
     this.#onClosed = onClosed;
     this.#lastHeard = ctx.clock.now();
-    this.log = ctx.log.child({ service: this.id, publicPort: this.port, ...(this.tenant && { tenant: this.tenant.name }), ...(this.member && { member: this.member }) });
+    this.log = ctx.log.child({ service: this.id, ...placeBindings(this.place), ...(this.tenant && { tenant: this.tenant.name }), ...(this.member && { member: this.member }) });
   }
 
   get closed(): boolean {

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { LeaseRecord } from '../leases/lease-store.js';
+import type { LeaseRecord, Place } from '../leases/lease-store.js';
 import type { RelayStats } from '../monitor/stats.js';
 import type { ProxiedEnds } from '../protocol/proxy-parse.js';
 import type { PassDialBack } from './data-connections.js';
@@ -21,10 +21,10 @@ export interface UpgradeSide {
    * every public client it is holding to handOff, and resolves once its open tunnels
    * have ended or drainMs has passed.
    */
-  retire(handOff: (port: number, client: Socket) => void, drainMs?: number): Promise<void>;
+  retire(handOff: (port: Place, client: Socket) => void, drainMs?: number): Promise<void>;
   /** A held public client from the predecessor: serve it when its service registers. */
   /** `proxied`: what a trusted balancer's PROXY header said of the client, in the predecessor. */
-  adoptHeldClient(port: number, client: Socket, proxied: ProxiedEnds | undefined): void;
+  adoptHeldClient(port: Place, client: Socket, proxied: ProxiedEnds | undefined): void;
   /** Consulted for a DATA token this relay does not know; true when it took the socket. */
   passDialBack: PassDialBack | undefined;
   /** A DATA connection the successor received for one of this relay's tokens. */

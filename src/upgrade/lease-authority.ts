@@ -1,11 +1,12 @@
-import type { ClaimAnswer, LeaseRecord } from '../leases/lease-store.js';
+import { placeOf, type ClaimAnswer, type LeaseRecord, type Place } from '../leases/lease-store.js';
 
 /** A claim not yet seen in its worker's lease table is kept this long, then forgotten (its registration failed). */
 const PENDING_CLAIM_MS = 30_000;
 
 interface Entry {
   slot: number;
-  port: number;
+  /** A public port, or a host on the names ports. */
+  port: Place;
   /** null while its service is registered, else when its reservation ends (ms since the epoch). */
   until: number | null;
   tenant: string | undefined;
@@ -13,10 +14,10 @@ interface Entry {
   pendingSince: number | undefined;
 }
 
-/** A key that registered at `to`: the worker `from` must stop serving it on `port`. */
+/** A key that registered at `to`: the worker `from` must stop serving it on `port` (a port or a name). */
 export interface Move {
   key: string;
-  port: number;
+  port: Place;
   from: number;
 }
 
@@ -29,7 +30,7 @@ export interface Move {
  */
 export class LeaseAuthority {
   readonly #byKey = new Map<string, Entry>();
-  readonly #byPort = new Map<number, string>();
+  readonly #byPort = new Map<Place, string>();
   /** Keys claimed by another worker, to be given up by `from` once the new one reports them live. */
   readonly #moving = new Map<string, Move>();
 
@@ -38,13 +39,14 @@ export class LeaseAuthority {
    * one (`elsewhere`), another key has this one (`taken`), or it is the key's now
    * (`moved` when another worker serves it there still, until it is told to give it up).
    */
-  claim(slot: number, key: string, port: number, tenant: string | undefined, now: number): ClaimAnswer | 'moved' {
+  claim(slot: number, key: string, port: Place, tenant: string | undefined, now: number): ClaimAnswer<Place> | 'moved' {
     const held = this.#byKey.get(key);
-    if (held !== undefined && held.port !== port) return { elsewhere: held.port };
+    // A key back for another kind of place (a name for a port, or the reverse) gives up the old one.
+    if (held !== undefined && held.port !== port && typeof held.port === typeof port) return { elsewhere: held.port };
     const owner = this.#byPort.get(port);
     if (owner !== undefined && owner !== key) return 'taken';
     const moving = held !== undefined && held.slot !== slot;
-    if (moving) this.#moving.set(key, { key, port, from: held.slot });
+    if (moving) this.#moving.set(key, { key, port: held.port, from: held.slot });
     this.#set(key, { slot, port, until: null, tenant, pendingSince: now });
     return moving ? 'moved' : 'granted';
   }
@@ -58,9 +60,9 @@ export class LeaseAuthority {
     for (const record of records) {
       const held = this.#byKey.get(record.key);
       if (held !== undefined && held.slot !== slot) continue;
-      if (held === undefined && this.#byPort.has(record.port)) continue;
+      if (held === undefined && this.#byPort.has(placeOf(record))) continue;
       reported.add(record.key);
-      this.#set(record.key, { slot, port: record.port, until: record.until, tenant: record.tenant, pendingSince: undefined });
+      this.#set(record.key, { slot, port: placeOf(record), until: record.until, tenant: record.tenant, pendingSince: undefined });
     }
     for (const [key, entry] of [...this.#byKey]) {
       if (entry.slot !== slot || reported.has(key)) continue;
@@ -99,7 +101,7 @@ export class LeaseAuthority {
   }
 
   /** The worker that serves a port now, if any. */
-  slotOfPort(port: number): number | undefined {
+  slotOfPort(port: Place): number | undefined {
     const key = this.#byPort.get(port);
     return key === undefined ? undefined : this.#byKey.get(key)?.slot;
   }
@@ -139,7 +141,8 @@ export class LeaseAuthority {
     for (const [key, entry] of this.#byKey) {
       if (!which(entry)) continue;
       const { port, until, tenant } = entry;
-      records.push(tenant === undefined ? { key, port, until } : { key, port, until, tenant });
+      const place = typeof port === 'string' ? { name: port } : { port };
+      records.push({ key, ...place, until, ...(tenant === undefined ? {} : { tenant }) });
     }
     return records;
   }

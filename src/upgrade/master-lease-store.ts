@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import type { FromWorker, LeaseAnswer, LeaseQuestion, ToWorker } from './messages.js';
 import { handOff } from './worker-link.js';
@@ -57,13 +57,23 @@ export class MasterLeaseStore implements LeaseStore {
   }
 
   async claim(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer> {
+    const answer = await this.#claim(key, port, known, tenant);
+    if (answer === 'moved') this.#shared.add(port);
+    if (answer === 'moved' || typeof answer !== 'object') return answer === 'moved' ? 'granted' : answer;
+    return typeof answer.elsewhere === 'number' ? { elsewhere: answer.elsewhere } : 'taken';
+  }
+
+  /** A host on the names ports, agreed across the workers as a port is (a name's door listens on nothing, so no socket is shared). */
+  async claimName(key: string, host: string, known: boolean, tenant?: string): Promise<ClaimAnswer<string>> {
+    const answer = await this.#claim(key, host, known, tenant);
+    if (answer === 'moved' || typeof answer !== 'object') return answer === 'moved' ? 'granted' : answer;
+    return typeof answer.elsewhere === 'string' ? { elsewhere: answer.elsewhere } : 'taken';
+  }
+
+  async #claim(key: string, port: Place, known: boolean, tenant: string | undefined): Promise<ClaimAnswer<Place> | 'moved'> {
     const answer = await this.#ask(tenant === undefined ? { ask: 'claim', key, port } : { ask: 'claim', key, port, tenant });
-    if (answer === 'moved') {
-      this.#shared.add(port);
-      return 'granted';
-    }
-    if (answer === 'granted' || answer === 'taken' || (typeof answer === 'object' && !Array.isArray(answer))) return answer;
-    // No answer: a port this worker holds for the key already may be kept, as a fleet node does.
+    if (answer === 'moved' || answer === 'granted' || answer === 'taken' || (typeof answer === 'object' && !Array.isArray(answer))) return answer;
+    // No answer: a place this worker holds for the key already may be kept, as a fleet node does.
     return known ? 'granted' : 'unreachable';
   }
 
@@ -96,7 +106,7 @@ export class MasterLeaseStore implements LeaseStore {
     return this.#shared.delete(port);
   }
 
-  handOver(port: number, client: Socket): void {
+  handOver(port: Place, client: Socket): void {
     handOff(port, client, this.#log);
   }
 
@@ -122,7 +132,7 @@ export class MasterLeaseStore implements LeaseStore {
   #onMessage(msg: ToWorker): void {
     if (msg.kind === 'answer') this.#asked.get(msg.id)?.(msg.answer);
     else if (msg.kind === 'moved') {
-      this.#log.info({ publicPort: msg.port }, 'its service registered at another worker: that worker serves the port now');
+      this.#log.info(typeof msg.port === 'number' ? { publicPort: msg.port } : { name: msg.port }, 'its service registered at another worker: that worker serves it now');
       this.#events?.moved?.(msg.key, msg.port);
     } else if (msg.kind === 'evict') this.#events?.evicted?.(msg.key, msg.port);
     else if (msg.kind === 'tenant-clients') this.#clientsElsewhere = new Map(msg.elsewhere);

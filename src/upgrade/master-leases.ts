@@ -1,5 +1,5 @@
 import { FileLeaseStore } from '../leases/file-lease-store.js';
-import { noLeaseStore, type LeaseRecord, type LeaseStore } from '../leases/lease-store.js';
+import { noLeaseStore, type LeaseRecord, type LeaseStore, type Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import { LeaseAuthority } from './lease-authority.js';
 import type { FromWorker, LeaseAnswer, LeaseQuestion, ToWorker } from './messages.js';
@@ -39,7 +39,7 @@ export class MasterLeases {
   }
 
   /** The worker that serves the port now, if any: held clients handed over for it go there. */
-  slotOfPort(port: number): number | undefined {
+  slotOfPort(port: Place): number | undefined {
     return this.#authority.slotOfPort(port);
   }
 

@@ -3,7 +3,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
 import { startedAt } from '../monitor/process-figures.js';
-import type { LeaseRecord } from '../leases/lease-store.js';
+import type { LeaseRecord, Place } from '../leases/lease-store.js';
 import { UsageError, type WorkerFailedError } from '../errors.js';
 import { expect, forward, routeFigures, send } from './master-ipc.js';
 import { MasterLeases } from './master-leases.js';
@@ -157,7 +157,7 @@ class Master {
   }
 
   /** The worker that serves the port now (another, when its key moved), else the one that replaces `from`. */
-  #heldClientGoesTo(from: Worker, slot: Slot, port: number): Worker | undefined {
+  #heldClientGoesTo(from: Worker, slot: Slot, port: Place): Worker | undefined {
     const owner = this.#leases?.slotOfPort(port);
     if (owner !== undefined && owner !== slot.index) return this.#slots[owner]?.current?.worker;
     const current = slot.current?.worker;

@@ -4,7 +4,7 @@
  * only ever reads `kind` and passes the rest along.
  */
 
-import type { ClaimAnswer, LeaseRecord } from '../leases/lease-store.js';
+import type { ClaimAnswer, LeaseRecord, Place } from '../leases/lease-store.js';
 import type { FigureLedger } from '../monitor/stats.js';
 import type { ProxiedEnds } from '../protocol/proxy-parse.js';
 import type { WorkerSnapshot } from '../monitor/workers-view.js';
@@ -26,10 +26,12 @@ export interface WorkerSlot {
 
 /** A question a worker asks the master's lease authority (one of several workers); answered by `answer` with its id. */
 export type LeaseQuestion =
-  { ask: 'claim'; key: string; port: number; tenant?: string } | { ask: 'services'; key: string } | { ask: 'tenant-keys'; tenant: string; room?: { key: string; max: number } };
+  | { ask: 'claim'; key: string; /** A public port, or a host on the names ports. */ port: Place; tenant?: string }
+  | { ask: 'services'; key: string }
+  | { ask: 'tenant-keys'; tenant: string; room?: { key: string; max: number } };
 
 /** The answer to a LeaseQuestion of that kind. */
-export type LeaseAnswer = ClaimAnswer | 'moved' | number | string[];
+export type LeaseAnswer = ClaimAnswer<Place> | 'moved' | number | string[];
 
 /**
  * Master → worker. A `held-client` or `dial-back` carries its socket as the IPC handle; a
@@ -50,16 +52,16 @@ export type ToWorker =
   | { kind: 'predecessor-gone' }
   | { kind: 'stop'; signal: string }
   | { kind: 'stop-now'; signal: string }
-  | { kind: 'held-client'; port: number; head: string; proxied?: ProxiedEnds }
+  | { kind: 'held-client'; /** A public port, or a host on the names ports. */ port: Place; head: string; proxied?: ProxiedEnds }
   | { kind: 'dial-back'; token: string; head: string }
   /** SIGHUP reached the master: read the tenants file again. */
   | { kind: 'reload' }
   /** The lease authority's answer to the worker's question `id`. */
   | { kind: 'answer'; id: number; answer: LeaseAnswer }
   /** The key registered at another worker, which serves its port now: stop serving it here, hand its held clients over. */
-  | { kind: 'moved'; key: string; port: number }
+  | { kind: 'moved'; key: string; port: Place }
   /** The key's reservation ends: its tenant's newcomer at another worker needs the room. */
-  | { kind: 'evict'; key: string; port: number }
+  | { kind: 'evict'; key: string; port: Place }
   /** Each tenant's open public clients at the other workers. */
   | { kind: 'tenant-clients'; elsewhere: [string, number][] }
   /** The worker of slot `from` (it serves --metrics) asks for this one's figures. */
@@ -80,7 +82,7 @@ export type FromWorker =
   | { kind: 'prepared'; leases: LeaseRecord[] }
   | { kind: 'leases'; leases: LeaseRecord[] }
   | { kind: 'figures'; figures: FigureLedger }
-  | { kind: 'held-client'; port: number; head: string; proxied?: ProxiedEnds }
+  | { kind: 'held-client'; /** A public port, or a host on the names ports. */ port: Place; head: string; proxied?: ProxiedEnds }
   | { kind: 'dial-back'; token: string; head: string }
   /** One of several workers asks the lease authority. */
   | { kind: 'ask'; id: number; question: LeaseQuestion }

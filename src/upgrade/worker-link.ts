@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import type { Place } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import { adoptHandedOver, sendSocket } from '../net/hand-over.js';
 import type { FromWorker, ListeningPorts, ToWorker } from './messages.js';
@@ -202,7 +203,7 @@ function sendsDone(): Promise<unknown> {
 }
 
 /** Hands a public client held at the door of `port` to the master, for the worker that serves the port next. */
-export function handOff(port: number, client: Socket, log: Logger | undefined): void {
+export function handOff(port: Place, client: Socket, log: Logger | undefined): void {
   const proxied = proxiedEndsOf(client);
   const msg = { kind: 'held-client', port, ...(proxied === undefined ? {} : { proxied }) } as const;
   sendSocket(client, (head, handle, sent) => tellWithSocket({ ...msg, head: head.toString('base64') }, handle, sent, log));

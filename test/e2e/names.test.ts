@@ -152,13 +152,24 @@ test('names: a tenant gets only names its patterns allow; a relay without --name
   const service = (name: string) => ['localhost', String(relay.port), '--tenant', 'alice', '--secret', 's3cret', '--name', name];
   const www = await startService(t, 'echoserver', service('www.alice'), ENV);
   assert.equal(`${www.publicHost}:${www.publicPort}`, `www.alice.${DOMAIN}:${names[0]}`);
+  // A settings error: the program stops (exit 2) instead of retrying for ever.
   const outside = start(t, path.join(ROOT, 'echoserver'), service('www.bob'), ENV);
-  await outside.waitFor('stderr', /name www\.bob is outside tenant alice's names/);
+  assert.equal((await within(outside.exited, 10_000, 'the service outside its names to stop')).code, 2);
+  assert.match(outside.stderr.join('\n'), /echoserver: the relay refuses the name: name www\.bob is outside tenant alice's names/);
 
   const plain = await startRelay(t, ['--ports', `${names[0] - 5}-${names[0] - 1}`], ENV);
   const refused = await Peer.open(t, plain.port);
   refused.send('HELLO 1 host=localhost feat=name name=www');
-  assert.equal(await refused.nextLine(), 'ERR bad-line this relay has no --names-port: it cannot give names');
+  assert.equal(await refused.nextLine(), 'ERR bad-name this relay has no --names-port: it cannot give names');
+  const unaware = await Peer.open(t, plain.port);
+  unaware.send('HELLO 1 host=localhost name=www');
+  assert.equal(await unaware.nextLine(), 'ERR bad-line this relay has no --names-port: it cannot give names');
+  const noNamesPort = start(t, path.join(ROOT, 'echoserver'), ['localhost', String(plain.port), '--name', 'www'], ENV);
+  assert.equal((await within(noNamesPort.exited, 10_000, 'the service to stop')).code, 2);
+  assert.match(noNamesPort.stderr.join('\n'), /the relay refuses the name: this relay has no --names-port/);
+  const malformed = start(t, path.join(ROOT, 'echoserver'), ['localhost', String(plain.port), '--name', 'Bad_Name'], ENV);
+  assert.equal((await within(malformed.exited, 10_000, 'the service with a malformed name to stop')).code, 2);
+  assert.match(malformed.stderr.join('\n'), /name must be DNS labels/);
 
   // An older relay: it ignores name= and answers OK without feat=name.
   const old = createNetServer((socket) => socket.once('data', () => socket.write(`OK localhost:${names[0] - 3} data=1 heartbeat=5000 resume=${'a'.repeat(32)} feat=rejoin,leave\n`)));

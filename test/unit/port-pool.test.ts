@@ -168,7 +168,7 @@ test('the snapshot lists live ports and reservations by key, and reserve() insta
   pool.release(5002, OTHER_KEY, GRACE_MS);
   const until = clock.now() + GRACE_MS;
   assert.deepEqual(
-    pool.snapshot().sort((a, b) => a.port - b.port),
+    pool.snapshot().sort((a, b) => a.port! - b.port!),
     [
       { key: KEY, port: 5001, until: null },
       { key: OTHER_KEY, port: 5002, until },

@@ -26,7 +26,7 @@ async function startSession(t: TestContext, options: Partial<RelayOptions> = {})
   const door = new PublicDoor(rig.ctx, 5000, createServer(), () => undefined);
   const closed = deferred<ServiceSession>();
   const figures = rig.ctx.overview.figuresFor('127.0.0.1', 5000, undefined);
-  const identity = { id: 's1', port: 5000, key: 'k'.repeat(64), warmToken: undefined, features: new Set<Feature>(), figures };
+  const identity = { id: 's1', place: 5000, port: 5000, key: 'k'.repeat(64), warmToken: undefined, features: new Set<Feature>(), figures };
   const session = new ServiceSession(rig.ctx, identity, near, door, closed.resolve);
   session.start(SESSION_OK, Buffer.alloc(0));
   return { ...rig, control, door, session, ended: closed.promise };
