@@ -2,6 +2,9 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
+import { portBlock } from './port-blocks.js';
+
+export { portBlock };
 
 /** Fails a wait that would otherwise hang: every test waits with a bound. */
 export function deadline(ms: number): AbortSignal {
@@ -141,17 +144,6 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
-}
-
-/** A block of public ports for one test file, so parallel files never expect the same port. */
-export function portBlock(size = 100): { first: number; last: number } {
-  // Below Linux's ephemeral range (32768 and up), where the outgoing connections of tests
-  // running beside this one would take a public port for a moment; and below 26000,
-  // where the fleet tests' blocks start (test/helpers/fleet.ts): a relay of another test
-  // binds its ports on every address, so a block shared with a fleet on 127.0.0.N (40
-  // registrations of the port-leak test, say) would leave that fleet no free port.
-  const first = 10_000 + Math.floor(Math.random() * (16_000 / 100 - Math.ceil(size / 100) + 1)) * 100;
-  return { first, last: first + size - 1 };
 }
 
 /** A promise with its resolve function outside (Promise.withResolvers is newer than Node 20). */
