@@ -5,6 +5,8 @@ import type { ReservationEnd } from './port-pool.js';
 interface Holder {
   key: string;
   tenant: string | undefined;
+  /** Set while the host is being claimed (agreed with the fleet): held, but no lease yet (see PortPool's). */
+  claiming?: true;
 }
 
 interface Reservation extends Holder {
@@ -48,9 +50,17 @@ export class NamePool {
   take(host: string, key: string, tenant: string | undefined): boolean {
     const holder = this.holderOf(host);
     if (holder !== undefined && holder !== key) return false;
+    // A live registration of the key keeps its lease while its successor claims the host again.
+    const live = this.#inUse.get(host);
     this.#drop(host);
-    this.#inUse.set(host, { key, tenant });
+    this.#inUse.set(host, live !== undefined && live.claiming === undefined ? { key, tenant } : { key, tenant, claiming: true });
     return true;
+  }
+
+  /** The claim of a taken host was granted: it is a lease now. */
+  settle(host: string): void {
+    const holder = this.#inUse.get(host);
+    if (holder !== undefined) this.#inUse.set(host, { key: holder.key, tenant: holder.tenant });
   }
 
   /** Gives a live host back; with a grace it stays reserved for its key (and tenant). */
@@ -118,7 +128,7 @@ export class NamePool {
   snapshot(): NameLease[] {
     const records: NameLease[] = [];
     const record = (name: string, key: string, until: number | null, tenant: string | undefined): NameLease => ({ key, name, until, ...(tenant === undefined ? {} : { tenant }) });
-    for (const [host, { key, tenant }] of this.#inUse) records.push(record(host, key, null, tenant));
+    for (const [host, { key, tenant, claiming }] of this.#inUse) if (claiming === undefined) records.push(record(host, key, null, tenant));
     for (const [host, { key, until, tenant }] of this.#reserved) records.push(record(host, key, until, tenant));
     return records;
   }

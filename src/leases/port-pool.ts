@@ -29,6 +29,12 @@ interface Reservation {
 interface Holder {
   key: string | undefined;
   tenant: string | undefined;
+  /**
+   * Set while the port is being claimed (agreed with the fleet, listened on): held
+   * against other registrations, but no lease yet. A fleet node that took it for one
+   * would defend it in etcd against the key that owns it.
+   */
+  claiming?: true;
 }
 
 /**
@@ -138,7 +144,7 @@ export class PortPool {
   snapshot(): LeaseRecord[] {
     const records: LeaseRecord[] = [];
     const record = (key: string, port: number, until: number | null, tenant: string | undefined): LeaseRecord => (tenant === undefined ? { key, port, until } : { key, port, until, tenant });
-    for (const [port, { key, tenant }] of this.#inUse) if (key !== undefined) records.push(record(key, port, null, tenant));
+    for (const [port, { key, tenant, claiming }] of this.#inUse) if (key !== undefined && claiming === undefined) records.push(record(key, port, null, tenant));
     for (const [port, { key, until, tenant }] of this.#reserved) records.push(record(key, port, until, tenant));
     return records;
   }
@@ -152,13 +158,15 @@ export class PortPool {
 
   async #claim(port: number, holder: Holder, tryListen: TryListen): Promise<boolean> {
     // Marked before the await, so two registrations racing never get the same port.
-    this.#inUse.set(port, holder);
+    this.#inUse.set(port, { ...holder, claiming: true });
     let listening = false;
     try {
       listening = await tryListen(port);
     } finally {
-      if (listening) this.#drop(port);
-      else this.#inUse.delete(port);
+      if (listening) {
+        this.#drop(port);
+        this.#inUse.set(port, holder);
+      } else this.#inUse.delete(port);
     }
     return listening;
   }

@@ -68,6 +68,7 @@ export class NameDoors {
       if (answer === 'taken' || answer === 'unreachable') return { ok: false, why: answer };
       return { ok: false, why: 'elsewhere', host: answer.elsewhere };
     }
+    this.pool.settle(host);
     if (!this.#doors.has(host)) this.#open(host);
     return { ok: true };
   }

@@ -307,3 +307,23 @@ test("a key whose reserved port is no longer among its tenant's ports gets one t
   assert.deepEqual(ended, [[5000, 'revoked']]);
   assert.equal(pool.reservationsOf('alice'), 0);
 });
+
+test('a port being claimed is held against others but is no lease yet: the snapshot leaves it out until its listen succeeds', async () => {
+  // A fleet node takes the snapshot's live ports as the ones to defend in etcd: a port
+  // still being agreed (etcd may say it is another key's) must not be among them.
+  const pool = new PortPool(RANGE);
+  let answer!: (ok: boolean) => void;
+  const pending = pool.acquire(() => new Promise<boolean>((resolve) => (answer = resolve)), undefined, KEY);
+  await tick();
+  assert.deepEqual(pool.snapshot(), [], 'nothing is a lease while the claim is open');
+  assert.equal(await pool.acquire(fakeListen().tryListen, 5000, OTHER_KEY), 5001, 'yet nobody else gets the port meanwhile');
+  answer(true);
+  assert.equal(await pending, 5000);
+  assert.deepEqual(
+    pool.snapshot().map(({ key, port }) => [key, port]),
+    [
+      [KEY, 5000],
+      [OTHER_KEY, 5001],
+    ],
+  );
+});
