@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import { verifyProof } from '../protocol/auth.js';
+import type { TenantClientsShare } from '../leases/lease-store.js';
 import type { ClaimScope } from '../leases/port-pool.js';
 import { loadTenants, MAX_SECRETS, type TenantLimits, type TenantSpec } from './tenants-file.js';
 
@@ -15,12 +16,13 @@ export class TenantAccount {
   #spec: TenantSpec;
   /** Live registrations plus registrations in flight. */
   services = 0;
-  /** Open public clients over all its services. */
-  clients = 0;
+  #clients = 0;
   /** Set once a reload removed it: its registrations and tunnels are being ended. */
   removed = false;
-  /** Its open public clients on the other nodes of a fleet (as last seen there); 0 on a single relay. */
+  /** Its open public clients on the other nodes of a fleet and workers of this one (as last seen there); 0 on a single relay. */
   elsewhere: () => number = () => 0;
+  /** Tells the other workers and nodes when its count changed (they count it in maxClients). */
+  clientsChanged: () => void = () => {};
   /** What its quotas refused, by quota: 'services', 'ports', 'clients'. */
   readonly refusals = new Map<string, number>();
 
@@ -35,6 +37,16 @@ export class TenantAccount {
 
   set spec(spec: TenantSpec) {
     this.#spec = spec;
+  }
+
+  /** Open public clients over all its services. */
+  get clients(): number {
+    return this.#clients;
+  }
+
+  set clients(count: number) {
+    this.#clients = count;
+    if (this.#spec.limits.maxClients !== undefined) this.clientsChanged();
   }
 
   /** The limits of the file as last loaded; `maxClientsPerIp` is for the per-address limiter. */
@@ -223,19 +235,26 @@ export class Tenancy {
       const account = this.#accounts.get(spec.name) ?? new TenantAccount(spec);
       account.spec = spec;
       account.elsewhere = () => this.#clientsElsewhere(account.name);
+      account.clientsChanged = this.#clientsChanged;
       accounts.set(spec.name, account);
     }
     this.#accounts = accounts;
   }
 
   #clientsElsewhere: (tenant: string) => number = () => 0;
+  #clientsChanged: () => void = () => {};
 
   /**
-   * In a fleet: publishes this node's open clients per tenant and counts the other
-   * nodes' in each tenant's maxClients (`share` is the lease store's).
+   * In a fleet or with several workers: publishes this process's open clients per
+   * tenant and counts the others' in each tenant's maxClients (`share` is the lease store's).
    */
-  shareClients(share: (local: () => ReadonlyMap<string, number>) => (tenant: string) => number): void {
-    this.#clientsElsewhere = share(() => new Map([...this.#accounts].map(([name, account]) => [name, account.clients])));
-    for (const account of this.#accounts.values()) account.elsewhere = () => this.#clientsElsewhere(account.name);
+  shareClients(share: (local: () => ReadonlyMap<string, number>) => TenantClientsShare): void {
+    const shared = share(() => new Map([...this.#accounts].map(([name, account]) => [name, account.clients])));
+    this.#clientsElsewhere = (tenant) => shared.elsewhere(tenant);
+    this.#clientsChanged = () => shared.changed();
+    for (const account of this.#accounts.values()) {
+      account.elsewhere = () => this.#clientsElsewhere(account.name);
+      account.clientsChanged = this.#clientsChanged;
+    }
   }
 }

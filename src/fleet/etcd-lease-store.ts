@@ -1,6 +1,6 @@
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
-import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, TenantClientsShare } from '../leases/lease-store.js';
 import type { FleetView } from '../monitor/fleet-view.js';
 import { joinHostPort } from '../protocol/addresses.js';
 import { NAME_LAYOUT, PortAssignments, type LiveKey } from './assignments.js';
@@ -142,8 +142,9 @@ export class EtcdLeaseStore implements LeaseStore {
 
   async pause(): Promise<void> {}
 
-  shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
-    return this.#clients.share(local);
+  shareTenantClients(local: () => ReadonlyMap<string, number>): TenantClientsShare {
+    // etcd hears of a change at the node's next refresh: a write per client would cost more than the quota is worth.
+    return { elsewhere: this.#clients.share(local), changed: () => {} };
   }
 
   async tenantKeys(tenant: string): Promise<string[]> {

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, TenantClientsShare } from '../leases/lease-store.js';
 
 /**
  * The lease store of one of several workers of a fleet node (`--etcd` with
@@ -64,10 +64,16 @@ export class WorkerOfNodeStore implements LeaseStore {
   }
 
   /** The other nodes' clients (etcd, each worker under a key of its own) and the node's other workers' (the master). */
-  shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
+  shareTenantClients(local: () => ReadonlyMap<string, number>): TenantClientsShare {
     const otherNodes = this.#fleet.shareTenantClients?.(local);
     const otherWorkers = this.#node.shareTenantClients?.(local);
-    return (tenant) => (otherNodes?.(tenant) ?? 0) + (otherWorkers?.(tenant) ?? 0);
+    return {
+      elsewhere: (tenant) => (otherNodes?.elsewhere(tenant) ?? 0) + (otherWorkers?.elsewhere(tenant) ?? 0),
+      changed: () => {
+        otherNodes?.changed();
+        otherWorkers?.changed();
+      },
+    };
   }
 
   servicesElsewhere(key: string): Promise<number> {

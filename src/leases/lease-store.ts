@@ -36,6 +36,12 @@ export function placeOf(record: LeaseRecord): Place {
   return record.name ?? record.port;
 }
 
+/** The other processes' open public clients per tenant, and how to tell them ours changed. */
+export interface TenantClientsShare {
+  elsewhere(tenant: string): number;
+  changed(): void;
+}
+
 /**
  * Where a relay's leases outlive its process. One small interface so that a single
  * relay keeps them in a file and a fleet of relays in etcd.
@@ -77,11 +83,13 @@ export interface LeaseStore {
    */
   tenantKeys?(tenant: string, room?: { key: string; max: number }): Promise<string[]>;
   /**
-   * Shares each tenant's open public clients between the nodes of a fleet: publishes
-   * `local()` from time to time and returns the other nodes' total for a tenant, as
-   * last seen (a few seconds old at most), so maxClients is counted fleet-wide.
+   * Shares each tenant's open public clients between the nodes of a fleet and the
+   * workers of a node: publishes `local()` and answers the others' total for a tenant,
+   * as last seen, so maxClients is counted across them. `changed()` says that `local()`
+   * changed for a tenant with a maxClients: workers pass it on at once, a fleet node at
+   * its next refresh (a few seconds at most).
    */
-  shareTenantClients?(local: () => ReadonlyMap<string, number>): (tenant: string) => number;
+  shareTenantClients?(local: () => ReadonlyMap<string, number>): TenantClientsShare;
   /**
    * Registered services that other processes of this relay serve (one of several
    * workers), `key` not counted, so --max-services holds across them. Never rejects.

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, Place } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, Place, TenantClientsShare } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import type { FromWorker, LeaseAnswer, LeaseQuestion, ToWorker } from './messages.js';
 import { handOff } from './worker-link.js';
@@ -7,11 +7,10 @@ import { handOff } from './worker-link.js';
 /** A question the master has not answered within this is taken as unanswerable (the master is gone or stuck). */
 const ANSWER_TIMEOUT_MS = 5_000;
 /**
- * How often a worker looks at its tenants' open clients, and tells the master when they
- * changed (maxClients counts them across workers; the master passes them on at once),
- * and at most how long it goes without telling it.
+ * At most how long a worker goes without telling the master its tenants' open clients
+ * (it tells it at once when a count with a maxClients changes), so a new worker learns
+ * the others' and a lost message is made good.
  */
-const TENANT_CLIENTS_LOOK_MS = 50;
 const TENANT_CLIENTS_INTERVAL_MS = 1_000;
 
 /**
@@ -88,18 +87,24 @@ export class MasterLeaseStore implements LeaseStore {
     return answer;
   }
 
-  shareTenantClients(local: () => ReadonlyMap<string, number>): (tenant: string) => number {
-    let told = '';
-    let toldAt = 0;
-    setInterval(() => {
-      const counts = [...local()];
-      const now = Date.now();
-      if (JSON.stringify(counts) === told && now - toldAt < TENANT_CLIENTS_INTERVAL_MS) return;
-      told = JSON.stringify(counts);
-      toldAt = now;
-      tell({ kind: 'tenant-clients', local: counts });
-    }, TENANT_CLIENTS_LOOK_MS).unref();
-    return (tenant) => this.#clientsElsewhere.get(tenant) ?? 0;
+  shareTenantClients(local: () => ReadonlyMap<string, number>): TenantClientsShare {
+    // One message per turn of the event loop however many clients came or went in it:
+    // the master passes the totals on at once, so another worker's count lags by one
+    // IPC hop (a fraction of a millisecond), not by a polling interval.
+    let scheduled = false;
+    const tellNow = (): void => {
+      scheduled = false;
+      tell({ kind: 'tenant-clients', local: [...local()] });
+    };
+    setInterval(tellNow, TENANT_CLIENTS_INTERVAL_MS).unref();
+    return {
+      elsewhere: (tenant) => this.#clientsElsewhere.get(tenant) ?? 0,
+      changed: () => {
+        if (scheduled) return;
+        scheduled = true;
+        setImmediate(tellNow);
+      },
+    };
   }
 
   heldBySibling(port: number): boolean {
