@@ -31,6 +31,8 @@ interface Held {
   refreshedAt: number;
   /** Wall-clock ms when the assignment was first made, fleet-wide: the older one wins a conflict. */
   since: number;
+  /** Made by this node's own claim (not found in etcd, made by another node of the key). */
+  made?: true;
 }
 
 /** A key registered on this node now: its port (in decimal) or host, and its tenant's key to write with it. */
@@ -81,13 +83,27 @@ export class PortAssignments {
   /** One attempt at `place` for `key`, every request within `deadline`. */
   async claim(key: string, place: string, tenant: string | undefined, deadline: number): Promise<ClaimAnswer<string>> {
     const { succeeded, kvs } = await this.#assign(key, place, tenant, this.#held.get(key)?.since ?? Date.now(), deadline);
-    if (succeeded) return 'granted';
+    if (succeeded) {
+      this.#held.get(key)!.made = true;
+      return 'granted';
+    }
     const mine = kvs.find((kv) => kv.key === this.#key(`${this.#layout.keys}${key}`));
     if (mine === undefined) return 'taken';
     const theirs = mine.value;
     if (theirs !== place) return { elsewhere: theirs };
     this.#held.set(key, { place, lease: mine.lease, refreshedAt: 0, since: sinceIn(kvs, this.#key(`${this.#layout.since}${key}`)) });
     return 'granted';
+  }
+
+  /**
+   * Undoes the assignment this node's claim just made for `key` at `place` (the node
+   * could not use it): its lease is revoked. One found in etcd, another node's, stays.
+   */
+  async giveBack(key: string, place: string): Promise<void> {
+    const held = this.#held.get(key);
+    if (held === undefined || held.place !== place || held.made === undefined) return;
+    this.#held.delete(key);
+    await this.#etcd.revoke(held.lease).catch(() => {});
   }
 
   /** Forgets the assignments of keys this node no longer has. */

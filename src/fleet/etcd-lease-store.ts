@@ -1,6 +1,6 @@
 import type { PortRange } from '../config/defaults.js';
 import type { Logger } from '../log.js';
-import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, TenantClientsShare } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, Place, TenantClientsShare } from '../leases/lease-store.js';
 import type { FleetView } from '../monitor/fleet-view.js';
 import { joinHostPort } from '../protocol/addresses.js';
 import { NAME_LAYOUT, PortAssignments, type LiveKey } from './assignments.js';
@@ -166,6 +166,10 @@ export class EtcdLeaseStore implements LeaseStore {
 
   claimName(key: string, host: string, known: boolean, tenant?: string): Promise<ClaimAnswer<string>> {
     return this.#claim(this.#names, key, host, known, tenant);
+  }
+
+  async giveBack(key: string, place: Place): Promise<void> {
+    await (typeof place === 'number' ? this.#assignments.giveBack(key, String(place)) : this.#names.giveBack(key, place));
   }
 
   async #claim(assignments: PortAssignments, key: string, place: string, known: boolean, tenant: string | undefined): Promise<ClaimAnswer<string>> {

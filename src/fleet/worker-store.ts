@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, TenantClientsShare } from '../leases/lease-store.js';
+import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, Place, TenantClientsShare } from '../leases/lease-store.js';
 
 /**
  * The lease store of one of several workers of a fleet node (`--etcd` with
@@ -51,7 +51,18 @@ export class WorkerOfNodeStore implements LeaseStore {
   async claim(key: string, port: number, known: boolean, tenant?: string): Promise<ClaimAnswer> {
     const fleet = (await this.#fleet.claim?.(key, port, known, tenant)) ?? 'granted';
     if (fleet !== 'granted') return fleet;
-    return (await this.#node.claim?.(key, port, known, tenant)) ?? 'granted';
+    const node = (await this.#node.claim?.(key, port, known, tenant)) ?? 'granted';
+    if (node !== 'granted') await this.#fleet.giveBack?.(key, port);
+    return node;
+  }
+
+  /** As claim, for a host on the names ports. */
+  async claimName(key: string, host: string, known: boolean, tenant?: string): Promise<ClaimAnswer<string>> {
+    const fleet = (await this.#fleet.claimName?.(key, host, known, tenant)) ?? 'granted';
+    if (fleet !== 'granted') return fleet;
+    const node = (await this.#node.claimName?.(key, host, known, tenant)) ?? 'granted';
+    if (node !== 'granted') await this.#fleet.giveBack?.(key, host);
+    return node;
   }
 
   /** etcd has every worker's keys; when it cannot be asked, the node's, from the master. */
@@ -84,8 +95,16 @@ export class WorkerOfNodeStore implements LeaseStore {
     return this.#node.heldBySibling?.(port) ?? false;
   }
 
-  handOver(port: number, client: Socket): void {
+  handOver(port: Place, client: Socket): void {
     this.#node.handOver?.(port, client);
+  }
+
+  handOverMember(key: string, socket: Socket, head: Buffer): Promise<boolean> {
+    return this.#node.handOverMember?.(key, socket, head) ?? Promise.resolve(false);
+  }
+
+  hostElsewhere(hosts: string[]): Promise<string | undefined> {
+    return this.#node.hostElsewhere?.(hosts) ?? Promise.resolve(undefined);
   }
 
   nodes(): string[] {

@@ -76,6 +76,12 @@ export interface LeaseStore {
    */
   claimName?(key: string, host: string, known: boolean, tenant?: string): Promise<ClaimAnswer<string>>;
   /**
+   * A claim this store just granted (`claim`, `claimName`) that the relay cannot use: the
+   * node's other worker holds the place. An assignment the claim made is given back at
+   * once, so the fleet never keeps that place for the key. Never rejects.
+   */
+  giveBack?(key: string, place: Place): Promise<void>;
+  /**
    * The keys a tenant holds anywhere the store reaches (a fleet: every node), so its
    * maxServices is counted fleet-wide. Rejects when the store cannot be asked. `room`:
    * a store that can (the master of several workers) first ends the tenant's oldest
@@ -102,6 +108,19 @@ export interface LeaseStore {
   heldBySibling?(port: number): boolean;
   /** Passes a client held at the door of a port whose key moved to another worker on to that worker. */
   handOver?(port: Place, client: Socket): void;
+  /**
+   * One of several workers: the most specific of `hosts` (a names-port client's host,
+   * then its wildcards) that another worker has a door for, if any; the client then goes
+   * there through `handOver`. Never rejects.
+   */
+  hostElsewhere?(hosts: string[]): Promise<string | undefined>;
+  /**
+   * One of several workers: the control connection of a member of pool `key` (its
+   * lease key) goes to the worker that serves the pool, with `head` (every byte read
+   * from it, its HELLO line first) to read again there. False, with the socket left
+   * alone, when this worker is the pool's or no worker is. Never rejects.
+   */
+  handOverMember?(key: string, socket: Socket, head: Buffer): Promise<boolean>;
   /** The fleet's nodes, as services reach them (`host:port`), for `OK … nodes=`. */
   nodes?(): string[];
   /** Where `tenantKeys` counts a tenant's services ("the fleet", "the relay's workers"), for the refusal. */

@@ -5,7 +5,8 @@ import type { ErrorCode, LineParser, Message } from '../protocol/messages.js';
 
 /** Why a line could not be had: a protocol error, or (first line only) the peer left first. */
 type LineFailure = { ok: false; code: ErrorCode; reason: string; spokeHttp?: true };
-export type FirstLine<M extends Message = Message> = { ok: true; msg: M; rest: Buffer } | LineFailure | { ok: false; code: 'closed'; reason: string };
+/** A first line read: its message, the bytes after it, and the line itself (as it came, without its end). */
+export type FirstLine<M extends Message = Message> = { ok: true; msg: M; rest: Buffer; line: string } | LineFailure | { ok: false; code: 'closed'; reason: string };
 
 /** How long a refused peer has to read our ERR before the connection is destroyed. */
 const REFUSAL_LINGER_MS = 2_000;
@@ -30,7 +31,7 @@ function onFirstData(this: ReadingSocket, chunk: Buffer): void {
   if (next === undefined) return;
   if (!next.ok) return endFirstLine(this, next);
   const parsed = read.parse(next.line);
-  endFirstLine(this, parsed.ok ? { ok: true, msg: parsed.msg, rest: read.reader.takeRest() } : parsed);
+  endFirstLine(this, parsed.ok ? { ok: true, msg: parsed.msg, rest: read.reader.takeRest(), line: next.line } : parsed);
 }
 
 function onFirstEnd(this: ReadingSocket): void {

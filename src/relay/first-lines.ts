@@ -31,7 +31,7 @@ export function routeFirstLine(
     return void ctx.refusals.reply(socket, first.code, first.reason, { peer: socket.remoteAddress }, first.spokeHttp);
   }
   const { msg, rest } = first;
-  if (msg.kind === 'HELLO' && accepts.control) return registrar.register(socket, msg, rest);
+  if (msg.kind === 'HELLO' && accepts.control) return registrar.register(socket, msg, rest, first.line);
   if (msg.kind === 'DATA' && accepts.data) return void dialedBack(ctx, socket, msg.token, rest, passOn);
   if (msg.kind === 'IDLE' && accepts.data) return void parkIdle(ctx, registrar, socket, msg.token, rest);
   const expected = accepts.control ? (accepts.data ? 'HELLO, DATA or IDLE' : 'HELLO') : 'DATA or IDLE';

@@ -2,11 +2,12 @@ import type { Server, Socket } from 'node:net';
 import type { RefusalReason } from '../monitor/refusal-reasons.js';
 import { ignoreSocketError } from '../net/ignore-error.js';
 import { refuse } from '../net/lines.js';
-import { readClientPrelude } from '../net/read-prelude.js';
+import { readClientPrelude, type PreludeRead } from '../net/read-prelude.js';
 import { resetSocket } from '../net/splice.js';
 import { plainAddress } from '../protocol/addresses.js';
-import { clientHost } from '../protocol/names.js';
+import { clientHost, hostCandidates } from '../protocol/names.js';
 import { notFoundResponse, UNRECOGNIZED_NAME_ALERT } from '../protocol/prelude.js';
+import type { LeaseStore } from '../leases/lease-store.js';
 import type { RelayContext } from './context.js';
 import { listenForServices } from './listeners.js';
 import type { PublicDoor } from './public-door.js';
@@ -16,6 +17,13 @@ import type { PublicDoor } from './public-door.js';
  * on the control port: a flood of silent connections evicts only itself.
  */
 const MAX_PRELUDES = 4096;
+
+/** Where a names-port client's host leads: a door of this process, or (one of several workers) another worker's. */
+export interface NameRoutes {
+  /** The door for a host here: exact, else the longest wildcard. */
+  local(host: string): PublicDoor | undefined;
+  store: Pick<LeaseStore, 'hostElsewhere' | 'handOver'>;
+}
 
 /**
  * The shared public ports routed by name (`--names-port`, docs/protocol.md §18). A client
@@ -27,12 +35,12 @@ const MAX_PRELUDES = 4096;
  */
 export class NamesPorts {
   readonly #ctx: RelayContext;
-  readonly #route: (host: string) => PublicDoor | undefined;
+  readonly #routes: NameRoutes;
   readonly #reading = new Set<Socket>();
 
-  constructor(ctx: RelayContext, route: (host: string) => PublicDoor | undefined) {
+  constructor(ctx: RelayContext, routes: NameRoutes) {
     this.#ctx = ctx;
-    this.#route = route;
+    this.#routes = routes;
   }
 
   /** Listens on every names port; rejects (and leaves none listening) if one cannot be had. */
@@ -74,18 +82,30 @@ export class NamesPorts {
         if (!this.#reading.delete(client)) return; // evicted, or reset by a shutdown
         if (!read.ok) return read.why === 'closed' ? void client.destroy() : this.#refuse(client, read.why, read.detail);
         const host = read.host === undefined ? undefined : clientHost(read.host);
-        const door = host === undefined ? undefined : this.#route(host);
-        if (door === undefined) return this.#unknown(client, read.kind, host ?? read.host);
-        if (!this.#ctx.admission.admitNamed(client, port, door.maxClientsPerIp)) return;
-        client.unshift(read.bytes);
-        // The tenant's and the service's lists are known only now that the name is.
-        if (door.permits(client)) door.arrive(client);
+        const door = host === undefined ? undefined : this.#routes.local(host);
+        const { store } = this.#routes;
+        // With several workers, the host (or a more specific wildcard) may be another's.
+        if (host === undefined || door?.place === host || store.hostElsewhere === undefined) return this.#serve(client, port, read, door, host);
+        void store.hostElsewhere(hostCandidates(host)).then((elsewhere) => {
+          if (client.destroyed) return;
+          if (elsewhere === undefined || store.handOver === undefined) return this.#serve(client, port, read, door, host);
+          client.unshift(read.bytes);
+          store.handOver(elsewhere, client);
+        });
       },
       (err: unknown) => {
         this.#ctx.log.error({ err }, 'unexpected error reading a names-port prelude');
         resetSocket(client);
       },
     );
+  }
+
+  #serve(client: Socket, port: number, read: Extract<PreludeRead, { ok: true }>, door: PublicDoor | undefined, host: string | undefined): void {
+    if (door === undefined) return this.#unknown(client, read.kind, host ?? read.host);
+    if (!this.#ctx.admission.admitNamed(client, port, door.maxClientsPerIp)) return;
+    client.unshift(read.bytes);
+    // The tenant's and the service's lists are known only now that the name is.
+    if (door.permits(client)) door.arrive(client);
   }
 
   /** No service has the host: TLS gets the fatal alert unrecognized_name, HTTP a 404, then a close. */

@@ -1,8 +1,9 @@
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { Tenancy } from '../access/tenancy.js';
 import type { TenantSpec } from '../access/tenants-file.js';
 import { publicRange } from '../config/defaults.js';
-import type { LeaseRecord, LeaseStore, Place } from '../leases/lease-store.js';
+import { leaseKey, type LeaseRecord, type LeaseStore, type Place } from '../leases/lease-store.js';
 import { refusalReply } from '../net/lines.js';
 import { helloAccess } from '../protocol/acl-options.js';
 import { newToken } from '../protocol/auth.js';
@@ -88,7 +89,12 @@ export class Registrar {
     return this.ports.snapshot();
   }
 
-  async register(socket: Socket, hello: Hello, head: Buffer): Promise<void> {
+  async register(socket: Socket, hello: Hello, head: Buffer, line?: string): Promise<void> {
+    // One of several workers: a pool is served by one of them, and its members go there.
+    if (hello.pool !== undefined && line !== undefined && this.#store.handOverMember !== undefined && !(socket instanceof TLSSocket)) {
+      const key = leaseKey(`pool\0${hello.pool}`, this.#tenancy === undefined ? undefined : hello.tenant);
+      if (await this.#store.handOverMember(key, socket, Buffer.concat([Buffer.from(`${line}\n`, 'latin1'), head]))) return;
+    }
     const admitted = await authenticate(this.#ctx, this.#tenancy, socket, hello, head);
     if (admitted === undefined) return;
     await this.#queue.run(admitted.key, () => this.#admit(socket, admitted));

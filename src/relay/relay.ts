@@ -65,7 +65,7 @@ export class Relay {
     this.#registrar = new Registrar(this.#ctx, store, parts.tenants);
     followFleet(store, this.#registrar);
     this.#tls = serviceTls(this.#ctx);
-    this.#names = new NamesPorts(this.#ctx, (host) => this.#registrar.ports.doorOfHost(host));
+    this.#names = new NamesPorts(this.#ctx, { local: (host) => this.#registrar.ports.doorOfHost(host), store });
   }
 
   #fileStore(): LeaseStore {
@@ -192,7 +192,9 @@ export class Relay {
   reloadTenants(): void {
     this.#registrar.reloadTenants((revoked) => {
       const denied = this.#ctx.tunnels.cutWhere((owner, client) => !revoked(owner) && !owner.admits(client));
-      if (denied > 0) this.log.info({ tunnels: denied }, 'tunnels cut: their clients are no longer allowed (tenants file reloaded)');
+      const waiting = [...this.#registrar.services].flatMap((session) => this.#ctx.tokens.takeClientsOf(session, (client) => !session.admits(client)));
+      for (const { client } of waiting) resetSocket(client);
+      if (denied + waiting.length > 0) this.log.info({ tunnels: denied, waiting: waiting.length }, 'tunnels cut: their clients are no longer allowed (tenants file reloaded)');
       this.#ctx.tunnels.cutWhere(revoked);
     });
   }
@@ -279,6 +281,7 @@ export class Relay {
         relay.#passDialBack = pass;
       },
       acceptDialBack: (socket, token, head) => dialedBack(this.#ctx, socket, token, head, undefined),
+      acceptMember: (socket, head) => this.#ctx.handshakes.read(socket, head, (s, first) => this.#onFirstLine(s, first, { control: true, data: false })),
       shutdown: (drainMs) => this.shutdown(drainMs),
       cutEverything: () => this.#cutEverything(),
       reload: () => this.reload(),

@@ -106,11 +106,14 @@ export class TokenTable<Owner> {
     return this.#byOwner.get(owner)?.size ?? 0;
   }
 
-  /** Takes every client this owner is waiting for (it is going away, and is forgotten here), oldest first. */
-  takeClientsOf(owner: Owner): PendingClient<Owner>[] {
-    const own = [...(this.#byOwner.get(owner) ?? [])];
+  /**
+   * Takes every client this owner is waiting for, oldest first: all of them (it is going
+   * away, and is forgotten here), or those `which` picks (a reload denied them).
+   */
+  takeClientsOf(owner: Owner, which?: (client: Socket) => boolean): PendingClient<Owner>[] {
+    const own = [...(this.#byOwner.get(owner) ?? [])].filter((entry) => which === undefined || which(entry.client));
     for (const entry of own) this.#remove(entry);
-    this.#byOwner.delete(owner);
+    if (which === undefined) this.#byOwner.delete(owner);
     return own;
   }
 

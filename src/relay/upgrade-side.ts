@@ -29,6 +29,8 @@ export interface UpgradeSide {
   passDialBack: PassDialBack | undefined;
   /** A DATA connection the successor received for one of this relay's tokens. */
   acceptDialBack(socket: Socket, token: string, head: Buffer): void;
+  /** A pool member's control connection another worker passed on: `head` is what it read, the HELLO line first. */
+  acceptMember(socket: Socket, head: Buffer): void;
   shutdown(drainMs?: number): Promise<void>;
   /** Resets every public client (held, waiting or spliced); resolves once every tunnel has its access-log line. */
   cutEverything(): Promise<void>;

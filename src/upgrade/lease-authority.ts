@@ -100,10 +100,28 @@ export class LeaseAuthority {
     return this.#records(() => true);
   }
 
+  /** The worker that holds `key` (live, claiming or reserved) when it is another than `asker`, else -1. */
+  slotOfKey(key: string, asker: number): number {
+    const slot = this.#byKey.get(key)?.slot;
+    return slot === undefined || slot === asker ? -1 : slot;
+  }
+
   /** The worker that serves a port now, if any. */
   slotOfPort(port: Place): number | undefined {
     const key = this.#byPort.get(port);
     return key === undefined ? undefined : this.#byKey.get(key)?.slot;
+  }
+
+  /**
+   * For a names-port client at `slot` that has no exact door there: the most specific of
+   * `hosts` that any worker has a door for, as `[host]` when that worker is another, else `[]`.
+   */
+  hostElsewhere(slot: number, hosts: string[]): string[] {
+    for (const host of hosts) {
+      const owner = this.slotOfPort(host);
+      if (owner !== undefined) return owner === slot ? [] : [host];
+    }
+    return [];
   }
 
   /** Registered services at workers other than `slot`, `key` not counted (for --max-services across workers). */

@@ -51,6 +51,13 @@ export function expect<K extends FromWorker['kind']>(worker: Worker, kind: K, ms
   });
 }
 
+/** A pool member's control connection goes to the worker serving its pool (reset when that one is gone). False when `msg` is none. */
+export function routeMember(msg: FromWorker, socket: Socket | undefined, serving: readonly (Worker | undefined)[]): boolean {
+  if (msg.kind !== 'member') return false;
+  forward(serving[msg.slot], { kind: 'member', head: msg.head }, socket);
+  return true;
+}
+
 /**
  * The master's part in gathering the figures of several workers for the one --metrics
  * listener: a question goes to every other serving worker, each answer to the asker.

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { ClaimAnswer, FleetEvents, LeaseRecord, LeaseStore, Place, TenantClientsShare } from '../leases/lease-store.js';
 import type { Logger } from '../log.js';
 import type { FromWorker, LeaseAnswer, LeaseQuestion, ToWorker } from './messages.js';
-import { handOff } from './worker-link.js';
+import { handOff, handOffMember } from './worker-link.js';
 
 /** A question the master has not answered within this is taken as unanswerable (the master is gone or stuck). */
 const ANSWER_TIMEOUT_MS = 5_000;
@@ -105,6 +105,18 @@ export class MasterLeaseStore implements LeaseStore {
         setImmediate(tellNow);
       },
     };
+  }
+
+  async hostElsewhere(hosts: string[]): Promise<string | undefined> {
+    const answer = await this.#ask({ ask: 'host', hosts });
+    return Array.isArray(answer) ? answer[0] : undefined;
+  }
+
+  async handOverMember(key: string, socket: Socket, head: Buffer): Promise<boolean> {
+    const slot = await this.#ask({ ask: 'pool', key });
+    if (typeof slot !== 'number' || slot < 0 || socket.destroyed) return false;
+    handOffMember(slot, socket, head, this.#log);
+    return true;
   }
 
   heldBySibling(port: number): boolean {

@@ -5,7 +5,7 @@ import { createLogger, type Logger, type LOG_LEVELS } from '../log.js';
 import { startedAt } from '../monitor/process-figures.js';
 import type { LeaseRecord, Place } from '../leases/lease-store.js';
 import { UsageError, type WorkerFailedError } from '../errors.js';
-import { expect, forward, routeFigures, send } from './master-ipc.js';
+import { expect, forward, routeFigures, routeMember, send } from './master-ipc.js';
 import { MasterLeases } from './master-leases.js';
 import { isFromWorker, type FromWorker, type ListeningPorts, type ToWorker } from './messages.js';
 import { replacementPorts, successorPorts } from './worker-ports.js';
@@ -148,7 +148,7 @@ class Master {
     if (!isFromWorker(msg) || slot === undefined) return;
     if (this.#leases?.onMessage(slot.index, msg, (answer) => send(from, answer)) === true) return;
     const serving = this.#slots.map((each) => each.current?.worker);
-    if (routeFigures(msg, from, slot.index, serving)) return;
+    if (routeFigures(msg, from, slot.index, serving) || routeMember(msg, socket, serving)) return;
     const current = slot.current?.worker;
     // A retiring worker's leases and counters go to the one serving now.
     if ((msg.kind === 'leases' || msg.kind === 'figures') && current !== undefined && current !== from) send(current, msg);

@@ -28,7 +28,11 @@ export interface WorkerSlot {
 export type LeaseQuestion =
   | { ask: 'claim'; key: string; /** A public port, or a host on the names ports. */ port: Place; tenant?: string }
   | { ask: 'services'; key: string }
-  | { ask: 'tenant-keys'; tenant: string; room?: { key: string; max: number } };
+  | { ask: 'tenant-keys'; tenant: string; room?: { key: string; max: number } }
+  /** The first of these hosts (most specific first) that has a door anywhere, if another worker's: `[host]`, else `[]`. */
+  | { ask: 'host'; hosts: string[] }
+  /** The worker that serves pool `key` when it is another than the asker, else -1. */
+  | { ask: 'pool'; key: string };
 
 /** The answer to a LeaseQuestion of that kind. */
 export type LeaseAnswer = ClaimAnswer<Place> | 'moved' | number | string[];
@@ -54,6 +58,8 @@ export type ToWorker =
   | { kind: 'stop-now'; signal: string }
   | { kind: 'held-client'; /** A public port, or a host on the names ports. */ port: Place; head: string; proxied?: ProxiedEnds }
   | { kind: 'dial-back'; token: string; head: string }
+  /** A pool member's control connection from another worker: its first bytes, HELLO first, to read again. */
+  | { kind: 'member'; head: string }
   /** SIGHUP reached the master: read the tenants file again. */
   | { kind: 'reload' }
   /** The lease authority's answer to the worker's question `id`. */
@@ -84,6 +90,8 @@ export type FromWorker =
   | { kind: 'figures'; figures: FigureLedger }
   | { kind: 'held-client'; /** A public port, or a host on the names ports. */ port: Place; head: string; proxied?: ProxiedEnds }
   | { kind: 'dial-back'; token: string; head: string }
+  /** A pool member's control connection for the worker of `slot`, which serves its pool. */
+  | { kind: 'member'; slot: number; head: string }
   /** One of several workers asks the lease authority. */
   | { kind: 'ask'; id: number; question: LeaseQuestion }
   /** One of several workers: every lease it has now (its whole share; live ones with `until: null`). */

@@ -80,13 +80,14 @@ export class MasterLink {
     if (msg.kind === 'start') return this.#onStart?.(msg);
     if (msg.kind === 'stop') return this.#stop(msg.signal);
     if (msg.kind === 'stop-now') return this.#stopNow(msg.signal);
-    if (socket !== undefined && (msg.kind === 'held-client' || msg.kind === 'dial-back')) {
+    if (socket !== undefined && (msg.kind === 'held-client' || msg.kind === 'dial-back' || msg.kind === 'member')) {
       // Before anything else, in this tick: see adoptHandedOver.
       adoptHandedOver(socket, msg.kind === 'held-client' ? Buffer.from(msg.head, 'base64') : Buffer.alloc(0));
       if (relay === undefined) return void resetSocket(socket); // a public client or dial-back nobody will serve
       // A held client's door may come with leases still being installed: after them.
       if (msg.kind === 'held-client') void this.#installing.then(() => relay.adoptHeldClient(msg.port, socket, msg.proxied));
-      else relay.acceptDialBack(socket, msg.token, Buffer.from(msg.head, 'base64'));
+      else if (msg.kind === 'dial-back') relay.acceptDialBack(socket, msg.token, Buffer.from(msg.head, 'base64'));
+      else relay.acceptMember(socket, Buffer.from(msg.head, 'base64'));
       return;
     }
     if (relay === undefined) return;
@@ -200,6 +201,11 @@ function tellWithSocket(msg: FromWorker, socket: Socket, sent: (err?: Error | nu
 /** Resolves once every socket handed to the master has left, or after a bound. */
 function sendsDone(): Promise<unknown> {
   return Promise.race([Promise.all(sending), new Promise((resolve) => setTimeout(resolve, HAND_OVER_SETTLE_MS).unref())]);
+}
+
+/** Hands a pool member's control connection to the master, for the worker of `slot` (see LeaseStore.handOverMember). */
+export function handOffMember(slot: number, socket: Socket, head: Buffer, log: Logger | undefined): void {
+  sendSocket(socket, (more, handle, sent) => tellWithSocket({ kind: 'member', slot, head: Buffer.concat([head, more]).toString('base64') }, handle, sent, log));
 }
 
 /** Hands a public client held at the door of `port` to the master, for the worker that serves the port next. */

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { eventually, howItEnds, portBlock, readAtLeast, within } from '../helpers/net.js';
+import { eventually, howItEnds, portBlock, readAtLeast, readToEnd, within } from '../helpers/net.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay, startService, type RelayProcess } from '../helpers/processes.js';
 import { Peer } from '../helpers/protocol.js';
 
@@ -137,4 +138,43 @@ test('names: RELAY_NAME is not read as --name (a name belongs to one service, no
   const relay = await startRelay(t, ['--ports', `${block.first}-${block.last}`], ENV);
   const service = await startService(t, 'echoserver', ['localhost', String(relay.port)], { ...ENV, RELAY_NAME: 'www' });
   assert.equal(service.publicHost, 'localhost', 'registered for a port: a relay without names ports would have refused the name');
+});
+
+/** An HTTP server on loopback that answers every request with `label`. */
+async function labelled(t: TestContext, label: string): Promise<number> {
+  const server = createHttpServer((_request, res) => res.end(label));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  return (server.address() as AddressInfo).port;
+}
+
+/** The body of one request for `name` through the names port. */
+async function answerOf(port: number, name: string): Promise<string> {
+  const client = connect(port, '127.0.0.1');
+  client.on('error', () => {});
+  client.write(`GET / HTTP/1.1\r\nHost: ${name}.${DOMAIN}\r\nConnection: close\r\n\r\n`);
+  const text = (await within(readToEnd(client), 5000, `the answer for ${name}`)).toString();
+  return text.slice(text.indexOf('\r\n\r\n') + 4);
+}
+
+test('names and workers: a names-port client that reaches a worker without its name is passed to the worker that has it, exact before a wildcard at the other worker', async (t) => {
+  const { relay, namesPort } = await namesRelay(t, ['--workers', '2']);
+  const expose = async (name: string): Promise<number> => {
+    const from = relay.stderr.length;
+    await startService(t, 'expose', ['localhost', String(relay.port), String(await labelled(t, name)), '--name', name], ENV);
+    const line = await relay.waitFor('stderr', /"pid":(\d+).*"msg":"service registered"/, 5000, from);
+    return Number(line[1]);
+  };
+  const wildcardWorker = await expose('*.shop');
+  // A control connection lands at either worker: register until a name is at the other.
+  let exact: string | undefined;
+  for (let i = 0; i < 12 && exact === undefined; i++) if ((await expose(`n${i}.shop`)) !== wildcardWorker) exact = `n${i}.shop`;
+  assert.ok(exact !== undefined, 'a name registered at the other worker within 12 tries');
+  // Each client reaches either worker; every one must reach the service of its name.
+  for (let i = 0; i < 10; i++) {
+    assert.equal(await answerOf(namesPort, exact), exact, `request ${i} for the exact name`);
+    assert.equal(await answerOf(namesPort, 'other.shop'), '*.shop', `request ${i} for a name only the wildcard has`);
+  }
+  assert.match(await answerOf(namesPort, 'nobody.elsewhere'), /no service/i, 'an unknown name still gets the 404');
 });

@@ -2,12 +2,14 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { computeProof } from '../../src/protocol/auth.js';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { assertEchoes } from '../helpers/echo.js';
-import { deadline, freeBlock, howItEnds, within } from '../helpers/net.js';
+import { deadline, freeBlock, howItEnds, readAtLeast, within } from '../helpers/net.js';
 import { NO_ENV_SECRET, ROOT, start, startRelay, startService } from '../helpers/processes.js';
+import { dialData, Peer } from '../helpers/protocol.js';
 
 const CLEAN_ENV = { ...NO_ENV_SECRET, RELAY_TENANT: '', RELAY_TENANTS: '' };
 
@@ -56,7 +58,7 @@ test('who may connect: relay, tenant and service lists each narrow the one above
   relay.signal('SIGHUP');
   await relay.waitFor('stderr', /tenants file reloaded/, 5000, from);
   assert.equal(await howItEnds(five), 'reset', "127.0.0.5's open tunnel is reset by the reload");
-  await relay.waitFor('stderr', /"tunnels":1,"msg":"tunnels cut: their clients are no longer allowed/, 5000, from);
+  await relay.waitFor('stderr', /"tunnels":1,"waiting":0,"msg":"tunnels cut: their clients are no longer allowed/, 5000, from);
   await assertEchoes(six, 'still here');
   assert.ok(await isReset(t, port, '127.0.0.5'), 'a new client of the newly denied address');
   await echoes(t, port, '127.0.0.2');
@@ -71,4 +73,42 @@ test('who may connect: a bad range is a usage error naming the flag and the rang
   const exposeExit = await within(expose.exited, 10_000, 'expose to exit');
   assert.equal(exposeExit.code, 2);
   assert.match(expose.stderr.join('\n'), /--deny must be CIDR.*"192\.0\.2\.300" is not an IPv4 or IPv6 address/);
+});
+
+test('who may connect: a reload that denies an address resets its clients still waiting for their dial-back', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-acl-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'tenants.json');
+  const write = (tenant: object): void => writeFileSync(file, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['a'], ...tenant }] }), { mode: 0o600 });
+  write({});
+  const block = await freeBlock(20);
+  const relay = await startRelay(t, ['--ports', `${block.first}-${block.last}`, '--tenants', file, '--dialback-timeout', '30'], CLEAN_ENV);
+  // A service that takes its clients' CONNECTs and never dials back: they wait.
+  const control = await Peer.open(t, relay.port, { autoPong: true });
+  control.send('HELLO 1 host=127.0.0.1 tenant=alice');
+  const auth = /^AUTH ([0-9a-f]{64})$/.exec(await control.nextLine());
+  assert.ok(auth);
+  control.send(`PROOF ${computeProof('a', auth[1]!)}`);
+  const [, port, dataPort] = (/^OK \S+:(\d+) data=(\d+)/.exec(await control.nextLine()) ?? []).map(Number);
+  const denied = await clientFrom(t, port!, '127.0.0.5');
+  const allowed = await clientFrom(t, port!, '127.0.0.6');
+  const tokens = new Map<string, string>();
+  for (let i = 0; i < 2; i++) {
+    const [, token, address] = /^CONNECT (\S+) (\S+) /.exec(await control.nextLine()) ?? [];
+    tokens.set(address!, token!);
+  }
+
+  const from = relay.stderr.length;
+  write({ deny: ['127.0.0.5'] });
+  relay.signal('SIGHUP');
+  assert.equal(await howItEnds(denied), 'reset', 'the waiting client of the newly denied address is reset');
+  await relay.waitFor('stderr', /"tunnels":0,"waiting":1,"msg":"tunnels cut: their clients are no longer allowed/, 5000, from);
+  // The other still waits: its dial-back splices it.
+  const { peer, reply } = await dialData(t, dataPort!, `DATA ${tokens.get('127.0.0.6')}`);
+  assert.match(reply, /^CLIENT 127\.0\.0\.6 /);
+  peer.socket.write('served');
+  assert.equal((await readAtLeast(allowed, 6, 5000)).toString(), 'served');
+  // And the denied one's token is gone.
+  const late = await dialData(t, dataPort!, `DATA ${tokens.get('127.0.0.5')}`);
+  assert.doesNotMatch(late.reply, /^CLIENT/);
 });

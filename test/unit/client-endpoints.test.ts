@@ -27,7 +27,7 @@ test('tls option: off is plain TCP; on, or with a CA, shares the registration se
 });
 
 test("a refused data connection is logged with the relay's code and text, or what came instead", () => {
-  assert.equal(refusalReason({ ok: true, msg: { kind: 'ERR', code: 'bad-token', text: 'unknown token' }, rest: Buffer.alloc(0) }), 'bad-token: unknown token');
-  assert.equal(refusalReason({ ok: true, msg: { kind: 'PING' }, rest: Buffer.alloc(0) }), 'unexpected PING');
+  assert.equal(refusalReason({ ok: true, msg: { kind: 'ERR', code: 'bad-token', text: 'unknown token' }, rest: Buffer.alloc(0), line: 'ERR bad-token unknown token' }), 'bad-token: unknown token');
+  assert.equal(refusalReason({ ok: true, msg: { kind: 'PING' }, rest: Buffer.alloc(0), line: 'PING' }), 'unexpected PING');
   assert.equal(refusalReason({ ok: false, code: 'closed', reason: 'closed before a line' }), 'closed before a line');
 });

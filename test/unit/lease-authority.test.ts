@@ -61,3 +61,14 @@ test('workers: a dead worker leaves its services their ports for the grace; its 
   authority.died(0, 0, NOW);
   assert.equal(authority.claim(1, B, 9001, undefined, NOW), 'granted', 'with no grace nothing is kept');
 });
+
+test('workers: a names-port host goes to the worker with its most specific door; none, or the asker itself, is no hand-over', () => {
+  const authority = new LeaseAuthority();
+  authority.claim(0, A, '*.shop.test', undefined, NOW);
+  authority.claim(1, B, 'cart.shop.test', undefined, NOW);
+  const candidates = ['cart.shop.test', '*.shop.test', '*.test'];
+  assert.deepEqual(authority.hostElsewhere(0, candidates), ['cart.shop.test'], 'the exact name at worker 1 beats the wildcard at worker 0');
+  assert.deepEqual(authority.hostElsewhere(1, candidates), [], 'worker 1 has it itself');
+  assert.deepEqual(authority.hostElsewhere(1, ['other.shop.test', '*.shop.test', '*.test']), ['*.shop.test'], 'only the wildcard has it, at worker 0');
+  assert.deepEqual(authority.hostElsewhere(0, ['other.elsewhere', '*.elsewhere']), [], 'nobody has it');
+});
