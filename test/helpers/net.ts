@@ -2,7 +2,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
-import { portBlock } from './port-blocks.js';
+import { nextClaimedPort, portBlock } from './port-blocks.js';
 
 export { portBlock };
 
@@ -136,14 +136,25 @@ export async function listenLocal(t: TestContext, onConnection: (socket: Socket)
   return { server, port: (server.address() as AddressInfo).port };
 }
 
-/** A port that was free a moment ago (for a relay that must restart on the same one). */
+/**
+ * A port that was free a moment ago (for a relay that must restart on the same one, an
+ * etcd): from this process's claimed blocks (port-blocks.ts), below the ephemeral range,
+ * where an outgoing connection of a test running beside this one cannot take it between
+ * our check and the listen that follows (seen: etcd's "address already in use").
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = nextClaimedPort();
+    const server = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) continue;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+  throw new Error('no free port in 50 tries of claimed blocks');
 }
 
 /** A promise with its resolve function outside (Promise.withResolvers is newer than Node 20). */

@@ -99,3 +99,14 @@ export function portBlock(size = 100): { first: number; last: number } {
   if (units === 1) mine.push(start);
   return { first: FIRST + start * UNIT, last: FIRST + start * UNIT + size - 1 };
 }
+
+/** Single ports for freePort (net.ts), one after the other from a block of their own. */
+let singles: { next: number; last: number } | undefined;
+
+export function nextClaimedPort(): number {
+  if (singles === undefined || singles.next > singles.last) {
+    const block = portBlock(UNIT);
+    singles = { next: block.first, last: block.last };
+  }
+  return singles.next++;
+}
