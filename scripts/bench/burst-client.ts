@@ -5,11 +5,13 @@
  * Prints one JSON line: p50 and p99 in µs over every connection, and failures.
  *
  * Usage: node dist/scripts/bench/burst-client.js PORT BURSTS SIZE GAP_MS
+ * BENCH_PRELUDE: bytes each connection sends first (a names port routes by them), as benchtool does.
  */
 import { connect } from 'node:net';
 
 const HOST = '127.0.0.1';
 const TIMEOUT_MS = 5000;
+const PRELUDE = process.env['BENCH_PRELUDE'] ?? '';
 
 function once(port: number): Promise<number | string> {
   return new Promise((resolve) => {
@@ -21,7 +23,7 @@ function once(port: number): Promise<number | string> {
       socket.destroy();
       resolve(result);
     }
-    socket.once('connect', () => socket.write('ex'));
+    socket.once('connect', () => socket.write(PRELUDE + 'ex'));
     socket.once('data', () => finish((performance.now() - began) * 1000));
     socket.once('error', (err: NodeJS.ErrnoException) => finish(err.code ?? 'error'));
     socket.once('end', () => finish('eof'));

@@ -130,6 +130,7 @@ export async function measureBurst(p: BenchPath, s: Settings): Promise<Outcome> 
     process.execPath,
     args,
     30_000 + s.bursts * (s.burstGapMs + 5000),
+    p.prelude === undefined ? {} : { BENCH_PRELUDE: p.prelude },
   );
   const after = await clientCounts(p);
   const samples: Sample[] = [{ path: p.name, figure: 'burst-echo', value: result.p50, p99: result.p99 }];

@@ -41,6 +41,8 @@ export interface BenchPath {
   port: number;
   forwarders: { name: string; pid: number }[];
   relayPid: number | undefined;
+  /** The relay's control (and data) port, where a relayed service parks its prewarmed connections. */
+  relayPort?: number;
   /** The relayed service process: relayed-backend for `relay`, ./expose for `relay+expose`. */
   servicePid: number | undefined;
   /** The process that consumes and produces the bytes. */
@@ -245,8 +247,22 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       // The relay path exactly, from another checkout: relay and relayed backend both.
       const root = ctx.baseline;
       if (root === undefined) return { skipped: 'no --baseline checkout given' };
-      const { relay, workerPid, service, port } = await startRelayed((relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)], root)), [], root);
-      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service], relayedBackend: service };
+      const { relay, relayPort, workerPid, service, port } = await startRelayed(
+        (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort)], root)),
+        [],
+        root,
+      );
+      return {
+        name,
+        port,
+        forwarders: [{ name: 'relay', pid: workerPid }],
+        relayPid: workerPid,
+        relayPort,
+        servicePid: service.pid,
+        backendPid: service.pid,
+        procs: [relay, service],
+        relayedBackend: service,
+      };
     }
     case 'relay':
     case 'relay+prewarm':
@@ -259,13 +275,23 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
         if (pem === undefined) return { skipped: 'openssl is not installed (apt-get install openssl)' };
         tls = { relay: ['--tls-cert', pem.cert, '--tls-key', pem.key], service: ['--ca', pem.cert] };
       }
-      const { relay, workerPid, service, port } = await startRelayed(
+      const { relay, relayPort, workerPid, service, port } = await startRelayed(
         (relayPort) => startProcess('relayed-backend', ...node('relayed-backend.js', [HOST, String(relayPort), ...prewarm, ...tls.service])),
         tls.relay,
       );
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
-      return { name, port, forwarders: [{ name: 'relay', pid: workerPid }], relayPid: workerPid, servicePid: service.pid, backendPid: service.pid, procs: [relay, service], relayedBackend: service };
+      return {
+        name,
+        port,
+        forwarders: [{ name: 'relay', pid: workerPid }],
+        relayPid: workerPid,
+        relayPort,
+        servicePid: service.pid,
+        backendPid: service.pid,
+        procs: [relay, service],
+        relayedBackend: service,
+      };
     }
     case 'relay+names': {
       // The relay path through a names port: every connection is routed by an HTTP Host
@@ -306,7 +332,7 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       }
     }
     case 'relay+expose': {
-      const { relay, workerPid, service, port } = await startRelayed((relayPort) =>
+      const { relay, relayPort, workerPid, service, port } = await startRelayed((relayPort) =>
         startProcess('expose', path.join(ROOT, 'expose'), [HOST, String(relayPort), String(backend.port), '--log-level', 'warn']),
       );
       return {
@@ -317,6 +343,7 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
           { name: 'expose', pid: service.pid },
         ],
         relayPid: workerPid,
+        relayPort,
         servicePid: service.pid,
         procs: [relay, service],
       };

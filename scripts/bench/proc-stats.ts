@@ -5,7 +5,7 @@
  * memory is the PSS sum of the tree (PSS, so pages shared after fork count once).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 let ticksPerSecond: number | undefined;
 
@@ -120,4 +120,44 @@ export function cpuModel(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/**
+ * TCP connections of a process tree to `port` (any local address), from /proc/net/tcp and
+ * tcp6 of this network namespace: a relayed service's control connection and the
+ * connections it keeps parked at its relay.
+ */
+export function treeConnectionsTo(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const p of [pid, ...descendants(pid)]) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${p}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const socket = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p}/fd/${fd}`));
+        if (socket !== null) inodes.add(socket[1]!);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const remote = fields[2]?.split(':')[1];
+      if (remote !== undefined && parseInt(remote, 16) === port && inodes.has(fields[9] ?? '')) count++;
+    }
+  }
+  return count;
 }

@@ -135,6 +135,23 @@ export function dialBackThen(relay: RelayEndpoint, token: string, deadlines: Fir
   });
 }
 
+/**
+ * A prewarmed connection: `idleLine` (the registration's IDLE line, formatted once) at
+ * once, then no deadline, as it may wait for ever; `settled` gets the client, or the
+ * reason the relay refused or closed it. Callbacks, like dialBackThen: with prewarm on by
+ * default this is the library's busiest path. Returns the socket at once.
+ */
+export function idleThen(relay: RelayEndpoint, idleLine: string, settled: (socket: Socket, client: Socket | undefined, refusal: string | undefined) => void): Socket {
+  const socket = dialData(relay, undefined);
+  socket.write(idleLine);
+  readFirstLineThen(socket, parseRelayLine, undefined, (_socket, reply) => {
+    let refusal: string | undefined;
+    const client = carriesClient(socket, reply, (reason) => (refusal = reason));
+    settled(socket, client, refusal);
+  });
+  return socket;
+}
+
 /** The data connection once the relay's answer is in: the client's socket, or undefined (destroyed) for a refusal. */
 function carriesClient(socket: Socket, reply: FirstLine<RelayMessage>, onRefused: (reason: string) => void): Socket | undefined {
   if (!reply.ok || reply.msg.kind !== 'CLIENT') {

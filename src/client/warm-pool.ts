@@ -1,7 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
-import { openDataConnection } from './dial-back.js';
+import { idleThen } from './dial-back.js';
+import { formatMessage } from '../protocol/format.js';
 import { Timers } from './timers.js';
 import type { RelayEndpoint } from './transport.js';
 import type { WarmSizer } from './warm-sizer.js';
@@ -50,9 +51,12 @@ export class WarmPool {
   #limitRefusals = 0;
   #regrowPlanned = false;
   #closed = false;
+  /** The IDLE line every connection of the pool presents. */
+  readonly #idleLine: string;
 
   constructor(options: WarmPoolOptions) {
     this.#options = options;
+    this.#idleLine = formatMessage({ kind: 'IDLE', token: options.key });
     this.#sizer = typeof options.size === 'number' ? undefined : options.size;
     this.#cap = this.#mostCap = typeof options.size === 'number' ? options.size : options.size.ceiling;
     if (this.#sizer !== undefined) this.#resizeLater();
@@ -60,9 +64,7 @@ export class WarmPool {
 
   fill(): void {
     const want = Math.min(this.#cap, this.#sizer?.target() ?? this.#cap);
-    while (!this.#closed && this.#sockets.size < want) {
-      this.#openOne().catch((err: unknown) => this.#options.log.error({ err }, 'delivering a relayed client failed'));
-    }
+    while (!this.#closed && this.#sockets.size < want) this.#openOne();
   }
 
   /** A client needed a dial-back (the pool was empty): a self-sizing pool counts it and grows. */
@@ -108,44 +110,49 @@ export class WarmPool {
     this.#sockets.clear();
   }
 
-  async #openOne(): Promise<void> {
-    const { endpoint, key, log } = this.#options;
-    let refusedForLimit = false;
-    let opened: Socket | undefined;
-    const client = await openDataConnection(
-      endpoint,
-      { kind: 'IDLE', token: key },
-      undefined,
-      (reason) => {
-        refusedForLimit = reason.startsWith('limit:');
-        log.debug({ reason }, 'prewarmed connection closed');
-      },
-      (socket) => {
-        opened = socket;
-        this.#sockets.add(socket);
-        if (this.#sizer !== undefined) this.#timeConnect(socket);
-      },
-    );
-    // Not in the set any more: shrunk by us, or (with a client) no longer idle.
-    const wasParked = opened !== undefined && this.#sockets.delete(opened);
+  #openOne(): void {
+    const socket = idleThen(this.#options.endpoint, this.#idleLine, this.#settled);
+    this.#sockets.add(socket);
+    if (this.#sizer !== undefined) this.#timeConnect(socket);
+  }
+
+  /** A parked connection got its client, or was refused or closed. One function for all of them. */
+  readonly #settled = (socket: Socket, client: Socket | undefined, refusal: string | undefined): void => {
+    const { log } = this.#options;
+    if (refusal !== undefined) log.debug({ reason: refusal }, 'prewarmed connection closed');
+    // Not in the set any more: shrunk by us, or closed with the pool.
+    const wasParked = this.#sockets.delete(socket);
     if (client !== undefined) {
       this.#sizer?.arrival();
-      this.#options.deliver(client);
+      try {
+        this.#options.deliver(client);
+      } catch (err) {
+        log.error({ err }, 'delivering a relayed client failed');
+      }
     }
     if (this.#closed || !wasParked) return;
-    if (refusedForLimit) {
+    if (refusal?.startsWith('limit:') === true) {
       // Each refusal means one connection more than the relay allows.
       this.#setCap(Math.min(this.#cap - 1, this.#sockets.size));
       log.warn({ asked: typeof this.#options.size === 'number' ? this.#options.size : 'auto', kept: this.#cap }, 'relay allows fewer prewarmed connections than asked');
       this.#regrowLater();
     } else if (client !== undefined) {
       // On a timer, not now: opening the replacement before the client's first bytes
-      // are handled put a connect() on the first byte's path (measured: +100 us).
-      this.#timers.later(0, () => this.fill());
+      // are handled put a connect() on the first byte's path (measured: +100 us). One
+      // timer for all the clients of a turn.
+      if (this.#refillPlanned) return;
+      this.#refillPlanned = true;
+      this.#timers.later(0, this.#refill);
     } else {
       this.#timers.later(REFILL_AFTER_FAILURE_MS, () => this.fill());
     }
-  }
+  };
+
+  #refillPlanned = false;
+  readonly #refill = (): void => {
+    this.#refillPlanned = false;
+    this.fill();
+  };
 
   #setCap(cap: number): void {
     this.#cap = Math.max(0, Math.min(this.#mostCap, cap));

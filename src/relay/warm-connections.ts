@@ -41,12 +41,10 @@ export class WarmConnections {
     this.#idle.add(socket);
     this.#stats.warmIdle++;
     // A parked connection must stay silent; reading it is how its close is noticed.
-    socket.on('data', () => {
-      this.#forget(socket);
-      refuse(socket, refusalReply('bad-line', 'an idle data connection must wait for CLIENT'));
-    });
-    socket.once('end', () => socket.destroy());
-    socket.once('close', () => this.#forget(socket));
+    (socket as ParkedSocket)[kParkedAt] = this;
+    socket.on('data', onParkedData);
+    socket.on('end', onParkedEnd);
+    socket.on('close', onParkedClose);
     socket.resume();
     return undefined;
   }
@@ -79,11 +77,13 @@ export class WarmConnections {
   /** The oldest parked connection still usable, no longer parked (paused, its listeners off). */
   #take(): Socket | undefined {
     for (const socket of this.#idle) {
-      this.#forget(socket);
+      this.forget(socket);
       if (socket.destroyed || !socket.writable) continue;
       socket.pause();
-      socket.removeAllListeners('data');
-      socket.removeAllListeners('end');
+      socket.off('data', onParkedData);
+      socket.off('end', onParkedEnd);
+      socket.off('close', onParkedClose);
+      (socket as ParkedSocket)[kParkedAt] = undefined;
       return socket;
     }
     return undefined;
@@ -92,12 +92,31 @@ export class WarmConnections {
   /** The registration ended: every parked connection is closed. */
   closeAll(): void {
     for (const socket of this.#idle) {
-      this.#forget(socket);
+      this.forget(socket);
       socket.destroy();
     }
   }
 
-  #forget(socket: Socket): void {
+  /** No longer parked here (taken, closed, or misbehaving). */
+  forget(socket: Socket): void {
     if (this.#idle.delete(socket)) this.#stats.warmIdle--;
   }
+}
+
+// The listeners of a parked connection are shared by all of them and find their pool on
+// the socket: three closures per connection would be made for every client's replacement.
+const kParkedAt = Symbol('parked at');
+type ParkedSocket = Socket & { [kParkedAt]?: WarmConnections | undefined };
+
+function onParkedData(this: ParkedSocket): void {
+  this[kParkedAt]?.forget(this);
+  refuse(this, refusalReply('bad-line', 'an idle data connection must wait for CLIENT'));
+}
+
+function onParkedEnd(this: ParkedSocket): void {
+  this.destroy();
+}
+
+function onParkedClose(this: ParkedSocket): void {
+  this[kParkedAt]?.forget(this);
 }
