@@ -252,17 +252,7 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
         [],
         root,
       );
-      return {
-        name,
-        port,
-        forwarders: [{ name: 'relay', pid: workerPid }],
-        relayPid: workerPid,
-        relayPort,
-        servicePid: service.pid,
-        backendPid: service.pid,
-        procs: [relay, service],
-        relayedBackend: service,
-      };
+      return relayedPath(name, { relay, relayPort, workerPid, service, port });
     }
     case 'relay':
     case 'relay+prewarm':
@@ -281,17 +271,7 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       );
       // Give the prewarmed pool time to fill before anything is measured.
       if (prewarm.length > 0) await sleep(500);
-      return {
-        name,
-        port,
-        forwarders: [{ name: 'relay', pid: workerPid }],
-        relayPid: workerPid,
-        relayPort,
-        servicePid: service.pid,
-        backendPid: service.pid,
-        procs: [relay, service],
-        relayedBackend: service,
-      };
+      return relayedPath(name, { relay, relayPort, workerPid, service, port });
     }
     case 'relay+names': {
       // The relay path through a names port: every connection is routed by an HTTP Host
@@ -349,6 +329,22 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       };
     }
   }
+}
+
+/** A path of the relay and the library's relayed backend (the backend is the service itself). */
+function relayedPath(name: PathName, started: { relay: Proc; relayPort: number; workerPid: number; service: Proc; port: number }): BenchPath {
+  const { relay, relayPort, workerPid, service, port } = started;
+  return {
+    name,
+    port,
+    forwarders: [{ name: 'relay', pid: workerPid }],
+    relayPid: workerPid,
+    relayPort,
+    servicePid: service.pid,
+    backendPid: service.pid,
+    procs: [relay, service],
+    relayedBackend: service,
+  };
 }
 
 /** A self-signed certificate for localhost in bench-results/, made once per run; undefined without openssl. */
