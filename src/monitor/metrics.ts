@@ -17,6 +17,7 @@ export function renderMetrics(stats: RelayStats): string {
     ['relay_service_probe_failures_total', 'End-to-end probes of services (PROBE, then a dial-back) that got no dial-back in time.', 'counter', stats.probeFailures],
     ['relay_services_probe_failing', 'Services whose latest end-to-end probe failed.', 'gauge', stats.servicesProbeFailing],
     ['relay_pool_retries_total', 'Public clients offered to another pool member after one failed them before their first byte.', 'counter', stats.poolRetries],
+    ['relay_names_clients_passed_total', 'Names-port clients passed to the worker that serves their name (--workers above 1).', 'counter', stats.namesClientsPassed],
     ['relay_state_write_errors_total', 'Failed writes of the --state file.', 'counter', stats.stateWriteErrors],
     ['relay_tunnels_idle_timeout_total', 'Tunnels reset because no byte moved either way for --idle-timeout.', 'counter', stats.tunnelsIdleTimedOut],
     ['relay_tunnels_opened_total', 'Tunnels opened since start.', 'counter', stats.tunnelsOpened],

@@ -25,6 +25,7 @@ const CARRIED_COUNTERS = [
   'probeCount',
   'probeSumSeconds',
   'poolRetries',
+  'namesClientsPassed',
 ] as const;
 type CarriedCounter = (typeof CARRIED_COUNTERS)[number];
 
@@ -94,6 +95,8 @@ export class RelayStats {
   servicesProbeFailing = 0;
   /** Public clients a pool offered to another member after one failed them before the first byte. */
   poolRetries = 0;
+  /** Names-port clients passed to the worker serving their name (with several workers). */
+  namesClientsPassed = 0;
   /** Each pool's members now, by state, by public port. */
   poolFigures: () => readonly PoolFigures[] = () => [];
   /** With --tenants: what each tenant uses now (one entry per tenant of the file, so bounded). */

@@ -90,6 +90,7 @@ export class NamesPorts {
           if (client.destroyed) return;
           if (elsewhere === undefined || store.handOver === undefined) return this.#serve(client, port, read, door, host);
           client.unshift(read.bytes);
+          this.#ctx.stats.namesClientsPassed++;
           store.handOver(elsewhere, client);
         });
       },

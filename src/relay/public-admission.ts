@@ -121,10 +121,10 @@ export class PublicAdmission {
     return this.#refuse(client, 'clients-per-ip', address, namesPort, `over its tenant's ${maxClientsPerIp} open clients from its address`);
   }
 
-  /** Counts a client accepted elsewhere (a predecessor's held client) without refusing it. */
+  /** Counts a client accepted elsewhere (another worker's) without refusing it, as admit() would have counted it. */
   adopt(client: Socket): void {
     const address = clientAddressOf(client)?.address;
-    if (address !== undefined && this.#maxClientsPerIp > 0) this.#open.tryAdd(client, addressGroup(address), 0);
+    if (address !== undefined && (this.#maxClientsPerIp > 0 || this.#rate !== undefined)) this.#open.tryAdd(client, addressGroup(address), 0);
   }
 
   #refuse(client: Socket, reason: 'connect-rate' | 'clients-per-ip', address: string, publicPort: number, why: string): false {

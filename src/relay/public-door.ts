@@ -222,6 +222,16 @@ export class PublicDoor implements SessionDoor {
     return this.#ctx.admission.permits(client, port, [this.#tenantAccess(), this.#owner?.access]);
   }
 
+  /**
+   * A client another worker accepted (its predecessor on an upgrade, or a names port's
+   * worker without this name): admitted here as if it had arrived here, a name's
+   * client against its tenant's maxClientsPerIp too, which only this worker knows.
+   */
+  adopt(client: Socket): void {
+    if (typeof this.place === 'string' && !this.#ctx.admission.admitNamed(client, client.localPort ?? 0, this.#maxClientsPerIp())) return;
+    if (this.permits(client)) this.arrive(client);
+  }
+
   /** An admitted client: to the owner, or held until there is one. */
   arrive(client: Socket): void {
     if (this.#owner !== undefined) this.#owner.takeClient(client);

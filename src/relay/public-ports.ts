@@ -220,7 +220,7 @@ export class PublicPorts {
   /** A client held by a previous worker for one of our ports or names (a name's with its first bytes put back). */
   adoptHeldClient(port: Place, client: Socket): void {
     const door = this.doorOf(port);
-    if (door !== undefined) return void (door.permits(client) && door.arrive(client));
+    if (door !== undefined) return door.adopt(client);
     this.#ctx.refusals.count('hold-timeout', placeBindings(port), 'handed-over client reset: its port (or name) has no lease here');
     resetSocket(client);
   }

@@ -107,6 +107,28 @@ test("names and tenants: the tenant's maxClientsPerIp applies on the names port 
   assert.match((await readAtLeast(after, 10)).toString(), /^HTTP\/1\.1 404 /, 'the name is free again: no reservation is kept for it');
 });
 
+test("names, tenants and workers: a names-port client passed to the worker serving its name meets the tenant's maxClientsPerIp there", async (t) => {
+  const tenants = path.join(tempDir(t), 'tenants.json');
+  writeFileSync(tenants, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['s3cret'], names: ['*.alice'], maxClientsPerIp: 1 }] }), { mode: 0o600 });
+  const { relay, namesPort } = await namesRelay(t, ['--workers', '2', '--tenants', tenants, '--metrics', '127.0.0.1:0']);
+  const metricsUrl = (await relay.waitFor('stderr', /"metrics":"(http:[^"]+)"/))[1]!;
+  const passed = async (): Promise<number> => Number(/^relay_names_clients_passed_total (\d+)$/m.exec(await (await fetch(metricsUrl)).text())?.[1] ?? NaN);
+  await startService(t, 'echoserver', ['localhost', String(relay.port), '--tenant', 'alice', '--secret', 's3cret', '--name', 'www.alice'], ENV);
+  // Each client lands at either worker: over a dozen rounds, some second clients land
+  // at the worker without the name and are passed on (the counter says how many).
+  for (let round = 0; round < 12; round++) {
+    const from = relay.stderr.length;
+    const open = await named(namesPort, 'www.alice');
+    await readAtLeast(open, 20);
+    const second = await named(namesPort, 'www.alice');
+    assert.equal(await howItEnds(second), 'reset', `round ${round}: over the tenant's 1 client per address`);
+    await relay.waitFor('stderr', /"reason":"clients-per-ip".*over its tenant's 1 open clients from its address/, 5000, from);
+    open.destroy();
+    await relay.waitFor('stderr', /"msg":"tunnel closed"/, 5000, from);
+  }
+  assert.ok((await passed()) > 0, 'some clients were passed between the workers (else this test tested nothing)');
+});
+
 test('names and upgrades: a client held at a name door, its first bytes already read, is handed to the new worker on SIGUSR2 and served when the service is back', async (t) => {
   const resume = path.join(tempDir(t), 'echo.key');
   const { relay, namesPort } = await namesRelay(t, ['--hold-timeout', '30', '--metrics', '127.0.0.1:0']);
