@@ -120,7 +120,8 @@ const WAN_PRESETS = {
 export const USAGE = `usage: npm run bench -- [options]
 
 Measures direct, socat, haproxy (one thread), haproxy-default (one thread per core),
-node (a plain Node server: the floor of any Node process), relay, relay+expose,
+node (a plain Node server: the floor of any Node process), haproxy+node (haproxy in
+front of that Node server: the relay's path has a Node service too), relay, relay+expose,
 relay+prewarm (--prewarm N), relay+auto (--prewarm auto), relay+tls (TLS to the
 relay), relay+fleet (a one-node fleet on etcd) and relay+names (through a
 --names-port, each connection routed by an HTTP Host header) on 127.0.0.1,

@@ -18,6 +18,7 @@ export const PATH_NAMES = [
   'haproxy',
   'haproxy-default',
   'node',
+  'haproxy+node',
   'relay',
   'relay@baseline',
   'relay+expose',
@@ -28,7 +29,7 @@ export const PATH_NAMES = [
   'relay+names',
 ] as const;
 /** Paths measured only for the connection figures (first echo, conns/s, bursts). */
-export const CONNECTION_ONLY: readonly PathName[] = ['relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet', 'relay+names'];
+export const CONNECTION_ONLY: readonly PathName[] = ['haproxy+node', 'relay+prewarm', 'relay+auto', 'relay+tls', 'relay+fleet', 'relay+names'];
 export type PathName = (typeof PATH_NAMES)[number];
 
 const HOST = '127.0.0.1';
@@ -242,6 +243,26 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
       const proc = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(port)]));
       await proc.waitLine(/^listening on /, 15_000);
       return { ...base, port, forwarders: [], servicePid: proc.pid, backendPid: proc.pid, procs: [proc] };
+    }
+    case 'haproxy+node': {
+      // haproxy in front of the `node` path's backend: the relay's first echo includes a
+      // Node service's turn, haproxy's (to the C backend) a few µs of C. This path puts
+      // the same Node handler behind haproxy, so the forwarders compare like for like.
+      const haproxy = findProgram('haproxy');
+      if (haproxy === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
+      const backendPort = await freePort();
+      const service = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(backendPort)]));
+      await service.waitLine(/^listening on /, 15_000);
+      const port = await freePort();
+      const config = path.join(ROOT, 'bench-results', `${name}-${process.pid}.cfg`);
+      writeFileSync(config, haproxyConfig(port, backendPort, 'one'));
+      const proc = startProcess('haproxy', haproxy, ['-db', '-f', config]);
+      try {
+        await waitAccepting(port, proc);
+      } finally {
+        rmSync(config, { force: true });
+      }
+      return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], servicePid: service.pid, backendPid: service.pid, procs: [proc, service] };
     }
     case 'relay@baseline': {
       // The relay path exactly, from another checkout: relay and relayed backend both.

@@ -10,6 +10,7 @@ const COLORS: Record<string, string> = {
   haproxy: '#1f77b4',
   'haproxy-default': '#17becf',
   node: '#8c564b',
+  'haproxy+node': '#bcbd22',
   relay: '#d62728',
   'relay@baseline': '#e377c2',
   'relay+expose': '#ff7f0e',
