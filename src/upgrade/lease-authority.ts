@@ -2,6 +2,12 @@ import { placeOf, type ClaimAnswer, type LeaseRecord, type Place } from '../leas
 
 /** A claim not yet seen in its worker's lease table is kept this long, then forgotten (its registration failed). */
 const PENDING_CLAIM_MS = 30_000;
+/**
+ * A new pool's first member is registering at the worker that asked first for this
+ * long: members asking meanwhile go there too. Its claim reaches the table well within
+ * it; a registration that fails leaves the pool's next members at that worker, harmless.
+ */
+const FIRST_MEMBER_MS = 10_000;
 
 interface Entry {
   slot: number;
@@ -33,6 +39,8 @@ export class LeaseAuthority {
   readonly #byPort = new Map<Place, string>();
   /** Keys claimed by another worker, to be given up by `from` once the new one reports them live. */
   readonly #moving = new Map<string, Move>();
+  /** Pool keys not in the table yet, by the worker whose member asked first, oldest first. */
+  readonly #firstMembers = new Map<string, { slot: number; at: number }>();
 
   /**
    * The answer to worker `slot` asking for `port` for `key`: the key's port is another
@@ -88,6 +96,7 @@ export class LeaseAuthority {
       if (graceMs === 0 || entry.pendingSince !== undefined) this.#delete(key);
       else if (entry.until === null) entry.until = now + graceMs;
     }
+    for (const [key, first] of this.#firstMembers) if (first.slot === slot) this.#firstMembers.delete(key);
   }
 
   /** The leases `slot` serves (for a worker that replaces one that died, or the state file's at the start). */
@@ -101,9 +110,25 @@ export class LeaseAuthority {
   }
 
   /** The worker that holds `key` (live, claiming or reserved) when it is another than `asker`, else -1. */
-  slotOfKey(key: string, asker: number): number {
-    const slot = this.#byKey.get(key)?.slot;
-    return slot === undefined || slot === asker ? -1 : slot;
+  slotOfKey(key: string, asker: number, now: number): number {
+    const slot = this.#byKey.get(key)?.slot ?? this.#firstMemberAt(key, asker, now);
+    return slot === asker ? -1 : slot;
+  }
+
+  /**
+   * Two first members of a new pool landing at two workers at once would each find no
+   * worker serving it and register a pool of their own: the first to ask is where the
+   * pool will be, for every member that asks before its claim is in the table.
+   */
+  #firstMemberAt(key: string, asker: number, now: number): number {
+    for (const [oldKey, first] of this.#firstMembers) {
+      if (now - first.at < FIRST_MEMBER_MS) break;
+      this.#firstMembers.delete(oldKey);
+    }
+    const first = this.#firstMembers.get(key);
+    if (first !== undefined) return first.slot;
+    this.#firstMembers.set(key, { slot: asker, at: now });
+    return asker;
   }
 
   /** The worker that serves a port now, if any. */

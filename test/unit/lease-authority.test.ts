@@ -72,3 +72,20 @@ test('workers: a names-port host goes to the worker with its most specific door;
   assert.deepEqual(authority.hostElsewhere(1, ['other.shop.test', '*.shop.test', '*.test']), ['*.shop.test'], 'only the wildcard has it, at worker 0');
   assert.deepEqual(authority.hostElsewhere(0, ['other.elsewhere', '*.elsewhere']), [], 'nobody has it');
 });
+
+test("workers: a new pool's members go to the worker whose member asked first, until its claim is in the table; then to the claim's worker", () => {
+  const authority = new LeaseAuthority();
+  const POOL = 'pool-key';
+  assert.equal(authority.slotOfKey(POOL, 0, NOW), -1, 'the first member registers where it landed');
+  assert.equal(authority.slotOfKey(POOL, 1, NOW + 5), 0, 'a second member at the same moment goes to the first one');
+  assert.equal(authority.slotOfKey(POOL, 0, NOW + 6), -1, 'at that worker it stays');
+  authority.claim(1, POOL, 9005, undefined, NOW + 20_000);
+  assert.equal(authority.slotOfKey(POOL, 0, NOW + 20_001), 1, 'the table decides once the key is claimed');
+  const LATER = 'later-pool';
+  assert.equal(authority.slotOfKey(LATER, 1, NOW), -1);
+  assert.equal(authority.slotOfKey(LATER, 0, NOW + 10_000), -1, 'an old first ask is forgotten: its registration failed');
+  const DEAD = 'dead-pool';
+  assert.equal(authority.slotOfKey(DEAD, 1, NOW + 30_000), -1);
+  authority.died(1, 0, NOW + 30_001);
+  assert.equal(authority.slotOfKey(DEAD, 0, NOW + 30_002), -1, 'not sent to a worker that died');
+});
