@@ -94,17 +94,29 @@ export class TargetCheck {
     );
   }
 
+  /**
+   * A client's connect to the target failed: down now, not at the next check, so the
+   * relay stops sending this member clients it would have to reset (a prewarmed client
+   * cannot be declined). The checks go on and bring it back up.
+   */
+  sawFailure(why: string): void {
+    if (!this.#stopped) this.#set('down', why);
+  }
+
   #result(state: 'up' | 'down', why: string | undefined): void {
     if (this.#stopped) return;
-    if (state !== this.#state) {
-      this.#state = state;
-      const target = `${this.#target.host}:${this.#target.port}`;
-      if (state === 'down') this.#log.warn({ target, err: why }, 'target is down: the relay sends new clients to the other members');
-      else this.#log.info({ target }, 'target is up again');
-      this.#changed(state);
-    }
+    this.#set(state, why);
     this.#timer = setTimeout(() => this.#check(), this.#intervalMs);
     // The control connection keeps the process alive; a check alone must not.
     this.#timer.unref();
+  }
+
+  #set(state: 'up' | 'down', why: string | undefined): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    const target = `${this.#target.host}:${this.#target.port}`;
+    if (state === 'down') this.#log.warn({ target, err: why }, 'target is down: the relay sends new clients to the other members');
+    else this.#log.info({ target }, 'target is up again');
+    this.#changed(state);
   }
 }

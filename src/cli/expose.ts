@@ -72,6 +72,8 @@ function forward(client: Socket, log: Logger): void {
     // The target refused or is unreachable: the public client learns at once, by a reset.
     (err: TargetFailure) => {
       logFailure(log, err, 'client reset');
+      // A pool member says so first: the relay must not send it the next client too.
+      check?.sawFailure(err.message);
       resetSocket(client);
     },
   );
@@ -95,6 +97,7 @@ function admitter(log: Logger, track: (socket: Socket) => void) {
       return { serve: serveClient, cancel: () => backend.destroy() };
     } catch (err) {
       logFailure(log, err as TargetFailure, 'client declined');
+      check?.sawFailure((err as TargetFailure).message);
       return 'decline';
     }
   };

@@ -41,8 +41,8 @@ async function namedServer(t: TestContext, name: string): Promise<{ port: number
   };
 }
 
-function member(t: TestContext, relay: RelayProcess, targetPort: number, poolFile: string, extra: string[] = []): Promise<ServiceProcess> {
-  return startService(t, 'expose', ['127.0.0.1', String(relay.port), String(targetPort), '--pool-file', poolFile, '--log-format', 'json', '--check-interval', '0.2', ...extra], CLEAN_ENV);
+function member(t: TestContext, relay: RelayProcess, targetPort: number, poolFile: string, extra: string[] = [], checkInterval = '0.2'): Promise<ServiceProcess> {
+  return startService(t, 'expose', ['127.0.0.1', String(relay.port), String(targetPort), '--pool-file', poolFile, '--log-format', 'json', '--check-interval', checkInterval, ...extra], CLEAN_ENV);
 }
 
 function killGroup(child: ServiceProcess): void {
@@ -57,6 +57,7 @@ function killGroup(child: ServiceProcess): void {
 async function threeMembers(
   t: TestContext,
   relayArgs: string[] = [],
+  checkInterval?: string,
 ): Promise<{ relay: RelayProcess; file: string; names: string[]; servers: Awaited<ReturnType<typeof namedServer>>[]; members: ServiceProcess[]; port: number }> {
   const block = portBlock();
   const relay = await startRelay(t, ['--ports', `${block.first}-${block.last}`, ...relayArgs], CLEAN_ENV);
@@ -64,7 +65,7 @@ async function threeMembers(
   const names = ['a', 'b', 'c'];
   const servers = await Promise.all(names.map((name) => namedServer(t, name)));
   const members: ServiceProcess[] = [];
-  for (const server of servers) members.push(await member(t, relay, server.port, file));
+  for (const server of servers) members.push(await member(t, relay, server.port, file, [], checkInterval));
   const addresses = new Set(members.map((m) => `${m.publicHost}:${m.publicPort}`));
   assert.equal(addresses.size, 1, `all three print one address: ${[...addresses].join(' ')}`);
   return { relay, file, names, servers, members, port: members[0]!.publicPort };
@@ -196,6 +197,17 @@ test('pool of three ./expose: a member whose target is down gets no client, and 
   assert.deepEqual(failed, []);
   assert.equal(byName.get('a'), undefined, JSON.stringify([...byName]));
   assert.equal((byName.get('b') ?? 0) + (byName.get('c') ?? 0), 60);
+});
+
+test('pool of three ./expose: a member whose target refuses a client says HEALTH down at once, not at its next check: at most one or two clients fail, not a third of them', async (t) => {
+  // Checks a minute apart: only the failed client can tell the member its target is gone.
+  const { port, members, servers } = await threeMembers(t, [], '60');
+  servers[0]!.stop();
+  const { byName, failed } = await within(clientLoop(port, 30, 1), 20_000, '30 clients');
+  assert.ok(failed.length <= 2, `the first client a got (a prewarmed one cannot be declined), hardly more: ${JSON.stringify(failed)}`);
+  assert.equal(byName.get('a'), undefined, JSON.stringify([...byName]));
+  assert.equal((byName.get('b') ?? 0) + (byName.get('c') ?? 0) + failed.length, 30);
+  await members[0]!.waitFor('stderr', /target is down/, 1000);
 });
 
 test('pool of ./expose: a stranger with another pool file gets another address', async (t) => {
