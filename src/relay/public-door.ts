@@ -223,7 +223,7 @@ export class PublicDoor implements SessionDoor {
   }
 
   /**
-   * A client another worker accepted (its predecessor on an upgrade, or a names port's
+   * A client another worker accepted (this one's predecessor on an upgrade, or a names port's
    * worker without this name): admitted here as if it had arrived here, a name's
    * client against its tenant's maxClientsPerIp too, which only this worker knows.
    */
