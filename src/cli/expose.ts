@@ -60,6 +60,15 @@ function logFailure(log: Logger, err: TargetFailure, outcome: string): void {
   else log.warn({ target: targetName, err: err.message }, `target refused the connection; ${outcome}`);
 }
 
+/**
+ * A refused connect says nothing listens at TARGET, so a pool member stops taking
+ * clients at once. A timeout or a local error (out of descriptors) may be a moment's
+ * load, left to the next check.
+ */
+function sayDownIfRefused(err: TargetFailure): void {
+  if (err.kind === 'refused' && err.message === 'ECONNREFUSED') check?.sawFailure(err.message);
+}
+
 function serve(client: Socket, backend: Socket, log: Logger): void {
   const info = relayInfo(client);
   if (args.proxyProtocol !== undefined && info !== undefined) backend.write(proxyHeader(args.proxyProtocol, info));
@@ -73,7 +82,7 @@ function forward(client: Socket, log: Logger): void {
     (err: TargetFailure) => {
       logFailure(log, err, 'client reset');
       // A pool member says so first: the relay must not send it the next client too.
-      check?.sawFailure(err.message);
+      sayDownIfRefused(err);
       resetSocket(client);
     },
   );
@@ -97,7 +106,7 @@ function admitter(log: Logger, track: (socket: Socket) => void) {
       return { serve: serveClient, cancel: () => backend.destroy() };
     } catch (err) {
       logFailure(log, err as TargetFailure, 'client declined');
-      check?.sawFailure((err as TargetFailure).message);
+      sayDownIfRefused(err as TargetFailure);
       return 'decline';
     }
   };

@@ -121,10 +121,14 @@ export class PublicAdmission {
     return this.#refuse(client, 'clients-per-ip', address, namesPort, `over its tenant's ${maxClientsPerIp} open clients from its address`);
   }
 
-  /** Counts a client accepted elsewhere (another worker's) without refusing it, as admit() would have counted it. */
-  adopt(client: Socket): void {
+  /**
+   * Counts a client another worker admitted, without refusing it: in the same cases
+   * admit() counts, `maxClientsPerIp` being its door's limit (a tenant's, or undefined).
+   */
+  adopt(client: Socket, maxClientsPerIp: number | undefined): void {
     const address = clientAddressOf(client)?.address;
-    if (address !== undefined && (this.#maxClientsPerIp > 0 || this.#rate !== undefined)) this.#open.tryAdd(client, addressGroup(address), 0);
+    const counted = this.#rate !== undefined || (maxClientsPerIp ?? this.#maxClientsPerIp) > 0;
+    if (address !== undefined && counted) this.#open.tryAdd(client, addressGroup(address), 0);
   }
 
   #refuse(client: Socket, reason: 'connect-rate' | 'clients-per-ip', address: string, publicPort: number, why: string): false {

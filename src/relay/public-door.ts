@@ -228,7 +228,10 @@ export class PublicDoor implements SessionDoor {
    * client against its tenant's maxClientsPerIp too, which only this worker knows.
    */
   adopt(client: Socket): void {
-    if (typeof this.place === 'string' && !this.#ctx.admission.admitNamed(client, client.localPort ?? 0, this.#maxClientsPerIp())) return;
+    const named = typeof this.place === 'string';
+    // A name's client met the relay-wide limit at a names port, its tenant's only once named.
+    this.#ctx.admission.adopt(client, named ? undefined : this.#maxClientsPerIp());
+    if (named && !this.#ctx.admission.admitNamed(client, client.localPort ?? 0, this.#maxClientsPerIp())) return;
     if (this.permits(client)) this.arrive(client);
   }
 

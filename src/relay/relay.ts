@@ -271,7 +271,6 @@ export class Relay {
       adoptHeldClient: (port, client, proxied) => {
         client.on('error', ignoreSocketError);
         if (proxied !== undefined) setProxiedEnds(client, proxied);
-        this.#ctx.admission.adopt(client);
         ports.adoptHeldClient(port, client);
       },
       get passDialBack() {

@@ -109,7 +109,10 @@ export class LeaseAuthority {
     return this.#records(() => true);
   }
 
-  /** The worker that holds `key` (live, claiming or reserved) when it is another than `asker`, else -1. */
+  /**
+   * The worker that holds `key` (live, claiming or reserved) when it is another than
+   * `asker`, else -1. `now` on a monotonic clock (it only times first members).
+   */
   slotOfKey(key: string, asker: number, now: number): number {
     const slot = this.#byKey.get(key)?.slot ?? this.#firstMemberAt(key, asker, now);
     return slot === asker ? -1 : slot;

@@ -63,7 +63,8 @@ export class MasterLeases {
     if (question.ask === 'claim') return this.#authority.claim(slot, question.key, question.port, question.tenant, Date.now());
     if (question.ask === 'services') return this.#authority.servicesElsewhere(slot, question.key);
     if (question.ask === 'host') return this.#authority.hostElsewhere(slot, question.hosts);
-    if (question.ask === 'pool') return this.#authority.slotOfKey(question.key, slot, Date.now());
+    // A monotonic clock: a step of the wall clock must not keep a first member's worker for long.
+    if (question.ask === 'pool') return this.#authority.slotOfKey(question.key, slot, performance.now());
     const room = question.room;
     if (room !== undefined) {
       for (const evicted of this.#authority.makeRoom(question.tenant, room.key, room.max)) this.#tell(evicted.from, { kind: 'evict', key: evicted.key, port: evicted.port });

@@ -1,7 +1,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { computeProof } from '../../src/protocol/auth.js';
 import { assertEchoes, assertNewClientEchoes } from '../helpers/echo.js';
-import { dial, eventually, portBlock, readAtLeast } from '../helpers/net.js';
+import { dial, eventually, portBlock, readAtLeast, refusedHow } from '../helpers/net.js';
 import { NO_ENV_SECRET, startRelay, startService, type RelayProcess } from '../helpers/processes.js';
 import { dialData, nextConnect, randomHex, registerRaw, type Peer, type Registration } from '../helpers/protocol.js';
 
@@ -16,10 +20,18 @@ async function twoWorkers(t: TestContext, args: string[] = []): Promise<{ relay:
   return { relay, dataPorts, block };
 }
 
+/** A tenant's name and secret, for a relay with --tenants. */
+interface TenantLogin {
+  tenant: string;
+  secret: string;
+}
+
 /** Registers by hand (resume key `resume`) until the relay's worker with data port `data` takes it (`!=` a data port: any other). */
-async function registerAt(t: TestContext, relay: RelayProcess, resume: string, at: (dataPort: number) => boolean): Promise<{ control: Peer; registration: Registration }> {
+async function registerAt(t: TestContext, relay: RelayProcess, resume: string, at: (dataPort: number) => boolean, login?: TenantLogin): Promise<{ control: Peer; registration: Registration }> {
+  const hello = `HELLO 1 host=127.0.0.1 resume=${resume}${login === undefined ? '' : ` tenant=${login.tenant}`}`;
+  const proof = login === undefined ? undefined : (nonce: string) => computeProof(login.secret, nonce);
   for (let i = 0; i < TRIES; i++) {
-    const attempt = await registerRaw(t, relay.port, { hello: `HELLO 1 host=127.0.0.1 resume=${resume}` });
+    const attempt = await registerRaw(t, relay.port, { hello, ...(proof === undefined ? {} : { proof }) });
     if (at(attempt.registration.dataPort)) return attempt;
     attempt.control.socket.destroy();
   }
@@ -59,6 +71,27 @@ test('workers: a key that comes back at the other worker keeps its port, and the
   assert.match(reply, /^CLIENT /);
   assert.equal((await peer.readBytes(10)).toString(), 'held bytes');
   await relay.waitFor('stderr', /"publicPort":\d+.*registered at another worker/);
+});
+
+test("workers: a held client the other worker adopts counts there against its tenant's maxClientsPerIp", async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'relay-workers-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tenants = path.join(dir, 'tenants.json');
+  writeFileSync(tenants, JSON.stringify({ tenants: [{ name: 'alice', secrets: ['alice-secret'], maxClientsPerIp: 1 }] }), { mode: 0o600 });
+  // No relay-wide per-address limit: the tenant's is the only one that counts this client.
+  const { relay } = await twoWorkers(t, ['--hold-timeout', '30', '--tenants', tenants]);
+  const login = { tenant: 'alice', secret: 'alice-secret' };
+  const resume = randomHex(32);
+  const first = await registerAt(t, relay, resume, () => true, login);
+  const port = first.registration.publicPort;
+  first.control.socket.destroy();
+  const held = await dial(t, port);
+  held.write('held');
+  const moved = await registerAt(t, relay, resume, (data) => data !== first.registration.dataPort, login);
+  const { token } = await nextConnect(moved.control, 10_000);
+  const { peer } = await dialData(t, moved.registration.dataPort, `DATA ${token}`);
+  assert.equal((await peer.readBytes(4)).toString(), 'held');
+  assert.equal(await refusedHow(t, port), 'reset', "a second client from the address is over the tenant's 1 at the worker that has the first");
 });
 
 test('workers: a client waiting for its dial-back when its key moves to the other worker is handed over, its bytes unread', async (t) => {
