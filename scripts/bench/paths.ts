@@ -200,6 +200,30 @@ async function startEtcd(etcd: string): Promise<{ proc: Proc; url: string; dir: 
   return { proc, url, dir };
 }
 
+/** haproxy forwarding a free port to `backendPort`, accepting; skipped where it is not installed. */
+async function startHaproxy(name: PathName, backendPort: number, threads: 'one' | 'default'): Promise<{ port: number; proc: Proc } | { skipped: string }> {
+  const haproxy = findProgram('haproxy');
+  if (haproxy === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
+  const port = await freePort();
+  const config = path.join(ROOT, 'bench-results', `${name}-${process.pid}.cfg`);
+  writeFileSync(config, haproxyConfig(port, backendPort, threads));
+  const proc = startProcess('haproxy', haproxy, ['-db', '-f', config]);
+  try {
+    await waitAccepting(port, proc);
+  } finally {
+    rmSync(config, { force: true }); // read once at start; no reloads here
+  }
+  return { port, proc };
+}
+
+/** The `node` path's server (the relay path's backend handler on a plain net.Server), listening. */
+async function startNodeBackend(): Promise<{ port: number; proc: Proc }> {
+  const port = await freePort();
+  const proc = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(port)]));
+  await proc.waitLine(/^listening on /, 15_000);
+  return { port, proc };
+}
+
 const node = (script: string, args: string[], root = ROOT): [string, string[]] => [process.execPath, [path.join(root, 'dist', 'scripts', script), ...args]];
 
 /** Starts a path, or says why it is skipped (a peer that is not installed). */
@@ -223,45 +247,26 @@ export async function startPath(name: PathName, ctx: PathContext): Promise<Bench
     }
     case 'haproxy':
     case 'haproxy-default': {
-      const haproxy = findProgram('haproxy');
-      if (haproxy === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
-      const port = await freePort();
-      const config = path.join(ROOT, 'bench-results', `${name}-${process.pid}.cfg`);
-      writeFileSync(config, haproxyConfig(port, backend.port, name === 'haproxy' ? 'one' : 'default'));
-      const proc = startProcess('haproxy', haproxy, ['-db', '-f', config]);
-      try {
-        await waitAccepting(port, proc);
-      } finally {
-        rmSync(config, { force: true }); // read once at start; no reloads here
-      }
+      const started = await startHaproxy(name, backend.port, name === 'haproxy' ? 'one' : 'default');
+      if ('skipped' in started) return started;
+      const { port, proc } = started;
       return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], procs: [proc] };
     }
     case 'node': {
       // The relay path's backend handler on a plain net.Server: the same bytes with no
       // relay and no library, so what one Node socket costs shows beside the relay's two.
-      const port = await freePort();
-      const proc = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(port)]));
-      await proc.waitLine(/^listening on /, 15_000);
+      const { port, proc } = await startNodeBackend();
       return { ...base, port, forwarders: [], servicePid: proc.pid, backendPid: proc.pid, procs: [proc] };
     }
     case 'haproxy+node': {
       // haproxy in front of the `node` path's backend: the relay's first echo includes a
       // Node service's turn, haproxy's (to the C backend) a few µs of C. This path puts
       // the same Node handler behind haproxy, so the forwarders compare like for like.
-      const haproxy = findProgram('haproxy');
-      if (haproxy === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
-      const backendPort = await freePort();
-      const service = startProcess('node-backend', ...node('relayed-backend.js', ['--listen', String(backendPort)]));
-      await service.waitLine(/^listening on /, 15_000);
-      const port = await freePort();
-      const config = path.join(ROOT, 'bench-results', `${name}-${process.pid}.cfg`);
-      writeFileSync(config, haproxyConfig(port, backendPort, 'one'));
-      const proc = startProcess('haproxy', haproxy, ['-db', '-f', config]);
-      try {
-        await waitAccepting(port, proc);
-      } finally {
-        rmSync(config, { force: true });
-      }
+      if (findProgram('haproxy') === undefined) return { skipped: 'haproxy is not installed (apt-get install socat haproxy)' };
+      const { port: backendPort, proc: service } = await startNodeBackend();
+      const started = await startHaproxy(name, backendPort, 'one');
+      if ('skipped' in started) return started;
+      const { port, proc } = started;
       return { ...base, port, forwarders: [{ name: 'haproxy', pid: proc.pid }], servicePid: service.pid, backendPid: service.pid, procs: [proc, service] };
     }
     case 'relay@baseline': {

@@ -51,6 +51,8 @@ export class WarmPool {
   #limitRefusals = 0;
   #regrowPlanned = false;
   #closed = false;
+  /** A refill is due this turn: one timer for every client the turn took. */
+  #refillPlanned = false;
   /** The IDLE line every connection of the pool presents. */
   readonly #idleLine: string;
 
@@ -148,7 +150,6 @@ export class WarmPool {
     }
   };
 
-  #refillPlanned = false;
   readonly #refill = (): void => {
     this.#refillPlanned = false;
     this.fill();
